@@ -1,0 +1,71 @@
+"""The contract shared by operators and workloads: env names, paths, ports, label keys.
+
+Both sides import these names, so a rename cannot silently break the link between what the
+operator renders and what the workload reads.
+"""
+
+from __future__ import annotations
+
+from flywheel.api.common import GROUP
+
+# --- Labels and annotations -----------------------------------------------------------------------
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_PART_OF = "app.kubernetes.io/part-of"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+PART_OF = "flywheel"
+MANAGED_BY = "flywheel-operator"
+LABEL_OWNER_KIND = f"{GROUP}/owner-kind"
+LABEL_OWNER_NAME = f"{GROUP}/owner-name"
+LABEL_ROLE = f"{GROUP}/role"  # champion | challenger on serving pods
+ANNOTATION_PREFIX = GROUP  # kopf progress and diff-base live under flywheel.dev/*
+ANNOTATION_CONFIG_HASH = f"{GROUP}/config-hash"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+MULTUS_ANNOTATION = "k8s.v1.cni.cncf.io/networks"
+
+# --- Workload environment -------------------------------------------------------------------------
+ENV_CONFIG = "FLYWHEEL_CONFIG"  # path of the resolved config (JSON) the workload reads once
+ENV_ARTIFACTS_URI = "FLYWHEEL_ARTIFACTS_URI"
+ENV_RUN_NAME = "FLYWHEEL_RUN_NAME"
+ENV_NAMESPACE = "FLYWHEEL_NAMESPACE"
+ENV_RESULT_PATH = "FLYWHEEL_RESULT_PATH"  # where the trainer writes result.json
+ENV_CHAMPION_URI = "FLYWHEEL_CHAMPION_URI"
+ENV_CHALLENGER_URI = "FLYWHEEL_CHALLENGER_URI"
+ENV_SERVING_CONFIG = "FLYWHEEL_SERVING_CONFIG"
+# Operand images, set on the operator Deployment from Helm values.
+ENV_TRAINER_IMAGE = "FLYWHEEL_TRAINER_IMAGE"
+ENV_SELFPLAY_IMAGE = "FLYWHEEL_SELFPLAY_IMAGE"
+ENV_SERVING_IMAGE = "FLYWHEEL_SERVING_IMAGE"
+DEFAULT_TRAINER_IMAGE = "ghcr.io/flywheel-dev/trainer:0.1.0"
+DEFAULT_SELFPLAY_IMAGE = "ghcr.io/flywheel-dev/selfplay:0.1.0"
+DEFAULT_SERVING_IMAGE = "ghcr.io/flywheel-dev/serving:0.1.0"
+
+# --- Paths inside pods ----------------------------------------------------------------------------
+CONFIG_MOUNT = "/etc/flywheel"
+CONFIG_FILE = "config.json"
+CONFIG_PATH = f"{CONFIG_MOUNT}/{CONFIG_FILE}"
+WORK_DIR = "/var/lib/flywheel"
+ARTIFACTS_MOUNT = "/var/lib/flywheel/artifacts"  # pvc:// artifact stores are mounted here
+SHM_PATH = "/dev/shm"
+
+# --- Artifact layout (relative to the artifact root) ----------------------------------------------
+# <root>/<namespace>/<kind plural>/<name>/{checkpoints,model,result.json,reports}
+CHECKPOINTS_DIR = "checkpoints"
+MODEL_DIR = "model"
+MODEL_CARD = "model_card.json"
+FP32_FILE = "model_fp32.pt"
+QUANTIZED_FILE = "model_int8.pt"
+PREPROCESSOR_FILE = "preprocessor.json"
+RESULT_FILE = "result.json"
+TRAFFIC_DIR = "traffic"
+
+# --- Ports ----------------------------------------------------------------------------------------
+SERVING_PORT = 3000
+METRICS_PORT = 8080  # operator metrics
+TORCH_MASTER_PORT = 23456  # the Training Operator's default pytorchjob-port
+
+# --- Trainer entry points -------------------------------------------------------------------------
+TRAINER_MODULE = "flywheel.training"
+SELFPLAY_MODULE = "flywheel.selfplay"
+SERVING_SERVICE = "flywheel.serving.service:FlywheelService"

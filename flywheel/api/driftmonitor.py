@@ -1,0 +1,188 @@
+"""DriftMonitor: Evidently drift checks on live traffic; on drift, retrain and promote only a winner."""
+
+from __future__ import annotations
+
+import enum
+from typing import ClassVar, Literal
+
+import pydantic
+from pydantic import Field
+
+from flywheel.api import common, trainingrun
+
+
+class Reference(common.Model):
+    """The data that live traffic is compared with."""
+
+    from_champion: bool = True
+    """Use the champion's training data (from its model card's lineage)."""
+    repo: str | None = None
+    """A DVC repository to read the reference from instead."""
+    rev: str | None = None
+    path: str | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _one_source(self) -> Reference:
+        if not self.from_champion and not (self.repo and self.path):
+            raise ValueError("set fromChampion: true, or repo and path of a DVC reference")
+        return self
+
+
+class Schedule(common.Model):
+    """How often to check."""
+
+    interval_seconds: int = Field(default=300, ge=10)
+    """Seconds between checks."""
+
+
+class Window(common.Model):
+    """Which logged traffic a check reads."""
+
+    rows: int | None = Field(default=5000, ge=1)
+    """The last N logged rows."""
+    minutes: int | None = Field(default=None, ge=1)
+    """Only rows logged in the last T minutes."""
+    min_rows: int = Field(default=200, ge=1)
+    """Skip the check (and say so) with fewer rows than this."""
+    max_rows: int = Field(default=50000, ge=100)
+    """Sampling cap on each side, so a check's cost stays bounded."""
+
+
+class DriftMethod(str, enum.Enum):
+    AUTO = "auto"
+    KS = "ks"
+    PSI = "psi"
+    WASSERSTEIN = "wasserstein"
+    JENSENSHANNON = "jensenshannon"
+    CHISQUARE = "chisquare"
+    Z = "z"
+    KL_DIV = "kl_div"
+
+
+class ColumnDrift(common.Model):
+    """An override for one column."""
+
+    column: str = Field(min_length=1)
+    method: DriftMethod | None = None
+    threshold: float | None = Field(default=None, gt=0)
+
+
+class Drift(common.Model):
+    """When traffic counts as drifted."""
+
+    method: DriftMethod = DriftMethod.AUTO
+    """Per-column test; auto lets Evidently choose by type and size."""
+    column_threshold: float | None = Field(default=None, gt=0)
+    """Threshold of the per-column test (p-value or distance, depending on the method)."""
+    dataset_drift_share: float = Field(default=0.5, gt=0, le=1)
+    """Share of drifted columns at which the dataset counts as drifted and a retrain starts."""
+    columns: list[ColumnDrift] = Field(default_factory=list)
+    """Per-column overrides."""
+
+
+class Retrain(common.Model):
+    """The challenger TrainingRun started on drift."""
+
+    enabled: bool = True
+    template: trainingrun.TrainingRunSpec
+    """Spec of the challenger run; data.rev is resolved to a commit at trigger time and pinned."""
+    cooldown_seconds: int = Field(default=3600, ge=0)
+    """No new retrain within this long of the last one."""
+    max_concurrent: int = Field(default=1, ge=1, le=10)
+    """Retrains running at once."""
+
+
+class Metric(str, enum.Enum):
+    ACCURACY = "accuracy"
+    F1 = "f1"
+    ROC_AUC = "roc_auc"
+    RMSE = "rmse"
+    MAE = "mae"
+
+
+class Promotion(common.Model):
+    """When a challenger replaces the champion."""
+
+    metric: Metric = Metric.ACCURACY
+    """Compared on the same rows (the challenger's holdout); rmse and mae are better when lower."""
+    min_improvement: float = Field(default=0.01, ge=0)
+    """The challenger must win by at least this much (absolute)."""
+    auto_promote: bool = True
+    """Patch the Deployment's champion on a win; otherwise only record the decision."""
+    max_error_rate_increase: float = Field(default=0.0, ge=0, le=1)
+    """With shadow traffic: the challenger's error rate may exceed the champion's by at most this."""
+    max_latency_ratio: float = Field(default=1.5, ge=1)
+    """With shadow traffic: the challenger's p99 latency may be at most this times the champion's."""
+
+
+class DriftMonitorSpec(common.Model):
+    """Desired state of a DriftMonitor."""
+
+    deployment_ref: str = Field(pattern=common.DNS_LABEL_PATTERN)
+    """The Deployment (deployments.flywheel.dev) whose traffic is checked and whose champion is promoted."""
+    reference: Reference = Field(default_factory=Reference)
+    schedule: Schedule = Field(default_factory=Schedule)
+    window: Window = Field(default_factory=Window)
+    drift: Drift = Field(default_factory=Drift)
+    retrain: Retrain
+    promotion: Promotion = Field(default_factory=Promotion)
+    artifacts: common.Artifacts = Field(default_factory=common.Artifacts)
+    """Where reports are written."""
+
+
+class DriftedColumn(common.Model):
+    column: str
+    score: float
+    method: str
+    threshold: float | None = None
+
+
+class Decision(common.Model):
+    """A promotion decision, with the figures it was made on."""
+
+    time: str
+    challenger: str
+    """The challenger TrainingRun."""
+    decision: Literal["promoted", "rejected", "pending"]
+    reason: str
+    metric: str
+    champion_value: float | None = None
+    challenger_value: float | None = None
+    champion_version: str | None = None
+    challenger_version: str | None = None
+    data_rev: str | None = None
+
+
+class RetrainStatus(common.Model):
+    active: list[str] = Field(default_factory=list)
+    """Challenger TrainingRuns not yet finished."""
+    last_started: str | None = None
+    last_reason: str | None = None
+    count: int = 0
+
+
+class DriftMonitorStatus(common.CommonStatus):
+    """Observed state of a DriftMonitor."""
+
+    last_check_time: str | None = None
+    rows_checked: int | None = None
+    dataset_drift_share: float | None = None
+    drifted: bool | None = None
+    drifted_columns: list[DriftedColumn] = Field(default_factory=list)
+    report_uri: str | None = None
+    retrain: RetrainStatus | None = None
+    last_decision: Decision | None = None
+    last_promotion: str | None = None
+    rollback_target: str | None = None
+
+
+class DriftMonitor(common.Resource):
+    """Watch a Deployment's traffic for drift; retrain a challenger; promote it only if it wins."""
+
+    KIND: ClassVar[str] = "DriftMonitor"
+    PLURAL: ClassVar[str] = "driftmonitors"
+    SHORT_NAMES: ClassVar[tuple[str, ...]] = ("dm",)
+
+    kind: Literal["DriftMonitor"] = "DriftMonitor"
+    spec: DriftMonitorSpec
+    status: DriftMonitorStatus | None = None

@@ -1,0 +1,218 @@
+"""TrainingRun: versioned data, a validation gate, distributed training, an fp32 and a quantized model."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from flywheel.api import common
+
+
+class Expectation(common.Model):
+    """One Great Expectations expectation, by its type name and keyword arguments."""
+
+    type: str = Field(pattern=r"^expect_[a-z0-9_]+$")
+    """GX expectation type, e.g. expect_column_values_to_be_between."""
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    """Its keyword arguments, e.g. {column: age, min_value: 0, max_value: 120}."""
+
+
+class Validation(common.Model):
+    """The data gate: run before any training; a failure ends the run with nothing trained."""
+
+    enabled: bool = True
+    """Run the gate (schema expectations derived from model.features and model.target, plus these)."""
+    expectations: list[Expectation] = Field(default_factory=list)
+    """Inline expectations."""
+    config_map_ref: str | None = None
+    """ConfigMap whose key `expectations.yaml` holds more expectations (Kubernetes)."""
+    file: str | None = None
+    """Path of a YAML file of expectations inside the data repository (local and Kubernetes)."""
+    max_duplicate_fraction: float = Field(default=0.05, ge=0, le=1)
+    """Fail when more than this fraction of rows are exact duplicates."""
+    min_rows: int = Field(default=10, ge=1)
+    """Fail when the data has fewer rows."""
+
+
+class Data(common.Model):
+    """A DVC-tracked dataset, pinned to a git revision."""
+
+    repo: str = Field(min_length=1)
+    """DVC repository: a git URL, or a local path (local backend)."""
+    rev: str = "HEAD"
+    """Git revision (branch, tag or commit); resolved to a commit and recorded in status."""
+    path: str = Field(min_length=1)
+    """DVC-tracked file inside the repository (CSV or Parquet)."""
+    remote: str | None = None
+    """DVC remote to fetch from; the repository's default remote when unset."""
+    credentials_secret: str | None = None
+    """Secret with the remote's credentials (env vars); never copied into status, events or logs."""
+    validation: Validation = Field(default_factory=Validation)
+    """The Great Expectations gate."""
+
+
+class Task(str, enum.Enum):
+    CLASSIFICATION = "classification"
+    REGRESSION = "regression"
+
+
+class Feature(common.Model):
+    """A declared input column; the gate checks it, the server types requests with it."""
+
+    name: str = Field(min_length=1)
+    """Column name."""
+    type: Literal["numeric", "categorical"] = "numeric"
+    """numeric (scaled) or categorical (one-hot encoded)."""
+    min: float | None = None
+    """Smallest valid value (numeric); checked by the gate."""
+    max: float | None = None
+    """Largest valid value (numeric); checked by the gate."""
+    categories: list[str] | None = None
+    """Allowed values (categorical); learnt from the data when unset."""
+    nullable: bool = False
+    """Allow missing values."""
+
+
+class Architecture(common.Model):
+    """The tabular network."""
+
+    type: Literal["mlp"] = "mlp"
+    """Only mlp for now: Linear + ReLU blocks."""
+    hidden_layers: list[int] = Field(default_factory=lambda: [128, 64], min_length=1, max_length=16)
+    """Width of each hidden layer."""
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    """Dropout after each hidden layer."""
+
+
+class ModelSpec(common.Model):
+    """What to learn."""
+
+    task: Task
+    """classification or regression."""
+    target: str = Field(min_length=1)
+    """Target column."""
+    features: list[Feature] = Field(default_factory=list)
+    """Input columns; when empty, every column but the target, typed from the data."""
+    architecture: Architecture = Field(default_factory=Architecture)
+    """Network shape."""
+
+
+class Training(common.Model):
+    """Optimisation settings."""
+
+    epochs: int = Field(default=10, ge=1, le=10000)
+    """Passes over the training split."""
+    batch_size: int = Field(default=64, ge=1, le=65536)
+    """Batch size per process."""
+    learning_rate: float = Field(default=1e-3, gt=0, le=10)
+    """AdamW learning rate."""
+    weight_decay: float = Field(default=1e-4, ge=0)
+    """AdamW weight decay."""
+    seed: int = Field(default=0, ge=0)
+    """Seed for splits, initialisation and shuffling."""
+    checkpoint_every: int = Field(default=50, ge=1)
+    """Write a checkpoint every N optimiser steps (and at each epoch end)."""
+    holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
+    """Fraction of rows held out and evaluated at the end."""
+
+
+class Quantization(str, enum.Enum):
+    NONE = "none"
+    DYNAMIC_INT8 = "dynamic-int8"
+
+
+class Export(common.Model):
+    """What is exported besides the fp32 weights."""
+
+    quantization: Quantization = Quantization.DYNAMIC_INT8
+    """dynamic-int8 (chosen by measurement, see BENCHMARKS.md) or none."""
+
+
+class TrainingRunSpec(common.Model):
+    """Desired state of a TrainingRun."""
+
+    data: Data
+    """The dataset and its gate."""
+    model: ModelSpec
+    """What to learn."""
+    training: Training = Field(default_factory=Training)
+    """Optimisation settings."""
+    resources: common.Resources = Field(default_factory=common.Resources)
+    """Pods, GPUs, CPU and memory."""
+    networking: common.Networking = Field(default_factory=common.Networking)
+    """RDMA networking for multi-node runs."""
+    scheduling: common.Scheduling = Field(default_factory=common.Scheduling)
+    """Queue, priority, placement, gang scheduling."""
+    export: Export = Field(default_factory=Export)
+    """Model export."""
+    artifacts: common.Artifacts = Field(default_factory=common.Artifacts)
+    """Artifact store."""
+    run_policy: common.RunPolicy = Field(default_factory=common.RunPolicy)
+    """Retries and deadlines."""
+
+
+class DataLineage(common.Model):
+    """Exactly which data a model was trained on."""
+
+    repo: str | None = None
+    rev: str | None = None
+    """The revision asked for."""
+    commit: str | None = None
+    """The git commit it resolved to."""
+    path: str | None = None
+    hash: str | None = None
+    """DVC content hash (md5) of the file."""
+    size: int | None = None
+    """Bytes."""
+    rows: int | None = None
+
+
+class ModelArtifacts(common.Model):
+    """Where the exported model lives."""
+
+    version: str | None = None
+    """Model version: <run name>-<data hash prefix>."""
+    fp32_uri: str | None = None
+    quantized_uri: str | None = None
+    card_uri: str | None = None
+    """Model card (JSON): metrics, lineage, config, feature schema."""
+
+
+class Checkpoint(common.Model):
+    uri: str | None = None
+    step: int | None = None
+
+
+class TrainingRunStatus(common.CommonStatus):
+    """Observed state of a TrainingRun."""
+
+    job_name: str | None = None
+    """The PyTorchJob (Kubernetes) or process group (local) running the trainer."""
+    data: DataLineage | None = None
+    """Data lineage."""
+    validation: dict[str, Any] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    """Gate summary: expectations evaluated, failed ones with their observed values."""
+    metrics: dict[str, float] = Field(default_factory=dict)
+    """Holdout metrics (accuracy, f1, roc_auc or rmse, mae, r2)."""
+    model: ModelArtifacts | None = None
+    checkpoint: Checkpoint | None = None
+    start_time: str | None = None
+    completion_time: str | None = None
+
+
+class TrainingRun(common.Resource):
+    """Train a tabular model on DVC-versioned data, gated by Great Expectations."""
+
+    KIND: ClassVar[str] = "TrainingRun"
+    PLURAL: ClassVar[str] = "trainingruns"
+    SHORT_NAMES: ClassVar[tuple[str, ...]] = ("tr",)
+
+    kind: Literal["TrainingRun"] = "TrainingRun"
+    spec: TrainingRunSpec
+    status: TrainingRunStatus | None = None

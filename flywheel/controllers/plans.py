@@ -1,0 +1,141 @@
+"""The Plan a reconciler returns, and the helpers every controller shares.
+
+A plan says what the world should look like after this reconcile: children to apply (idempotent
+create-or-update), children to delete, a status patch, events for people, and whether to look
+again later. The adapters (flywheel.kube for Kubernetes, flywheel.local for one machine) carry it
+out; the decision itself stays here, pure and testable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+from typing import Any
+
+from flywheel.api import contract
+
+Manifest = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """An event for people: type Normal or Warning, a CamelCase reason, a sentence."""
+
+    reason: str
+    message: str
+    type: str = "Normal"
+
+
+class PermanentError(Exception):
+    """The spec cannot work as written; retrying will not help (the status says why)."""
+
+
+@dataclasses.dataclass
+class Plan:
+    """What one reconcile decided."""
+
+    apply: list[Manifest] = dataclasses.field(default_factory=list)
+    """Children to create, or update when they differ (server-side apply semantics)."""
+    delete: list[Manifest] = dataclasses.field(default_factory=list)
+    """Children to delete (only apiVersion, kind, metadata.name/namespace are read)."""
+    status: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Merge patch for .status (camelCase keys)."""
+    patch_resources: list[Manifest] = dataclasses.field(default_factory=list)
+    """Merge patches of other Flywheel resources (e.g. promotion patches a Deployment's spec)."""
+    events: list[Event] = dataclasses.field(default_factory=list)
+    requeue_after: float | None = None
+    """Seconds until the next look ("not yet"), or None when only a change can move things."""
+    permanent_error: str | None = None
+    """Set when the spec is invalid: the adapter stops retrying until the spec changes."""
+
+
+def now_rfc3339(now: datetime.datetime) -> str:
+    return now.astimezone(datetime.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def set_condition(
+    conditions: list[dict[str, Any]],
+    type_: str,
+    status: str,
+    reason: str,
+    message: str,
+    now: datetime.datetime,
+    generation: int | None = None,
+) -> list[dict[str, Any]]:
+    """Return conditions with `type_` set; lastTransitionTime moves only when the status changes.
+
+    Pure: the input list is not modified. Conditions stay keyed by type and sorted with Ready
+    first, so reconciling twice produces byte-identical status.
+    """
+    out = [dict(c) for c in conditions if c.get("type") != type_]
+    previous = next((c for c in conditions if c.get("type") == type_), None)
+    changed = previous is None or previous.get("status") != status
+    condition: dict[str, Any] = {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": now_rfc3339(now) if changed else previous.get("lastTransitionTime"),  # type: ignore[union-attr]
+    }
+    if generation is not None:
+        condition["observedGeneration"] = generation
+    out.append(condition)
+    out.sort(key=lambda c: (c["type"] != "Ready", c["type"]))
+    return out
+
+
+def get_condition(conditions: list[dict[str, Any]] | None, type_: str) -> dict[str, Any] | None:
+    return next((c for c in conditions or [] if c.get("type") == type_), None)
+
+
+def child_name(parent: str, suffix: str = "", max_len: int = 63) -> str:
+    """Deterministic child name: `<parent>-<suffix>`, shortened with a stable hash past max_len."""
+    name = f"{parent}-{suffix}" if suffix else parent
+    if len(name) <= max_len:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: max_len - 9].rstrip('-')}-{digest}"
+
+
+def labels(kind: str, name: str, component: str) -> dict[str, str]:
+    """The standard labels every child carries."""
+    return {
+        contract.LABEL_NAME: kind.lower(),
+        contract.LABEL_INSTANCE: name,
+        contract.LABEL_COMPONENT: component,
+        contract.LABEL_PART_OF: contract.PART_OF,
+        contract.LABEL_MANAGED_BY: contract.MANAGED_BY,
+        contract.LABEL_OWNER_KIND: kind,
+        contract.LABEL_OWNER_NAME: name,
+    }
+
+
+def owner_reference(owner: Manifest) -> dict[str, Any]:
+    """A controller owner reference to `owner` (garbage collection deletes children with it)."""
+    meta = owner["metadata"]
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": meta["name"],
+        "uid": meta.get("uid", ""),
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def child_metadata(owner: Manifest, name: str, component: str) -> dict[str, Any]:
+    """Metadata of a child: deterministic name, owner's namespace, standard labels, owner reference."""
+    meta = owner["metadata"]
+    return {
+        "name": name,
+        "namespace": meta.get("namespace") or "default",
+        "labels": labels(owner["kind"], meta["name"], component),
+        "ownerReferences": [owner_reference(owner)],
+    }
+
+
+def config_hash(obj: Any) -> str:
+    """A short stable hash of a JSON-able value (to roll pods when their config changes)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
