@@ -1,8 +1,8 @@
 """Typed models of the four kinds; they double as the Python SDK.
 
-    from flywheel import api
-    run = api.TrainingRun(metadata={"name": "iris"}, spec={...})
-    yaml.safe_dump(run.to_manifest())
+from flywheel import api
+run = api.TrainingRun(metadata={"name": "iris"}, spec={...})
+yaml.safe_dump(run.to_manifest())
 """
 
 from flywheel.api.common import API_VERSION, GROUP, VERSION, Condition, ObjectMeta, Resource

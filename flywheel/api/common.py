@@ -57,7 +57,7 @@ class ObjectMeta(pydantic.BaseModel):
     creationTimestamp: str | None = None
 
 
-class ConditionStatus(str, enum.Enum):
+class ConditionStatus(enum.StrEnum):
     TRUE = "True"
     FALSE = "False"
     UNKNOWN = "Unknown"
@@ -118,7 +118,7 @@ class Resources(Model):
         return self.procs_per_replica or 1
 
 
-class RdmaMode(str, enum.Enum):
+class RdmaMode(enum.StrEnum):
     INFINIBAND = "infiniband"
     ROCE = "roce"
 
@@ -180,7 +180,7 @@ class Toleration(Model):
     toleration_seconds: int | None = None
 
 
-class GangScheduler(str, enum.Enum):
+class GangScheduler(enum.StrEnum):
     KUEUE = "kueue"
     VOLCANO = "volcano"
     SCHEDULER_PLUGINS = "scheduler-plugins"
@@ -228,7 +228,9 @@ class Scheduling(Model):
     """Gang scheduling."""
 
 
-ARTIFACT_URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|pvc://[a-z0-9][-a-z0-9]*(/.*)?|file:///.*)$"
+ARTIFACT_URI_PATTERN = (
+    r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|pvc://[a-z0-9][-a-z0-9]*(/.*)?|file:///.*)$"
+)
 
 
 class Artifacts(Model):
@@ -241,7 +243,7 @@ class Artifacts(Model):
     for s3://; mounted as environment, never copied into status or events."""
 
 
-class RestartPolicy(str, enum.Enum):
+class RestartPolicy(enum.StrEnum):
     ON_FAILURE = "OnFailure"
     EXIT_CODE = "ExitCode"
     NEVER = "Never"

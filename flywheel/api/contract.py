@@ -30,6 +30,11 @@ ENV_ARTIFACTS_URI = "FLYWHEEL_ARTIFACTS_URI"
 ENV_RUN_NAME = "FLYWHEEL_RUN_NAME"
 ENV_NAMESPACE = "FLYWHEEL_NAMESPACE"
 ENV_RESULT_PATH = "FLYWHEEL_RESULT_PATH"  # where the trainer writes result.json
+# Kubernetes reporting route: rank 0 writes a compact JSON summary (metrics, model URIs, data hash,
+# checkpoint; < 4 KiB) to the container's termination message; the operator reads it from the
+# Master pod's status. No write RBAC for workloads, no artifact-store access for the operator.
+TERMINATION_LOG = "/dev/termination-log"
+ENV_TERMINATION_LOG = "FLYWHEEL_TERMINATION_LOG"
 ENV_CHAMPION_URI = "FLYWHEEL_CHAMPION_URI"
 ENV_CHALLENGER_URI = "FLYWHEEL_CHALLENGER_URI"
 ENV_SERVING_CONFIG = "FLYWHEEL_SERVING_CONFIG"

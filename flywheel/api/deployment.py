@@ -39,7 +39,7 @@ class ModelRef(common.Model):
         return self
 
 
-class TrafficMode(str, enum.Enum):
+class TrafficMode(enum.StrEnum):
     CANARY = "canary"
     SHADOW = "shadow"
 
@@ -62,7 +62,10 @@ class Autoscaling(common.Model):
     model_config = pydantic.ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                {"rule": "self.minReplicas <= self.maxReplicas", "message": "minReplicas must be <= maxReplicas"}
+                {
+                    "rule": "self.minReplicas <= self.maxReplicas",
+                    "message": "minReplicas must be <= maxReplicas",
+                }
             ]
         }
     )
@@ -124,7 +127,8 @@ class DeploymentSpec(common.Model):
                 {
                     "rule": "!has(self.challenger) || self.traffic.mode == 'shadow' "
                     "|| self.traffic.challengerPercent > 0",
-                    "message": "a challenger needs traffic: set traffic.challengerPercent > 0 or traffic.mode: shadow",
+                    "message": "a challenger needs traffic: "
+                    "set traffic.challengerPercent > 0 or traffic.mode: shadow",
                     "fieldPath": ".traffic",
                 },
                 {
@@ -154,11 +158,11 @@ class DeploymentSpec(common.Model):
 
     @pydantic.model_validator(mode="after")
     def _traffic_matches(self) -> DeploymentSpec:
-        if self.challenger is not None and self.traffic.mode == TrafficMode.CANARY:
-            if self.traffic.challenger_percent == 0:
-                raise ValueError(
-                    "a challenger needs traffic: set traffic.challengerPercent > 0 or traffic.mode: shadow"
-                )
+        canary = self.traffic.mode == TrafficMode.CANARY
+        if self.challenger is not None and canary and self.traffic.challenger_percent == 0:
+            raise ValueError(
+                "a challenger needs traffic: set traffic.challengerPercent > 0 or traffic.mode: shadow"
+            )
         if self.challenger is None and self.traffic.challenger_percent > 0:
             raise ValueError("traffic.challengerPercent is set but there is no challenger")
         return self

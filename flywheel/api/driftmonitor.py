@@ -48,7 +48,7 @@ class Window(common.Model):
     """Sampling cap on each side, so a check's cost stays bounded."""
 
 
-class DriftMethod(str, enum.Enum):
+class DriftMethod(enum.StrEnum):
     AUTO = "auto"
     KS = "ks"
     PSI = "psi"
@@ -92,7 +92,7 @@ class Retrain(common.Model):
     """Retrains running at once."""
 
 
-class Metric(str, enum.Enum):
+class Metric(enum.StrEnum):
     ACCURACY = "accuracy"
     F1 = "f1"
     ROC_AUC = "roc_auc"

@@ -10,7 +10,7 @@ from pydantic import Field
 from flywheel.api import common
 
 
-class TaskType(str, enum.Enum):
+class TaskType(enum.StrEnum):
     DEDUCTION = "deduction"
     ABDUCTION = "abduction"
     INDUCTION = "induction"

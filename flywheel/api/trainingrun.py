@@ -55,7 +55,7 @@ class Data(common.Model):
     """The Great Expectations gate."""
 
 
-class Task(str, enum.Enum):
+class Task(enum.StrEnum):
     CLASSIFICATION = "classification"
     REGRESSION = "regression"
 
@@ -120,7 +120,7 @@ class Training(common.Model):
     """Fraction of rows held out and evaluated at the end."""
 
 
-class Quantization(str, enum.Enum):
+class Quantization(enum.StrEnum):
     NONE = "none"
     DYNAMIC_INT8 = "dynamic-int8"
 

@@ -52,7 +52,7 @@ class Plan:
 
 
 def now_rfc3339(now: datetime.datetime) -> str:
-    return now.astimezone(datetime.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return now.astimezone(datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def set_condition(
@@ -139,3 +139,31 @@ def child_metadata(owner: Manifest, name: str, component: str) -> dict[str, Any]
 def config_hash(obj: Any) -> str:
     """A short stable hash of a JSON-able value (to roll pods when their config changes)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclasses.dataclass(frozen=True)
+class Ref:
+    """An object a controller wants observed before it plans: a child or a related resource."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str = "default"
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+@dataclasses.dataclass
+class Observed:
+    """What the adapter saw for the refs a controller asked for (missing objects are absent).
+
+    Keys are `Ref.key` ("Kind/name"). The same shape is filled by flywheel.kube (live objects with
+    status) and by flywheel.local (the SQLite store and the process supervisor).
+    """
+
+    objects: dict[str, Manifest] = dataclasses.field(default_factory=dict)
+
+    def get(self, kind: str, name: str) -> Manifest | None:
+        return self.objects.get(f"{kind}/{name}")

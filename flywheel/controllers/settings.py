@@ -1,0 +1,35 @@
+"""Operator settings the controllers need: operand images and defaults, read once at start-up.
+
+The Helm chart sets them as env on the operator Deployment (values -> env -> Settings), the local
+backend uses the defaults. Controllers take a Settings argument instead of reading env themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+
+from flywheel.api import contract
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    trainer_image: str = contract.DEFAULT_TRAINER_IMAGE
+    selfplay_image: str = contract.DEFAULT_SELFPLAY_IMAGE
+    serving_image: str = contract.DEFAULT_SERVING_IMAGE
+    image_pull_policy: str = "IfNotPresent"
+    service_account: str | None = None
+    """ServiceAccount of workload pods (none: the namespace default)."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        defaults = cls()
+        return cls(
+            trainer_image=env.get(contract.ENV_TRAINER_IMAGE, defaults.trainer_image),
+            selfplay_image=env.get(contract.ENV_SELFPLAY_IMAGE, defaults.selfplay_image),
+            serving_image=env.get(contract.ENV_SERVING_IMAGE, defaults.serving_image),
+            image_pull_policy=env.get("FLYWHEEL_IMAGE_PULL_POLICY", defaults.image_pull_policy),
+            service_account=env.get("FLYWHEEL_WORKLOAD_SERVICE_ACCOUNT") or None,
+        )
