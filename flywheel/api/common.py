@@ -126,11 +126,19 @@ class RdmaMode(enum.StrEnum):
 class Rdma(Model):
     """RDMA networking for NCCL (InfiniBand or RoCE) through Multus secondary networks."""
 
+    @pydantic.model_validator(mode="after")
+    def _networks_when_enabled(self) -> Rdma:
+        if self.enabled and not self.networks:
+            raise ValueError(
+                "networks must list at least one Multus NetworkAttachmentDefinition when rdma.enabled is true"
+            )
+        return self
+
     model_config = pydantic.ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "!self.enabled || size(self.networks) > 0",
+                    "rule": "!self.enabled || (has(self.networks) && size(self.networks) > 0)",
                     "message": "networks must list at least one Multus NetworkAttachmentDefinition "
                     "when rdma.enabled is true",
                     "fieldPath": ".networks",
@@ -207,7 +215,7 @@ class Scheduling(Model):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "!has(self.gang) || !self.gang.enabled || self.gang.scheduler != 'kueue' "
+                    "rule": "!self.gang.enabled || self.gang.scheduler != 'kueue' "
                     "|| (has(self.queueName) && size(self.queueName) > 0)",
                     "message": "gang scheduling with kueue needs scheduling.queueName (a Kueue LocalQueue)",
                     "fieldPath": ".queueName",
@@ -226,6 +234,12 @@ class Scheduling(Model):
     """Taints the pods tolerate (GPU nodes are often tainted)."""
     gang: Gang = Field(default_factory=Gang)
     """Gang scheduling."""
+
+    @pydantic.model_validator(mode="after")
+    def _kueue_needs_queue(self) -> Scheduling:
+        if self.gang.enabled and self.gang.scheduler == GangScheduler.KUEUE and not self.queue_name:
+            raise ValueError("gang scheduling with kueue needs scheduling.queueName (a Kueue LocalQueue)")
+        return self
 
 
 ARTIFACT_URI_PATTERN = (
@@ -273,7 +287,7 @@ class Resource(pydantic.BaseModel):
     PLURAL: ClassVar[str]
     SHORT_NAMES: ClassVar[tuple[str, ...]]
 
-    api_version: Literal["flywheel.dev/v1alpha1"] = Field(default=API_VERSION, alias="apiVersion")
+    api_version: Literal["flywheel.dev/v1alpha1"] = Field(default="flywheel.dev/v1alpha1", alias="apiVersion")
     metadata: ObjectMeta
 
     def to_manifest(self, *, with_status: bool = False) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from typing import Any, ClassVar, Literal
 
+import pydantic
 from pydantic import Field
 
 from flywheel.api import common
@@ -135,6 +136,19 @@ class Export(common.Model):
 class TrainingRunSpec(common.Model):
     """Desired state of a TrainingRun."""
 
+    model_config = pydantic.ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!self.networking.rdma.enabled || self.resources.gpusPerReplica > 0",
+                    "message": "RDMA carries NCCL traffic between GPUs: set resources.gpusPerReplica >= 1 "
+                    "or networking.rdma.enabled: false",
+                    "fieldPath": ".networking.rdma.enabled",
+                },
+            ]
+        }
+    )
+
     data: Data
     """The dataset and its gate."""
     model: ModelSpec
@@ -153,6 +167,26 @@ class TrainingRunSpec(common.Model):
     """Artifact store."""
     run_policy: common.RunPolicy = Field(default_factory=common.RunPolicy)
     """Retries and deadlines."""
+
+    @pydantic.model_validator(mode="after")
+    def _consistent(self) -> TrainingRunSpec:
+        if self.networking.rdma.enabled and self.resources.gpus_per_replica == 0:
+            raise ValueError(
+                "networking.rdma.enabled: RDMA carries NCCL traffic between GPUs; "
+                "set resources.gpusPerReplica >= 1 or networking.rdma.enabled: false"
+            )
+        names = [f.name for f in self.model.features]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"model.features: {', '.join(duplicated)} declared twice; keep one entry each")
+        if self.model.target in names:
+            raise ValueError(
+                f"model.features: the target {self.model.target!r} is listed as a feature; remove it"
+            )
+        for f in self.model.features:
+            if f.min is not None and f.max is not None and f.min > f.max:
+                raise ValueError(f"model.features[{f.name}]: min {f.min} is greater than max {f.max}")
+        return self
 
 
 class DataLineage(common.Model):

@@ -1,0 +1,113 @@
+"""Reading resource files: YAML streams of Flywheel manifests, with errors a person can act on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import yaml
+
+from flywheel import errors
+from flywheel.api import KINDS, common
+
+Manifest = dict[str, Any]
+
+
+PATTERN_HINTS = {
+    common.DNS_LABEL_PATTERN: "use lowercase letters, digits and '-', starting and ending alphanumeric",
+    common.QUANTITY_PATTERN: "use a Kubernetes quantity such as 500m, 2, 512Mi or 4Gi",
+    common.ARTIFACT_URI_PATTERN: "use file:///path, pvc://claim/path or s3://bucket/prefix",
+}
+
+
+def read_documents(path: str | Path) -> list[Manifest]:
+    """Every non-empty YAML document of a file (or '-' for stdin); UserError on unreadable YAML."""
+    source = Path(path)
+    try:
+        text = source.read_text() if str(path) != "-" else _stdin()
+    except FileNotFoundError as exc:
+        raise errors.UserError(f"{path}: no such file; pass the path of a YAML manifest with -f") from exc
+    except (IsADirectoryError, UnicodeDecodeError) as exc:
+        raise errors.UserError(f"{path}: not a YAML text file") from exc
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise errors.UserError(f"{path}:{where}: invalid YAML: {problem}") from exc
+    for index, doc in enumerate(docs):
+        if not isinstance(doc, dict):
+            raise errors.UserError(f"{path}: document {index + 1} is not a mapping (apiVersion, kind, ...)")
+    return docs
+
+
+def _stdin() -> str:
+    import sys
+
+    return sys.stdin.read()
+
+
+def describe(doc: Manifest) -> str:
+    """'Kind/name' for messages, tolerant of broken documents."""
+    meta = doc.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    return f"{doc.get('kind', '?')}/{name or '?'}"
+
+
+def model_class(doc: Manifest, where: str) -> type[common.Resource]:
+    """The model of a document's kind; UserError when apiVersion or kind are not ours."""
+    kind = doc.get("kind")
+    api_version = doc.get("apiVersion")
+    if kind not in KINDS:
+        raise errors.UserError(
+            f"{where}: kind: {kind!r} is not a Flywheel kind; use one of {', '.join(sorted(KINDS))}"
+        )
+    if api_version != common.API_VERSION:
+        raise errors.UserError(f"{where}: apiVersion: {api_version!r}; use apiVersion: {common.API_VERSION}")
+    return KINDS[kind]
+
+
+def error_lines(where: str, exc: pydantic.ValidationError) -> list[str]:
+    """One line per problem: location (as on the wire), what is wrong, the offending value."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field; remove it or check its spelling (fields are camelCase)"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        elif err["type"] == "string_pattern_mismatch":
+            msg = PATTERN_HINTS.get(str((err.get("ctx") or {}).get("pattern")), msg)
+        value = err.get("input")
+        shown = (
+            ""
+            if err["type"] in ("missing", "extra_forbidden") or isinstance(value, dict)
+            else f" (got {value!r})"
+        )
+        lines.append(f"{where}: {loc or '<root>'}: {msg}{shown}")
+    return lines
+
+
+def parse(doc: Manifest, where: str) -> common.Resource:
+    """Validate one document into its model; UserError listing every problem."""
+    cls = model_class(doc, where)
+    try:
+        return cls.model_validate(doc)
+    except pydantic.ValidationError as exc:
+        lines = error_lines(where, exc)
+        raise errors.UserError(f"{where}: {len(lines)} problem(s)", problems=lines) from exc
+
+
+def load_file(path: str | Path) -> list[common.Resource]:
+    """Every resource of a file, validated; UserError naming the first broken document's problems."""
+    return [parse(doc, f"{path}: {describe(doc)}") for doc in read_documents(path)]
+
+
+def load_files(paths: list[str]) -> list[common.Resource]:
+    out: list[common.Resource] = []
+    for path in paths:
+        out.extend(load_file(path))
+    return out
