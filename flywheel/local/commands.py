@@ -1,0 +1,191 @@
+"""`flywheel run`, `flywheel get` and `flywheel logs`: the local backend's command line.
+
+run   validate the files (all of them, before anything starts), put each resource in the store, and
+      hand it to its kind's runner; exit 0 when every resource ended healthy, else 1.
+get   list resources like kubectl: a table (NAME, READY, PHASE, a key field per kind, AGE), or the
+      stored objects as YAML or JSON. Kinds are matched case-insensitively by kind, plural, singular
+      or short name (tr, spr, mdep, dm).
+logs  print a workload's log (<home>/logs/<kind>/<name>.log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flywheel import api, errors
+from flywheel.api import common
+from flywheel.api import conditions as conds
+from flywheel.controllers import plans
+from flywheel.local import runners
+
+Manifest = dict[str, Any]
+
+# kind -> (column header, status path) of the one field that says most about a resource.
+KEY_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "TrainingRun": ("MODEL", ("model", "version")),
+    "SelfPlayRun": ("STEP", ("step",)),
+    "Deployment": ("CHAMPION", ("championVersion",)),
+    "DriftMonitor": ("DRIFT", ("datasetDriftShare",)),
+}
+
+
+def run(args: argparse.Namespace) -> int:
+    resources = _load(args.filename)
+    missing = sorted({r.KIND for r in resources if runners.runner(r.KIND) is None})
+    if missing:
+        raise errors.UserError(
+            f"the local backend cannot run {', '.join(missing)} yet; "
+            f"it runs {', '.join(sorted(runners.RUNNERS))}"
+        )
+    ctx = runners.Context.create(args.home, detach=getattr(args, "detach", False))
+    outcomes: list[tuple[str, bool]] = []
+    for resource in resources:
+        manifest = ctx.store.put(resource.to_manifest())
+        module = runners.runner(resource.KIND)
+        assert module is not None
+        ok = bool(module.run(ctx, manifest))
+        outcomes.append((f"{resource.KIND.lower()}/{resource.name}", ok))
+    for ref, ok in outcomes:
+        ctx.console.print(f"{ref}: {'[green]ok[/green]' if ok else '[red]failed[/red]'}")
+    return 0 if all(ok for _, ok in outcomes) else 1
+
+
+def get(args: argparse.Namespace) -> int:
+    kind = resolve_kind(args.kind) if args.kind else None
+    items = _observed(Path(args.home), kind)
+    if args.name:
+        items = [m for m in items if m["metadata"]["name"] == args.name]
+        if not items:
+            raise errors.UserError(
+                f"{kind.lower() if kind else 'resource'}/{args.name} not found in {args.home}"
+            )
+    output = getattr(args, "output", "table")
+    if output == "table":
+        print(table(items, with_kind=kind is None) if items else f"No resources found in {args.home}.")
+        return 0
+    doc: Any = items[0] if args.name else {"apiVersion": "v1", "kind": "List", "items": items}
+    if output == "json":
+        print(json.dumps(doc, indent=2, sort_keys=False))
+    else:
+        print(yaml.safe_dump(doc, sort_keys=False), end="")
+    return 0
+
+
+def logs(args: argparse.Namespace) -> int:
+    kind_text, sep, name = args.ref.partition("/")
+    if not sep or not name:
+        raise errors.UserError(f"{args.ref!r}: give KIND/NAME, e.g. trainingrun/iris")
+    kind = resolve_kind(kind_text)
+    path = Path(args.home).resolve() / "logs" / kind.lower() / f"{name}.log"
+    if not path.exists():
+        raise errors.UserError(
+            f"no logs for {kind.lower()}/{name} in {args.home}; run it with `flywheel run -f`"
+        )
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 16), b""):
+            sys.stdout.buffer.write(chunk)
+    sys.stdout.flush()
+    return 0
+
+
+def resolve_kind(text: str) -> str:
+    """The kind named by `text`: kind, plural, singular or short name, any case."""
+    wanted = text.lower().removesuffix(f".{common.GROUP}")
+    for kind, cls in api.KINDS.items():
+        if wanted in {kind.lower(), cls.PLURAL, *cls.SHORT_NAMES}:
+            return kind
+    names = ", ".join(f"{k} ({'/'.join(c.SHORT_NAMES)})" for k, c in api.KINDS.items())
+    raise errors.UserError(f"{text!r} is not a Flywheel kind; use one of {names}")
+
+
+def table(items: list[Manifest], with_kind: bool, now: datetime.datetime | None = None) -> str:
+    """kubectl-style columns, one block per kind (a key field differs by kind)."""
+    now = now or datetime.datetime.now(datetime.UTC)
+    blocks = []
+    for kind in [k for k in api.KINDS if any(m["kind"] == k for m in items)]:
+        header, path = KEY_FIELDS[kind]
+        rows = [["NAME", "READY", "PHASE", header, "AGE"]]
+        for m in (m for m in items if m["kind"] == kind):
+            status = m.get("status") or {}
+            ready = plans.get_condition(status.get("conditions"), conds.READY)
+            name = (
+                f"{kind.lower()}.{common.GROUP}/{m['metadata']['name']}"
+                if with_kind
+                else m["metadata"]["name"]
+            )
+            rows.append(
+                [
+                    name,
+                    ready["status"] if ready else "-",
+                    status.get("phase") or "-",
+                    _text(_dig(status, path)),
+                    age(m["metadata"].get("creationTimestamp"), now),
+                ]
+            )
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        blocks.append(
+            "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+        )
+    return "\n\n".join(blocks)
+
+
+def age(timestamp: str | None, now: datetime.datetime) -> str:
+    """kubectl's AGE: 45s, 12m, 3h, 2d."""
+    if not timestamp:
+        return "-"
+    then = datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    seconds = max(0, int((now - then).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size * (2 if unit != "m" else 1):
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _load(paths: list[str]) -> list[common.Resource]:
+    from flywheel.api import loading
+
+    resources: list[common.Resource] = []
+    for path in paths:
+        for item in loading.load_file(path):
+            resources.append(item if isinstance(item, common.Resource) else loading.parse(item, str(path)))
+    seen: set[tuple[str, str, str]] = set()
+    for r in resources:
+        key = (r.KIND, r.namespace, r.name)
+        if key in seen:
+            raise errors.UserError(f"{r.KIND}/{r.name} appears twice; give each resource its own name")
+        seen.add(key)
+    return resources
+
+
+def _observed(home: Path, kind: str | None) -> list[Manifest]:
+    """Stored resources, each refreshed by its runner's observe (e.g. a trainer that died)."""
+    if not (home / "state.db").exists():
+        return []
+    ctx = runners.Context.create(home)
+    items = []
+    for manifest in ctx.store.list(kind):
+        module = runners.runner(manifest["kind"])
+        observe = getattr(module, "observe", None)
+        items.append(observe(ctx, manifest) if observe else manifest)
+    return items
+
+
+def _dig(obj: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        obj = obj.get(key) if isinstance(obj, dict) else None
+    return obj
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)

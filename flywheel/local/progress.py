@@ -1,0 +1,124 @@
+"""Progress of a local workload: its JSON event lines, read from its log, drive rich progress bars.
+
+Workloads print one JSON object per line on stdout ({"event": "epoch", ...}); the supervisor sends
+stdout to the log file, and the CLI follows that file. Reading the file rather than a pipe means a
+killed CLI never blocks or kills the workload through a broken pipe, and a later CLI can pick up
+where the workload is.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from rich import console as rich_console
+from rich import progress as rich_progress
+
+Event = dict[str, Any]
+# torchrun --tee / --role prefixes a worker's lines with "[default0]:"; accept it.
+_PREFIX = re.compile(r"^\[[\w.-]+\]:")
+
+
+def parse_event(line: str) -> Event | None:
+    """The event of one output line, or None when the line is not a JSON event."""
+    text = _PREFIX.sub("", line.strip(), count=1).strip()
+    if not text.startswith("{"):
+        return None
+    try:
+        event = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return event if isinstance(event, dict) and "event" in event else None
+
+
+def follow(path: Path, offset: int, running: Callable[[], bool], poll: float = 0.2) -> Iterator[str]:
+    """Yield complete lines appended to `path` after `offset` until `running()` is False and the
+    file is read to its end."""
+    pending = b""
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        while True:
+            alive = running()  # read after checking, so nothing written before exit is missed
+            chunk = fh.read()
+            if chunk:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    yield raw.decode(errors="replace")
+                continue
+            if not alive:
+                if pending:
+                    yield pending.decode(errors="replace")
+                return
+            time.sleep(poll)
+
+
+class Bars:
+    """The data, epochs and export bars of a training workload (rich renders them only on a
+    terminal; elsewhere it prints the final state once)."""
+
+    def __init__(self, console: rich_console.Console) -> None:
+        self.progress = rich_progress.Progress(
+            rich_progress.TextColumn("{task.description:<8}"),
+            rich_progress.BarColumn(),
+            rich_progress.MofNCompleteColumn(),
+            rich_progress.TextColumn("{task.fields[note]}"),
+            rich_progress.TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self.tasks: dict[str, rich_progress.TaskID] = {}
+
+    def __enter__(self) -> Bars:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def bar(self, name: str, total: float | None = None) -> rich_progress.TaskID:
+        if name not in self.tasks:
+            self.tasks[name] = self.progress.add_task(name, total=total, note="")
+        elif total is not None:
+            self.progress.update(self.tasks[name], total=total)
+        return self.tasks[name]
+
+    def update(
+        self, name: str, completed: float | None = None, total: float | None = None, note: str = ""
+    ) -> None:
+        task = self.bar(name, total)
+        self.progress.update(task, completed=completed, note=note)
+
+    def done(self, name: str, note: str = "") -> None:
+        task = self.bar(name)
+        total = next(t.total for t in self.progress.tasks if t.id == task) or 1
+        self.progress.update(task, total=total, completed=total, note=note)
+
+    def on_training_event(self, event: Event) -> None:
+        """Move the bars for one trainer event (epoch, step, checkpoint, export, done)."""
+        kind = event.get("event")
+        if kind == "epoch":
+            note = _metrics_note(event)
+            self.update("epochs", completed=event.get("epoch"), total=event.get("epochs"), note=note)
+        elif kind == "step":
+            self.bar("epochs")
+            loss = event.get("loss")
+            if isinstance(loss, int | float):
+                self.progress.update(self.tasks["epochs"], note=f"step {event.get('step')} loss {loss:.4f}")
+        elif kind == "export":
+            self.done("export", note=str(event.get("quantization") or event.get("format") or ""))
+        elif kind == "done":
+            self.bar("export", total=1)
+
+
+def _metrics_note(event: Event) -> str:
+    parts = [
+        f"{key} {value:.4f}"
+        for key, value in event.items()
+        if key not in ("event", "epoch", "epochs", "step", "time", "rank") and isinstance(value, float)
+    ]
+    return " ".join(parts[:3])

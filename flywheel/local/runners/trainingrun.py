@@ -1,0 +1,341 @@
+"""TrainingRun on one machine: resolve the data, gate it, train with torchrun, record the outcome.
+
+The same steps the operator takes on Kubernetes, with local adapters: the DVC dataset is resolved
+into <home>/cache/data, the Great Expectations gate runs in this process (a failure ends the run
+Failed with nothing trained), and `torchrun --standalone -m flywheel.training` runs as a supervised
+process group whose JSON event lines drive the progress bars. Status uses the operator's condition
+vocabulary, so `flywheel get -o yaml` reads like `kubectl get -o yaml`.
+
+Resuming: the trainer checkpoints under <artifacts>/checkpoints and resumes from there. A run that
+was interrupted (Ctrl-C, or the CLI killed) is found not finished on the next `flywheel run`, which
+starts torchrun again. A run already Succeeded for the current generation is not run again. When the
+spec changes (a new generation), the old checkpoints are moved aside so training starts afresh.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from flywheel import artifacts
+from flywheel.api import common, conditions, contract
+from flywheel.api import trainingrun as api
+from flywheel.controllers import plans
+from flywheel.local import progress
+from flywheel.local.runners import Context
+
+KIND = api.TrainingRun.KIND
+EXAMPLE_REPO = ".flywheel/datasets/example"
+"""The data.repo of examples/trainingrun-local.yaml: created with flywheel.data.examples when missing."""
+Manifest = dict[str, Any]
+
+
+def run(ctx: Context, manifest: Manifest) -> bool:
+    """Drive one stored TrainingRun to Succeeded or Failed (see the module docstring)."""
+    job = _Job(ctx, manifest)
+    status = manifest.get("status") or {}
+    if status.get("phase") == conditions.SUCCEEDED and status.get("observedGeneration") == job.generation:
+        ctx.console.print(
+            f"trainingrun/{job.name}: already succeeded (generation {job.generation}), skipping"
+        )
+        return True
+    try:
+        return job.drive(status)
+    except KeyboardInterrupt:
+        ctx.supervisor.stop(KIND, job.name)
+        job.suspend("interrupted; run `flywheel run` again to resume from the last checkpoint")
+        raise
+
+
+def observe(ctx: Context, manifest: Manifest) -> Manifest:
+    """Notice a run whose trainer is gone without a CLI to record it (killed CLI, or --detach)."""
+    status = manifest.get("status") or {}
+    name = manifest["metadata"]["name"]
+    info = ctx.supervisor.find(KIND, name)
+    if status.get("phase") != conditions.RUNNING or info is None or ctx.supervisor.alive(info):
+        return manifest
+    job = _Job(ctx, manifest)
+    if job.result_path.exists():
+        job.finish(exit_code=None)
+    else:
+        job.suspend(
+            "the trainer process is gone; run `flywheel run` again to resume from the last checkpoint"
+        )
+    return ctx.store.get(KIND, name, job.namespace) or manifest
+
+
+class _Job:
+    """One attempt at a TrainingRun: its paths, its status patches, its steps."""
+
+    def __init__(self, ctx: Context, manifest: Manifest) -> None:
+        self.ctx = ctx
+        self.resource = api.TrainingRun.model_validate({k: v for k, v in manifest.items() if k != "status"})
+        self.spec = self.resource.spec
+        self.name = self.resource.name
+        self.namespace = self.resource.namespace
+        self.generation = int(manifest["metadata"].get("generation") or 1)
+        self.conditions: list[dict[str, Any]] = list((manifest.get("status") or {}).get("conditions") or [])
+        uri = self.spec.artifacts.uri
+        if uri == common.Artifacts().uri:  # the in-cluster default means nothing here
+            uri = f"file://{ctx.home / 'artifacts'}"
+        self.root = artifacts.run_root(uri, self.namespace, api.TrainingRun.PLURAL, self.name)
+        self.run_dir = ctx.supervisor.run_dir(KIND, self.name)
+        self.result_path = self.run_dir / contract.RESULT_FILE
+
+    # --- status ---------------------------------------------------------------------------------
+    def patch(self, patch: dict[str, Any], *conds: tuple[str, str, str, str]) -> None:
+        """Merge-patch status, setting conditions (type, status, reason, message) the operator's way."""
+        now = self.ctx.now()
+        for type_, status, reason, message in conds:
+            self.conditions = plans.set_condition(
+                self.conditions, type_, status, reason, message, now, self.generation
+            )
+        if conds:
+            patch = {**patch, "conditions": self.conditions}
+        self.ctx.store.patch_status(KIND, self.name, patch, self.namespace)
+
+    def event(self, reason: str, message: str, type_: str = "Normal") -> None:
+        self.ctx.store.add_event(KIND, self.name, reason, message, type_, self.namespace)
+
+    def suspend(self, message: str) -> None:
+        self.patch(
+            {"phase": conditions.SUSPENDED, "message": message},
+            (conditions.READY, "False", conditions.R_JOB_SUSPENDED, message),
+        )
+        self.event(conditions.R_JOB_SUSPENDED, message, "Warning")
+
+    def fail(self, reason: str, message: str, condition: str, extra: dict[str, Any] | None = None) -> bool:
+        self.patch(
+            {
+                **(extra or {}),
+                "phase": conditions.FAILED,
+                "message": message,
+                "completionTime": plans.now_rfc3339(self.ctx.now()),
+            },
+            (condition, "False", reason, message),
+            (conditions.READY, "False", reason, message),
+        )
+        self.event(reason, message, "Warning")
+        self.ctx.console.print(f"[red]trainingrun/{self.name}: failed: {message}[/red]")
+        return False
+
+    # --- steps ----------------------------------------------------------------------------------
+    def drive(self, status: dict[str, Any]) -> bool:
+        if status.get("observedGeneration") not in (None, self.generation):
+            self._archive_checkpoints(status["observedGeneration"])
+        self.patch(
+            {
+                "phase": conditions.RUNNING,
+                "observedGeneration": self.generation,
+                "message": None,
+                "startTime": status.get("startTime") or plans.now_rfc3339(self.ctx.now()),
+                "completionTime": None,
+            },
+            (conditions.READY, "False", conditions.R_RECONCILING, "resolving and validating data"),
+        )
+        with progress.Bars(self.ctx.console) as bars:
+            data_path, lineage = self._resolve(bars)
+            if not self._gate(data_path):
+                return False
+            info = self._start(data_path, lineage)
+            if self.ctx.detach:
+                self.ctx.console.print(
+                    f"trainingrun/{self.name}: started (pid {info.pid}); see `flywheel get`"
+                )
+                return True
+            exit_code = self._follow(info, bars)
+        return self.finish(exit_code)
+
+    def _resolve(self, bars: progress.Bars) -> tuple[Path, dict[str, Any]]:
+        from flywheel import data
+
+        bars.update("data", total=None, note=f"{self.spec.data.path}@{self.spec.data.rev}")
+        spec_data = self.spec.data.model_copy(update={"repo": self._repo()})
+        resolved = data.resolve(spec_data, self.ctx.home / "cache" / "data")
+        lineage = _as_dict(resolved.lineage)
+        bars.done(
+            "data", note=f"{lineage.get('rows', '?')} rows, commit {str(lineage.get('commit', ''))[:8]}"
+        )
+        self.patch(
+            {"data": lineage},
+            (conditions.DATA_RESOLVED, "True", conditions.R_SUCCEEDED, f"{self.spec.data.path} resolved"),
+        )
+        return Path(resolved.local_path), lineage
+
+    def _repo(self) -> str:
+        """data.repo with relative paths made absolute; the example repo is created on first use."""
+        repo = self.spec.data.repo
+        if "://" in repo or repo.startswith("git@"):
+            return repo
+        path = (self.ctx.cwd / repo).resolve()
+        if Path(repo).as_posix().removeprefix("./") == EXAMPLE_REPO and not path.exists():
+            from flywheel.data import examples
+
+            self.ctx.console.print(f"creating the example DVC repository at {path}")
+            examples.make_repo(path)
+        return str(path)
+
+    def _gate(self, data_path: Path) -> bool:
+        if not self.spec.data.validation.enabled:
+            self.patch({}, (conditions.DATA_VALIDATED, "True", conditions.R_SUCCEEDED, "validation disabled"))
+            return True
+        from flywheel.data import gate
+
+        result = gate.validate(data_path, self.spec)
+        summary = _as_dict(getattr(result, "summary", None))
+        if not result.success:
+            message = f"data validation failed: {_failure_text(result)}"
+            return self.fail(
+                conditions.R_VALIDATION_FAILED, message, conditions.DATA_VALIDATED, {"validation": summary}
+            )
+        self.patch(
+            {"validation": summary},
+            (conditions.DATA_VALIDATED, "True", conditions.R_SUCCEEDED, "the data passed the gate"),
+        )
+        return True
+
+    def _start(self, data_path: Path, lineage: dict[str, Any]) -> Any:
+        spec = self.spec.to_dict()
+        spec["artifacts"]["uri"] = self.root.uri.rsplit(f"/{self.namespace}/", 1)[0]
+        config = {
+            "name": self.name,
+            "namespace": self.namespace,
+            "spec": spec,
+            "artifactsUri": self.root.uri,
+            "dataPath": str(data_path),
+            "lineage": lineage,
+        }
+        config_path = self.run_dir / contract.CONFIG_FILE
+        artifacts.atomic_write_text(config_path, json.dumps(config, indent=2))
+        self.result_path.unlink(missing_ok=True)  # a result.json here is always this attempt's
+        cores = self.ctx.cores()
+        resources = self.spec.resources
+        nproc = max(1, min(resources.nproc_per_replica() * resources.replicas, cores))
+        argv = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={nproc}",
+            "-m",
+            contract.TRAINER_MODULE,
+        ]
+        env = {
+            contract.ENV_CONFIG: str(config_path),
+            contract.ENV_RESULT_PATH: str(self.result_path),
+            contract.ENV_ARTIFACTS_URI: self.root.uri,
+            contract.ENV_RUN_NAME: self.name,
+            contract.ENV_NAMESPACE: self.namespace,
+            "OMP_NUM_THREADS": str(max(1, cores // nproc)),  # N workers share the cores, no oversubscription
+        }
+        self._offset = _size(self.ctx.supervisor.log_path(KIND, self.name))
+        info = self.ctx.supervisor.start(
+            KIND, self.name, argv, env, cwd=self.ctx.cwd, tie_to_parent=not self.ctx.detach
+        )
+        job_name = f"torchrun-{info.pid}"
+        self.patch(
+            {"jobName": job_name},
+            (conditions.TRAINED, "Unknown", conditions.R_JOB_RUNNING, f"torchrun with {nproc} workers"),
+            (conditions.READY, "False", conditions.R_JOB_RUNNING, "training"),
+        )
+        self.event(
+            conditions.R_JOB_CREATED,
+            f"started {job_name}: {nproc} workers, OMP_NUM_THREADS={env['OMP_NUM_THREADS']}",
+        )
+        return info
+
+    def _follow(self, info: Any, bars: progress.Bars) -> int | None:
+        log = self.ctx.supervisor.log_path(KIND, self.name)
+        for line in progress.follow(log, self._offset, lambda: self.ctx.supervisor.alive(info)):
+            event = progress.parse_event(line)
+            if event is None:
+                continue
+            bars.on_training_event(event)
+            if event["event"] == "checkpoint":
+                self.patch({"checkpoint": {"uri": event.get("uri"), "step": event.get("step")}})
+        return self.ctx.supervisor.exit_code(info)
+
+    def finish(self, exit_code: int | None) -> bool:
+        """Record the outcome from result.json (and the exit code when this process started it)."""
+        from flywheel.training import result as result_mod
+
+        if not self.result_path.exists():
+            where = f"`flywheel logs trainingrun/{self.name}`"
+            return self.fail(
+                conditions.R_FAILED,
+                f"the trainer exited with code {exit_code} and no result; see {where}",
+                conditions.TRAINED,
+            )
+        outcome = result_mod.Result.model_validate_json(self.result_path.read_text())
+        fields = {
+            k: v
+            for k, v in outcome.to_dict().items()
+            if k in ("metrics", "model", "data", "checkpoint", "validation")
+        }
+        if outcome.phase != conditions.SUCCEEDED or exit_code not in (0, None):
+            return self.fail(
+                conditions.R_FAILED,
+                outcome.message or f"the trainer exited with code {exit_code}",
+                conditions.TRAINED,
+                fields,
+            )
+        version = (outcome.model.version if outcome.model else None) or "?"
+        self.patch(
+            {
+                **fields,
+                "phase": conditions.SUCCEEDED,
+                "message": outcome.message or None,
+                "completionTime": plans.now_rfc3339(self.ctx.now()),
+            },
+            (conditions.TRAINED, "True", conditions.R_SUCCEEDED, _metrics_text(outcome.metrics)),
+            (conditions.EXPORTED, "True", conditions.R_SUCCEEDED, f"model {version}"),
+            (conditions.READY, "True", conditions.R_SUCCEEDED, f"model {version} trained and exported"),
+        )
+        self.event(conditions.R_SUCCEEDED, f"model {version}: {_metrics_text(outcome.metrics)}")
+        metrics = _metrics_text(outcome.metrics)
+        self.ctx.console.print(f"[green]trainingrun/{self.name}: succeeded[/green] model {version} {metrics}")
+        return True
+
+    def _archive_checkpoints(self, old_generation: int) -> None:
+        """A new spec must not resume an old one's checkpoints: move them aside (kept, not deleted)."""
+        if self.root.local_root is None:
+            return
+        old = self.root.local_path(contract.CHECKPOINTS_DIR)
+        if old.exists():
+            target = old.with_name(f"{contract.CHECKPOINTS_DIR}-generation-{old_generation}")
+            shutil.rmtree(target, ignore_errors=True)
+            old.rename(target)
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if hasattr(value, "to_dict"):
+        return dict(value.to_dict())
+    if hasattr(value, "model_dump"):
+        return dict(value.model_dump(by_alias=True, exclude_none=True, mode="json"))
+    if isinstance(value, dict):
+        return value
+    return {"summary": str(value)}
+
+
+def _failure_text(result: Any) -> str:
+    summary = getattr(result, "summary", None)
+    if isinstance(summary, str) and summary:
+        return summary
+    failures = getattr(result, "failures", None) or []
+    return "; ".join(str(f) for f in failures[:5]) or "see status.validation"
+
+
+def _metrics_text(metrics: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

@@ -1,0 +1,246 @@
+"""The local backend's state: Flywheel resources and their events in SQLite (<home>/state.db).
+
+The CLI can be killed at any moment and several `flywheel` processes may share one home, so every
+change is one SQLite transaction (WAL journal, `BEGIN IMMEDIATE` for read-modify-write, so two
+writers never interleave a read and a write). A killed writer leaves the previous committed state.
+
+Resources keep the Kubernetes shape (apiVersion, kind, metadata, spec, status) so the same
+controller helpers and printers work on both backends. As on the API server, `metadata.generation`
+moves only when the spec changes; status is written through `patch_status` (JSON merge patch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from flywheel.api import common
+
+Manifest = dict[str, Any]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS resources (
+    kind TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    uid TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    metadata TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    PRIMARY KEY (kind, namespace, name)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    type TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    message TEXT NOT NULL,
+    time TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_object ON events (kind, namespace, name, id);
+"""
+
+# Metadata the store owns; a manifest's values for these are ignored on put.
+_SERVER_FIELDS = ("uid", "generation", "creationTimestamp", "resourceVersion")
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: objects merge recursively, null deletes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+class Store:
+    """Resources and events of one local home. Cheap to create; each call opens its own connection,
+    so a Store can be shared by threads and used from several processes at once."""
+
+    def __init__(self, home: str | Path, timeout: float = 30.0) -> None:
+        self.home = Path(home)
+        self.path = self.home / "state.db"
+        self.timeout = timeout
+        self.home.mkdir(parents=True, exist_ok=True)
+        with self._connect() as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_SCHEMA)
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction is exactly one call.
+        conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+            conn.execute("PRAGMA synchronous=NORMAL")  # durable enough with WAL; never corrupt
+            yield conn
+        finally:
+            conn.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    # --- resources ------------------------------------------------------------------------------
+    def put(self, manifest: Manifest) -> Manifest:
+        """Create or update a resource from a manifest (apply). Generation starts at 1 and moves
+        only when the spec changes; labels and annotations follow the manifest; status is kept."""
+        kind = manifest["kind"]
+        meta = dict(manifest.get("metadata") or {})
+        name = meta["name"]
+        namespace = meta.get("namespace") or "default"
+        spec = manifest.get("spec") or {}
+        user_meta = {k: v for k, v in meta.items() if k not in _SERVER_FIELDS}
+        user_meta["namespace"] = namespace
+        now = _now()
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT generation, spec FROM resources WHERE kind=? AND namespace=? AND name=?",
+                (kind, namespace, name),
+            ).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO resources VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        kind,
+                        namespace,
+                        name,
+                        str(uuid.uuid4()),
+                        1,
+                        _dumps(user_meta),
+                        _dumps(spec),
+                        "{}",
+                        now,
+                        now,
+                    ),
+                )
+            else:
+                changed = json.loads(row[1]) != spec
+                conn.execute(
+                    "UPDATE resources SET generation=?, metadata=?, spec=?, updated=? "
+                    "WHERE kind=? AND namespace=? AND name=?",
+                    (row[0] + int(changed), _dumps(user_meta), _dumps(spec), now, kind, namespace, name),
+                )
+        out = self.get(kind, name, namespace)
+        assert out is not None  # just written; deletes of it would need another process's race
+        return out
+
+    def get(self, kind: str, name: str, namespace: str = "default") -> Manifest | None:
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT * FROM resources WHERE kind=? AND namespace=? AND name=?", (kind, namespace, name)
+            ).fetchone()
+        return _manifest(row) if row else None
+
+    def list(self, kind: str | None = None, namespace: str | None = None) -> list[Manifest]:
+        """Resources sorted by kind, namespace, name; optionally of one kind and namespace."""
+        query, args = "SELECT * FROM resources WHERE 1=1", []
+        if kind is not None:
+            query, args = query + " AND kind=?", [*args, kind]
+        if namespace is not None:
+            query, args = query + " AND namespace=?", [*args, namespace]
+        with self._connect() as conn:
+            rows = conn.execute(query + " ORDER BY kind, namespace, name", args).fetchall()
+        return [_manifest(r) for r in rows]
+
+    def patch_status(
+        self, kind: str, name: str, patch: dict[str, Any], namespace: str = "default"
+    ) -> Manifest:
+        """Merge-patch .status in one transaction; KeyError when the resource does not exist."""
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT status FROM resources WHERE kind=? AND namespace=? AND name=?",
+                (kind, namespace, name),
+            ).fetchone()
+            if row is None:
+                raise KeyError(f"{kind}/{name} not found in namespace {namespace}")
+            status = merge_patch(json.loads(row[0]), patch)
+            conn.execute(
+                "UPDATE resources SET status=?, updated=? WHERE kind=? AND namespace=? AND name=?",
+                (_dumps(status), _now(), kind, namespace, name),
+            )
+        out = self.get(kind, name, namespace)
+        assert out is not None
+        return out
+
+    def delete(self, kind: str, name: str, namespace: str = "default") -> bool:
+        """Delete a resource and its events; True when it existed."""
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "DELETE FROM resources WHERE kind=? AND namespace=? AND name=?", (kind, namespace, name)
+            )
+            conn.execute(
+                "DELETE FROM events WHERE kind=? AND namespace=? AND name=?", (kind, namespace, name)
+            )
+        return cur.rowcount > 0
+
+    # --- events ---------------------------------------------------------------------------------
+    def add_event(
+        self,
+        kind: str,
+        name: str,
+        reason: str,
+        message: str,
+        type_: str = "Normal",
+        namespace: str = "default",
+    ) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO events (kind, namespace, name, type, reason, message, time) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (kind, namespace, name, type_, reason, message, _now()),
+            )
+
+    def events(self, kind: str, name: str, namespace: str = "default") -> list[dict[str, str]]:
+        """Events of one resource, oldest first."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT type, reason, message, time FROM events WHERE kind=? AND namespace=? AND name=? "
+                "ORDER BY id",
+                (kind, namespace, name),
+            ).fetchall()
+        return [{"type": r[0], "reason": r[1], "message": r[2], "time": r[3]} for r in rows]
+
+
+def _manifest(row: tuple[Any, ...]) -> Manifest:
+    kind, namespace, name, uid, generation, metadata, spec, status, created, _updated = row
+    meta = json.loads(metadata)
+    meta.update(name=name, namespace=namespace, uid=uid, generation=generation, creationTimestamp=created)
+    out: Manifest = {
+        "apiVersion": common.API_VERSION,
+        "kind": kind,
+        "metadata": meta,
+        "spec": json.loads(spec),
+        "status": json.loads(status),
+    }
+    return out
