@@ -58,11 +58,17 @@ def test_put_keeps_status_and_ignores_server_fields_in_the_manifest(tmp_path):
 def test_patch_status_is_a_json_merge_patch(tmp_path):
     s = store.Store(tmp_path)
     s.put(MANIFEST)
-    s.patch_status("TrainingRun", "iris", {"phase": "Running", "data": {"rows": 10, "commit": "abc"}, "message": "m"})
+    s.patch_status(
+        "TrainingRun", "iris", {"phase": "Running", "data": {"rows": 10, "commit": "abc"}, "message": "m"}
+    )
     got = s.patch_status(
         "TrainingRun", "iris", {"data": {"rows": 12}, "message": None, "conditions": [{"type": "Ready"}]}
     )
-    assert got["status"] == {"phase": "Running", "data": {"rows": 12, "commit": "abc"}, "conditions": [{"type": "Ready"}]}
+    assert got["status"] == {
+        "phase": "Running",
+        "data": {"rows": 12, "commit": "abc"},
+        "conditions": [{"type": "Ready"}],
+    }
     # lists are replaced whole, as in RFC 7386
     got = s.patch_status("TrainingRun", "iris", {"conditions": []})
     assert got["status"]["conditions"] == []
@@ -104,7 +110,7 @@ def test_a_failed_transaction_leaves_the_previous_state(tmp_path):
     s.put(MANIFEST)
     s.patch_status("TrainingRun", "iris", {"phase": "Running"})
     with pytest.raises(TypeError), s._transaction() as conn:
-        conn.execute("UPDATE resources SET status='{\"phase\": \"half\"}'")
+        conn.execute('UPDATE resources SET status=\'{"phase": "half"}\'')
         raise TypeError("the process dies mid-transaction")
     assert s.get("TrainingRun", "iris")["status"] == {"phase": "Running"}
 
