@@ -1,0 +1,358 @@
+"""TrainingRun reconciler: one PyTorchJob (plus its config ConfigMap) per run, status from the job.
+
+A TrainingRun is a run, not a service: it trains once. So:
+- the job is applied only while it is missing; a running or finished job is never patched (an
+  operator upgrade with a new trainer image must not mix images inside one job), and a run whose
+  job was garbage-collected after finishing (ttlSecondsAfterFinished) keeps its final status;
+- spec changes after the job exists: the job records the owner's metadata.generation. If the job
+  has not started pods yet (only Created, or Suspended by Kueue) it is deleted and recreated from
+  the new spec. Once it has started, PyTorchJob pod templates are effectively immutable and a half
+  trained model cannot take new settings, so the run goes on with the spec it started with and
+  reports Ready=False, Stalled=True, reason SpecChangedAfterStart: create a new TrainingRun (or
+  delete and re-apply this one) to train with the new spec.
+- results come from the Master pod's termination message (contract.TERMINATION_LOG): a JSON
+  summary {"phase", "message", "metrics", "model", "data", "checkpoint", "validation"} that rank 0
+  writes; "validation": {"success": false, ...} marks a failed data gate. A missing or garbled
+  message is tolerated and said in status.message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import json
+import math
+from typing import Any
+
+import pydantic
+
+from flywheel.api import conditions, contract, loading
+from flywheel.api import trainingrun as api
+from flywheel.controllers import plans, pytorchjob, settings
+
+COMPONENT = "trainer"
+TERMINAL = (conditions.SUCCEEDED, conditions.FAILED)
+REQUEUE_ACTIVE = 30.0
+REQUEUE_RECREATE = 5.0
+R_CREATING = "CreatingJob"
+R_RECREATING = "RecreatingJob"
+R_SPEC_CHANGED = "SpecChangedAfterStart"
+R_NAME_CONFLICT = "JobNameConflict"
+
+
+def observe_refs(resource: plans.Manifest, settings: settings.Settings) -> list[plans.Ref]:
+    """The job, its ConfigMap and the Master pod (whose termination message carries the result)."""
+    meta = resource["metadata"]
+    ns = meta.get("namespace") or "default"
+    job = pytorchjob.job_name(meta["name"])
+    return [
+        plans.Ref(pytorchjob.API_VERSION, pytorchjob.KIND, job, ns),
+        plans.Ref("v1", "ConfigMap", pytorchjob.config_map_name(meta["name"]), ns),
+        plans.Ref("v1", "Pod", pytorchjob.master_pod_name(job), ns),
+    ]
+
+
+def render_children(resource: plans.Manifest, settings: settings.Settings) -> list[plans.Manifest]:
+    """[ConfigMap, PyTorchJob] for a TrainingRun manifest; pydantic.ValidationError when invalid."""
+    job, config_map = _render(resource, _validate(resource), settings)
+    return [config_map, job]
+
+
+def workload_config(resource: plans.Manifest, run: api.TrainingRun) -> dict[str, Any]:
+    """What the trainer reads from contract.CONFIG_PATH: the TrainingRun with every default filled
+    in (api.TrainingRun.model_validate reads it back)."""
+    meta = resource["metadata"]
+    return {
+        "apiVersion": run.api_version,
+        "kind": run.KIND,
+        "metadata": {"name": meta["name"], "namespace": meta.get("namespace") or "default"},
+        "spec": run.spec.to_dict(),
+    }
+
+
+def _validate(resource: plans.Manifest) -> api.TrainingRun:
+    # Status and server-side metadata are the operator's, not the author's: validate the envelope.
+    envelope = {k: resource[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in resource}
+    return api.TrainingRun.model_validate(envelope)
+
+
+def _render(
+    resource: plans.Manifest, run: api.TrainingRun, settings: settings.Settings
+) -> tuple[plans.Manifest, plans.Manifest]:
+    spec = run.spec
+    return pytorchjob.render_job(
+        resource,
+        resources=spec.resources,
+        networking=spec.networking,
+        scheduling=spec.scheduling,
+        run_policy=spec.run_policy,
+        artifacts=spec.artifacts,
+        image=spec.resources.image or settings.trainer_image,
+        module=contract.TRAINER_MODULE,
+        config=workload_config(resource, run),
+        component=COMPONENT,
+        settings=settings,
+        secrets=(spec.data.credentials_secret,) if spec.data.credentials_secret else (),
+    )
+
+
+@dataclasses.dataclass
+class _View:
+    """The decision of one reconcile, before it becomes conditions."""
+
+    phase: str
+    ready: str
+    reason: str
+    message: str
+    stalled: bool = False
+    extra: list[tuple[str, str, str, str]] = dataclasses.field(default_factory=list)
+    fields: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def plan(
+    resource: plans.Manifest, observed: plans.Observed, now: datetime.datetime, settings: settings.Settings
+) -> plans.Plan:
+    """Decide children, status and events for a TrainingRun from what was observed (pure)."""
+    meta = resource["metadata"]
+    current: dict[str, Any] = resource.get("status") or {}
+    try:
+        run = _validate(resource)
+    except pydantic.ValidationError as exc:
+        return _invalid(resource, current, exc, now)
+    name = pytorchjob.job_name(meta["name"])
+    job = observed.get(pytorchjob.KIND, name)
+    if job is None:
+        if current.get("phase") in TERMINAL and current.get("jobName"):
+            return _finished_without_job(resource, current, now)
+        job_manifest, config_map = _render(resource, run, settings)
+        view = _View(conditions.PENDING, "Unknown", R_CREATING, f"creating PyTorchJob {name}")
+        return _finish(resource, current, now, view, name, apply=[config_map, job_manifest])
+    if not _owned_by(job, resource):
+        message = f"a PyTorchJob named {name} exists but belongs to something else; rename this run"
+        view = _View(conditions.PENDING, "False", R_NAME_CONFLICT, message, stalled=True)
+        return _finish(resource, current, now, view, name)
+    state = pytorchjob.job_state(job)
+    if _spec_changed(job, resource) and not state.started:
+        return _recreate(resource, current, now, job, run, settings)
+    maybe_view = _job_view(state, observed.get("Pod", pytorchjob.master_pod_name(name)), current)
+    if maybe_view is None:  # finished, result already recorded, pod gone: nothing new to say
+        return plans.Plan()
+    view = maybe_view
+    changed = _spec_changed(job, resource)
+    if changed:
+        view.ready, view.reason, view.stalled = "False", R_SPEC_CHANGED, True
+        view.message = (
+            f"spec changed after PyTorchJob {name} started; it keeps training with the spec it started "
+            "with. Create a new TrainingRun (or delete and re-apply this one) to train with the new spec"
+        )
+    apply: list[plans.Manifest] = []
+    missing = observed.get("ConfigMap", pytorchjob.config_map_name(meta["name"])) is None
+    if missing and not state.terminal and not changed:
+        apply = [_render(resource, run, settings)[1]]  # restarted pods need their config back
+    return _finish(resource, current, now, view, name, apply=apply)
+
+
+def _owned_by(job: plans.Manifest, resource: plans.Manifest) -> bool:
+    meta = resource["metadata"]
+    job_meta = job.get("metadata") or {}
+    labels = job_meta.get("labels") or {}
+    if labels.get(contract.LABEL_OWNER_KIND) != resource["kind"]:
+        return False
+    if labels.get(contract.LABEL_OWNER_NAME) != meta["name"]:
+        return False
+    uid = meta.get("uid")
+    refs = job_meta.get("ownerReferences") or []
+    return not (uid and refs) or any(r.get("uid") == uid for r in refs)
+
+
+def _spec_changed(job: plans.Manifest, resource: plans.Manifest) -> bool:
+    generation = resource["metadata"].get("generation")
+    recorded = ((job.get("metadata") or {}).get("annotations") or {}).get(pytorchjob.ANNOTATION_GENERATION)
+    return generation is not None and recorded is not None and recorded != str(generation)
+
+
+def _recreate(
+    resource: plans.Manifest,
+    current: dict[str, Any],
+    now: datetime.datetime,
+    job: plans.Manifest,
+    run: api.TrainingRun,
+    settings: settings.Settings,
+) -> plans.Plan:
+    name = job["metadata"]["name"]
+    message = f"spec changed before PyTorchJob {name} started any pod; replacing it"
+    view = _View(conditions.PENDING, "Unknown", R_RECREATING, message)
+    out = _finish(resource, current, now, view, name)
+    out.requeue_after = REQUEUE_RECREATE
+    if not job["metadata"].get("deletionTimestamp"):
+        out.delete = list(_render(resource, run, settings))
+        out.events.append(plans.Event(R_RECREATING, message))
+    return out
+
+
+def _finished_without_job(
+    resource: plans.Manifest, current: dict[str, Any], now: datetime.datetime
+) -> plans.Plan:
+    """The job was garbage-collected after finishing: the status is final, except that a later
+    spec change is reported (sticky through the Ready reason once observedGeneration moved on)."""
+    generation = resource["metadata"].get("generation")
+    ready = plans.get_condition(current.get("conditions"), conditions.READY) or {}
+    moved = generation is not None and current.get("observedGeneration") not in (None, generation)
+    if not moved and ready.get("reason") != R_SPEC_CHANGED:
+        return plans.Plan()
+    message = "spec changed after the run finished; a finished TrainingRun does not train again. "
+    message += "Create a new TrainingRun to train with the new spec"
+    view = _View(current["phase"], "False", R_SPEC_CHANGED, message, stalled=True)
+    return _finish(resource, current, now, view, current["jobName"])
+
+
+def _job_view(
+    state: pytorchjob.JobState, pod: plans.Manifest | None, current: dict[str, Any]
+) -> _View | None:
+    times = {"startTime": state.start_time, "completionTime": state.completion_time}
+    if not state.terminal:
+        view = _View(state.phase, "Unknown", state.reason, state.message)
+        view.extra.append((conditions.TRAINED, "Unknown", state.reason, state.message))
+        view.fields.update(times)
+        return view
+    raw = pytorchjob.termination_message(pod)
+    if raw is None and current.get("phase") in TERMINAL:
+        return None
+    fields, result, note = _parse_result(raw)
+    view = _outcome(state, result)
+    if note:
+        view.message = f"{view.message}; {note}"
+    view.fields.update(times)
+    view.fields.update(fields)
+    return view
+
+
+def _outcome(state: pytorchjob.JobState, result: dict[str, Any] | None) -> _View:
+    """Terminal phase and conditions: the job's verdict, overridden by a result that says Failed."""
+    result = result or {}
+    validation = result.get("validation") if isinstance(result.get("validation"), dict) else None
+    gate_failed = validation is not None and validation.get("success") is False
+    failed = state.phase == conditions.FAILED or result.get("phase") == conditions.FAILED or gate_failed
+    message = str(result.get("message") or "")
+    if not failed:
+        view = _View(conditions.SUCCEEDED, "True", conditions.R_SUCCEEDED, message or _summary(result))
+        view.extra.append((conditions.TRAINED, "True", conditions.R_SUCCEEDED, view.message))
+    else:
+        reason = conditions.R_VALIDATION_FAILED if gate_failed else conditions.R_FAILED
+        view = _View(conditions.FAILED, "False", reason, message or state.message, stalled=True)
+        view.extra.append((conditions.TRAINED, "False", reason, view.message))
+    if validation is not None:
+        ok = "False" if gate_failed else "True"
+        why = conditions.R_VALIDATION_FAILED if gate_failed else conditions.R_SUCCEEDED
+        view.extra.append((conditions.DATA_VALIDATED, ok, why, json.dumps(validation, sort_keys=True)[:512]))
+    data = result.get("data")
+    if isinstance(data, dict) and data.get("commit"):
+        view.extra.append(
+            (conditions.DATA_RESOLVED, "True", conditions.R_SUCCEEDED, f"commit {data['commit']}")
+        )
+    model = result.get("model")
+    if isinstance(model, dict) and (model.get("fp32Uri") or model.get("quantizedUri")):
+        uri = model.get("quantizedUri") or model.get("fp32Uri")
+        view.extra.append((conditions.EXPORTED, "True", conditions.R_SUCCEEDED, str(uri)))
+    return view
+
+
+def _summary(result: dict[str, Any]) -> str:
+    metrics = result.get("metrics") if isinstance(result.get("metrics"), dict) else {}
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(_numbers(metrics or {}).items()))
+    return f"training finished: {shown}" if shown else "training finished"
+
+
+def _numbers(values: dict[str, Any]) -> dict[str, float]:
+    # bool is an int, and NaN/inf are not JSON the API server accepts.
+    return {
+        str(k): float(v)
+        for k, v in values.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    }
+
+
+_RESULT_MODELS: dict[str, type[pydantic.BaseModel]] = {
+    "model": api.ModelArtifacts,
+    "data": api.DataLineage,
+    "checkpoint": api.Checkpoint,
+}
+
+
+def _parse_result(raw: str | None) -> tuple[dict[str, Any], dict[str, Any] | None, str | None]:
+    """(status fields, the parsed result, a note when it is missing or garbled)."""
+    if raw is None:
+        return {}, None, "the Master pod left no result in its termination message (no metrics recorded)"
+    try:
+        result = json.loads(raw)
+    except ValueError:
+        result = None
+    if not isinstance(result, dict):
+        return {}, None, f"the Master pod's termination message is not a JSON result: {raw[:80]!r}"
+    fields: dict[str, Any] = {}
+    metrics = _numbers(result["metrics"]) if isinstance(result.get("metrics"), dict) else {}
+    if metrics:
+        fields["metrics"] = metrics
+    for key, model in _RESULT_MODELS.items():
+        value = result.get(key)
+        if not isinstance(value, dict):
+            continue
+        known = {info.alias or n for n, info in model.model_fields.items()}
+        # A malformed block is dropped; the rest of the result still counts.
+        with contextlib.suppress(pydantic.ValidationError):
+            parsed = model.model_validate({k: v for k, v in value.items() if k in known})
+            fields[key] = parsed.model_dump(by_alias=True, exclude_none=True, mode="json")
+    if isinstance(result.get("validation"), dict):
+        fields["validation"] = result["validation"]
+    return fields, result, None
+
+
+def _invalid(
+    resource: plans.Manifest, current: dict[str, Any], exc: pydantic.ValidationError, now: datetime.datetime
+) -> plans.Plan:
+    where = f"{resource.get('kind')}/{resource['metadata'].get('name')}"
+    problems = [line.removeprefix(f"{where}: ") for line in loading.error_lines(where, exc)]
+    message = "; ".join(problems) + "; fix the field and re-apply (nothing was created)"
+    view = _View(conditions.FAILED, "False", conditions.R_INVALID_SPEC, message, stalled=True)
+    out = _finish(resource, current, now, view, None)
+    out.permanent_error = message
+    out.requeue_after = None
+    return out
+
+
+def _finish(
+    resource: plans.Manifest,
+    current: dict[str, Any],
+    now: datetime.datetime,
+    view: _View,
+    job_name: str | None,
+    apply: list[plans.Manifest] | None = None,
+) -> plans.Plan:
+    """Turn a view into the plan: conditions, status fields, transition events, requeue."""
+    generation = resource["metadata"].get("generation")
+    conds = list(current.get("conditions") or [])
+    in_progress = view.ready == "Unknown"
+    rows = [
+        (conditions.READY, view.ready, view.reason, view.message),
+        (conditions.RECONCILING, str(in_progress), view.reason, view.message if in_progress else ""),
+        (conditions.STALLED, str(view.stalled), view.reason, view.message if view.stalled else ""),
+        *view.extra,
+    ]
+    for type_, value, reason, message in rows:
+        conds = plans.set_condition(conds, type_, value, reason, message, now, generation)
+    status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "phase": view.phase,
+        "message": view.message,
+        "jobName": job_name,
+        "conditions": conds,
+        **view.fields,
+    }
+    out = plans.Plan(apply=apply or [], status={k: v for k, v in status.items() if v is not None})
+    old_ready = plans.get_condition(current.get("conditions"), conditions.READY) or {}
+    if view.phase != current.get("phase") or (view.stalled and old_ready.get("reason") != view.reason):
+        kind = "Warning" if view.phase == conditions.FAILED or view.stalled else "Normal"
+        out.events.append(plans.Event(view.reason, view.message, kind))
+    out.requeue_after = None if view.phase in TERMINAL else REQUEUE_ACTIVE
+    return out
