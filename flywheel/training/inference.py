@@ -1,0 +1,126 @@
+"""Load an exported model for prediction, without the trainer: what serving and drift call.
+
+A model directory (see export.py) holds model_fp32.pt (a state_dict plus the MLP's shape; rebuilt with
+plain torch.nn and loaded with weights_only=True, so no pickled code runs), model_int8.onnx (ONNX
+Runtime dynamic int8, chosen by bench/quantization.py), preprocessor.json and model_card.json. A
+directory without its card is incomplete and refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from flywheel import errors
+from flywheel.api import contract
+from flywheel.training import preprocess
+
+FP32_FORMAT = "flywheel-mlp-state-dict-v1"
+QUANTIZED_ONNX_FILE = "model_int8.onnx"  # contract.QUANTIZED_FILE says .pt; see the export report
+
+
+class Runner(Protocol):
+    def __call__(self, features: np.ndarray) -> np.ndarray: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    predictions: list[Any]
+    """Class labels (classification) or values in target units (regression)."""
+    probabilities: list[list[float]] | None
+    """Per-class probabilities in `classes` order (classification only)."""
+    classes: list[str]
+
+
+@dataclasses.dataclass
+class Predictor:
+    card: dict[str, Any]
+    preprocessor: preprocess.Preprocessor
+    quantized: bool
+    runner: Runner
+
+    @property
+    def version(self) -> str:
+        return str(self.card["version"])
+
+    def predict(self, data: pd.DataFrame | Sequence[Mapping[str, Any]]) -> Prediction:
+        outputs = self.runner(self.preprocessor.features(data))
+        prep = self.preprocessor
+        probabilities = _softmax(outputs).tolist() if prep.task == "classification" else None
+        return Prediction(prep.decode(outputs), probabilities, list(prep.classes))
+
+
+def load(model_dir: Path, quantized: bool = True) -> Predictor:
+    """The int8 model (quantized=True) or the fp32 one, with its preprocessor and card."""
+    model_dir = Path(model_dir)
+    card_file = model_dir / contract.MODEL_CARD
+    if not card_file.exists():
+        raise errors.UserError(f"{model_dir}: no {contract.MODEL_CARD}, so the export is incomplete")
+    card = json.loads(card_file.read_text())
+    prep = preprocess.Preprocessor.from_dict(json.loads((model_dir / contract.PREPROCESSOR_FILE).read_text()))
+    if quantized:
+        file = card.get("files", {}).get("quantized")
+        if not file:
+            raise errors.UserError(
+                f"{model_dir}: exported without a quantized model (export.quantization: none)"
+            )
+        runner: Runner = onnx_runner(model_dir / file)
+    else:
+        runner = torch_runner(model_dir / contract.FP32_FILE)
+    return Predictor(card=card, preprocessor=prep, quantized=quantized, runner=runner)
+
+
+def torch_runner(path: Path, threads: int | None = None) -> Runner:
+    import torch
+    from torch import nn
+
+    saved = torch.load(path, weights_only=True, map_location="cpu")
+    if saved.get("format") != FP32_FORMAT:
+        raise errors.UserError(f"{path}: not a {FP32_FORMAT} file")
+    arch = saved["architecture"]
+    layers: list[nn.Module] = []
+    width = arch["n_inputs"]
+    for size in arch["hidden"]:  # the same layout as flywheel.training.model.build_mlp
+        layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(0.0)]
+        width = size
+    layers.append(nn.Linear(width, arch["n_outputs"]))
+    net = nn.Sequential(*layers)
+    net.load_state_dict(saved["state_dict"])
+    net.eval()
+
+    def run(features: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            out: np.ndarray = net(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))).numpy()
+            return out
+
+    return run
+
+
+def onnx_runner(path: Path, threads: int = 1) -> Runner:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads  # one serving worker = one core; scale with workers
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+    def run(features: np.ndarray) -> np.ndarray:
+        out: np.ndarray = session.run(
+            ["output"], {"input": np.ascontiguousarray(features, dtype=np.float32)}
+        )[0]
+        return out
+
+    return run
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    out: np.ndarray = shifted / shifted.sum(axis=1, keepdims=True)
+    return out
