@@ -1,0 +1,328 @@
+"""A pool of sandbox zygotes that validates and checks self-play programs.
+
+Problem: Absolute-Zero rewards come from running model-written code (the reference does it in the
+trainer's own process, with no limits). Each `Pool` worker is a tiny `python -s -S -P -B _worker.py`
+process started with `subprocess` (clean environment, no inherited descriptors, no torch, no flywheel
+import), which forks one jailed child per execution; see `_worker.py` for the jail. Why not
+multiprocessing: a forkserver is a child of the trainer's interpreter (its `sys.path`, pickled
+callables, authkey), while this worker holds nothing but the standard library and speaks a 30-line
+pipe protocol; the measured cost is the same (one fork per execution), see bench/executor.py.
+
+The parent enforces the wall clock on each request; a worker that hangs, dies or answers garbage is
+killed and replaced, and the call reports `crashed` instead of raising.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import itertools
+import json
+import os
+import queue
+import secrets
+import selectors
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal
+
+from flywheel.selfplay.executor import checks
+
+Kind = Literal[
+    "ok", "rejected", "error", "timeout", "nondeterministic", "output_too_long", "not_literal", "crashed"
+]
+WORKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_worker.py")
+STARTUP_TIMEOUT_S = 30.0
+MAX_FRAME_BYTES = 8 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecResult:
+    """Verdict on one program run: `output_repr` is a capped literal repr when `ok`."""
+
+    ok: bool
+    output_repr: str | None
+    error: str | None
+    kind: Kind
+
+
+def _failed(kind: Kind, error: str) -> ExecResult:
+    return ExecResult(ok=False, output_repr=None, error=error, kind=kind)
+
+
+class _Worker:
+    """One zygote process and its pipe; every method runs under the pool's exclusive checkout."""
+
+    def __init__(self, jail: str) -> None:
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in kill())
+        self.proc = subprocess.Popen(
+            [sys.executable, "-s", "-S", "-P", "-B", WORKER_SCRIPT, jail],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            cwd=jail,
+            # Each worker its own hash seed: output that depends on str-hash order is caught as
+            # non-deterministic by the two-worker check instead of being frozen into a gold answer.
+            env={"PYTHONHASHSEED": str(secrets.randbelow(2**32)), "LC_ALL": "C.UTF-8"},
+            close_fds=True,
+        )
+        self.buffer = b""
+
+    def hello(self) -> dict[str, Any]:
+        message = self._read_frame(time.monotonic() + STARTUP_TIMEOUT_S)
+        if message is None or "hello" not in message:
+            self.kill()
+            self.log.seek(0)
+            tail = self.log.read()[-800:].decode(errors="replace")
+            raise RuntimeError(f"sandbox worker failed to start: {tail or 'no output'}")
+        return dict(message["hello"])
+
+    def send(self, payload: dict[str, Any]) -> bool:
+        assert self.proc.stdin is not None
+        data = json.dumps(payload).encode()
+        try:
+            self.proc.stdin.write(struct.pack(">I", len(data)) + data)
+            self.proc.stdin.flush()
+        except OSError:
+            return False
+        return True
+
+    def receive(self, request_id: int, deadline: float) -> list[dict[str, Any]] | None:
+        """The answer to request_id, or None when the worker must be replaced (dead, hung, garbage)."""
+        answer = self._read_frame(deadline)
+        if answer is None or answer.get("id") != request_id or not isinstance(answer.get("results"), list):
+            return None
+        return list(answer["results"])
+
+    def _read_frame(self, deadline: float) -> dict[str, Any] | None:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while True:
+                if len(self.buffer) >= 4:
+                    (size,) = struct.unpack(">I", self.buffer[:4])
+                    if size > MAX_FRAME_BYTES:
+                        return None
+                    if len(self.buffer) >= 4 + size:
+                        frame, self.buffer = self.buffer[4 : 4 + size], self.buffer[4 + size :]
+                        try:
+                            message = json.loads(frame)
+                        except ValueError:
+                            return None
+                        return message if isinstance(message, dict) else None
+                left = deadline - time.monotonic()
+                if left <= 0 or not selector.select(left):
+                    return None
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    return None
+                self.buffer += chunk
+
+    def kill(self) -> None:
+        # SIGKILL to our own child by pid; its jailed children die with it (PR_SET_PDEATHSIG).
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                stream.close()
+        self.log.close()
+
+
+class Pool:
+    """Pre-started sandbox workers; thread-safe; use as a context manager (or call `close`)."""
+
+    def __init__(
+        self, workers: int = 2, timeout_s: float = 10.0, memory_mb: int = 512, max_output_chars: int = 400
+    ) -> None:
+        if workers < 1 or timeout_s <= 0 or memory_mb < 64 or max_output_chars < 1:
+            raise ValueError("Pool needs workers >= 1, timeout_s > 0, memory_mb >= 64, max_output_chars >= 1")
+        self.timeout_s, self.memory_mb, self.max_output_chars = timeout_s, memory_mb, max_output_chars
+        self.jail = tempfile.mkdtemp(prefix="flywheel-jail-")
+        os.chmod(self.jail, 0o555)  # noqa: S103 - empty and read-only: the chroot (or cwd) of every child
+        self.replaced = 0
+        self._ids = itertools.count(1)
+        self._checkout = threading.Lock()
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._all: list[_Worker] = []
+        self._closed = False
+        started = [_Worker(self.jail) for _ in range(workers)]
+        self._all.extend(started)
+        try:
+            reports = [worker.hello() for worker in started]
+        except Exception:
+            self.close()
+            raise
+        self.isolation: dict[str, Any] = {**reports[0], "audit_hook": True, "restricted_builtins": True}
+        for worker in started:
+            self._idle.put(worker)
+        self._threads = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="sandbox")
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Kill every worker (and so every jailed child) and remove the jail directory."""
+        if self._closed:
+            return
+        self._closed = True
+        if hasattr(self, "_threads"):
+            self._threads.shutdown(wait=True)
+        for worker in self._all:
+            worker.kill()
+        os.chmod(self.jail, 0o700)
+        shutil.rmtree(self.jail, ignore_errors=True)
+
+    @property
+    def worker_pids(self) -> list[int]:
+        return [worker.proc.pid for worker in self._all if worker.proc.poll() is None]
+
+    def _execute(
+        self, batches: list[list[dict[str, Any]]], stop_on_failure: bool
+    ) -> list[list[dict[str, Any]]]:
+        """Run each batch of jobs on a different worker at once (one jailed child per job).
+
+        A worker that dies, hangs past the deadline or answers garbage is replaced, and its jobs
+        report `crashed`. With a single worker the batches run one after the other on it."""
+        if self._closed:
+            raise RuntimeError("the sandbox pool is closed")
+        with self._checkout:  # checking out several workers under one lock cannot deadlock
+            held = [self._idle.get() for _ in range(min(len(batches), len(self._all)))]
+        opts = {"timeout": self.timeout_s, "memory_mb": self.memory_mb, "max_chars": self.max_output_chars}
+        answers: list[list[dict[str, Any]]] = []
+        try:
+            for start in range(0, len(batches), len(held)):
+                wave = list(zip(held, batches[start : start + len(held)], strict=False))
+                answers.extend(self._wave(held, wave, opts, stop_on_failure))
+            return answers
+        finally:
+            for worker in held:
+                self._idle.put(worker)
+
+    def _wave(
+        self,
+        held: list[_Worker],
+        wave: list[tuple[_Worker, list[dict[str, Any]]]],
+        opts: dict[str, Any],
+        stop_on_failure: bool,
+    ) -> list[list[dict[str, Any]]]:
+        ids = [next(self._ids) for _ in wave]
+        sent = [
+            worker.send({"id": rid, "jobs": jobs, "stop_on_failure": stop_on_failure, "opts": opts})
+            for rid, (worker, jobs) in zip(ids, wave, strict=True)
+        ]
+        deadline = time.monotonic() + max(len(jobs) for _, jobs in wave) * (self.timeout_s + 2.0) + 5.0
+        results = []
+        for rid, ok, (worker, jobs) in zip(ids, sent, wave, strict=True):
+            answer = worker.receive(rid, deadline) if ok else None
+            if answer is None or len(answer) != len(jobs):
+                held[held.index(worker)] = self._replace(worker)
+                answer = [{"status": "crashed", "error": "sandbox worker died or hung; replaced"}] * len(jobs)
+            results.append(answer)
+        return results
+
+    def _replace(self, worker: _Worker) -> _Worker:
+        """Kill a broken worker (and its jailed children) and start a fresh one in its place."""
+        worker.kill()
+        fresh = _Worker(self.jail)
+        self._all[self._all.index(worker)] = fresh
+        fresh.hello()
+        self.replaced += 1
+        return fresh
+
+    def run_program(self, code: str, inputs: str) -> ExecResult:
+        """Validate a proposal: static check, then `f(inputs)` in two fresh jailed executions."""
+        reasons = checks.static_check(code)
+        call, call_reasons = checks.call_source(inputs)
+        if reasons or call_reasons:
+            return _failed("rejected", "; ".join(reasons + call_reasons))
+        job = {"code": code, "calls": [call], "mode": "value"}
+        # Two fresh executions on two different workers where possible: different address-space
+        # layouts and hash seeds, so id()-, address- or hash-order-dependent output shows up as a
+        # difference instead of being copied from one forked image to the other.
+        batches = [[job], [job]] if len(self._all) > 1 else [[job, job]]
+        answers = self._execute(batches, stop_on_failure=True)
+        first, second = (_outcome(result) for batch in answers for result in batch)
+        if not first.ok:
+            return first
+        if not second.ok:
+            return second
+        assert first.output_repr is not None and second.output_repr is not None
+        if not checks.eval_literal_equal(first.output_repr, second.output_repr):
+            differ = f"two runs gave {first.output_repr!r} and {second.output_repr!r}"
+            return _failed("nondeterministic", differ)
+        return first
+
+    def check_output(self, code: str, inputs: str, expected_repr: str) -> bool:
+        """Abduction: does `f(inputs)` equal the gold output (a literal) as a plain value?"""
+        return self.check_function(code, [(inputs, expected_repr)])[0]
+
+    def check_function(self, code: str, pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        """Induction: for each hidden (input, output repr) pair, is `output == f(input)`?"""
+        if not pairs:
+            return []
+        if checks.static_check(code):
+            return [False] * len(pairs)
+        runnable = [(index, call) for index, call in _valid_pairs(pairs)]
+        verdicts = [False] * len(pairs)
+        if not runnable:
+            return verdicts
+        job = {
+            "code": code,
+            "calls": [call for _, call in runnable],
+            "expected": [pairs[index][1] for index, _ in runnable],
+            "mode": "equal",
+        }
+        ((result,),) = self._execute([[job]], stop_on_failure=False)
+        for (index, _), outcome in zip(runnable, result.get("outcomes") or [], strict=False):
+            verdicts[index] = outcome.get("equal") is True
+        return verdicts
+
+    @staticmethod
+    def eval_literal_equal(a_repr: str, b_repr: str) -> bool:
+        """Deduction: equal as literal values, evaluated with `ast.literal_eval` (no executor)."""
+        return checks.eval_literal_equal(a_repr, b_repr)
+
+    def map(self, method: Callable[..., Any], items: Iterable[Sequence[Any]]) -> list[Any]:
+        """`method(*item)` for every item, spread over the workers; results in input order."""
+        return list(self._threads.map(lambda item: method(*item), items))
+
+    def run_programs(self, items: Iterable[tuple[str, str]]) -> list[ExecResult]:
+        return self.map(self.run_program, items)
+
+    def check_outputs(self, items: Iterable[tuple[str, str, str]]) -> list[bool]:
+        return self.map(self.check_output, items)
+
+    def check_functions(self, items: Iterable[tuple[str, Sequence[tuple[str, str]]]]) -> list[list[bool]]:
+        return self.map(self.check_function, items)
+
+
+def _valid_pairs(pairs: Sequence[tuple[str, str]]) -> Iterable[tuple[int, str]]:
+    for index, (inputs, output) in enumerate(pairs):
+        call, reasons = checks.call_source(inputs)
+        if not reasons and checks.literal(output)[0]:
+            yield index, call
+
+
+def _outcome(result: dict[str, Any]) -> ExecResult:
+    """Map the worker's answer for one execution to an ExecResult."""
+    status = result.get("status")
+    if status != "ok":
+        kind: Kind = status if status in ("timeout", "crashed") else "error"
+        return _failed(kind, str(result.get("error", status)))
+    (outcome,) = result["outcomes"]
+    status = outcome.get("status")
+    if status == "ok":
+        return ExecResult(ok=True, output_repr=str(outcome["repr"]), error=None, kind="ok")
+    kind = status if status in ("output_too_long", "not_literal") else "error"
+    return _failed(kind, str(outcome.get("error", status)))
