@@ -1,0 +1,198 @@
+"""An example DVC repository built from a real dataset, with a real shift between two periods.
+
+The closed-loop demo needs data that (a) changes the way production data changes, so Evidently
+reports drift, and (b) changes what a model must learn, so a model retrained on new data beats the
+old one. Synthetic noise does neither honestly. The NASA Statlog (Shuttle) data shipped with `river`
+does both when split by its first attribute, f1, which is the mission time: later in the mission the
+sensor readings move (Evidently flags 7 of 9 columns) and the anomaly rate rises from 0.4% to 15%,
+so a model trained on period 1 has seen too few anomalies to catch them. Figures and the comparison
+with other candidates are in examples/data/README.md.
+
+`make_repo` writes each period to the same DVC-tracked path, commits it, tags it `period-N` and
+pushes it to a local DVC remote (a directory), exactly as a team versions a growing dataset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from flywheel import artifacts
+from flywheel.api import trainingrun
+from flywheel.data import dvcenv
+
+TARGET = "anomaly"
+TIME_COLUMN = "f1"  # UCI: "the first attribute is time"
+DATA_PATH = "data/shuttle.csv"
+ROWS_PER_PERIOD = 4000  # committed (training) rows per period
+TRAFFIC_ROWS = 2000  # further rows per period, disjoint from the committed ones, for serving traffic
+SEED = 0
+_GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Flywheel Example",
+    "GIT_AUTHOR_EMAIL": "example@flywheel.dev",
+    "GIT_COMMITTER_NAME": "Flywheel Example",
+    "GIT_COMMITTER_EMAIL": "example@flywheel.dev",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ExampleRepo:
+    """What make_repo created: where, and what each period tag points at."""
+
+    root: Path
+    remote_dir: Path
+    data_path: str
+    commits: dict[str, str]
+    """tag (period-N) -> git commit."""
+    hashes: dict[str, str]
+    """tag (period-N) -> DVC md5 of the data file."""
+
+    def data_spec(self, period: int = 1) -> trainingrun.Data:
+        """The TrainingRun `spec.data` that trains on one period."""
+        return data_spec(str(self.root), f"period-{period}")
+
+    def model_spec(self) -> trainingrun.ModelSpec:
+        return model_spec()
+
+
+def source_csv() -> Path:
+    """The Shuttle CSV inside the installed river package (no download)."""
+    import river.datasets
+
+    return Path(river.datasets.__file__).parent / "shuttle.csv.gz"
+
+
+@functools.cache
+def _full() -> pd.DataFrame:
+    return pd.read_csv(source_csv())
+
+
+def _period_bins(periods: int) -> list[pd.DataFrame]:
+    """Split by mission time into `periods` equal-count slices, earliest first."""
+    frame = _full()
+    ranks = frame[TIME_COLUMN].rank(method="first")
+    slot = ((ranks - 1) * periods // len(frame)).astype(int)
+    return [frame[slot == i] for i in range(periods)]
+
+
+def period_frame(
+    n: int, *, periods: int = 2, part: str = "train", labelled: bool = True, rows: int | None = None
+) -> pd.DataFrame:
+    """Rows of period `n` (1-based). part="train" is what the repo commits; part="traffic" is a
+    disjoint sample of the same period (for serving traffic or a holdout). labelled=False drops
+    the target, which is what a model server sees."""
+    if not 1 <= n <= periods:
+        raise ValueError(f"period {n} is outside 1..{periods}")
+    if part not in ("train", "traffic"):
+        raise ValueError("part must be 'train' or 'traffic'")
+    sample = _period_bins(periods)[n - 1].sample(frac=1.0, random_state=SEED + n)
+    start, default = (0, ROWS_PER_PERIOD) if part == "train" else (ROWS_PER_PERIOD, TRAFFIC_ROWS)
+    out = sample.iloc[start : start + (rows if rows is not None else default)]
+    out = out.reset_index(drop=True)
+    return out if labelled else out.drop(columns=[TARGET])
+
+
+def write_period(path: Path, n: int, **kwargs: object) -> Path:
+    """Write period_frame(n, **kwargs) to `path` (CSV, or Parquet for *.parquet), atomically."""
+    frame = period_frame(n, **kwargs)  # type: ignore[arg-type]
+    if path.suffix == ".parquet":
+        buf = io.BytesIO()
+        frame.to_parquet(buf, index=False)
+        artifacts.atomic_write_bytes(path, buf.getvalue())
+    else:
+        artifacts.atomic_write_text(path, frame.to_csv(index=False))
+    return path
+
+
+def model_spec() -> trainingrun.ModelSpec:
+    """Target and typed features with validity ranges taken from the whole mission."""
+    frame = _full()
+    features = [
+        trainingrun.Feature(
+            name=col, type="numeric", min=float(frame[col].min()), max=float(frame[col].max())
+        )
+        for col in frame.columns
+        if col != TARGET
+    ]
+    return trainingrun.ModelSpec(task=trainingrun.Task.CLASSIFICATION, target=TARGET, features=features)
+
+
+def data_spec(repo: str, rev: str = "period-1") -> trainingrun.Data:
+    return trainingrun.Data(repo=repo, rev=rev, path=DATA_PATH)
+
+
+def _git(root: Path, *args: str) -> str:
+    env = {**os.environ, **_GIT_ENV}
+    done = subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def make_repo(root: Path, *, periods: int = 2) -> ExampleRepo:
+    """Create a git + DVC repository at `root` (empty or absent) with one tag per period.
+
+    The DVC remote is the directory `<root>.dvc-remote` beside it, so cloning the repository
+    elsewhere still finds it by absolute path."""
+    dvcenv.ensure_offline()
+    root = root.resolve()
+    if root.exists() and any(root.iterdir()):
+        raise FileExistsError(f"{root} is not empty")
+    root.mkdir(parents=True, exist_ok=True)
+    remote_dir = root.with_name(root.name + ".dvc-remote")
+    remote_dir.mkdir(parents=True, exist_ok=True)
+    _git(root, "init", "-q", "-b", "main")
+    with dvcenv.quiet():  # DVC logs git hints meant for a terminal at INFO
+        commits, hashes = _commit_periods(root, remote_dir, periods)
+    return ExampleRepo(root, remote_dir, DATA_PATH, commits, hashes)
+
+
+def _commit_periods(root: Path, remote_dir: Path, periods: int) -> tuple[dict[str, str], dict[str, str]]:
+    import dvc.repo
+
+    repo = dvc.repo.Repo.init(str(root))
+    try:
+        with repo.config.edit() as conf:
+            conf["core"]["analytics"] = False
+            conf["core"]["remote"] = "local"
+            conf["remote"]["local"] = {"url": str(remote_dir)}
+        _git(root, "add", ".dvc", ".dvcignore")
+        _git(root, "commit", "-q", "-m", "Initialise DVC with a local remote")
+        commits, hashes = {}, {}
+        for n in range(1, periods + 1):
+            write_period(root / DATA_PATH, n, periods=periods)
+            (stage,) = repo.add(str(root / DATA_PATH))
+            hashes[f"period-{n}"] = stage.outs[0].hash_info.value
+            _git(root, "add", f"{DATA_PATH}.dvc", str(Path(DATA_PATH).parent / ".gitignore"))
+            _git(root, "commit", "-q", "-m", f"Data: shuttle period {n} of {periods} (by mission time)")
+            _git(root, "tag", f"period-{n}")
+            commits[f"period-{n}"] = _git(root, "rev-parse", "HEAD")
+            repo.push()
+    finally:
+        repo.close()
+    return commits, hashes
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m flywheel.data.examples ROOT", file=sys.stderr)
+        return 2
+    try:
+        made = make_repo(Path(argv[0]))
+    except FileExistsError as exc:
+        print(f"error: {exc}: choose a new directory", file=sys.stderr)
+        return 1
+    print(f"created {made.root} (DVC remote {made.remote_dir})")
+    for tag, commit in made.commits.items():
+        print(f"  {tag}: commit {commit[:12]}  {made.data_path} md5 {made.hashes[tag]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
