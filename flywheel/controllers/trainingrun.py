@@ -27,6 +27,7 @@ from typing import Any
 
 import pydantic
 
+from flywheel import artifacts
 from flywheel.api import conditions, contract, loading
 from flywheel.api import trainingrun as api
 from flywheel.controllers import plans, pytorchjob, settings
@@ -60,14 +61,16 @@ def render_children(resource: plans.Manifest, settings: settings.Settings) -> li
 
 
 def workload_config(resource: plans.Manifest, run: api.TrainingRun) -> dict[str, Any]:
-    """What the trainer reads from contract.CONFIG_PATH: the TrainingRun with every default filled
-    in (api.TrainingRun.model_validate reads it back)."""
+    """What the trainer reads from contract.CONFIG_PATH (flywheel.training.config.Config): the run's
+    name and namespace, its spec with every default filled in, and its own artifact root."""
     meta = resource["metadata"]
+    namespace = meta.get("namespace") or "default"
+    root = artifacts.run_root(run.spec.artifacts.uri, namespace, api.TrainingRun.PLURAL, meta["name"])
     return {
-        "apiVersion": run.api_version,
-        "kind": run.KIND,
-        "metadata": {"name": meta["name"], "namespace": meta.get("namespace") or "default"},
+        "name": meta["name"],
+        "namespace": namespace,
         "spec": run.spec.to_dict(),
+        "artifactsUri": root.uri,
     }
 
 
@@ -187,7 +190,7 @@ def _recreate(
     out.requeue_after = REQUEUE_RECREATE
     if not job["metadata"].get("deletionTimestamp"):
         out.delete = list(_render(resource, run, settings))
-        out.events.append(plans.Event(R_RECREATING, message))
+        out.events = [plans.Event(R_RECREATING, message)]  # says more than the phase change
     return out
 
 
@@ -232,7 +235,9 @@ def _outcome(state: pytorchjob.JobState, result: dict[str, Any] | None) -> _View
     """Terminal phase and conditions: the job's verdict, overridden by a result that says Failed."""
     result = result or {}
     validation = result.get("validation") if isinstance(result.get("validation"), dict) else None
-    gate_failed = validation is not None and validation.get("success") is False
+    # GX names the verdict `success`; `passed` is accepted too.
+    verdict = None if validation is None else validation.get("success", validation.get("passed"))
+    gate_failed = verdict is False
     failed = state.phase == conditions.FAILED or result.get("phase") == conditions.FAILED or gate_failed
     message = str(result.get("message") or "")
     if not failed:

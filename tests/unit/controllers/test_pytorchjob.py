@@ -12,8 +12,8 @@ import pydantic
 import pytest
 
 from flywheel.api import contract
-from flywheel.api import trainingrun as api
 from flywheel.controllers import pytorchjob, settings, trainingrun
+from flywheel.training import config as training_config
 from tests.unit.controllers import upstream
 
 SETTINGS = settings.Settings()
@@ -146,9 +146,11 @@ def test_pods_are_hardened_and_report_through_the_termination_log() -> None:
     assert env(job)[contract.ENV_CONFIG] == contract.CONFIG_PATH
     assert env(job)[contract.ENV_RUN_NAME] == "iris" and env(job)[contract.ENV_NAMESPACE] == "ml"
     assert env(job)[contract.ENV_TERMINATION_LOG] == contract.TERMINATION_LOG
-    # The config the trainer reads is the run itself, every default filled in.
-    config = json.loads(config_map["data"][contract.CONFIG_FILE])
-    assert api.TrainingRun.model_validate(config).spec.training.epochs == 10
+    # The config is what the trainer parses (its own typed Config), every default filled in.
+    config = training_config.Config.model_validate(json.loads(config_map["data"][contract.CONFIG_FILE]))
+    assert config.spec.training.epochs == 10
+    assert (config.name, config.namespace) == ("iris", "ml")
+    assert config.artifacts_uri == "file:///var/lib/flywheel/artifacts/ml/trainingruns/iris"
     assert config_map["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
 
 
