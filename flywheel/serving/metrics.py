@@ -1,0 +1,72 @@
+"""Per-model Prometheus metrics, exported on BentoML's /metrics beside its bentoml_service_* ones.
+
+Created through bentoml.metrics, which defers the prometheus_client import until BentoML has set
+up its multiprocess directory; otherwise values from workers would never reach /metrics.
+Labels stay low-cardinality: role (champion | challenger), model version, class label.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import bentoml
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+@functools.cache
+def _m() -> dict[str, Any]:
+    return {
+        "requests": bentoml.metrics.Counter(
+            name="flywheel_serving_requests",
+            documentation="Requests scored per model; served=false is shadow scoring",
+            labelnames=["role", "model_version", "served"],
+        ),
+        "errors": bentoml.metrics.Counter(
+            name="flywheel_serving_errors",
+            documentation="Requests that failed, by model role and reason",
+            labelnames=["role", "reason"],
+        ),
+        "latency": bentoml.metrics.Histogram(
+            name="flywheel_serving_latency_seconds",
+            documentation="Time to score a request (queueing in the batcher included)",
+            labelnames=["role"],
+            buckets=LATENCY_BUCKETS,
+        ),
+        "predictions": bentoml.metrics.Counter(
+            name="flywheel_serving_predictions",
+            documentation="Predicted class distribution per model",
+            labelnames=["role", "prediction"],
+        ),
+        "probability": bentoml.metrics.Histogram(
+            name="flywheel_serving_probability",
+            documentation="Probability of the predicted class per model",
+            labelnames=["role"],
+            buckets=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
+        ),
+    }
+
+
+def init() -> None:
+    """Register the metrics (call once the server has configured prometheus_client)."""
+    _m()
+
+
+def observe(
+    role: str, version: str, served: bool, seconds: float, preds: list[Any], probs: list[Any], task: str
+) -> None:
+    m = _m()
+    m["requests"].labels(role=role, model_version=version, served=str(served).lower()).inc()
+    m["latency"].labels(role=role).observe(seconds)
+    if task != "classification":
+        return
+    for pred in preds:
+        m["predictions"].labels(role=role, prediction=str(pred)).inc()
+    for prob in probs:
+        if prob is not None:
+            m["probability"].labels(role=role).observe(prob)
+
+
+def error(role: str, reason: str) -> None:
+    _m()["errors"].labels(role=role, reason=reason).inc()

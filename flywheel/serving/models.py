@@ -1,0 +1,149 @@
+"""Loading a served model: its card (feature schema, classes, version) and a predictor.
+
+A model is a directory holding model_card.json, the fp32 and int8 weights and preprocessor.json
+(written by flywheel.training). The predictor comes from the loader named in the serving config,
+flywheel.training.inference.load by default, so serving never re-implements preprocessing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+
+from flywheel import artifacts, errors
+from flywheel.api import contract
+
+
+class Predictor(Protocol):
+    def predict(self, frame: pd.DataFrame) -> Any: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Feature:
+    name: str
+    type: str  # numeric | categorical
+    categories: tuple[str, ...] | None = None
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Card:
+    """The parts of model_card.json serving needs."""
+
+    version: str
+    task: str  # classification | regression
+    features: tuple[Feature, ...]
+    classes: tuple[str, ...]
+    raw: dict[str, Any]
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def schema_key(self) -> tuple[tuple[str, str, tuple[str, ...] | None], ...]:
+        """What must not change on a hot swap: the request schema."""
+        return tuple((f.name, f.type, f.categories) for f in self.features)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedModel:
+    uri: str
+    quantized: bool
+    card: Card
+    predictor: Predictor
+
+    @property
+    def version(self) -> str:
+        return self.card.version
+
+
+def parse_card(raw: dict[str, Any]) -> Card:
+    """Read the feature schema, classes and version from a model card."""
+    spec = raw.get("schema") or raw
+    features = spec.get("features") or raw.get("model", {}).get("features")
+    if not features:
+        raise errors.UserError("model_card.json has no feature schema (features: [...])")
+    target = raw.get("target")
+    classes = raw.get("classes") or (target.get("classes") if isinstance(target, dict) else None) or []
+    return Card(
+        version=str(raw.get("version") or "unknown"),
+        task=str(raw.get("task") or ("classification" if classes else "regression")),
+        features=tuple(
+            Feature(
+                name=f["name"],
+                type=f.get("type", "numeric"),
+                categories=tuple(str(c) for c in f["categories"]) if f.get("categories") else None,
+                nullable=bool(f.get("nullable", False)),
+                min=f.get("min"),
+                max=f.get("max"),
+            )
+            for f in features
+        ),
+        classes=tuple(str(c) for c in classes),
+        raw=raw,
+    )
+
+
+def local_dir(uri: str) -> Path:
+    """A local directory for a model URI (s3:// is downloaded to a temp dir once)."""
+    store = artifacts.Store(uri)
+    if store.local_root is not None:
+        return store.local_root
+    target = Path(tempfile.mkdtemp(prefix="flywheel-model-"))
+    artifacts._fs().get(  # type: ignore[no-untyped-call]
+        store.uri + "/", str(target), recursive=True
+    )
+    return target
+
+
+def read_card(uri: str) -> Card:
+    path = local_dir(uri) / contract.MODEL_CARD
+    try:
+        return parse_card(json.loads(path.read_text()))
+    except FileNotFoundError as exc:
+        raise errors.UserError(f"model {uri}: no {contract.MODEL_CARD} there") from exc
+
+
+def resolve_loader(spec: str) -> Callable[[Path, bool], Predictor]:
+    module, _, func = spec.partition(":")
+    loader: Callable[[Path, bool], Predictor] = getattr(importlib.import_module(module), func)
+    return loader
+
+
+def load(uri: str, quantized: bool, loader: str) -> LoadedModel:
+    """Load a model directory once: its card and a predictor (int8 when asked and present)."""
+    path = local_dir(uri)
+    card = read_card(uri)
+    use_int8 = quantized and (path / contract.QUANTIZED_FILE).exists()
+    predictor = resolve_loader(loader)(path, use_int8)
+    return LoadedModel(uri=uri, quantized=use_int8, card=card, predictor=predictor)
+
+
+def outputs(model: LoadedModel, frame: pd.DataFrame) -> tuple[list[Any], list[float | None]]:
+    """Predictions and the probability of each predicted class, one per row.
+
+    Accepts what predictors return: a (predictions, probabilities) pair, an object or mapping with
+    `predictions`/`probabilities`, where probabilities may be per-class rows or one per row.
+    """
+    result = model.predictor.predict(frame)
+    if isinstance(result, tuple):
+        preds, probs = result
+    elif isinstance(result, dict):
+        preds, probs = result["predictions"], result.get("probabilities")
+    else:
+        preds, probs = result.predictions, getattr(result, "probabilities", None)
+    preds = list(preds.tolist() if hasattr(preds, "tolist") else preds)
+    if probs is None:
+        return preds, [None] * len(preds)
+    probs = probs.tolist() if hasattr(probs, "tolist") else list(probs)
+    top: list[float | None] = [float(max(p)) if isinstance(p, list | tuple) else float(p) for p in probs]
+    return preds, top

@@ -1,0 +1,235 @@
+"""FlywheelService: the BentoML service of a Deployment (champion, optional challenger).
+
+    bentoml serve flywheel.serving.service:FlywheelService --port 3000
+
+The serving config (flywheel.serving.config) is read once when this module is imported: the
+champion's model card types the request (a bad row is a 400 naming the field), batching settings
+size the adaptive batcher. Models load once, in __init__; /readyz turns 200 only after that.
+
+POST /predict   {"records": [{<feature>: value, ...}, ...]}
+             -> {"request_id", "model": {"role", "version"}, "predictions", "probabilities"}
+POST /admin/promote {"uri": <model dir>, "quantized": true}   (Bearer token; see config)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hmac
+import logging
+import os
+import random
+import uuid
+from typing import Any
+
+import anyio
+import bentoml
+
+from flywheel import errors
+from flywheel.api import contract
+from flywheel.serving import config, guard, metrics, models, routing, schema, scoring, traffic
+
+log = logging.getLogger(__name__)
+
+# Read once at import: BentoML builds the API's input type and batcher from the class definition.
+_CONFIG = (
+    config.load()
+    if os.environ.get(contract.ENV_SERVING_CONFIG) or os.environ.get(contract.ENV_CHAMPION_URI)
+    else None
+)
+_CARD = models.read_card(_CONFIG.champion.uri) if _CONFIG else None
+Records: Any = (
+    schema.records_type(_CARD, _CONFIG.max_request_rows) if _CONFIG and _CARD else (schema.GenericRecords)
+)
+_WORKERS = _CONFIG.workers if _CONFIG else 1
+
+
+@bentoml.service(name="flywheel", workers=_WORKERS, traffic={"timeout": 60})
+class FlywheelService:
+    """Serves the champion; routes canary traffic to, or shadows requests on, the challenger."""
+
+    def __init__(self) -> None:
+        self._ready = False
+        self.config = _CONFIG or config.load()
+        cfg = self.config
+        metrics.init()
+        champion = models.load(cfg.champion.uri, cfg.champion.quantized, cfg.loader)
+        self.card = champion.card
+        _check_reserved(self.card)
+        self.scorers = {routing.CHAMPION: scoring.Scorer(champion, cfg.batching)}
+        if cfg.challenger is not None:
+            challenger = models.load(cfg.challenger.uri, cfg.challenger.quantized, cfg.loader)
+            _check_same_schema(champion, challenger)
+            self.scorers[routing.CHALLENGER] = scoring.Scorer(challenger, cfg.batching)
+        self.logger = (
+            traffic.TrafficLogger(cfg.sink_uri(), cfg.logging.flush_rows, cfg.logging.flush_seconds)
+            if cfg.logging.enabled
+            else None
+        )
+        self._rng = random.Random()
+        self._background: set[asyncio.Task[None]] = set()
+        self._swap_lock = asyncio.Lock()
+        log.info("Loaded models: %s", {r: s.model.version for r, s in self.scorers.items()})
+        self._ready = True
+
+    def __is_ready__(self) -> bool:
+        return self._ready
+
+    @bentoml.on_startup
+    async def _start_flusher(self) -> None:
+        self._spawn(self._flush_loop())
+
+    @bentoml.on_shutdown
+    async def _final_flush(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        if self.logger is not None:
+            await anyio.to_thread.run_sync(self.logger.flush)
+
+    @bentoml.api(route="/predict")
+    async def predict(self, records: Records, ctx: bentoml.Context) -> dict[str, Any]:
+        """Score records with the model the traffic settings pick for this request."""
+        arrived = datetime.datetime.now(datetime.UTC)
+        headers = ctx.request.headers
+        request_id = headers.get("x-request-id") or uuid.uuid4().hex
+        traffic_cfg = self.config.traffic
+        has_challenger = routing.CHALLENGER in self.scorers
+        role = routing.choose(traffic_cfg, has_challenger, headers.get(traffic_cfg.sticky_header), self._rng)
+        rows = [r if isinstance(r, dict) else r.model_dump() for r in records]
+        try:
+            result = await self.scorers[role].score(rows)
+        except scoring.Overloaded as exc:
+            metrics.error(role, "overloaded")
+            ctx.response.status_code = 503
+            return {"error": str(exc), "request_id": request_id}
+        except Exception:
+            metrics.error(role, "model")
+            raise
+        self._record(role, True, result, rows, request_id, arrived)
+        if routing.shadows(traffic_cfg, has_challenger):
+            self._spawn(self._shadow(rows, request_id, arrived))
+        ctx.response.headers["x-flywheel-model-role"] = role
+        ctx.response.headers["x-flywheel-model-version"] = result.version
+        return {
+            "request_id": request_id,
+            "model": {"role": role, "version": result.version},
+            "predictions": result.predictions,
+            "probabilities": result.probabilities,
+        }
+
+    @bentoml.api(route="/admin/promote")
+    async def promote(self, uri: str, ctx: bentoml.Context, quantized: bool = True) -> dict[str, Any]:
+        """Hot swap the champion: load the new model, then switch in one step (no failed requests)."""
+        problem = self._admin_problem(ctx, uri)
+        if problem is not None:
+            ctx.response.status_code, message = problem
+            return {"error": message}
+        async with self._swap_lock:
+            try:
+                new = await anyio.to_thread.run_sync(models.load, uri, quantized, self.config.loader)
+                _check_same_schema(self.scorers[routing.CHAMPION].model, new)
+            except (errors.UserError, OSError) as exc:
+                ctx.response.status_code = 400
+                return {"error": f"uri: {exc}"}
+            old = self.scorers[routing.CHAMPION].swap(new)
+        log.info("Promoted %s (%s); previous champion %s", new.uri, new.version, old.uri)
+        return {
+            "champion": {"uri": new.uri, "version": new.version},
+            "previous": {"uri": old.uri, "version": old.version},
+        }
+
+    # --- helpers -----------------------------------------------------------------------------
+    def _admin_problem(self, ctx: bentoml.Context, uri: str) -> tuple[int, str] | None:
+        token = os.environ.get(config.ENV_ADMIN_TOKEN)
+        if not token:
+            return 403, f"admin endpoints are disabled: set {config.ENV_ADMIN_TOKEN} on the server"
+        sent = ctx.request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(sent.encode(), token.encode()):
+            return 401, "send the admin token as 'Authorization: Bearer <token>'"
+        root = self.config.artifacts_uri.rstrip("/") + "/"
+        if not uri.startswith(root):
+            return 400, f"uri: models are loaded only from the artifact store {root}"
+        return None
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _shadow(self, rows: list[dict[str, Any]], request_id: str, arrived: datetime.datetime) -> None:
+        try:
+            result = await self.scorers[routing.CHALLENGER].score(rows)
+        except scoring.Overloaded:
+            metrics.error(routing.CHALLENGER, "overloaded")
+            return
+        except Exception:
+            log.exception("Shadow scoring failed for request %s", request_id)
+            metrics.error(routing.CHALLENGER, "model")
+            return
+        self._record(routing.CHALLENGER, False, result, rows, request_id, arrived)
+
+    def _record(
+        self,
+        role: str,
+        served: bool,
+        result: scoring.Result,
+        rows: list[dict[str, Any]],
+        request_id: str,
+        arrived: datetime.datetime,
+    ) -> None:
+        metrics.observe(
+            role,
+            result.version,
+            served,
+            result.seconds,
+            result.predictions,
+            result.probabilities,
+            self.card.task,
+        )
+        if self.logger is None or self._rng.random() >= self.config.logging.sample_rate:
+            return
+        latency_ms = result.seconds * 1000.0
+        self.logger.add(
+            [
+                {
+                    "timestamp": arrived,
+                    "request_id": request_id,
+                    "role": role,
+                    "served": served,
+                    "model_version": result.version,
+                    **row,
+                    "prediction": pred,
+                    "probability": prob,
+                    "latency_ms": latency_ms,
+                }
+                for row, pred, prob in zip(rows, result.predictions, result.probabilities, strict=True)
+            ]
+        )
+
+    async def _flush_loop(self) -> None:
+        while self.logger is not None:
+            await asyncio.sleep(min(0.5, self.config.logging.flush_seconds))
+            if self.logger.due():
+                try:
+                    await anyio.to_thread.run_sync(self.logger.flush)
+                except Exception:  # keep serving; the next flush retries with new rows
+                    log.exception("Writing traffic log to %s failed", self.logger.store.uri)
+
+
+def _check_same_schema(current: models.LoadedModel, new: models.LoadedModel) -> None:
+    if current.card.schema_key() != new.card.schema_key():
+        raise errors.UserError(
+            f"model {new.uri} takes different features than {current.uri}; "
+            "a champion and challenger must share the request schema"
+        )
+
+
+def _check_reserved(card: models.Card) -> None:
+    clash = traffic.RESERVED.intersection(card.feature_names)
+    if clash:
+        raise errors.UserError(f"feature names {sorted(clash)} clash with traffic log columns; rename them")
+
+
+FlywheelService.add_asgi_middleware(  # type: ignore[attr-defined]
+    guard.RequestGuard, max_body_bytes=_CONFIG.max_body_bytes if _CONFIG else 4 * 1024 * 1024
+)
