@@ -1,0 +1,251 @@
+"""SelfPlayRun reconciler: a PyTorchJob running `flywheel.selfplay`, walled off from the network.
+
+Children: the job and its config ConfigMap (rendered by pytorchjob.render_job, shared with
+TrainingRun: non-root pods, read-only root, RuntimeDefault seccomp, no service-account token) and
+a NetworkPolicy for the run's pods. Self-play executes model-written programs, so its pods get no
+egress except what the run itself needs: the other pods of the same run (DDP rendezvous and
+collectives) and DNS when there are several pods, and HTTPS / MinIO ports when artifacts live on
+s3://. Ingress is allowed only from the run's own pods.
+
+Lifecycle and status follow TrainingRun (its helpers are reused): the job is created once, a spec
+change before any pod started recreates it, after that the run goes on and says so. The result
+comes from the Master pod's termination message, which the trainer writes as {"phase",
+"message", "step", "buffers", "validProposalRate", "solveRate", "proposerReward", "checkpoint"}.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+from typing import Any
+
+import pydantic
+
+from flywheel import artifacts
+from flywheel.api import conditions, contract
+from flywheel.api import selfplayrun as api
+from flywheel.controllers import plans, pytorchjob, settings, trainingrun
+
+COMPONENT = "selfplay"
+PLURAL = api.SelfPlayRun.PLURAL
+NETWORK_POLICY = "NetworkPolicy"
+NETWORKING_API = "networking.k8s.io/v1"
+S3_PORTS = (443, 80, 9000)  # HTTPS, plain HTTP endpoints, MinIO's default
+PER_TASK = ("buffers", "validProposalRate", "solveRate", "proposerReward")
+R_SPEC_CHANGED = trainingrun.R_SPEC_CHANGED
+
+
+def network_policy_name(owner_name: str) -> str:
+    return plans.child_name(owner_name, "sandbox")
+
+
+def observe_refs(resource: plans.Manifest, settings: settings.Settings) -> list[plans.Ref]:
+    """The job, its ConfigMap, the Master pod (termination message) and the NetworkPolicy."""
+    meta = resource["metadata"]
+    ns = meta.get("namespace") or "default"
+    return [
+        *trainingrun.observe_refs(resource, settings),
+        plans.Ref(NETWORKING_API, NETWORK_POLICY, network_policy_name(meta["name"]), ns),
+    ]
+
+
+def render_children(resource: plans.Manifest, settings: settings.Settings) -> list[plans.Manifest]:
+    """[NetworkPolicy, ConfigMap, PyTorchJob]; pydantic.ValidationError when the spec is invalid.
+    The policy comes first so the pods never run unfenced."""
+    run = _validate(resource)
+    job, config_map = _render(resource, run, settings)
+    return [network_policy(resource, run), config_map, job]
+
+
+def workload_config(resource: plans.Manifest, run: api.SelfPlayRun) -> dict[str, Any]:
+    """What flywheel.selfplay reads from FLYWHEEL_CONFIG: name, namespace, the full spec with
+    defaults, and this run's artifact root (<root>/<namespace>/selfplayruns/<name>)."""
+    meta = resource["metadata"]
+    ns = meta.get("namespace") or "default"
+    root = run.spec.artifacts.uri.rstrip("/")
+    return {
+        "name": meta["name"],
+        "namespace": ns,
+        "spec": run.spec.to_dict(),
+        "artifactsUri": artifacts.run_root(root, ns, PLURAL, meta["name"]).uri,
+    }
+
+
+def network_policy(resource: plans.Manifest, run: api.SelfPlayRun) -> plans.Manifest:
+    """Deny egress (and foreign ingress) for the run's pods, selected by their labels."""
+    meta = resource["metadata"]
+    selector = {"matchLabels": _pod_labels(resource)}
+    peers = [{"podSelector": selector}]
+    egress: list[dict[str, Any]] = []
+    multi = run.spec.resources.replicas > 1
+    s3 = run.spec.artifacts.uri.startswith("s3://")
+    if multi:
+        egress.append({"to": peers})
+    if multi or s3:
+        dns = [{"protocol": p, "port": 53} for p in ("UDP", "TCP")]
+        egress.append({"to": [{"namespaceSelector": {}, "podSelector": _DNS}], "ports": dns})
+    if s3:
+        egress.append({"ports": [{"protocol": "TCP", "port": p} for p in S3_PORTS]})
+    return {
+        "apiVersion": NETWORKING_API,
+        "kind": NETWORK_POLICY,
+        "metadata": plans.child_metadata(resource, network_policy_name(meta["name"]), COMPONENT),
+        "spec": {
+            "podSelector": selector,
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": peers}],
+            "egress": egress,
+        },
+    }
+
+
+_DNS = {"matchLabels": {"k8s-app": "kube-dns"}}
+
+
+def _pod_labels(resource: plans.Manifest) -> dict[str, str]:
+    name = resource["metadata"]["name"]
+    every = plans.labels(resource["kind"], name, COMPONENT)
+    keys = (contract.LABEL_OWNER_KIND, contract.LABEL_OWNER_NAME, contract.LABEL_COMPONENT)
+    return {k: every[k] for k in keys}
+
+
+def _validate(resource: plans.Manifest) -> api.SelfPlayRun:
+    envelope = {k: resource[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in resource}
+    return api.SelfPlayRun.model_validate(envelope)
+
+
+def _render(
+    resource: plans.Manifest, run: api.SelfPlayRun, settings: settings.Settings
+) -> tuple[plans.Manifest, plans.Manifest]:
+    spec = run.spec
+    return pytorchjob.render_job(
+        resource,
+        resources=spec.resources,
+        networking=spec.networking,
+        scheduling=spec.scheduling,
+        run_policy=spec.run_policy,
+        artifacts=spec.artifacts,
+        image=spec.resources.image or settings.selfplay_image,
+        module=contract.SELFPLAY_MODULE,
+        config=workload_config(resource, run),
+        component=COMPONENT,
+        settings=settings,
+    )
+
+
+def plan(
+    resource: plans.Manifest, observed: plans.Observed, now: datetime.datetime, settings: settings.Settings
+) -> plans.Plan:
+    """Decide children, status and events for a SelfPlayRun from what was observed (pure)."""
+    meta = resource["metadata"]
+    current: dict[str, Any] = resource.get("status") or {}
+    try:
+        run = _validate(resource)
+    except pydantic.ValidationError as exc:
+        return trainingrun._invalid(resource, current, exc, now)
+    name = pytorchjob.job_name(meta["name"])
+    policy = network_policy(resource, run)
+    job = observed.get(pytorchjob.KIND, name)
+    if job is None:
+        if current.get("phase") in trainingrun.TERMINAL and current.get("jobName"):
+            return plans.Plan()  # finished and the job was garbage-collected: the status is final
+        job_manifest, config_map = _render(resource, run, settings)
+        view = trainingrun._View(conditions.PENDING, "Unknown", trainingrun.R_CREATING, f"creating {name}")
+        return trainingrun._finish(
+            resource, current, now, view, name, apply=[policy, config_map, job_manifest]
+        )
+    if not trainingrun._owned_by(job, resource):
+        message = f"a PyTorchJob named {name} exists but belongs to something else; rename this run"
+        view = trainingrun._View(
+            conditions.PENDING, "False", trainingrun.R_NAME_CONFLICT, message, stalled=True
+        )
+        return trainingrun._finish(resource, current, now, view, name)
+    state = pytorchjob.job_state(job)
+    changed = trainingrun._spec_changed(job, resource)
+    if changed and not state.started:
+        out = trainingrun._finish(
+            resource,
+            current,
+            now,
+            trainingrun._View(
+                conditions.PENDING,
+                "Unknown",
+                trainingrun.R_RECREATING,
+                f"spec changed before {name} started any pod; replacing it",
+            ),
+            name,
+        )
+        out.requeue_after = trainingrun.REQUEUE_RECREATE
+        if not job["metadata"].get("deletionTimestamp"):
+            out.delete = list(_render(resource, run, settings))
+        return out
+    view = _job_view(state, observed.get("Pod", pytorchjob.master_pod_name(name)), current)
+    if view is None:
+        return plans.Plan()
+    if changed:
+        view.ready, view.reason, view.stalled = "False", R_SPEC_CHANGED, True
+        view.message = (
+            f"spec changed after {name} started; self-play goes on with the spec it started with. "
+            "Create a new SelfPlayRun (or delete and re-apply this one) to use the new spec"
+        )
+    apply: list[plans.Manifest] = []
+    if not state.terminal:
+        if observed.get(NETWORK_POLICY, network_policy_name(meta["name"])) is None:
+            apply.append(policy)  # never let a running sandbox lose its fence
+        if observed.get("ConfigMap", pytorchjob.config_map_name(meta["name"])) is None and not changed:
+            apply.append(_render(resource, run, settings)[1])
+    return trainingrun._finish(resource, current, now, view, name, apply=apply)
+
+
+def _job_view(state: pytorchjob.JobState, pod: plans.Manifest | None, current: dict[str, Any]) -> Any:
+    times = {"startTime": state.start_time, "completionTime": state.completion_time}
+    if not state.terminal:
+        view = trainingrun._View(state.phase, "Unknown", state.reason, state.message)
+        view.fields.update(times)
+        return view
+    raw = pytorchjob.termination_message(pod)
+    if raw is None and current.get("phase") in trainingrun.TERMINAL:
+        return None
+    result, note = _parse_result(raw)
+    failed = state.phase == conditions.FAILED or result.get("phase") == conditions.FAILED
+    message = str(result.get("message") or "") or (state.message if failed else _summary(result))
+    if failed:
+        view = trainingrun._View(conditions.FAILED, "False", conditions.R_FAILED, message, stalled=True)
+    else:
+        view = trainingrun._View(conditions.SUCCEEDED, "True", conditions.R_SUCCEEDED, message)
+    if note:
+        view.message = f"{view.message}; {note}"
+    view.fields.update(times)
+    view.fields.update(result_fields(result))
+    return view
+
+
+def result_fields(result: dict[str, Any]) -> dict[str, Any]:
+    """The SelfPlayRunStatus fields a trainer result carries; malformed parts are dropped."""
+    fields: dict[str, Any] = {}
+    if isinstance(result.get("step"), int) and not isinstance(result.get("step"), bool):
+        fields["step"] = result["step"]
+    if isinstance(result.get("checkpoint"), str):
+        fields["checkpoint"] = result["checkpoint"]
+    for key in PER_TASK:
+        with contextlib.suppress(pydantic.ValidationError):
+            fields[key] = api.PerTask.model_validate(result.get(key)).to_dict()
+    return fields
+
+
+def _parse_result(raw: str | None) -> tuple[dict[str, Any], str | None]:
+    if raw is None:
+        return {}, "the Master pod left no result in its termination message"
+    with contextlib.suppress(ValueError):
+        result = json.loads(raw)
+        if isinstance(result, dict):
+            return result, None
+    return {}, f"the Master pod's termination message is not a JSON result: {raw[:80]!r}"
+
+
+def _summary(result: dict[str, Any]) -> str:
+    rates = result.get("solveRate") if isinstance(result.get("solveRate"), dict) else {}
+    shown = ", ".join(f"{k}={v:.3g}" for k, v in sorted((rates or {}).items()) if isinstance(v, int | float))
+    step = result.get("step")
+    return f"self-play finished at step {step}" + (f"; solve rate {shown}" if shown else "")

@@ -1,0 +1,112 @@
+"""One self-play step's rollouts: six (task, role) batches with rewards, and the new buffer entries.
+
+Order and data flow follow the reference (docs/selfplay.md): every prompt of the step is drawn
+from the buffers as they stand at its start (so proposals made now become solver tasks from the
+next step on); per task, the proposer batch is generated and validated, every valid proposal is
+posed N times to the solver at the rollout temperature to estimate its solve rate (those
+estimation rollouts are not trained on), then the solver batch is generated and checked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import Any
+
+from flywheel.api import selfplayrun
+from flywheel.selfplay import buffers, policy, rewards, tasks
+
+ORDER = (buffers.ABDUCTION, buffers.DEDUCTION, buffers.INDUCTION)
+PROPOSE, SOLVE = "propose", "solve"
+GENERATE_CHUNK = 64  # prompts per generate call (bounds activation memory)
+
+
+@dataclasses.dataclass
+class Batch:
+    """One (task, role) batch: the trained samples and their scalar rewards."""
+
+    task: str
+    role: str
+    samples: list[policy.Sample]
+    rewards: list[float]
+
+
+@dataclasses.dataclass
+class Step:
+    batches: list[Batch]
+    new_entries: dict[str, list[Any]]
+    valid_rate: dict[str, float]
+    solve_rate: dict[str, float]
+    proposer_reward: dict[str, float]
+
+
+def generate(pol: policy.Policy, prompts: list[str], sp: selfplayrun.SelfPlay) -> list[policy.Sample]:
+    out: list[policy.Sample] = []
+    for i in range(0, len(prompts), GENERATE_CHUNK):
+        out += pol.generate(
+            prompts[i : i + GENERATE_CHUNK], temperature=sp.temperature, max_new_tokens=sp.max_new_tokens
+        )
+    return out
+
+
+def play(
+    pol: policy.Policy,
+    store: buffers.Buffers,
+    pool: tasks.Executor,
+    sp: selfplayrun.SelfPlay,
+    step: int,
+    rng: random.Random,
+) -> Step:
+    """Generate and score the step's batches; the buffers are not modified."""
+    chosen = [t for t in ORDER if t in {str(x) for x in sp.task_types}]
+    solver_tasks = {t: store.solver_batch(t, sp.batch_size, step, rng) for t in chosen}
+    proposals = {
+        t: [tasks.propose(t, store, sp.references, sp.induction_inputs, rng) for _ in range(sp.batch_size)]
+        for t in chosen
+    }
+    result = Step([], {}, {}, {}, {})
+    for task in chosen:
+        gen_batch, entries = _propose(pol, pool, sp, step, proposals[task])
+        result.batches.append(gen_batch)
+        result.new_entries[task] = entries
+        result.valid_rate[task] = len(entries) / len(proposals[task])
+        result.proposer_reward[task] = rewards.mean(gen_batch.rewards) or 0.0
+        solve_batch, accuracy = _solve(pol, pool, sp, task, solver_tasks[task])
+        result.batches.append(solve_batch)
+        result.solve_rate[task] = accuracy
+    return result
+
+
+def _propose(
+    pol: policy.Policy,
+    pool: tasks.Executor,
+    sp: selfplayrun.SelfPlay,
+    step: int,
+    proposals: list[tasks.Proposal],
+) -> tuple[Batch, list[Any]]:
+    task = proposals[0].task
+    samples = generate(pol, [p.prompt for p in proposals], sp)
+    entries = [
+        tasks.validate(p, s.text, pool, sp.induction_inputs, step)
+        for p, s in zip(proposals, samples, strict=True)
+    ]
+    valid = [e for e in entries if e is not None]
+    n = sp.solve_rate_rollouts
+    estimates = generate(pol, [tasks.solver_prompt(task, e) for e in valid for _ in range(n)], sp)
+    rates = []
+    for i, entry in enumerate(valid):
+        scores = [tasks.check(task, entry, s.text, pool) for s in estimates[i * n : (i + 1) * n]]
+        rates.append(rewards.solve_rate([ok and acc >= 1.0 for ok, acc in scores]))
+    rate_of = dict(zip(map(id, valid), rates, strict=True))
+    scored = [rewards.proposer(e is not None, rate_of.get(id(e))) for e in entries]
+    return Batch(task, PROPOSE, samples, scored), valid
+
+
+def _solve(
+    pol: policy.Policy, pool: tasks.Executor, sp: selfplayrun.SelfPlay, task: str, entries: list[Any]
+) -> tuple[Batch, float]:
+    samples = generate(pol, [tasks.solver_prompt(task, e) for e in entries], sp)
+    scores = [tasks.check(task, e, s.text, pool) for e, s in zip(entries, samples, strict=True)]
+    scored = [rewards.solver(ok, acc) for ok, acc in scores]
+    accuracy = rewards.mean([acc if ok else 0.0 for ok, acc in scores]) or 0.0
+    return Batch(task, SOLVE, samples, scored), accuracy
