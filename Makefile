@@ -51,6 +51,7 @@ lint: $(STAMP) ## ruff, mypy, import-linter
 
 crds: $(STAMP) ## regenerate crds/ (and the chart's copy) from flywheel.api
 	$(BIN)/flywheel crds --out crds
+	$(BIN)/flywheel crds --out helm/flywheel/files/crds
 
 bench: $(STAMP) ## run the benchmarks; figures go to bench/results/ (summarised in BENCHMARKS.md)
 	$(BIN)/python -m bench all

@@ -1,0 +1,67 @@
+{{/* Common labels. */}}
+{{- define "flywheel.labels" -}}
+app.kubernetes.io/name: flywheel
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end }}
+
+{{- define "flywheel.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{/* Application rules per kind: what each operator creates or reads besides its own resource. */}}
+{{- define "flywheel.appRules" -}}
+{{- if eq .kind "trainingrun" }}
+# Application: the PyTorchJob and its config, and the Master pod's termination message (results).
+- apiGroups: [kubeflow.org]
+  resources: [pytorchjobs]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch]
+{{- else if eq .kind "selfplayrun" }}
+# Application: the PyTorchJob, its config, the egress-denying NetworkPolicy, the Master pod's result.
+- apiGroups: [kubeflow.org]
+  resources: [pytorchjobs]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, list, watch, create, patch, update, delete]
+{{- else if eq .kind "deployment" }}
+# Application: the serving Deployment, Service, HPA and PDB; TrainingRuns are read for their models.
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [""]
+  resources: [services, configmaps]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [flywheel.dev]
+  resources: [trainingruns]
+  verbs: [get, list, watch]
+{{- else if eq .kind "driftmonitor" }}
+# Application: challenger TrainingRuns it owns, and the champion of the Deployment it watches.
+- apiGroups: [flywheel.dev]
+  resources: [trainingruns]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [flywheel.dev]
+  resources: [deployments]
+  verbs: [get, list, watch, patch]
+{{- end }}
+{{- end }}
