@@ -17,6 +17,7 @@ from typing import Any
 
 from rich import console as rich_console
 from rich import progress as rich_progress
+from rich import table
 
 Event = dict[str, Any]
 # torchrun --tee / --role prefixes a worker's lines with "[default0]:"; accept it.
@@ -58,18 +59,20 @@ def follow(path: Path, offset: int, running: Callable[[], bool], poll: float = 0
 
 
 class Bars:
-    """The data, epochs and export bars of a training workload (rich renders them only on a
-    terminal; elsewhere it prints the final state once)."""
+    """The data, epochs and export bars of a training workload. On a terminal rich draws them live;
+    elsewhere (CI logs, pipes) each milestone is printed as one plain line instead."""
 
     def __init__(self, console: rich_console.Console) -> None:
+        self.console = console
+        self.live = console.is_terminal
         self.progress = rich_progress.Progress(
-            rich_progress.TextColumn("{task.description:<8}"),
-            rich_progress.BarColumn(),
+            rich_progress.TextColumn("{task.description}", table_column=table.Column(width=7, no_wrap=True)),
+            rich_progress.BarColumn(bar_width=30),
             rich_progress.MofNCompleteColumn(),
-            rich_progress.TextColumn("{task.fields[note]}"),
             rich_progress.TimeElapsedColumn(),
+            rich_progress.TextColumn("{task.fields[note]}", table_column=table.Column(no_wrap=True)),
             console=console,
-            transient=False,
+            disable=not self.live,
         )
         self.tasks: dict[str, rich_progress.TaskID] = {}
 
@@ -92,27 +95,33 @@ class Bars:
     ) -> None:
         task = self.bar(name, total)
         self.progress.update(task, completed=completed, note=note)
+        if not self.live and completed is not None:
+            shown = f"{completed:g}/{total:g}" if total else f"{completed:g}"
+            self.console.print(f"{name:<7} {shown} {note}".rstrip(), highlight=False)
 
     def done(self, name: str, note: str = "") -> None:
         task = self.bar(name)
         total = next(t.total for t in self.progress.tasks if t.id == task) or 1
         self.progress.update(task, total=total, completed=total, note=note)
+        if not self.live:
+            self.console.print(f"{name:<7} done {note}".rstrip(), highlight=False)
 
     def on_training_event(self, event: Event) -> None:
-        """Move the bars for one trainer event (epoch, step, checkpoint, export, done)."""
+        """Move the bars for one trainer event (epoch, step, resume, export, done)."""
         kind = event.get("event")
         if kind == "epoch":
-            note = _metrics_note(event)
-            self.update("epochs", completed=event.get("epoch"), total=event.get("epochs"), note=note)
-        elif kind == "step":
-            self.bar("epochs")
+            self.update(
+                "epochs", completed=event.get("epoch"), total=event.get("epochs"), note=_metrics_note(event)
+            )
+        elif kind == "step" and self.live:
             loss = event.get("loss")
             if isinstance(loss, int | float):
-                self.progress.update(self.tasks["epochs"], note=f"step {event.get('step')} loss {loss:.4f}")
+                self.progress.update(self.bar("epochs"), note=f"step {event.get('step')} loss {loss:.4f}")
+        elif kind == "resume":
+            self.console.print(f"resuming from the checkpoint at step {event.get('step')}", highlight=False)
+            self.progress.update(self.bar("epochs"), completed=event.get("epoch"))
         elif kind == "export":
-            self.done("export", note=str(event.get("quantization") or event.get("format") or ""))
-        elif kind == "done":
-            self.bar("export", total=1)
+            self.done("export", note=str(event.get("version") or ""))
 
 
 def _metrics_note(event: Event) -> str:

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flywheel import artifacts
+from flywheel import artifacts, errors
 from flywheel.api import common, conditions, contract
 from flywheel.api import trainingrun as api
 from flywheel.controllers import plans
@@ -124,22 +124,28 @@ class _Job:
 
     # --- steps ----------------------------------------------------------------------------------
     def drive(self, status: dict[str, Any]) -> bool:
-        if status.get("observedGeneration") not in (None, self.generation):
+        same_generation = status.get("observedGeneration") == self.generation
+        if not same_generation and status.get("observedGeneration") is not None:
             self._archive_checkpoints(status["observedGeneration"])
+        live = self.ctx.supervisor.find(KIND, self.name)
+        if same_generation and live is not None and self.ctx.supervisor.alive(live):
+            return self._attach(live)  # started with --detach and still training
         self.patch(
             {
                 "phase": conditions.RUNNING,
                 "observedGeneration": self.generation,
                 "message": None,
-                "startTime": status.get("startTime") or plans.now_rfc3339(self.ctx.now()),
+                "startTime": (same_generation and status.get("startTime"))
+                or plans.now_rfc3339(self.ctx.now()),
                 "completionTime": None,
             },
             (conditions.READY, "False", conditions.R_RECONCILING, "resolving and validating data"),
         )
         with progress.Bars(self.ctx.console) as bars:
-            data_path, lineage = self._resolve(bars)
-            if not self._gate(data_path):
+            resolved = self._resolve(bars)
+            if resolved is None or not self._gate(resolved[0]):
                 return False
+            data_path, lineage = resolved
             info = self._start(data_path, lineage)
             if self.ctx.detach:
                 self.ctx.console.print(
@@ -149,12 +155,25 @@ class _Job:
             exit_code = self._follow(info, bars)
         return self.finish(exit_code)
 
-    def _resolve(self, bars: progress.Bars) -> tuple[Path, dict[str, Any]]:
-        from flywheel import data
+    def _attach(self, live: Any) -> bool:
+        self.ctx.console.print(f"trainingrun/{self.name}: already training (pid {live.pid}), following it")
+        if self.ctx.detach:
+            return True
+        self._offset = _size(self.ctx.supervisor.log_path(KIND, self.name))
+        with progress.Bars(self.ctx.console) as bars:
+            exit_code = self._follow(live, bars)
+        return self.finish(exit_code)
+
+    def _resolve(self, bars: progress.Bars) -> tuple[Path, dict[str, Any]] | None:
+        from flywheel.data import resolve as data
 
         bars.update("data", total=None, note=f"{self.spec.data.path}@{self.spec.data.rev}")
         spec_data = self.spec.data.model_copy(update={"repo": self._repo()})
-        resolved = data.resolve(spec_data, self.ctx.home / "cache" / "data")
+        try:
+            resolved = data.resolve(spec_data, self.ctx.home / "cache" / "data")
+        except errors.UserError as exc:  # the data cannot be had as written: the run fails, not the CLI
+            self.fail(conditions.R_FAILED, str(exc), conditions.DATA_RESOLVED)
+            return None
         lineage = _as_dict(resolved.lineage)
         bars.done(
             "data", note=f"{lineage.get('rows', '?')} rows, commit {str(lineage.get('commit', ''))[:8]}"
