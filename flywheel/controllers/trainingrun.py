@@ -18,11 +18,8 @@ A TrainingRun is a run, not a service: it trains once. So:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
-import json
-import math
 from typing import Any
 
 import pydantic
@@ -30,7 +27,7 @@ import pydantic
 from flywheel import artifacts
 from flywheel.api import conditions, contract, loading
 from flywheel.api import trainingrun as api
-from flywheel.controllers import plans, pytorchjob, settings
+from flywheel.controllers import plans, pytorchjob, settings, trainingresult
 
 COMPONENT = "trainer"
 TERMINAL = (conditions.SUCCEEDED, conditions.FAILED)
@@ -139,8 +136,8 @@ def plan(
     if _spec_changed(job, resource) and not state.started:
         return _recreate(resource, current, now, job, run, settings)
     maybe_view = _job_view(state, observed.get("Pod", pytorchjob.master_pod_name(name)), current)
-    if maybe_view is None:  # finished, result already recorded, pod gone: nothing new to say
-        return plans.Plan()
+    if maybe_view is None:  # finished, result already recorded, pod gone: the status is final
+        return _finished_without_job(resource, current, now)
     view = maybe_view
     changed = _spec_changed(job, resource)
     if changed:
@@ -222,7 +219,7 @@ def _job_view(
     raw = pytorchjob.termination_message(pod)
     if raw is None and current.get("phase") in TERMINAL:
         return None
-    fields, result, note = _parse_result(raw)
+    fields, result, note = trainingresult.parse(raw)
     view = _outcome(state, result)
     if note:
         view.message = f"{view.message}; {note}"
@@ -241,7 +238,9 @@ def _outcome(state: pytorchjob.JobState, result: dict[str, Any] | None) -> _View
     failed = state.phase == conditions.FAILED or result.get("phase") == conditions.FAILED or gate_failed
     message = str(result.get("message") or "")
     if not failed:
-        view = _View(conditions.SUCCEEDED, "True", conditions.R_SUCCEEDED, message or _summary(result))
+        view = _View(
+            conditions.SUCCEEDED, "True", conditions.R_SUCCEEDED, message or trainingresult.summary(result)
+        )
         view.extra.append((conditions.TRAINED, "True", conditions.R_SUCCEEDED, view.message))
     else:
         reason = conditions.R_VALIDATION_FAILED if gate_failed else conditions.R_FAILED
@@ -250,7 +249,8 @@ def _outcome(state: pytorchjob.JobState, result: dict[str, Any] | None) -> _View
     if validation is not None:
         ok = "False" if gate_failed else "True"
         why = conditions.R_VALIDATION_FAILED if gate_failed else conditions.R_SUCCEEDED
-        view.extra.append((conditions.DATA_VALIDATED, ok, why, json.dumps(validation, sort_keys=True)[:512]))
+        said = view.message if gate_failed else "the data passed the gate (details in status.validation)"
+        view.extra.append((conditions.DATA_VALIDATED, ok, why, said))
     data = result.get("data")
     if isinstance(data, dict) and data.get("commit"):
         view.extra.append(
@@ -261,56 +261,6 @@ def _outcome(state: pytorchjob.JobState, result: dict[str, Any] | None) -> _View
         uri = model.get("quantizedUri") or model.get("fp32Uri")
         view.extra.append((conditions.EXPORTED, "True", conditions.R_SUCCEEDED, str(uri)))
     return view
-
-
-def _summary(result: dict[str, Any]) -> str:
-    metrics = result.get("metrics") if isinstance(result.get("metrics"), dict) else {}
-    shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(_numbers(metrics or {}).items()))
-    return f"training finished: {shown}" if shown else "training finished"
-
-
-def _numbers(values: dict[str, Any]) -> dict[str, float]:
-    # bool is an int, and NaN/inf are not JSON the API server accepts.
-    return {
-        str(k): float(v)
-        for k, v in values.items()
-        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-    }
-
-
-_RESULT_MODELS: dict[str, type[pydantic.BaseModel]] = {
-    "model": api.ModelArtifacts,
-    "data": api.DataLineage,
-    "checkpoint": api.Checkpoint,
-}
-
-
-def _parse_result(raw: str | None) -> tuple[dict[str, Any], dict[str, Any] | None, str | None]:
-    """(status fields, the parsed result, a note when it is missing or garbled)."""
-    if raw is None:
-        return {}, None, "the Master pod left no result in its termination message (no metrics recorded)"
-    try:
-        result = json.loads(raw)
-    except ValueError:
-        result = None
-    if not isinstance(result, dict):
-        return {}, None, f"the Master pod's termination message is not a JSON result: {raw[:80]!r}"
-    fields: dict[str, Any] = {}
-    metrics = _numbers(result["metrics"]) if isinstance(result.get("metrics"), dict) else {}
-    if metrics:
-        fields["metrics"] = metrics
-    for key, model in _RESULT_MODELS.items():
-        value = result.get(key)
-        if not isinstance(value, dict):
-            continue
-        known = {info.alias or n for n, info in model.model_fields.items()}
-        # A malformed block is dropped; the rest of the result still counts.
-        with contextlib.suppress(pydantic.ValidationError):
-            parsed = model.model_validate({k: v for k, v in value.items() if k in known})
-            fields[key] = parsed.model_dump(by_alias=True, exclude_none=True, mode="json")
-    if isinstance(result.get("validation"), dict):
-        fields["validation"] = result["validation"]
-    return fields, result, None
 
 
 def _invalid(

@@ -225,6 +225,10 @@ def test_garbled_or_previous_run_message() -> None:
     )
     plan = trainingrun.plan(resource, world(resource, job, pod(odd, key="lastState")), T0, SETTINGS)
     assert plan.status["metrics"] == {"loss": 0.1} and "model" not in plan.status
+    odd = json.dumps({"phase": "Succeeded", "validation": {"success": True, "ratio": float("inf")}})
+    plan = trainingrun.plan(resource, world(resource, job, pod(odd)), T0, SETTINGS)
+    json.dumps(plan.status, allow_nan=False)  # what the API server accepts
+    assert plan.status["validation"] == {"success": True, "ratio": None}
 
 
 def test_reconciling_twice_is_a_no_op() -> None:
