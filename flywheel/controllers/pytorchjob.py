@@ -14,6 +14,9 @@ Shape (facts from shared/reference/pytorchjob-rdma.md, sections 1 and 4):
   WORLD_SIZE the pod count.
 - The job name is a DNS-1035 label short enough that `<job>-worker-<i>` (pod and headless
   Service) stays within 63 characters for the largest allowed replica count.
+  It is the owner's name, so a TrainingRun and a SelfPlayRun of the same name in one namespace
+  would share it: the second one's plan sees a job it does not own and reports the conflict
+  instead of adopting it.
 """
 
 from __future__ import annotations

@@ -12,8 +12,6 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable
-from typing import Any
-
 import pydantic
 import yaml
 
@@ -85,7 +83,8 @@ def dump(manifests: list[plans.Manifest]) -> str:
     return out
 
 
-def cli(args: argparse.Namespace | Any) -> int:
+def cli(args: argparse.Namespace) -> int:
+    """Entry of `flywheel render`: args.filename is the list of -f paths; 0 on success."""
     config = settings.Settings.from_env()
     children: list[plans.Manifest] = []
     for path in args.filename:
