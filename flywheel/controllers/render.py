@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable
+
 import pydantic
 import yaml
 
