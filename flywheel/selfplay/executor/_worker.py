@@ -228,15 +228,31 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         raise RuntimeError(f"sandbox: {event} is not allowed")
 
 
-def _plain(value: Any, depth: int = 0) -> bool:
-    """True when value is built only from literal types (exact types: no subclass can lie in __eq__)."""
-    if depth > 50 or type(value) not in LITERAL_TYPES:
-        return False
-    if type(value) in (list, tuple, set):
-        return all(_plain(item, depth + 1) for item in value)
-    if type(value) is dict:
-        return all(_plain(k, depth + 1) and _plain(v, depth + 1) for k, v in value.items())
-    return True
+def _shape(value: Any, budget: int) -> str:
+    """ "ok", "not_literal" or "too_long" for a return value, without building a huge repr first.
+
+    Only exact literal types pass (a subclass could lie in __repr__ or __eq__). Every element costs
+    at least one character of repr, so more than `budget` elements is too long already."""
+    stack, seen = [(value, 0)], 0
+    while stack:
+        item, depth = stack.pop()
+        seen += 1
+        kind = type(item)
+        if depth > 50 or kind not in LITERAL_TYPES:
+            return "not_literal"
+        if seen > budget or (kind in (str, bytes, list, tuple, set, dict) and len(item) > budget):
+            return "too_long"
+        if kind is int and item.bit_length() > 4 * budget:
+            return "too_long"
+        if kind is dict:
+            stack.extend((part, depth + 1) for pair in item.items() for part in pair)
+        elif kind in (list, tuple, set):
+            stack.extend((part, depth + 1) for part in item)
+    return "ok"
+
+
+def _plain(value: Any) -> bool:
+    return _shape(value, 1 << 20) == "ok"
 
 
 def _describe(exc: BaseException) -> str:
@@ -248,8 +264,11 @@ def _describe(exc: BaseException) -> str:
 
 
 def _literal_result(value: Any, max_chars: int) -> dict[str, Any]:
-    if not _plain(value):
+    shape = _shape(value, max_chars)
+    if shape == "not_literal":
         return {"status": "not_literal", "error": f"returned a {type(value).__name__}, not a plain literal"}
+    if shape == "too_long":
+        return {"status": "output_too_long", "error": f"output repr has more than {max_chars} chars"}
     text = repr(value)
     if len(text) > max_chars:
         return {"status": "output_too_long", "error": f"output repr has {len(text)} > {max_chars} chars"}
