@@ -1,0 +1,75 @@
+"""`flywheel operator [KIND...]`: run the kopf operators for the chosen kinds (default: all).
+
+Standalone (no leader election) unless --peering names a KopfPeering: then replicas elect one
+active operator through kopf's peering objects (the chart installs the peering CRD).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import urllib.parse
+from collections.abc import Sequence
+
+import kopf
+
+from flywheel import api, errors
+from flywheel.api import contract
+from flywheel.controllers import settings as settings_mod
+from operators import _startup, metrics, reconcile
+
+# Kind -> module with `register(registry, settings) -> reconcile.Binding` (see operators/__init__.py).
+OPERATORS: dict[str, str] = {
+    "TrainingRun": "operators.trainingrun",
+}
+
+
+def resolve_kinds(names: Sequence[str]) -> list[str]:
+    """Kinds from what a person typed (kind, plural or short name, any case); all when empty."""
+    if not names:
+        return list(OPERATORS)
+    aliases = {}
+    for kind in OPERATORS:
+        cls = api.KINDS[kind]
+        for alias in (kind, cls.PLURAL, *cls.SHORT_NAMES):
+            aliases[alias.lower()] = kind
+    kinds = []
+    for name in names:
+        if name.lower() not in aliases:
+            raise errors.UserError(f"unknown operator kind {name!r}: choose from {', '.join(OPERATORS)}")
+        kinds.append(aliases[name.lower()])
+    return list(dict.fromkeys(kinds))
+
+
+def build_registry(
+    kinds: Sequence[str], settings: settings_mod.Settings | None = None
+) -> tuple[kopf.OperatorRegistry, list[reconcile.Binding]]:
+    """A kopf registry with the shared start-up handler and one reconciler per kind."""
+    registry = kopf.OperatorRegistry()
+    _startup.register(registry)
+    bindings = [importlib.import_module(OPERATORS[kind]).register(registry, settings) for kind in kinds]
+    return registry, bindings
+
+
+def cli(args: argparse.Namespace) -> int:
+    kinds = resolve_kinds(args.kinds)
+    registry, _ = build_registry(kinds)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    liveness_port = urllib.parse.urlsplit(args.liveness).port if args.liveness else None
+    if liveness_port == contract.METRICS_PORT:
+        logging.getLogger("flywheel.operator").warning(
+            "--liveness uses the metrics port %s: serving no /metrics", contract.METRICS_PORT
+        )
+    else:
+        metrics.serve(contract.METRICS_PORT)
+    namespaces = args.namespace or []
+    kopf.run(
+        registry=registry,
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        liveness_endpoint=args.liveness,
+        namespaces=namespaces,
+        clusterwide=not namespaces,
+    )
+    return 0

@@ -1,0 +1,201 @@
+"""Generic kopf glue: one level-based reconciler per kind, from a pure controller module.
+
+A controller module offers `observe_refs(resource, settings) -> [Ref]` and
+`plan(resource, observed, now, settings) -> Plan`. `register()` binds it to kopf:
+
+- `@kopf.on.resume` + `@kopf.on.create` + `@kopf.on.update` on one function: whatever happened,
+  observe -> plan (pure) -> flywheel.kube.execute. It never looks at the event type or diff.
+- Child watch: `@kopf.on.event` on each child resource, filtered by the owner-kind label, enqueues
+  the owner (name from the owner-name label). Chosen over a polling `@kopf.timer` because a job's
+  progress then reaches the owner within one watch event, and because kopf adds a finalizer to
+  every object that has a timer (an extra write, and deletion blocked while the operator is down).
+  Pods are not watched: the Training Operator marks the job Succeeded/Failed only after the Master
+  pod ended, so the job's event arrives when the pod's termination message is already readable.
+- Requeue: `plan.requeue_after` schedules one re-reconcile of that object on the event loop
+  (controller-runtime's RequeueAfter). Not a TemporaryError: kopf logs those as errors and writes
+  retry counters into annotations on every attempt. TemporaryError is kept for real "not yet":
+  an API server answering 409/429/5xx.
+- Handlers return None: kopf writes nothing into status; progress and diff-base live in
+  flywheel.dev/* annotations (operators/_startup.py).
+- `plan.permanent_error`: the status (Ready=False, reason, message) is written first, then
+  kopf.PermanentError stops retries until the spec changes.
+
+Reconciles of one object never overlap (a lock per object); requests from child events coalesce.
+Kubernetes calls are blocking and run in a thread pool, never on kopf's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import copy
+import dataclasses
+import datetime
+import logging
+import os
+import time
+import types
+from typing import Any
+
+import kopf
+
+from flywheel import api
+from flywheel.api import contract
+from flywheel.controllers import plans
+from flywheel.controllers import settings as settings_mod
+from flywheel.kube import client, execute, objects
+from operators import metrics
+
+logger = logging.getLogger("flywheel.operator")
+RETRY_BACKOFF = float(os.environ.get("FLYWHEEL_RETRY_BACKOFF", "10"))
+"""Seconds before kopf retries a reconcile that raised (API errors)."""
+WORKERS = int(os.environ.get("FLYWHEEL_OPERATOR_WORKERS", "16"))
+_EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="reconcile")
+
+
+@dataclasses.dataclass(frozen=True)
+class Child:
+    """A child resource whose changes should re-reconcile its owner."""
+
+    group: str
+    version: str
+    plural: str
+
+
+@dataclasses.dataclass
+class Binding:
+    """One kind bound to its controller, plus the per-object locks and requeue timers."""
+
+    kind: str
+    controller: types.ModuleType
+    settings: settings_mod.Settings
+    locks: dict[tuple[str, str], asyncio.Lock] = dataclasses.field(
+        default_factory=lambda: collections.defaultdict(asyncio.Lock)
+    )
+    queued: set[tuple[str, str]] = dataclasses.field(default_factory=set)
+    timers: dict[tuple[str, str], asyncio.TimerHandle] = dataclasses.field(default_factory=dict)
+    tasks: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
+
+    @property
+    def plural(self) -> str:
+        return api.KINDS[self.kind].PLURAL
+
+
+def reconcile_once(
+    controller: types.ModuleType,
+    resource: dict[str, Any],
+    settings: settings_mod.Settings,
+    now: datetime.datetime | None = None,
+) -> tuple[plans.Plan, execute.Outcome]:
+    """observe -> plan -> execute, synchronously: the whole reconcile, testable without kopf."""
+    now = now or datetime.datetime.now(datetime.UTC)
+    refs = controller.observe_refs(resource, settings)
+    observed = execute.observe(refs)
+    plan: plans.Plan = controller.plan(resource, observed, now, settings)
+    return plan, execute.execute(resource, plan, observed, now)
+
+
+async def _reconcile(binding: Binding, resource: dict[str, Any]) -> plans.Plan | None:
+    """Run one reconcile of `resource` under its lock; returns the plan (None: object gone)."""
+    meta = resource["metadata"]
+    key = (meta.get("namespace") or "default", meta["name"])
+    loop = asyncio.get_running_loop()
+    async with binding.locks[key]:
+        started = time.monotonic()
+        try:
+            plan, outcome = await loop.run_in_executor(
+                _EXECUTOR, reconcile_once, binding.controller, resource, binding.settings
+            )
+        except client.ApiError as exc:
+            metrics.observe(binding.kind, "error", time.monotonic() - started)
+            if exc.retryable:
+                raise kopf.TemporaryError(f"the API server said {exc}", delay=RETRY_BACKOFF) from exc
+            raise
+        result = "changed" if outcome.writes else "unchanged"
+        metrics.observe(
+            binding.kind, "invalid" if plan.permanent_error else result, time.monotonic() - started
+        )
+        if outcome.writes:
+            logger.info("Reconciled %s %s/%s: %s", binding.kind, *key, ", ".join(outcome.writes))
+    _schedule(binding, key, plan.requeue_after)
+    return plan
+
+
+def _schedule(binding: Binding, key: tuple[str, str], delay: float | None) -> None:
+    old = binding.timers.pop(key, None)
+    if old is not None:
+        old.cancel()
+    if delay is not None:
+        loop = asyncio.get_running_loop()
+        binding.timers[key] = loop.call_later(max(delay, 0.0), _enqueue, binding, key)
+
+
+def _enqueue(binding: Binding, key: tuple[str, str]) -> None:
+    """Reconcile the object `key` soon; requests made before it starts coalesce into one."""
+    if key in binding.queued:
+        return
+    binding.queued.add(key)
+    task = asyncio.get_running_loop().create_task(_reconcile_key(binding, key))
+    binding.tasks.add(task)
+    task.add_done_callback(binding.tasks.discard)
+
+
+async def _reconcile_key(binding: Binding, key: tuple[str, str]) -> None:
+    namespace, name = key
+    ref = plans.Ref(api.API_VERSION, binding.kind, name, namespace)
+    loop = asyncio.get_running_loop()
+    try:
+        async with binding.locks[key]:
+            binding.queued.discard(key)  # from here on, a new change needs a new run
+            resource = await loop.run_in_executor(_EXECUTOR, objects.get, ref)
+        if resource is None or resource["metadata"].get("deletionTimestamp"):
+            binding.timers.pop(key, None)
+            return
+        await _reconcile(binding, resource)
+    except Exception as exc:  # a child event has no kopf retry: requeue instead
+        logger.warning(
+            "Reconcile of %s %s/%s failed, retrying in %ss: %s", binding.kind, *key, RETRY_BACKOFF, exc
+        )
+        _schedule(binding, key, RETRY_BACKOFF)
+
+
+def register(
+    controller: types.ModuleType,
+    *,
+    kind: str,
+    children: tuple[Child, ...] = (),
+    registry: kopf.OperatorRegistry,
+    settings: settings_mod.Settings | None = None,
+) -> Binding:
+    """Bind `controller` to kopf handlers for `kind` in `registry` (see the module docstring)."""
+    binding = Binding(kind, controller, settings or settings_mod.Settings.from_env())
+    group, version = api.GROUP, api.VERSION
+
+    async def reconcile(body: kopf.Body, **_: Any) -> None:
+        plan = await _reconcile(binding, copy.deepcopy(dict(body)))
+        if plan is not None and plan.permanent_error:
+            raise kopf.PermanentError(plan.permanent_error)
+
+    handler_id = f"reconcile-{kind.lower()}"
+    for decorator in (kopf.on.resume, kopf.on.create, kopf.on.update):
+        decorator(group, version, binding.plural, id=handler_id, backoff=RETRY_BACKOFF, registry=registry)(
+            reconcile
+        )
+
+    async def on_child(body: kopf.Body, **_: Any) -> None:
+        labels = body.get("metadata", {}).get("labels", {})
+        owner = labels.get(contract.LABEL_OWNER_NAME)
+        if owner:
+            _enqueue(binding, (body.get("metadata", {}).get("namespace") or "default", owner))
+
+    for child in children:
+        kopf.on.event(
+            child.group,
+            child.version,
+            child.plural,
+            id=f"{kind.lower()}-child-{child.plural}",
+            labels={contract.LABEL_OWNER_KIND: kind},
+            registry=registry,
+        )(on_child)
+    return binding

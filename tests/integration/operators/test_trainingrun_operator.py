@@ -1,0 +1,191 @@
+"""The TrainingRun operator, run by kopf for real against the Kubernetes API emulator over HTTP.
+
+The Kubeflow Training Operator does not run here: tests patch the PyTorchJob's status and create
+its Master pod themselves, standing in for it (that is the only mocked party). Garbage collection
+is emulated by the fixture (see kube_emulator), so the deletion test proves that every child
+carries an owner reference to the run's uid and that the operator does not re-create anything
+after the run is gone; it does not prove Kubernetes' GC itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import kopf
+import pytest
+
+from flywheel.kube import client, objects
+from operators import _startup, reconcile
+from tests.integration.operators import conftest, toy_controller
+
+JOBS = "kubeflow.org/v1/pytorchjobs"
+RUNS = "flywheel.dev/v1alpha1/trainingruns"
+CONFIGMAPS = "v1/configmaps"
+NS = conftest.NAMESPACE
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retry after API errors in 0.3 s instead of 10 s (kopf honours the delay across restarts)."""
+    monkeypatch.setattr(reconcile, "RETRY_BACKOFF", 0.3)
+
+
+def make_registry() -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    _startup.register(registry)
+    kopf.on.login(registry=registry)(kopf.login_with_kubeconfig)  # $KUBECONFIG as set by the fixture
+    reconcile.register(toy_controller, kind="TrainingRun", children=(reconcile.Child("kubeflow.org", "v1", "pytorchjobs"),),
+                       registry=registry)  # fmt: skip
+    return registry
+
+
+def run_manifest(name: str = "iris", **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "flywheel.dev/v1alpha1", "kind": "TrainingRun",
+            "metadata": {"name": name, "namespace": NS}, "spec": {"epochs": 2, **spec}}  # fmt: skip
+
+
+async def call(method: str, path: str, body: Any = None, content_type: str | None = None) -> Any:
+    """A client request from the test, off the event loop the emulator and kopf run on."""
+    return await asyncio.to_thread(client.request, method, path, body, content_type)
+
+
+async def create(manifest: dict[str, Any]) -> dict[str, Any]:
+    return await call("POST", client.manifest_path(manifest, collection=True), manifest)
+
+
+async def patch_status(api_version: str, kind: str, name: str, status: dict[str, Any]) -> None:
+    path = client.path(api_version, kind, NS, name, "status")
+    await call("PATCH", path, {"status": status}, objects.MERGE_PATCH)
+
+
+def job_condition(type_: str) -> dict[str, Any]:
+    return {"conditions": [{"type": type_, "status": "True", "reason": f"PyTorchJob{type_}"}]}
+
+
+def run_status(em: Any, name: str = "iris") -> dict[str, Any]:
+    runs = [r for r in em.live(RUNS, NS) if r["metadata"]["name"] == name]
+    return (runs[0].get("status") or {}) if runs else {}
+
+
+def ready(em: Any, name: str = "iris") -> dict[str, Any]:
+    return next((c for c in run_status(em, name).get("conditions", []) if c["type"] == "Ready"), {})
+
+
+async def test_apply_creates_one_job_with_owner_reference_and_config_map(emulator: Any) -> None:
+    async with conftest.running(make_registry()):
+        run = await create(run_manifest())
+        await conftest.eventually(lambda: run_status(emulator).get("phase") == "Pending", what="Pending")
+    jobs, maps = emulator.live(JOBS, NS), emulator.live(CONFIGMAPS, NS)
+    assert [j["metadata"]["name"] for j in jobs] == ["iris"]
+    assert [m["metadata"]["name"] for m in maps] == ["iris-config"]
+    for child in (jobs[0], maps[0]):
+        (owner,) = child["metadata"]["ownerReferences"]
+        assert owner == {"apiVersion": "flywheel.dev/v1alpha1", "kind": "TrainingRun", "name": "iris",
+                         "uid": run["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}  # fmt: skip
+    status = run_status(emulator)
+    assert status["observedGeneration"] == 1
+    assert ready(emulator)["reason"] == "JobCreated"
+    # kopf's bookkeeping went to flywheel.dev/ annotations, none of it into status
+    annotations = emulator.live(RUNS, NS)[0]["metadata"].get("annotations", {})
+    assert all(k.startswith("flywheel.dev/") for k in annotations)
+    assert set(status) <= {"jobName", "phase", "conditions", "observedGeneration"}
+
+
+async def test_job_status_moves_run_through_running_to_succeeded_with_metrics(emulator: Any) -> None:
+    async with conftest.running(make_registry()):
+        await create(run_manifest())
+        await conftest.eventually(lambda: emulator.live(JOBS, NS), what="the PyTorchJob")
+        await patch_status("kubeflow.org/v1", "PyTorchJob", "iris", job_condition("Running"))
+        await conftest.eventually(lambda: run_status(emulator).get("phase") == "Running", what="Running")
+        # The Training Operator's Master pod ends and leaves rank 0's summary as termination message.
+        await create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "iris-master-0", "namespace": NS},
+                      "spec": {"containers": [{"name": "pytorch", "image": "trainer"}]}})  # fmt: skip
+        summary = json.dumps({"metrics": {"accuracy": 0.93}})
+        terminated = {"exitCode": 0, "reason": "Completed", "message": summary}
+        await patch_status("v1", "Pod", "iris-master-0",
+                           {"phase": "Succeeded", "containerStatuses": [{"name": "pytorch", "state": {"terminated": terminated}}]})  # fmt: skip
+        await patch_status("kubeflow.org/v1", "PyTorchJob", "iris", job_condition("Succeeded"))
+        await conftest.eventually(lambda: run_status(emulator).get("phase") == "Succeeded", what="Succeeded")
+    assert run_status(emulator)["metrics"] == {"accuracy": 0.93}
+    assert ready(emulator)["status"] == "True"
+    reasons = [
+        e["reason"]
+        for e in emulator.live("v1/events", NS)
+        if e.get("source", {}).get("component") == "flywheel-operator"
+    ]
+    assert {"JobCreated", "JobRunning", "Succeeded"} <= set(reasons)
+
+
+async def test_job_failure_marks_run_failed(emulator: Any) -> None:
+    async with conftest.running(make_registry()):
+        await create(run_manifest())
+        await conftest.eventually(lambda: emulator.live(JOBS, NS), what="the PyTorchJob")
+        await patch_status("kubeflow.org/v1", "PyTorchJob", "iris", job_condition("Failed"))
+        await conftest.eventually(lambda: run_status(emulator).get("phase") == "Failed", what="Failed")
+    assert ready(emulator)["status"] == "False"
+    assert ready(emulator)["reason"] == "Failed"
+
+
+async def test_invalid_spec_ends_ready_false_with_reason_and_no_children(emulator: Any) -> None:
+    async with conftest.running(make_registry()):
+        await create(run_manifest(epochs=0))
+        await conftest.eventually(lambda: ready(emulator).get("reason") == "InvalidSpec", what="InvalidSpec")
+        await asyncio.sleep(0.3)  # kopf records the permanent failure in its annotations
+        writes = len(emulator.writes())
+        await asyncio.sleep(0.5)  # a permanent error is not retried: no more writes
+        assert len(emulator.writes()) == writes
+    assert ready(emulator)["status"] == "False"
+    assert "spec.epochs" in ready(emulator)["message"]
+    assert emulator.live(JOBS, NS) == []
+
+
+async def test_reconciling_twice_writes_nothing(emulator: Any) -> None:
+    async with conftest.running(make_registry()):
+        await create(run_manifest())
+        await conftest.eventually(lambda: ready(emulator).get("reason") == "JobCreated", what="JobCreated")
+        await asyncio.sleep(0.3)  # let the child's ADDED event re-reconcile, too
+    before = len(emulator.writes())
+    run = emulator.live(RUNS, NS)[0]
+    settings = reconcile.settings_mod.Settings()
+    _, outcome = await asyncio.to_thread(reconcile.reconcile_once, toy_controller, run, settings)
+    assert outcome.writes == []
+    async with conftest.running(make_registry()):  # a restart resumes every run: still nothing to do
+        await asyncio.sleep(0.5)
+    assert [(r.method, str(r.url.path)) for r in emulator.writes()[before:]] == []
+
+
+async def test_operator_killed_midway_and_restarted_creates_no_duplicate(emulator: Any) -> None:
+    emulator.fail("POST", "pytorchjobs", times=100)  # the API falls over after the ConfigMap
+    async with conftest.running(make_registry()):
+        await create(run_manifest())
+        await conftest.eventually(lambda: emulator.live(CONFIGMAPS, NS), what="the ConfigMap")
+    assert emulator.live(JOBS, NS) == []  # killed (stopped) midway: ConfigMap written, job not
+    emulator.fail("POST", "pytorchjobs", times=0)
+    emulator._faults.clear()
+    async with conftest.running(make_registry()):
+        await conftest.eventually(lambda: ready(emulator).get("reason") == "JobCreated", what="JobCreated")
+        async with conftest.running(make_registry()):  # and a second replica racing it, for good measure
+            await asyncio.sleep(0.3)
+    assert len(emulator.live(JOBS, NS)) == 1
+    assert len(emulator.live(CONFIGMAPS, NS)) == 1
+    posts = [
+        r
+        for r in emulator.writes()
+        if r.method == "POST" and r.resource and r.resource.plural == "configmaps"
+    ]
+    assert len(posts) == 1  # the restart saw the ConfigMap and did not even try again
+
+
+async def test_deleting_the_run_leaves_nothing_behind(emulator: Any) -> None:
+    async with conftest.running(make_registry()):
+        await create(run_manifest())
+        await conftest.eventually(lambda: ready(emulator).get("reason") == "JobCreated", what="JobCreated")
+        await call("DELETE", client.path("flywheel.dev/v1alpha1", "TrainingRun", NS, "iris"))
+        await conftest.eventually(lambda: not emulator.live(RUNS, NS), what="the run gone")
+        await asyncio.sleep(0.3)  # a late child event or requeue must not re-create anything
+    assert emulator.live(JOBS, NS) == []
+    assert emulator.live(CONFIGMAPS, NS) == []
