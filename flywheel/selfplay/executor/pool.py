@@ -147,7 +147,9 @@ class Pool:
         self.timeout_s, self.memory_mb, self.max_output_chars = timeout_s, memory_mb, max_output_chars
         self.jail = tempfile.mkdtemp(prefix="flywheel-jail-")
         os.chmod(self.jail, 0o555)  # noqa: S103 - empty and read-only: the chroot (or cwd) of every child
-        self.replaced = 0
+        self.replaced = 0  # workers killed and restarted because they died, hung or answered garbage
+        # The zygote itself kills a child at timeout_s; this slack only has to cover a zygote that hangs.
+        self.watchdog_slack_s = 5.0
         self._ids = itertools.count(1)
         self._checkout = threading.Lock()
         self._idle: queue.Queue[_Worker] = queue.Queue()
@@ -221,7 +223,8 @@ class Pool:
             worker.send({"id": rid, "jobs": jobs, "stop_on_failure": stop_on_failure, "opts": opts})
             for rid, (worker, jobs) in zip(ids, wave, strict=True)
         ]
-        deadline = time.monotonic() + max(len(jobs) for _, jobs in wave) * (self.timeout_s + 2.0) + 5.0
+        most_jobs = max(len(jobs) for _, jobs in wave)
+        deadline = time.monotonic() + most_jobs * (self.timeout_s + 0.5) + self.watchdog_slack_s
         results = []
         for rid, ok, (worker, jobs) in zip(ids, sent, wave, strict=True):
             answer = worker.receive(rid, deadline) if ok else None

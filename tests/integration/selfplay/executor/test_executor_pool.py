@@ -1,0 +1,69 @@
+"""Pool lifecycle on real processes: dead or hung workers are replaced, threads do not cross-talk."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from flywheel.selfplay import executor
+
+DOUBLE = "def f(x):\n    return x * 2"
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_isolation_report_names_every_layer(pool: executor.Pool) -> None:
+    for layer in ("netns", "chroot", "setuid", "no_new_privs", "audit_hook", "restricted_builtins"):
+        assert isinstance(pool.isolation[layer], bool)
+
+
+def test_a_killed_worker_is_replaced_and_the_pool_keeps_serving() -> None:
+    with executor.Pool(workers=2, timeout_s=1.0) as own:
+        victim = own.worker_pids[0]
+        os.kill(victim, signal.SIGKILL)  # our own child process, by pid
+        results = [own.run_program(DOUBLE, str(i)) for i in range(4)]
+        assert {r.kind for r in results} <= {"ok", "crashed"}
+        assert results[-1].ok and results[-1].output_repr == "6"
+        assert own.replaced == 1 and victim not in own.worker_pids and len(own.worker_pids) == 2
+
+
+@pytest.mark.slow
+def test_a_hung_worker_is_killed_by_the_watchdog() -> None:
+    with executor.Pool(workers=1, timeout_s=0.5) as own:
+        own.watchdog_slack_s = 0.5
+        (frozen,) = own.worker_pids
+        os.kill(frozen, signal.SIGSTOP)  # a zygote that never answers
+        started = time.monotonic()
+        result = own.run_program(DOUBLE, "1")
+        assert result.kind == "crashed" and "replaced" in (result.error or "")
+        assert time.monotonic() - started < 5
+        assert _gone(frozen) and own.replaced == 1
+        assert own.run_program(DOUBLE, "21").output_repr == "42"
+
+
+def test_concurrent_callers_get_their_own_answers(pool: executor.Pool) -> None:
+    items = [(DOUBLE, str(i)) for i in range(40)]
+    results = pool.run_programs(items)
+    assert [r.output_repr for r in results] == [str(2 * i) for i in range(40)]
+    pairs = pool.check_functions([(DOUBLE, [(str(i), str(2 * i)), (str(i), str(i))]) for i in range(1, 11)])
+    assert pairs == [[True, False]] * 10
+
+
+def test_close_kills_workers_and_removes_the_jail() -> None:
+    own = executor.Pool(workers=2, timeout_s=1.0)
+    pids, jail = own.worker_pids, own.jail
+    own.close()
+    own.close()  # idempotent
+    assert all(_gone(pid) for pid in pids)
+    assert not os.path.exists(jail)
+    with pytest.raises(RuntimeError, match="closed"):
+        own.run_program(DOUBLE, "1")
