@@ -246,7 +246,7 @@ def _outcome(state: pytorchjob.JobState, result: dict[str, Any] | None) -> _View
         reason = conditions.R_VALIDATION_FAILED if gate_failed else conditions.R_FAILED
         view = _View(conditions.FAILED, "False", reason, message or state.message, stalled=True)
         view.extra.append((conditions.TRAINED, "False", reason, view.message))
-    if validation is not None:
+    if verdict is not None:  # no verdict, no claim either way
         ok = "False" if gate_failed else "True"
         why = conditions.R_VALIDATION_FAILED if gate_failed else conditions.R_SUCCEEDED
         said = view.message if gate_failed else "the data passed the gate (details in status.validation)"

@@ -212,6 +212,7 @@ def test_result_saying_failed_overrides_a_succeeded_job() -> None:
     plan = trainingrun.plan(resource, world(resource, job, pod(trainer_result.compact(failed))), T0, SETTINGS)
     assert plan.status["phase"] == conditions.FAILED
     assert cond(plan.status, conditions.READY)["message"] == "holdout accuracy is NaN"
+    assert plans.get_condition(plan.status["conditions"], conditions.DATA_VALIDATED) is None
 
 
 def test_garbled_or_previous_run_message() -> None:
