@@ -10,15 +10,20 @@ after the run is gone; it does not prove Kubernetes' GC itself.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
+import pathlib
 from typing import Any
 
 import kopf
 import pytest
+import yaml
 
+from flywheel.controllers import trainingrun
 from flywheel.kube import client, objects
 from operators import _startup, reconcile
-from tests.integration.operators import conftest, toy_controller
+from operators import trainingrun as trainingrun_operator
+from tests.integration.operators import conftest
 
 JOBS = "kubeflow.org/v1/pytorchjobs"
 RUNS = "flywheel.dev/v1alpha1/trainingruns"
@@ -38,14 +43,21 @@ def make_registry() -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     _startup.register(registry)
     kopf.on.login(registry=registry)(kopf.login_with_kubeconfig)  # $KUBECONFIG as set by the fixture
-    reconcile.register(toy_controller, kind="TrainingRun", children=(reconcile.Child("kubeflow.org", "v1", "pytorchjobs"),),
-                       registry=registry)  # fmt: skip
+    trainingrun_operator.register(registry)
     return registry
 
 
-def run_manifest(name: str = "iris", **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "flywheel.dev/v1alpha1", "kind": "TrainingRun",
-            "metadata": {"name": name, "namespace": NS}, "spec": {"epochs": 2, **spec}}  # fmt: skip
+EXAMPLE = yaml.safe_load(
+    (pathlib.Path(__file__).parents[3] / "examples/trainingrun-minimal.yaml").read_text()
+)
+
+
+def run_manifest(name: str = "iris", **training: Any) -> dict[str, Any]:
+    """examples/trainingrun-minimal.yaml, renamed, with spec.training overrides."""
+    manifest = copy.deepcopy(EXAMPLE)
+    manifest["metadata"] = {"name": name, "namespace": NS}
+    manifest["spec"]["training"] = {**manifest["spec"].get("training", {}), **training}
+    return manifest
 
 
 async def call(method: str, path: str, body: Any = None, content_type: str | None = None) -> Any:
@@ -78,7 +90,7 @@ def ready(em: Any, name: str = "iris") -> dict[str, Any]:
 async def test_apply_creates_one_job_with_owner_reference_and_config_map(emulator: Any) -> None:
     async with conftest.running(make_registry()):
         run = await create(run_manifest())
-        await conftest.eventually(lambda: run_status(emulator).get("phase") == "Pending", what="Pending")
+        await conftest.eventually(lambda: ready(emulator).get("reason") == "JobCreated", what="JobCreated")
     jobs, maps = emulator.live(JOBS, NS), emulator.live(CONFIGMAPS, NS)
     assert [j["metadata"]["name"] for j in jobs] == ["iris"]
     assert [m["metadata"]["name"] for m in maps] == ["iris-config"]
@@ -88,11 +100,11 @@ async def test_apply_creates_one_job_with_owner_reference_and_config_map(emulato
                          "uid": run["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}  # fmt: skip
     status = run_status(emulator)
     assert status["observedGeneration"] == 1
-    assert ready(emulator)["reason"] == "JobCreated"
+    assert ready(emulator)["status"] == "Unknown"  # kstatus: in progress
     # kopf's bookkeeping went to flywheel.dev/ annotations, none of it into status
     annotations = emulator.live(RUNS, NS)[0]["metadata"].get("annotations", {})
     assert all(k.startswith("flywheel.dev/") for k in annotations)
-    assert set(status) <= {"jobName", "phase", "conditions", "observedGeneration"}
+    assert "reconcile-trainingrun" not in status and status["phase"] == "Pending"
 
 
 async def test_job_status_moves_run_through_running_to_succeeded_with_metrics(emulator: Any) -> None:
@@ -104,7 +116,7 @@ async def test_job_status_moves_run_through_running_to_succeeded_with_metrics(em
         # The Training Operator's Master pod ends and leaves rank 0's summary as termination message.
         await create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "iris-master-0", "namespace": NS},
                       "spec": {"containers": [{"name": "pytorch", "image": "trainer"}]}})  # fmt: skip
-        summary = json.dumps({"metrics": {"accuracy": 0.93}})
+        summary = json.dumps({"phase": "Succeeded", "metrics": {"accuracy": 0.93}})
         terminated = {"exitCode": 0, "reason": "Completed", "message": summary}
         await patch_status("v1", "Pod", "iris-master-0",
                            {"phase": "Succeeded", "containerStatuses": [{"name": "pytorch", "state": {"terminated": terminated}}]})  # fmt: skip
@@ -117,7 +129,7 @@ async def test_job_status_moves_run_through_running_to_succeeded_with_metrics(em
         for e in emulator.live("v1/events", NS)
         if e.get("source", {}).get("component") == "flywheel-operator"
     ]
-    assert {"JobCreated", "JobRunning", "Succeeded"} <= set(reasons)
+    assert {"CreatingJob", "JobRunning", "Succeeded"} <= set(reasons)
 
 
 async def test_job_failure_marks_run_failed(emulator: Any) -> None:
@@ -132,14 +144,14 @@ async def test_job_failure_marks_run_failed(emulator: Any) -> None:
 
 async def test_invalid_spec_ends_ready_false_with_reason_and_no_children(emulator: Any) -> None:
     async with conftest.running(make_registry()):
-        await create(run_manifest(epochs=0))
+        await create(run_manifest(epochs=0))  # the CRD schema says minimum 1; the emulator has no schema
         await conftest.eventually(lambda: ready(emulator).get("reason") == "InvalidSpec", what="InvalidSpec")
         await asyncio.sleep(0.3)  # kopf records the permanent failure in its annotations
         writes = len(emulator.writes())
         await asyncio.sleep(0.5)  # a permanent error is not retried: no more writes
         assert len(emulator.writes()) == writes
     assert ready(emulator)["status"] == "False"
-    assert "spec.epochs" in ready(emulator)["message"]
+    assert "training.epochs" in ready(emulator)["message"]
     assert emulator.live(JOBS, NS) == []
 
 
@@ -151,7 +163,7 @@ async def test_reconciling_twice_writes_nothing(emulator: Any) -> None:
     before = len(emulator.writes())
     run = emulator.live(RUNS, NS)[0]
     settings = reconcile.settings_mod.Settings()
-    _, outcome = await asyncio.to_thread(reconcile.reconcile_once, toy_controller, run, settings)
+    _, outcome = await asyncio.to_thread(reconcile.reconcile_once, trainingrun, run, settings)
     assert outcome.writes == []
     async with conftest.running(make_registry()):  # a restart resumes every run: still nothing to do
         await asyncio.sleep(0.5)
