@@ -96,7 +96,7 @@ class HFPolicy:
     """A Hugging Face causal LM and its tokenizer, loaded from local files only."""
 
     max_new_tokens_cap = 1 << 30
-    max_prompt_tokens = 6144
+    max_prompt_tokens = 6144  # the paper's max prompt length; less when the model's context is shorter
 
     def __init__(self, path: Path, dtype: str = "float32", device: str | None = None) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -113,6 +113,7 @@ class HFPolicy:
             path, local_files_only=True, dtype=torch_dtype
         )
         self.module: Any = model.to(self.device)  # type: ignore[arg-type]
+        self.context = int(getattr(model.config, "max_position_embeddings", None) or 1 << 20)
         self.pad_id = int(self.tokenizer.pad_token_id)
         self.eos_id = self.tokenizer.eos_token_id
 
@@ -130,7 +131,7 @@ class HFPolicy:
             return_tensors="pt",
             padding=True,
             truncation=True,
-            max_length=self.max_prompt_tokens,
+            max_length=max(1, min(self.max_prompt_tokens, self.context - max_new_tokens)),
             add_special_tokens=False,
         ).to(self.device)
         sampling: dict[str, Any] = (

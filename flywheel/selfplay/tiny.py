@@ -73,6 +73,7 @@ class TinyLM(nn.Module):
         self.pos = nn.Embedding(self.cfg.context, self.cfg.d_model)
         self.blocks = nn.ModuleList(Block(self.cfg) for _ in range(self.cfg.n_layers))
         self.ln = nn.LayerNorm(self.cfg.d_model)
+        self.apply(_init)
 
     def forward(
         self,
@@ -107,3 +108,12 @@ class TinyLM(nn.Module):
                     cache.append(kv)
         logits: torch.Tensor = self.ln(x) @ self.tok.weight.T
         return logits
+
+
+def _init(module: nn.Module) -> None:
+    """GPT-2's N(0, 0.02) init: with PyTorch's N(0, 1) embeddings the tied output layer makes a
+    fresh model almost deterministic (it repeats its input byte), which leaves nothing to explore."""
+    if isinstance(module, nn.Linear | nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
