@@ -48,6 +48,10 @@ def run(ctx: Context, manifest: Manifest) -> bool:
         ctx.supervisor.stop(KIND, job.name)
         job.suspend("interrupted; run `flywheel run` again to resume from the last checkpoint")
         raise
+    except Exception as exc:  # a bug, not a user mistake: record it, stop the workload, show the trace
+        ctx.supervisor.stop(KIND, job.name)
+        job.fail(conditions.R_FAILED, f"{type(exc).__name__}: {exc}"[:500], conditions.READY)
+        raise
 
 
 def observe(ctx: Context, manifest: Manifest) -> Manifest:
@@ -203,16 +207,22 @@ class _Job:
             return True
         from flywheel.data import gate
 
-        result = gate.validate(data_path, self.spec)
-        summary = _as_dict(getattr(result, "summary", None))
+        extra = None
+        if self.spec.data.validation.file:
+            extra = Path(self._repo()) / self.spec.data.validation.file
+            if not extra.is_file():
+                message = f"data.validation.file {self.spec.data.validation.file!r} is not in {self._repo()}"
+                return self.fail(conditions.R_INVALID_SPEC, message, conditions.DATA_VALIDATED)
+        result = gate.validate(data_path, self.spec, extra)
         if not result.success:
-            message = f"data validation failed: {_failure_text(result)}"
-            return self.fail(
-                conditions.R_VALIDATION_FAILED, message, conditions.DATA_VALIDATED, {"validation": summary}
-            )
+            lines = result.summary.splitlines() or ["see status.validation"]
+            more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+            message = f"data validation failed, nothing trained: {lines[0]}{more}"
+            validation = {"validation": result.to_status()}
+            return self.fail(conditions.R_VALIDATION_FAILED, message, conditions.DATA_VALIDATED, validation)
         self.patch(
-            {"validation": summary},
-            (conditions.DATA_VALIDATED, "True", conditions.R_SUCCEEDED, "the data passed the gate"),
+            {"validation": result.to_status()},
+            (conditions.DATA_VALIDATED, "True", conditions.R_SUCCEEDED, result.summary),
         )
         return True
 
@@ -339,14 +349,6 @@ def _as_dict(value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         return value
     return {"summary": str(value)}
-
-
-def _failure_text(result: Any) -> str:
-    summary = getattr(result, "summary", None)
-    if isinstance(summary, str) and summary:
-        return summary
-    failures = getattr(result, "failures", None) or []
-    return "; ".join(str(f) for f in failures[:5]) or "see status.validation"
 
 
 def _metrics_text(metrics: dict[str, float]) -> str:

@@ -1,0 +1,200 @@
+"""`flywheel run` on the local backend with real processes: the example DVC repository, the Great
+Expectations gate, a 2-worker torchrun, checkpoints, resume after the CLI is killed with SIGKILL.
+
+The tests share one working directory (module scope), so the example repository is made once: the
+first test makes it through the CLI (the path in examples/trainingrun-local.yaml), the others reuse it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flywheel.local import progress, store, supervisor
+from flywheel.local.runners import trainingrun as tr_runner
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def manifest(name: str, **spec_overrides) -> dict:
+    spec = {
+        "data": {"repo": tr_runner.EXAMPLE_REPO, "rev": "period-1", "path": "data/shuttle.csv"},
+        "model": {"task": "classification", "target": "anomaly", "architecture": {"hiddenLayers": [32]}},
+        "training": {"epochs": 2, "checkpointEvery": 10},
+        "resources": {"procsPerReplica": 2},
+    }
+    spec.update(spec_overrides)
+    return {
+        "apiVersion": "flywheel.dev/v1alpha1",
+        "kind": "TrainingRun",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cwd")
+
+
+def cli(workdir: Path, *args: str, env: dict | None = None, **popen) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "flywheel", *args],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **popen,
+    )
+
+
+def run_cli(workdir: Path, *args: str, timeout: float = 240, **kw) -> tuple[int, str]:
+    proc = cli(workdir, *args, **kw)
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def write(workdir: Path, doc: dict) -> str:
+    path = workdir / f"{doc['metadata']['name']}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path.name
+
+
+def test_two_worker_run_end_to_end_then_idempotent(workdir):
+    repo = workdir / tr_runner.EXAMPLE_REPO
+    existed = repo.exists()
+    home = workdir / "home-e2e"
+    code, out = run_cli(workdir, "run", "-f", write(workdir, manifest("e2e")), "--home", str(home))
+    assert code == 0, out
+    assert ("creating the example DVC repository" in out) is not existed
+    assert (repo / "data" / "shuttle.csv.dvc").exists()
+
+    obj = store.Store(home).get("TrainingRun", "e2e")
+    status = obj["status"]
+    assert status["phase"] == "Succeeded" and status["observedGeneration"] == 1
+    conds = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+    for type_ in ("Ready", "DataResolved", "DataValidated", "Trained", "Exported"):
+        assert conds[type_] == ("True", "Succeeded"), (type_, conds)
+    commit = subprocess.run(
+        ["git", "rev-parse", "period-1^{commit}"], cwd=repo, capture_output=True, text=True, check=True
+    )
+    assert status["data"]["commit"] == commit.stdout.strip()
+    assert status["data"]["rows"] == 4000 and len(status["data"]["hash"]) == 32
+    assert status["validation"]["success"] is True and status["validation"]["evaluated"] > 0
+    assert 0.5 < status["metrics"]["accuracy"] <= 1.0
+    artifacts_root = home.resolve() / "artifacts" / "default" / "trainingruns" / "e2e"
+    for key in ("fp32Uri", "quantizedUri", "cardUri"):
+        uri = status["model"][key]
+        assert uri.startswith(f"file://{artifacts_root}/model/") and Path(uri[len("file://") :]).is_file()
+    card = json.loads((artifacts_root / "model" / "model_card.json").read_text())
+    assert card["data"]["commit"] == status["data"]["commit"] and card["training"]["worldSize"] == 2
+    assert status["checkpoint"]["step"] > 0 and Path(status["checkpoint"]["uri"][len("file://") :]).is_file()
+
+    log = home / "logs" / "trainingrun" / "e2e.log"
+    text = log.read_text()
+    assert "--standalone --nproc-per-node=2 -m flywheel.training" in text
+    assert [progress.parse_event(line)["event"] for line in text.splitlines() if progress.parse_event(line)][
+        -1
+    ] == "done"
+    events = [e["reason"] for e in store.Store(home).events("TrainingRun", "e2e")]
+    assert events == ["JobCreated", "Succeeded"]
+
+    # The same generation again: nothing runs, nothing changes.
+    code, out = run_cli(workdir, "run", "-f", "e2e.yaml", "--home", str(home))
+    assert code == 0 and "already succeeded" in out
+    assert log.read_text() == text
+    assert store.Store(home).get("TrainingRun", "e2e")["status"] == status
+
+    code, out = run_cli(workdir, "get", "tr", "--home", str(home))
+    assert code == 0 and out.splitlines()[1].split()[:4] == [
+        "e2e",
+        "True",
+        "Succeeded",
+        status["model"]["version"],
+    ]
+    code, out = run_cli(workdir, "logs", "trainingrun/e2e", "--home", str(home))
+    assert code == 0 and '"event": "done"' in out
+
+
+def test_failed_gate_ends_the_run_failed_with_nothing_trained(workdir):
+    home = workdir / "home-gate"
+    impossible = {"type": "expect_column_values_to_be_between", "kwargs": {"column": "f1", "min_value": 1e6}}
+    doc = manifest("gated")
+    doc["spec"]["data"]["validation"] = {"expectations": [impossible]}
+    code, out = run_cli(workdir, "run", "-f", write(workdir, doc), "--home", str(home))
+    assert code == 1, out
+    status = store.Store(home).get("TrainingRun", "gated")["status"]
+    conds = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+    assert status["phase"] == "Failed"
+    assert conds["DataValidated"] == ("False", "ValidationFailed")
+    assert conds["Ready"] == ("False", "ValidationFailed")
+    assert "f1" in status["message"] and status["validation"]["success"] is False
+    assert not (home / "logs").exists() and not (home / "artifacts").exists()  # nothing started
+
+
+def _wait_for_checkpoint(log: Path, proc: subprocess.Popen, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read()
+        if log.exists():
+            for line in log.read_text().splitlines():
+                event = progress.parse_event(line)
+                if event and event["event"] == "checkpoint":
+                    return event
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint event")
+
+
+def test_sigkill_the_cli_midway_then_rerun_resumes_from_the_checkpoint(workdir):
+    home = workdir / "home-kill"
+    doc = manifest("resume", training={"epochs": 2, "checkpointEvery": 5})
+    doc["spec"]["data"]["validation"] = {"enabled": False}  # the gate has its own tests; keep this one short
+    name = write(workdir, doc)
+    # The throttle slows each step so the run is still midway when the test kills it.
+    first = cli(workdir, "run", "-f", name, "--home", str(home), env={"FLYWHEEL_TRAIN_THROTTLE_S": "0.05"},
+                start_new_session=True)  # fmt: skip
+    log = home / "logs" / "trainingrun" / "resume.log"
+    try:
+        _wait_for_checkpoint(log, first)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(10)
+    # No orphans: torchrun (in its own session) gets the parent-death signal and takes its workers.
+    tag = supervisor.Supervisor(home).tag("TrainingRun", "resume")
+    deadline = time.monotonic() + 30
+    while supervisor.tagged(tag) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert supervisor.tagged(tag) == []
+    s = store.Store(home)
+    before = s.get("TrainingRun", "resume")
+    assert before["status"]["phase"] == "Running"  # the killed CLI could not write anything more
+
+    code, out = run_cli(workdir, "get", "tr", "resume", "-o", "json", "--home", str(home))
+    assert code == 0 and json.loads(out)["status"]["phase"] == "Suspended"
+
+    code, out = run_cli(workdir, "run", "-f", name, "--home", str(home))
+    assert code == 0, out
+    second_attempt = log.read_text().split("started:")[-1]
+    resumed = [
+        e for e in map(progress.parse_event, second_attempt.splitlines()) if e and e["event"] == "resume"
+    ]
+    assert resumed and resumed[0]["step"] > 0
+    assert "resuming from the checkpoint at step" in out
+
+    after = s.get("TrainingRun", "resume")
+    assert after["status"]["phase"] == "Succeeded"
+    assert after["metadata"]["uid"] == before["metadata"]["uid"] and after["metadata"]["generation"] == 1
+    assert after["status"]["startTime"] == before["status"]["startTime"]
+    reasons = [e["reason"] for e in s.events("TrainingRun", "resume")]
+    assert reasons == ["JobCreated", "JobSuspended", "JobCreated", "Succeeded"]
