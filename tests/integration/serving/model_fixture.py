@@ -68,6 +68,7 @@ def build(
     target: Path, version: str, invert: bool = False, hidden: tuple[int, ...] = (32, 16), seed: int = 0
 ) -> Path:
     """Train a small MLP for a few epochs and write the model directory."""
+    torch.set_num_threads(1)  # tiny tensors: extra threads only contend on a shared machine
     torch.manual_seed(seed)
     frame = dataset(2000, seed)
     labels = (frame["label"] == "yes").to_numpy()

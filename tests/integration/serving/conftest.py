@@ -1,0 +1,154 @@
+"""Real `bentoml serve` processes on free ports, started once per module and in parallel."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from flywheel.api import contract
+from flywheel.serving import config as serving_config
+from tests.integration.serving import model_fixture
+
+ADMIN_TOKEN = "test-admin-token"
+REPO = Path(__file__).resolve().parents[3]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """One `bentoml serve flywheel.serving.service:FlywheelService` subprocess."""
+
+    def __init__(self, workdir: Path, cfg: dict[str, Any]) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config = cfg
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config_path = workdir / "serving.json"
+        config_path.write_text(json.dumps(cfg))
+        env = {
+            **os.environ,
+            contract.ENV_SERVING_CONFIG: str(config_path),
+            serving_config.ENV_ADMIN_TOKEN: ADMIN_TOKEN,
+            "BENTOML_HOME": str(workdir / "bentoml"),
+            "BENTOML_DO_NOT_TRACK": "true",
+            "PYTHONPATH": str(REPO),
+        }
+        self.log_path = workdir / "server.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bentoml",
+                "serve",
+                contract.SERVING_SERVICE,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"server exited {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}"
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.3)
+        raise RuntimeError(f"server not ready in {timeout}s:\n{self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # our own child's process group
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+
+    def sink(self) -> str:
+        return str(self.config["logging"]["sink"])
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Champion v1, challenger v2 (inverted labels), promotion target v3: real tiny trained MLPs."""
+    root = tmp_path_factory.mktemp("artifacts")
+    uris = {"root": f"file://{root}"}
+    for name, version, invert, seed in (
+        ("m1", "v1", False, 0),
+        ("m2", "v2", True, 1),
+        ("m3", "v3", False, 2),
+    ):
+        model_fixture.build(root / "models" / name, version, invert=invert, seed=seed)
+        uris[name] = f"file://{root}/models/{name}"
+    return uris
+
+
+def serving(models: dict[str, str], name: str, traffic: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "champion": {"uri": models["m1"], "quantized": True},
+        "challenger": {"uri": models["m2"], "quantized": True},
+        "traffic": traffic,
+        # A generous latency budget: these tests check routing and swaps, not load shedding.
+        "batching": {"enabled": True, "maxBatchSize": 32, "maxLatencyMs": 5000},
+        "logging": {
+            "enabled": True,
+            "sampleRate": 1.0,
+            "sink": f"{models['root']}/traffic/{name}",
+            "flushRows": 200,
+            "flushSeconds": 0.5,
+        },
+        "artifactsUri": models["root"],
+        "maxRequestRows": 100,
+        "maxBodyBytes": 64 * 1024,
+        "loader": model_fixture.LOADER,
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def servers(models: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
+    """A canary server (30% to the challenger) and a shadow server, started side by side."""
+    work = tmp_path_factory.mktemp("servers")
+    started = {
+        "canary": Server(
+            work / "canary", serving(models, "canary", {"mode": "canary", "challengerPercent": 30})
+        ),
+        "shadow": Server(work / "shadow", serving(models, "shadow", {"mode": "shadow"})),
+    }
+    try:
+        for server in started.values():
+            server.wait_ready()
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()

@@ -1,0 +1,263 @@
+"""FlywheelService over real HTTP (`bentoml serve` subprocesses, fixture models that are real MLPs)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+from scipy import stats
+
+from flywheel.serving import routing, traffic
+from tests.integration.serving import model_fixture
+from tests.integration.serving.conftest import ADMIN_TOKEN, Server
+
+pytestmark = pytest.mark.slow
+
+GOOD = {"x0": 0.5, "x1": -1.0, "x2": 0.25, "x3": 0.0, "x4": 1.0, "x5": 2.0, "color": "red"}
+JSON = {"content-type": "application/json"}
+
+
+def body(records: Any) -> bytes:
+    return json.dumps({"records": records}).encode()
+
+
+def row(**change: Any) -> dict[str, Any]:
+    out = {**GOOD, **change}
+    return {k: v for k, v in out.items() if v is not ...}
+
+
+def huge_stream() -> Any:
+    yield b'{"records": ['
+    for _ in range(2000):
+        yield json.dumps(GOOD).encode() + b","
+    yield json.dumps(GOOD).encode() + b"]}"
+
+
+# (id, content, headers, status, words the error must contain)
+MALFORMED = [
+    ("missing-feature", body([row(x3=...)]), JSON, 400, ["x3", "Field required"]),
+    ("extra-feature", body([row(surprise=1.0)]), JSON, 400, ["surprise", "Extra inputs"]),
+    ("wrong-type-list", body([row(x0=[1, 2])]), JSON, 400, ["x0", "valid number"]),
+    ("nan", body([GOOD]).replace(b"0.5", b"NaN", 1), JSON, 400, ["x0", "finite"]),
+    ("inf-literal", body([GOOD]).replace(b"0.5", b"Infinity", 1), JSON, 400, ["x0", "finite"]),
+    ("inf-overflow", body([GOOD]).replace(b"0.5", b"1e999", 1), JSON, 400, ["x0", "finite"]),
+    ("empty-batch", body([]), JSON, 400, ["records", "at least 1"]),
+    ("oversized-batch", body([GOOD] * 101), JSON, 400, ["records", "at most 100"]),
+    ("wrong-content-type", body([GOOD]), {"content-type": "text/plain"}, 415, ["application/json"]),
+    (
+        "form-content-type",
+        b"records=1",
+        {"content-type": "application/x-www-form-urlencoded"},
+        415,
+        ["Content-Type"],
+    ),
+    ("no-content-type", body([GOOD]), {}, 415, ["Content-Type"]),
+    ("invalid-json", b'{"records": [{"x0": 1,', JSON, 400, ["Invalid JSON"]),
+    ("json-null", b"null", JSON, 400, ["object"]),
+    ("records-null", b'{"records": null}', JSON, 400, ["records", "valid array"]),
+    ("records-object", b'{"records": {"x0": 1}}', JSON, 400, ["records", "valid array"]),
+    ("top-level-list", json.dumps([GOOD]).encode(), JSON, 400, ["object"]),
+    ("empty-body", b"", JSON, 400, ["records", "Field required"]),
+    ("nested-garbage", body([row(x1={"a": {"b": [None]}})]), JSON, 400, ["x1", "valid number"]),
+    ("string-for-number", body([row(x2="0.25")]), JSON, 400, ["x2", "valid number"]),
+    ("bool-for-number", body([row(x4=True)]), JSON, 400, ["x4", "valid number"]),
+    ("null-feature", body([row(x5=None)]), JSON, 400, ["x5", "valid number"]),
+    ("out-of-category", body([row(color="purple")]), JSON, 400, ["color", "'red', 'green' or 'blue'"]),
+    ("number-for-category", body([row(color=3)]), JSON, 400, ["color"]),
+    ("record-not-object", body([1, 2]), JSON, 400, ["records", "object"]),
+    ("huge-body", body([GOOD] * 2000), JSON, 413, ["limit"]),
+    ("huge-body-streamed", None, JSON, 413, ["limit"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status", "words"), [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED]
+)
+def test_malformed_request_is_a_clear_4xx(
+    servers: dict[str, Server], content: Any, headers: dict[str, str], status: int, words: list[str]
+) -> None:
+    payload = huge_stream() if content is None else content
+    resp = httpx.post(f"{servers['canary'].url}/predict", content=payload, headers=headers, timeout=30)
+    assert resp.status_code == status, resp.text
+    error = resp.json()
+    assert "error" in error
+    for word in words:
+        assert word in resp.text, (word, resp.text)
+
+
+def test_probes_and_a_valid_request(servers: dict[str, Server]) -> None:
+    url = servers["canary"].url
+    assert httpx.get(f"{url}/readyz").status_code == 200
+    assert httpx.get(f"{url}/livez").status_code == 200
+    resp = httpx.post(
+        f"{url}/predict",
+        json={"records": [GOOD, row(color="blue", x0=-3.0)]},
+        headers={"x-request-id": "r-1"},
+    )
+    assert resp.status_code == 200, resp.text
+    out = resp.json()
+    assert out["request_id"] == "r-1"
+    assert out["model"]["role"] in (routing.CHAMPION, routing.CHALLENGER)
+    assert resp.headers["x-flywheel-model-version"] == out["model"]["version"]
+    assert len(out["predictions"]) == 2 and set(out["predictions"]) <= {"yes", "no"}
+    assert all(0.5 <= p <= 1.0 for p in out["probabilities"])
+
+
+def _post_many(url: str, requests: list[dict[str, str]]) -> list[httpx.Response]:
+    with httpx.Client(timeout=30) as client, concurrent.futures.ThreadPoolExecutor(8) as pool:
+        return list(
+            pool.map(lambda h: client.post(f"{url}/predict", json={"records": [GOOD]}, headers=h), requests)
+        )
+
+
+def test_canary_split_matches_challenger_percent(servers: dict[str, Server]) -> None:
+    n = 400
+    responses = _post_many(servers["canary"].url, [{}] * n)
+    assert all(r.status_code == 200 for r in responses)
+    to_challenger = sum(r.json()["model"]["role"] == routing.CHALLENGER for r in responses)
+    # Two-sided exact binomial test against p = 0.30; p < 0.001 would mean the split is off.
+    assert stats.binomtest(to_challenger, n, 0.30).pvalue > 0.001, to_challenger
+    assert all(
+        r.json()["model"]["version"] == ("v2" if r.json()["model"]["role"] == "challenger" else "v1")
+        for r in responses
+    )
+
+
+def test_canary_is_sticky_by_header(servers: dict[str, Server]) -> None:
+    ids = [f"user-{i}" for i in range(150)]
+    first = _post_many(servers["canary"].url, [{"x-request-id": i} for i in ids])
+    again = _post_many(servers["canary"].url, [{"x-request-id": i} for i in ids])
+    for key, a, b in zip(ids, first, again, strict=True):
+        expected = routing.CHALLENGER if routing.bucket(key) < 30 else routing.CHAMPION
+        assert a.json()["model"]["role"] == b.json()["model"]["role"] == expected
+
+
+def _local(model: str, models: dict[str, str], records: list[dict[str, Any]]) -> list[str]:
+    predictor = model_fixture.load(Path(models[model].removeprefix("file://")), quantized=True)
+    return predictor.predict(pd.DataFrame.from_records(records))[0]
+
+
+def _wait_rows(sink: str, predicate: Any, timeout: float = 15.0) -> pd.DataFrame:
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = traffic.read(sink)
+        if predicate(frame) or time.monotonic() > deadline:
+            return frame
+        time.sleep(0.25)
+
+
+def test_shadow_answers_with_champion_and_logs_challenger(
+    servers: dict[str, Server], models: dict[str, str]
+) -> None:
+    server = servers["shadow"]
+    records = model_fixture.sample_records(60, seed=7)
+    batches = [records[i : i + 3] for i in range(0, 60, 3)]
+    with httpx.Client(timeout=30) as client:
+        responses = [
+            client.post(f"{server.url}/predict", json={"records": b}, headers={"x-request-id": f"s-{i}"})
+            for i, b in enumerate(batches)
+        ]
+    assert all(r.status_code == 200 for r in responses)
+    served = [p for r in responses for p in r.json()["predictions"]]
+    assert {r.json()["model"]["role"] for r in responses} == {routing.CHAMPION}
+    assert served == _local("m1", models, records)
+    challenger = _local("m2", models, records)
+    assert served != challenger  # the models really differ, so the check above means something
+
+    ids = {f"s-{i}" for i in range(len(batches))}
+    frame = _wait_rows(
+        server.sink(),
+        lambda f: set(f.get("request_id", [])) >= ids and len(f[f["request_id"].isin(ids)]) >= 120,
+    )
+    mine = frame[frame["request_id"].isin(ids)]
+    shadow = mine[mine["role"] == routing.CHALLENGER]
+    main = mine[mine["role"] == routing.CHAMPION]
+    assert len(shadow) == len(main) == 60
+    assert not shadow["served"].any() and main["served"].all()
+    order = {f"s-{i}": i for i in range(len(batches))}
+    shadow = shadow.sort_values("request_id", key=lambda s: s.map(order), kind="stable")
+    assert shadow["prediction"].tolist() == challenger
+    assert set(shadow["model_version"]) == {"v2"}
+
+
+def test_traffic_log_reads_back_with_documented_schema(servers: dict[str, Server]) -> None:
+    sink = servers["shadow"].sink()
+    frame = _wait_rows(sink, lambda f: len(f) >= 2)
+    features = [*model_fixture.NUMERIC, "color"]
+    assert list(frame.columns) == [*traffic.FIXED_COLUMNS, *features, *traffic.OUTPUT_COLUMNS]
+    assert str(frame["timestamp"].dt.tz) == "UTC"
+    assert frame["timestamp"].is_monotonic_increasing
+    assert frame["served"].dtype == bool
+    assert frame[model_fixture.NUMERIC].dtypes.map(str).eq("float64").all()
+    assert frame["color"].isin(model_fixture.COLORS).all()
+    assert frame["probability"].between(0.5, 1.0).all() and (frame["latency_ms"] > 0).all()
+    tail = traffic.read(sink, last_rows=5)
+    assert len(tail) == 5 and tail["timestamp"].tolist() == frame["timestamp"].tail(5).tolist()
+    cut = frame["timestamp"].iloc[len(frame) // 2].to_pydatetime()
+    assert traffic.read(sink, since=cut)["timestamp"].min() >= cut
+    assert traffic.read(sink, since=datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)).empty
+
+
+def test_metrics_are_per_model(servers: dict[str, Server]) -> None:
+    text = httpx.get(f"{servers['shadow'].url}/metrics").text
+    assert 'flywheel_serving_requests_total{model_version="v1",role="champion",served="true"}' in text
+    assert 'flywheel_serving_requests_total{model_version="v2",role="challenger",served="false"}' in text
+    assert 'flywheel_serving_latency_seconds_bucket{le="+Inf",role="challenger"}' in text
+    assert 'flywheel_serving_predictions_total{prediction="yes",role="champion"}' in text
+    canary = httpx.get(f"{servers['canary'].url}/metrics").text
+    assert 'flywheel_serving_errors_total{reason="body_too_large",role="none"}' in canary
+
+
+def test_admin_needs_token_and_artifact_store_uri(servers: dict[str, Server], models: dict[str, str]) -> None:
+    url = f"{servers['canary'].url}/admin/promote"
+    assert httpx.post(url, json={"uri": models["m3"]}).status_code == 401
+    auth = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    outside = httpx.post(url, json={"uri": "file:///etc/models/m3"}, headers=auth)
+    assert outside.status_code == 400 and "artifact store" in outside.text
+    missing = httpx.post(url, json={"uri": f"{models['root']}/models/nope"}, headers=auth)
+    assert missing.status_code == 400 and "model_card.json" in missing.text
+
+
+def test_promotion_under_load_fails_no_request(servers: dict[str, Server], models: dict[str, str]) -> None:
+    """Runs last: it changes the shadow server's champion."""
+    url = servers["shadow"].url
+    stop = threading.Event()
+    seen: list[tuple[float, int, str]] = []
+
+    def load() -> None:
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set():
+                resp = client.post(f"{url}/predict", json={"records": [GOOD]})
+                version = resp.json().get("model", {}).get("version", "") if resp.status_code == 200 else ""
+                seen.append((time.monotonic(), resp.status_code, version))
+
+    workers = [threading.Thread(target=load) for _ in range(4)]
+    for w in workers:
+        w.start()
+    time.sleep(1.0)
+    promoted = httpx.post(
+        f"{url}/admin/promote",
+        json={"uri": models["m3"]},
+        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=60,
+    )
+    done_at = time.monotonic()
+    time.sleep(1.0)
+    stop.set()
+    for w in workers:
+        w.join()
+    assert promoted.status_code == 200, promoted.text
+    assert promoted.json()["previous"]["version"] == "v1"
+    assert [s for _, s, _ in seen if s != 200] == []
+    assert len(seen) > 20
+    versions = [v for _, _, v in seen]
+    assert "v1" in versions and "v3" in versions
+    assert {v for t, _, v in seen if t > done_at + 0.2} == {"v3"}
