@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# One command from nothing to a working Flywheel on kind:
+#   platform/kind-up.sh [--with-prometheus] [--images-from-local-build]
+# creates the kind cluster from kind-config.yaml, installs (pinned, see versions.env) the Kubeflow
+# Training Operator v1.9, MinIO (artifact store and DVC remote), optionally kube-prometheus-stack,
+# then the Flywheel chart, and applies the examples. Needs: kind, kubectl, helm, docker.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$here")"
+# shellcheck source=versions.env
+. "$here/versions.env"
+with_prometheus=false
+local_images=false
+for arg in "$@"; do
+  case "$arg" in
+    --with-prometheus) with_prometheus=true ;;
+    --images-from-local-build) local_images=true ;;
+    *) echo "unknown argument: $arg" >&2; exit 2 ;;
+  esac
+done
+for tool in kind kubectl helm; do
+  command -v "$tool" >/dev/null || { echo "needs $tool on PATH" >&2; exit 1; }
+done
+
+kind get clusters | grep -qx flywheel || kind create cluster --config "$root/kind-config.yaml"
+kubectl config use-context kind-flywheel
+
+echo "Installing the Kubeflow Training Operator ${TRAINING_OPERATOR_REF} (PyTorchJob v1)"
+kubectl apply --server-side -k "github.com/kubeflow/training-operator.git/manifests/overlays/standalone?ref=${TRAINING_OPERATOR_REF}"
+kubectl -n kubeflow rollout status deploy/training-operator --timeout=300s
+
+echo "Installing MinIO ${MINIO_CHART_VERSION} (artifacts and DVC remote)"
+helm repo add minio https://charts.min.io/ >/dev/null
+helm upgrade --install minio minio/minio --version "$MINIO_CHART_VERSION" -n flywheel-system --create-namespace \
+  -f "$here/minio-values.yaml" --wait
+kubectl apply -f "$here/artifacts.yaml"
+
+if $with_prometheus; then
+  helm repo add prometheus-community https://prometheus-community.github.io/helm-charts >/dev/null
+  helm upgrade --install kps prometheus-community/kube-prometheus-stack --version "$KUBE_PROMETHEUS_STACK_VERSION" \
+    -n monitoring --create-namespace --set grafana.enabled=false --wait
+fi
+
+if $local_images; then
+  for image in operator trainer selfplay serving; do
+    docker build -t "ghcr.io/flywheel-dev/$image:0.1.0" -f "$root/images/$image/Dockerfile" "$root"
+    kind load docker-image "ghcr.io/flywheel-dev/$image:0.1.0" --name flywheel
+  done
+fi
+
+echo "Installing Flywheel"
+helm upgrade --install flywheel "$root/helm/flywheel" -n flywheel-system --create-namespace \
+  --set metrics.serviceMonitor.enabled="$with_prometheus" \
+  --set artifacts.s3CredentialsSecret=artifacts-s3-credentials --wait
+
+kubectl apply -f "$root/examples/trainingrun-minimal.yaml"
+echo "Done. Next: kubectl get flywheel -A"
