@@ -19,7 +19,7 @@ import urllib.parse
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-SECRET_DIR_ENV = "FLYWHEEL_DATA_SECRET_DIR"
+SECRET_DIR_ENV = "FLYWHEEL_DATA_SECRET_DIR"  # noqa: S105 - an env var name, not a secret
 DEFAULT_SECRET_DIR = Path("/var/run/secrets/flywheel/data")
 # Env name -> DVC remote option. The S3 names match what MinIO and AWS tooling already use.
 REMOTE_OPTIONS = {
@@ -30,9 +30,10 @@ REMOTE_OPTIONS = {
     "AZURE_STORAGE_CONNECTION_STRING": "connection_string",
     "GOOGLE_APPLICATION_CREDENTIALS": "credentialpath",
 }
+_SCHEME_PREFIX = {"s3": "AWS_", "azure": "AZURE_", "gs": "GOOGLE_", "gcs": "GOOGLE_"}
 REMOTE_PREFIX = "DVC_REMOTE_"  # DVC_REMOTE_<OPTION>=value for any other remote option
 GIT_USERNAME = "GIT_USERNAME"
-GIT_PASSWORD = "GIT_PASSWORD"  # a password or an access token for an https:// git URL
+GIT_PASSWORD = "GIT_PASSWORD"  # noqa: S105 - env name; a password or an access token for an https:// git URL
 NOT_SECRET = {"AWS_ENDPOINT_URL", GIT_USERNAME}  # shown in messages: they help a person debug
 _MIN_SECRET = 4  # shorter values would redact ordinary words
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
@@ -47,9 +48,16 @@ class Credentials:
     def __repr__(self) -> str:  # a stray repr() in a log must not print the values
         return f"Credentials(keys={sorted(self.values)})"
 
-    def remote_config(self) -> dict[str, str]:
-        """Options for DVC's `remote_config` (merged over the repository's remote config)."""
-        config = {opt: self.values[name] for name, opt in REMOTE_OPTIONS.items() if name in self.values}
+    def remote_config(self, remote_url: str) -> dict[str, str]:
+        """Options for DVC's `remote_config` (merged over the repository's remote config), only those
+        that the remote's kind accepts: DVC rejects an S3 key on a local or SSH remote."""
+        scheme = urllib.parse.urlsplit(remote_url).scheme
+        prefix = _SCHEME_PREFIX.get(scheme, "\0")
+        config = {
+            opt: self.values[name]
+            for name, opt in REMOTE_OPTIONS.items()
+            if name in self.values and name.startswith(prefix)
+        }
         for name, value in self.values.items():
             if name.startswith(REMOTE_PREFIX):
                 config[name.removeprefix(REMOTE_PREFIX).lower()] = value

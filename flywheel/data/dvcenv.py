@@ -30,7 +30,7 @@ def quiet() -> Iterator[None]:
     """Keep DVC's INFO chatter (hints such as "To track the changes with git, run: ...") out of the
     caller's output; its own handlers print straight to stdout. Warnings still show."""
     ensure_offline()
-    import dvc  # its import configures these loggers; do it first so our level sticks
+    import dvc  # noqa: F401 - its import configures these loggers; do it first so our level sticks
 
     logs = [logging.getLogger(name) for name in ("dvc", "dvc_objects", "dvc_data")]
     levels = [log.level for log in logs]

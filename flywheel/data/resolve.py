@@ -49,21 +49,18 @@ def resolve(data: trainingrun.Data, cache_dir: Path, env: Mapping[str, str] | No
 
 
 def _resolve(data: trainingrun.Data, cache_dir: Path, creds: credentials.Credentials) -> Resolved:
-    import dvc.repo
-
-    with dvc.repo.Repo.open(
-        _repo_url(data.repo, creds),
-        rev=data.rev,
-        subrepos=False,
-        uninitialized=False,
-        remote=data.remote,
-        remote_config=creds.remote_config() or None,
-    ) as repo:
+    url = _repo_url(data.repo, creds)
+    with _open(url, data) as repo:
         commit = repo.get_rev()
-        _check_remote(data, repo)
+        remote_config = creds.remote_config(_check_remote(data, repo))
         md5, size = _tracked(data, repo)
         target = cache_dir / md5 / Path(data.path).name
-        if not (target.is_file() and (target.parent / META_FILE).is_file()):
+        cached = target.is_file() and (target.parent / META_FILE).is_file()
+        if not cached and not remote_config:
+            _fetch(data, repo, md5, target)
+    if not cached and remote_config:
+        # Credentials go in on a second open, once the remote's kind is known (a clone is reused).
+        with _open(url, data, remote_config) as repo:
             _fetch(data, repo, md5, target)
     meta = json.loads((target.parent / META_FILE).read_text())
     lineage = trainingrun.DataLineage(
@@ -80,14 +77,26 @@ def _repo_url(repo: str, creds: credentials.Credentials) -> str:
     return creds.git_url(repo)
 
 
-def _check_remote(data: trainingrun.Data, repo: Any) -> None:
-    """A misspelt remote would go unnoticed while the file is in a local cache; say so now."""
-    remotes = sorted(repo.config.get("remote", {}))
+def _open(url: str, data: trainingrun.Data, remote_config: dict[str, str] | None = None) -> Any:
+    import dvc.repo
+
+    return dvc.repo.Repo.open(
+        url, rev=data.rev, subrepos=False, uninitialized=False, remote=data.remote,
+        remote_config=remote_config or None,
+    )  # fmt: skip
+
+
+def _check_remote(data: trainingrun.Data, repo: Any) -> str:
+    """The URL of the remote to use. A misspelt remote would go unnoticed while the file is in a
+    local cache, so it is checked here."""
+    remotes = repo.config.get("remote", {})
     if data.remote and data.remote not in remotes:
         raise errors.UserError(
             f"spec.data.remote: {data.repo}@{data.rev} has no DVC remote {data.remote!r}; "
-            f"use one of {remotes} or leave it unset for the default"
+            f"use one of {sorted(remotes)} or leave it unset for the default"
         )
+    name = data.remote or repo.config.get("core", {}).get("remote")
+    return str(remotes.get(name, {}).get("url", ""))
 
 
 def _tracked(data: trainingrun.Data, repo: Any) -> tuple[str, int]:
