@@ -11,6 +11,7 @@ moves only when the spec changes; status is written through `patch_status` (JSON
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import datetime
 import json
@@ -164,7 +165,7 @@ class Store:
 
     def list(self, kind: str | None = None, namespace: str | None = None) -> list[Manifest]:
         """Resources sorted by kind, namespace, name; optionally of one kind and namespace."""
-        query, args = "SELECT * FROM resources WHERE 1=1", []
+        query, args = "SELECT * FROM resources WHERE 1=1", builtins.list[str]()
         if kind is not None:
             query, args = query + " AND kind=?", [*args, kind]
         if namespace is not None:
@@ -221,7 +222,7 @@ class Store:
                 (kind, namespace, name, type_, reason, message, _now()),
             )
 
-    def events(self, kind: str, name: str, namespace: str = "default") -> list[dict[str, str]]:
+    def events(self, kind: str, name: str, namespace: str = "default") -> builtins.list[dict[str, str]]:
         """Events of one resource, oldest first."""
         with self._connect() as conn:
             rows = conn.execute(

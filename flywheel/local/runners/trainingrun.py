@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,9 @@ from flywheel import artifacts, errors
 from flywheel.api import common, conditions, contract
 from flywheel.api import trainingrun as api
 from flywheel.controllers import plans
-from flywheel.local import progress
+from flywheel.local import progress, torchrun
 from flywheel.local.runners import Context
+from flywheel.local.runners import status as status_mod
 
 KIND = api.TrainingRun.KIND
 EXAMPLE_REPO = ".flywheel/datasets/example"
@@ -46,11 +46,11 @@ def run(ctx: Context, manifest: Manifest) -> bool:
         return job.drive(status)
     except KeyboardInterrupt:
         ctx.supervisor.stop(KIND, job.name)
-        job.suspend("interrupted; run `flywheel run` again to resume from the last checkpoint")
+        job.status.suspend("interrupted; run `flywheel run` again to resume from the last checkpoint")
         raise
     except Exception as exc:  # a bug, not a user mistake: record it, stop the workload, show the trace
         ctx.supervisor.stop(KIND, job.name)
-        job.fail(conditions.R_FAILED, f"{type(exc).__name__}: {exc}"[:500], conditions.READY)
+        job.status.fail(conditions.R_FAILED, f"{type(exc).__name__}: {exc}"[:500], conditions.READY)
         raise
 
 
@@ -65,7 +65,7 @@ def observe(ctx: Context, manifest: Manifest) -> Manifest:
     if job.result_path.exists():
         job.finish(exit_code=None)
     else:
-        job.suspend(
+        job.status.suspend(
             "the trainer process is gone; run `flywheel run` again to resume from the last checkpoint"
         )
     return ctx.store.get(KIND, name, job.namespace) or manifest
@@ -81,50 +81,13 @@ class _Job:
         self.name = self.resource.name
         self.namespace = self.resource.namespace
         self.generation = int(manifest["metadata"].get("generation") or 1)
-        self.conditions: list[dict[str, Any]] = list((manifest.get("status") or {}).get("conditions") or [])
+        self.status = status_mod.Writer(ctx, manifest)
         uri = self.spec.artifacts.uri
         if uri == common.Artifacts().uri:  # the in-cluster default means nothing here
             uri = f"file://{ctx.home / 'artifacts'}"
         self.root = artifacts.run_root(uri, self.namespace, api.TrainingRun.PLURAL, self.name)
         self.run_dir = ctx.supervisor.run_dir(KIND, self.name)
         self.result_path = self.run_dir / contract.RESULT_FILE
-
-    # --- status ---------------------------------------------------------------------------------
-    def patch(self, patch: dict[str, Any], *conds: tuple[str, str, str, str]) -> None:
-        """Merge-patch status, setting conditions (type, status, reason, message) the operator's way."""
-        now = self.ctx.now()
-        for type_, status, reason, message in conds:
-            self.conditions = plans.set_condition(
-                self.conditions, type_, status, reason, message, now, self.generation
-            )
-        if conds:
-            patch = {**patch, "conditions": self.conditions}
-        self.ctx.store.patch_status(KIND, self.name, patch, self.namespace)
-
-    def event(self, reason: str, message: str, type_: str = "Normal") -> None:
-        self.ctx.store.add_event(KIND, self.name, reason, message, type_, self.namespace)
-
-    def suspend(self, message: str) -> None:
-        self.patch(
-            {"phase": conditions.SUSPENDED, "message": message},
-            (conditions.READY, "False", conditions.R_JOB_SUSPENDED, message),
-        )
-        self.event(conditions.R_JOB_SUSPENDED, message, "Warning")
-
-    def fail(self, reason: str, message: str, condition: str, extra: dict[str, Any] | None = None) -> bool:
-        self.patch(
-            {
-                **(extra or {}),
-                "phase": conditions.FAILED,
-                "message": message,
-                "completionTime": plans.now_rfc3339(self.ctx.now()),
-            },
-            (condition, "False", reason, message),
-            (conditions.READY, "False", reason, message),
-        )
-        self.event(reason, message, "Warning")
-        self.ctx.console.print(f"[red]trainingrun/{self.name}: failed: {message}[/red]")
-        return False
 
     # --- steps ----------------------------------------------------------------------------------
     def drive(self, status: dict[str, Any]) -> bool:
@@ -134,7 +97,7 @@ class _Job:
         live = self.ctx.supervisor.find(KIND, self.name)
         if same_generation and live is not None and self.ctx.supervisor.alive(live):
             return self._attach(live)  # started with --detach and still training
-        self.patch(
+        self.status.patch(
             {
                 "phase": conditions.RUNNING,
                 "observedGeneration": self.generation,
@@ -176,13 +139,13 @@ class _Job:
         try:
             resolved = data.resolve(spec_data, self.ctx.home / "cache" / "data")
         except errors.UserError as exc:  # the data cannot be had as written: the run fails, not the CLI
-            self.fail(conditions.R_FAILED, str(exc), conditions.DATA_RESOLVED)
+            self.status.fail(conditions.R_FAILED, str(exc), conditions.DATA_RESOLVED)
             return None
         lineage = _as_dict(resolved.lineage)
         bars.done(
             "data", note=f"{lineage.get('rows', '?')} rows, commit {str(lineage.get('commit', ''))[:8]}"
         )
-        self.patch(
+        self.status.patch(
             {"data": lineage},
             (conditions.DATA_RESOLVED, "True", conditions.R_SUCCEEDED, f"{self.spec.data.path} resolved"),
         )
@@ -203,7 +166,9 @@ class _Job:
 
     def _gate(self, data_path: Path) -> bool:
         if not self.spec.data.validation.enabled:
-            self.patch({}, (conditions.DATA_VALIDATED, "True", conditions.R_SUCCEEDED, "validation disabled"))
+            self.status.patch(
+                {}, (conditions.DATA_VALIDATED, "True", conditions.R_SUCCEEDED, "validation disabled")
+            )
             return True
         from flywheel.data import gate
 
@@ -212,15 +177,17 @@ class _Job:
             extra = Path(self._repo()) / self.spec.data.validation.file
             if not extra.is_file():
                 message = f"data.validation.file {self.spec.data.validation.file!r} is not in {self._repo()}"
-                return self.fail(conditions.R_INVALID_SPEC, message, conditions.DATA_VALIDATED)
+                return self.status.fail(conditions.R_INVALID_SPEC, message, conditions.DATA_VALIDATED)
         result = gate.validate(data_path, self.spec, extra)
         if not result.success:
             lines = result.summary.splitlines() or ["see status.validation"]
             more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
             message = f"data validation failed, nothing trained: {lines[0]}{more}"
             validation = {"validation": result.to_status()}
-            return self.fail(conditions.R_VALIDATION_FAILED, message, conditions.DATA_VALIDATED, validation)
-        self.patch(
+            return self.status.fail(
+                conditions.R_VALIDATION_FAILED, message, conditions.DATA_VALIDATED, validation
+            )
+        self.status.patch(
             {"validation": result.to_status()},
             (conditions.DATA_VALIDATED, "True", conditions.R_SUCCEEDED, result.summary),
         )
@@ -240,39 +207,28 @@ class _Job:
         config_path = self.run_dir / contract.CONFIG_FILE
         artifacts.atomic_write_text(config_path, json.dumps(config, indent=2))
         self.result_path.unlink(missing_ok=True)  # a result.json here is always this attempt's
-        cores = self.ctx.cores()
-        resources = self.spec.resources
-        nproc = max(1, min(resources.nproc_per_replica() * resources.replicas, cores))
-        argv = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc-per-node={nproc}",
-            "-m",
-            contract.TRAINER_MODULE,
-        ]
+        run = torchrun.launch(self.spec.resources, contract.TRAINER_MODULE, self.ctx.cores())
         env = {
+            **run.env,
             contract.ENV_CONFIG: str(config_path),
             contract.ENV_RESULT_PATH: str(self.result_path),
             contract.ENV_ARTIFACTS_URI: self.root.uri,
             contract.ENV_RUN_NAME: self.name,
             contract.ENV_NAMESPACE: self.namespace,
-            "OMP_NUM_THREADS": str(max(1, cores // nproc)),  # N workers share the cores, no oversubscription
         }
         self._offset = _size(self.ctx.supervisor.log_path(KIND, self.name))
         info = self.ctx.supervisor.start(
-            KIND, self.name, argv, env, cwd=self.ctx.cwd, tie_to_parent=not self.ctx.detach
+            KIND, self.name, run.argv, env, cwd=self.ctx.cwd, tie_to_parent=not self.ctx.detach
         )
         job_name = f"torchrun-{info.pid}"
-        self.patch(
+        self.status.patch(
             {"jobName": job_name},
-            (conditions.TRAINED, "Unknown", conditions.R_JOB_RUNNING, f"torchrun with {nproc} workers"),
+            (conditions.TRAINED, "Unknown", conditions.R_JOB_RUNNING, f"torchrun with {run.nproc} workers"),
             (conditions.READY, "False", conditions.R_JOB_RUNNING, "training"),
         )
-        self.event(
+        self.status.event(
             conditions.R_JOB_CREATED,
-            f"started {job_name}: {nproc} workers, OMP_NUM_THREADS={env['OMP_NUM_THREADS']}",
+            f"started {job_name}: {run.nproc} workers, {run.threads} threads each",
         )
         return info
 
@@ -284,7 +240,7 @@ class _Job:
                 continue
             bars.on_training_event(event)
             if event["event"] == "checkpoint":
-                self.patch({"checkpoint": {"uri": event.get("uri"), "step": event.get("step")}})
+                self.status.patch({"checkpoint": {"uri": event.get("uri"), "step": event.get("step")}})
         return self.ctx.supervisor.exit_code(info)
 
     def finish(self, exit_code: int | None) -> bool:
@@ -293,7 +249,7 @@ class _Job:
 
         if not self.result_path.exists():
             where = f"`flywheel logs trainingrun/{self.name}`"
-            return self.fail(
+            return self.status.fail(
                 conditions.R_FAILED,
                 f"the trainer exited with code {exit_code} and no result; see {where}",
                 conditions.TRAINED,
@@ -305,14 +261,14 @@ class _Job:
             if k in ("metrics", "model", "data", "checkpoint", "validation")
         }
         if outcome.phase != conditions.SUCCEEDED or exit_code not in (0, None):
-            return self.fail(
+            return self.status.fail(
                 conditions.R_FAILED,
                 outcome.message or f"the trainer exited with code {exit_code}",
                 conditions.TRAINED,
                 fields,
             )
         version = (outcome.model.version if outcome.model else None) or "?"
-        self.patch(
+        self.status.patch(
             {
                 **fields,
                 "phase": conditions.SUCCEEDED,
@@ -323,7 +279,7 @@ class _Job:
             (conditions.EXPORTED, "True", conditions.R_SUCCEEDED, f"model {version}"),
             (conditions.READY, "True", conditions.R_SUCCEEDED, f"model {version} trained and exported"),
         )
-        self.event(conditions.R_SUCCEEDED, f"model {version}: {_metrics_text(outcome.metrics)}")
+        self.status.event(conditions.R_SUCCEEDED, f"model {version}: {_metrics_text(outcome.metrics)}")
         metrics = _metrics_text(outcome.metrics)
         self.ctx.console.print(f"[green]trainingrun/{self.name}: succeeded[/green] model {version} {metrics}")
         return True

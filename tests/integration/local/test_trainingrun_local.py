@@ -143,58 +143,85 @@ def test_failed_gate_ends_the_run_failed_with_nothing_trained(workdir):
     assert not (home / "logs").exists() and not (home / "artifacts").exists()  # nothing started
 
 
-def _wait_for_checkpoint(log: Path, proc: subprocess.Popen, timeout: float = 180) -> dict:
+def _wait_for_checkpoint(log: Path, proc: subprocess.Popen, offset: int, timeout: float = 180) -> dict:
+    """The first checkpoint event written to `log` after byte `offset`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stdout.read()
         if log.exists():
-            for line in log.read_text().splitlines():
-                event = progress.parse_event(line)
-                if event and event["event"] == "checkpoint":
-                    return event
+            with log.open("rb") as fh:
+                fh.seek(offset)
+                for line in fh.read().decode().splitlines():
+                    event = progress.parse_event(line)
+                    if event and event["event"] == "checkpoint":
+                        return event
         time.sleep(0.05)
     raise AssertionError("no checkpoint event")
 
 
-def test_sigkill_the_cli_midway_then_rerun_resumes_from_the_checkpoint(workdir):
-    home = workdir / "home-kill"
-    doc = manifest("resume", training={"epochs": 2, "checkpointEvery": 5})
-    doc["spec"]["data"]["validation"] = {"enabled": False}  # the gate has its own tests; keep this one short
-    name = write(workdir, doc)
-    # The throttle slows each step so the run is still midway when the test kills it.
-    first = cli(workdir, "run", "-f", name, "--home", str(home), env={"FLYWHEEL_TRAIN_THROTTLE_S": "0.05"},
-                start_new_session=True)  # fmt: skip
-    log = home / "logs" / "trainingrun" / "resume.log"
-    try:
-        _wait_for_checkpoint(log, first)
-    finally:
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait(10)
-    # No orphans: torchrun (in its own session) gets the parent-death signal and takes its workers.
+def _no_workload_left(home: Path) -> list[int]:
     tag = supervisor.Supervisor(home).tag("TrainingRun", "resume")
     deadline = time.monotonic() + 30
     while supervisor.tagged(tag) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert supervisor.tagged(tag) == []
+    return supervisor.tagged(tag)
+
+
+def _resumes(log: Path) -> list[dict]:
+    """The trainer's resume events, per attempt (the supervisor heads each attempt with 'started:')."""
+    attempts = log.read_text().split("started:")[1:]
+    return [
+        next((e for e in map(progress.parse_event, a.splitlines()) if e and e["event"] == "resume"), None)
+        for a in attempts
+    ]
+
+
+def test_interrupt_then_sigkill_the_cli_midway_then_rerun_resumes(workdir):
+    home = workdir / "home-kill"
+    doc = manifest("resume", training={"epochs": 2, "checkpointEvery": 5})
+    doc["spec"]["data"]["validation"] = {"enabled": False}  # the gate has its own tests; keep this one short
+    name = write(workdir, doc)
+    log = home / "logs" / "trainingrun" / "resume.log"
     s = store.Store(home)
+    # The throttle slows each step so the run is still midway when the test stops it.
+    slow = {"FLYWHEEL_TRAIN_THROTTLE_S": "0.05"}
+
+    # 1. Ctrl-C (SIGINT to the CLI's process group, as a terminal sends it): a clean stop.
+    first = cli(workdir, "run", "-f", name, "--home", str(home), env=slow, start_new_session=True)
+    try:
+        _wait_for_checkpoint(log, first, 0)
+        os.killpg(first.pid, signal.SIGINT)
+        out, _ = first.communicate(timeout=60)
+    finally:
+        first.kill()
+    assert first.returncode == 130 and "interrupted" in out
+    assert _no_workload_left(home) == []
+    status = s.get("TrainingRun", "resume")["status"]
+    assert status["phase"] == "Suspended" and status["conditions"][0]["reason"] == "JobSuspended"
+
+    # 2. SIGKILL (nothing can be caught): the workload still goes, the store is left as it was.
+    offset = log.stat().st_size
+    second = cli(workdir, "run", "-f", name, "--home", str(home), env=slow, start_new_session=True)
+    try:
+        _wait_for_checkpoint(log, second, offset)
+    finally:
+        os.killpg(second.pid, signal.SIGKILL)
+        second.wait(10)
+    assert _no_workload_left(home) == []  # torchrun got the parent-death signal and took its workers
     before = s.get("TrainingRun", "resume")
     assert before["status"]["phase"] == "Running"  # the killed CLI could not write anything more
-
     code, out = run_cli(workdir, "get", "tr", "resume", "-o", "json", "--home", str(home))
-    assert code == 0 and json.loads(out)["status"]["phase"] == "Suspended"
+    assert code == 0 and json.loads(out)["status"]["phase"] == "Suspended"  # get notices the process is gone
 
+    # 3. Run again: torchrun resumes from the last checkpoint and finishes.
     code, out = run_cli(workdir, "run", "-f", name, "--home", str(home))
     assert code == 0, out
-    second_attempt = log.read_text().split("started:")[-1]
-    resumed = [
-        e for e in map(progress.parse_event, second_attempt.splitlines()) if e and e["event"] == "resume"
-    ]
-    assert resumed and resumed[0]["step"] > 0
     assert "resuming from the checkpoint at step" in out
-
+    resumes = _resumes(log)
+    assert resumes[0] is None and resumes[1]["step"] > 0 and resumes[2]["step"] >= resumes[1]["step"]
     after = s.get("TrainingRun", "resume")
     assert after["status"]["phase"] == "Succeeded"
     assert after["metadata"]["uid"] == before["metadata"]["uid"] and after["metadata"]["generation"] == 1
     assert after["status"]["startTime"] == before["status"]["startTime"]
     reasons = [e["reason"] for e in s.events("TrainingRun", "resume")]
-    assert reasons == ["JobCreated", "JobSuspended", "JobCreated", "Succeeded"]
+    assert reasons == ["JobCreated", "JobSuspended", "JobCreated", "JobSuspended", "JobCreated", "Succeeded"]
