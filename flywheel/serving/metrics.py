@@ -1,7 +1,8 @@
 """Per-model Prometheus metrics, exported on BentoML's /metrics beside its bentoml_service_* ones.
 
-Created through bentoml.metrics, which defers the prometheus_client import until BentoML has set
-up its multiprocess directory; otherwise values from workers would never reach /metrics.
+prometheus_client is imported on first use (in the service's __init__, inside a BentoML worker), after
+BentoML has set PROMETHEUS_MULTIPROC_DIR: imported earlier, the metrics would live in process memory
+and never reach /metrics (what the deprecated bentoml.metrics shim used to defer for us).
 Labels stay low-cardinality: role (champion | challenger), model version, class label.
 """
 
@@ -10,36 +11,36 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import bentoml
-
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 @functools.cache
 def _m() -> dict[str, Any]:
+    import prometheus_client as prom
+
     return {
-        "requests": bentoml.metrics.Counter(
+        "requests": prom.Counter(
             name="flywheel_serving_requests",
             documentation="Requests scored per model; served=false is shadow scoring",
             labelnames=["role", "model_version", "served"],
         ),
-        "errors": bentoml.metrics.Counter(
+        "errors": prom.Counter(
             name="flywheel_serving_errors",
             documentation="Requests that failed, by model role and reason",
             labelnames=["role", "reason"],
         ),
-        "latency": bentoml.metrics.Histogram(
+        "latency": prom.Histogram(
             name="flywheel_serving_latency_seconds",
             documentation="Time to score a request (queueing in the batcher included)",
             labelnames=["role"],
             buckets=LATENCY_BUCKETS,
         ),
-        "predictions": bentoml.metrics.Counter(
+        "predictions": prom.Counter(
             name="flywheel_serving_predictions",
             documentation="Predicted class distribution per model",
             labelnames=["role", "prediction"],
         ),
-        "probability": bentoml.metrics.Histogram(
+        "probability": prom.Histogram(
             name="flywheel_serving_probability",
             documentation="Probability of the predicted class per model",
             labelnames=["role"],

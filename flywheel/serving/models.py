@@ -123,7 +123,9 @@ def load(uri: str, quantized: bool, loader: str) -> LoadedModel:
     """Load a model directory once: its card and a predictor (int8 when asked and present)."""
     path = local_dir(uri)
     card = read_card(uri)
-    use_int8 = quantized and (path / contract.QUANTIZED_FILE).exists()
+    # The exporter names its int8 file in the card (ONNX today); older layouts use QUANTIZED_FILE.
+    int8_file = card.raw.get("files", {}).get("quantized") or contract.QUANTIZED_FILE
+    use_int8 = quantized and (path / int8_file).exists()
     predictor = resolve_loader(loader)(path, use_int8)
     return LoadedModel(uri=uri, quantized=use_int8, card=card, predictor=predictor)
 

@@ -5,7 +5,9 @@ that answered it and, in shadow mode, for the challenger that scored it too. Row
 written as one Parquet file when flushRows are waiting or flushSeconds have passed since the first.
 Files are written atomically (temp + rename, or one S3 PUT) under the sink:
 
-    <sink>/<UTC time of flush: %Y%m%dT%H%M%S.%fZ>-<pid>-<seq>.parquet
+    <sink>/<UTC time of flush: %Y%m%dT%H%M%S.%fZ>-<host>-<pid>-<seq>.parquet
+
+(host is the pod name in Kubernetes, so replicas sharing a sink never write the same name).
 
 Schema (one row per scored record):
 
@@ -26,6 +28,7 @@ import datetime
 import io
 import itertools
 import os
+import socket
 import threading
 import time
 from typing import Any
@@ -38,6 +41,7 @@ FIXED_COLUMNS = ("timestamp", "request_id", "role", "served", "model_version")
 OUTPUT_COLUMNS = ("prediction", "probability", "latency_ms")
 RESERVED = frozenset(FIXED_COLUMNS + OUTPUT_COLUMNS)
 SUFFIX = ".parquet"
+_HOST = "".join(c if c.isalnum() or c in "-." else "_" for c in socket.gethostname()) or "host"
 
 
 class TrafficLogger:
@@ -77,7 +81,7 @@ class TrafficLogger:
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-        name = f"{stamp}-{os.getpid()}-{next(self._seq):06d}{SUFFIX}"
+        name = f"{stamp}-{_HOST}-{os.getpid()}-{next(self._seq):06d}{SUFFIX}"
         uri = self.store.write_bytes(name, buffer.getvalue())
         self.files_written += 1
         return uri
