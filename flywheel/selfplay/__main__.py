@@ -14,7 +14,7 @@ from typing import Any
 
 from flywheel import errors
 from flywheel.api import contract
-from flywheel.selfplay import config, trainer
+from flywheel.selfplay import config
 
 
 def _pool(cfg: config.Config) -> Any:
@@ -33,7 +33,9 @@ def _report_failure(message: str) -> None:
 def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        cfg = config.load()
+        cfg = config.load()  # before importing torch: a config mistake is reported in a blink
+        from flywheel.selfplay import trainer
+
         trainer.run(cfg, _pool)
     except errors.UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

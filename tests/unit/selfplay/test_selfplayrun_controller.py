@@ -1,0 +1,175 @@
+"""SelfPlayRun controller: rendered children pass upstream schemas, the sandbox NetworkPolicy fences
+the pods, and status comes from the job conditions plus the trainer's termination message (produced
+here by the trainer's own `finish`, so both sides of the contract are exercised)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flywheel.api import conditions, contract
+from flywheel.api import selfplayrun as api
+from flywheel.controllers import plans, pytorchjob, selfplayrun, settings
+from flywheel.selfplay import config, trainer
+from tests.unit.controllers import upstream
+
+SETTINGS = settings.Settings()
+T0 = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)
+
+
+def resource(name: str = "azr", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "flywheel.dev/v1alpha1",
+        "kind": "SelfPlayRun",
+        "metadata": {"name": name, "namespace": "ml", "uid": "uid-7", "generation": 1},
+        "spec": spec,
+    }
+
+
+@pytest.mark.slow  # the upstream CRD, webhook and SDK round trip take several seconds
+def test_children_are_policy_configmap_job_and_pass_upstream_checks() -> None:
+    manifest = resource(resources={"replicas": 2}, selfPlay={"steps": 3})
+    netpol, config_map, job = selfplayrun.render_children(manifest, SETTINGS)
+    upstream.assert_upstream_valid(job)
+    upstream.validate_core(netpol)
+    upstream.validate_core(config_map)
+    [c] = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"]
+    assert c["command"] == ["torchrun", "-m", contract.SELFPLAY_MODULE]
+    assert c["image"] == SETTINGS.selfplay_image
+    pod_spec = job["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]
+    assert pod_spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    workload = json.loads(config_map["data"][contract.CONFIG_FILE])
+    cfg = config.parse(workload)  # the trainer reads exactly what the controller wrote
+    assert cfg.spec.self_play.steps == 3 and cfg.name == "azr" and cfg.namespace == "ml"
+    assert cfg.artifacts_uri == "file:///var/lib/flywheel/artifacts/ml/selfplayruns/azr"
+    assert selfplayrun.render_children(manifest, SETTINGS) == [netpol, config_map, job]
+
+
+def selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
+    wanted = policy["spec"]["podSelector"]["matchLabels"]
+    return all(labels.get(k) == v for k, v in wanted.items())
+
+
+def test_network_policy_denies_egress_of_a_single_pod_run() -> None:
+    netpol, _, job = selfplayrun.render_children(resource(), SETTINGS)
+    pod_labels = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["metadata"]["labels"]
+    assert selects(netpol, pod_labels)
+    assert not selects(netpol, {**pod_labels, contract.LABEL_OWNER_NAME: "other-run"})
+    assert netpol["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert netpol["spec"]["egress"] == []  # no egress at all
+
+
+def test_network_policy_allows_only_peers_and_dns_for_ddp_and_ports_for_s3() -> None:
+    multi = selfplayrun.render_children(resource(resources={"replicas": 3}), SETTINGS)[0]
+    egress = multi["spec"]["egress"]
+    assert egress[0] == {"to": [{"podSelector": multi["spec"]["podSelector"]}]}
+    assert {p["port"] for p in egress[1]["ports"]} == {53}
+    assert len(egress) == 2
+    s3 = selfplayrun.render_children(resource(artifacts={"uri": "s3://bucket/runs"}), SETTINGS)[0]
+    assert [sorted(p["port"] for p in rule["ports"]) for rule in s3["spec"]["egress"]] == [
+        [53, 53],
+        [80, 443, 9000],
+    ]
+
+
+def job_with(manifest: dict[str, Any], *conds: tuple[str, str]) -> dict[str, Any]:
+    job = selfplayrun.render_children(manifest, SETTINGS)[2]
+    job["status"] = {"conditions": [{"type": t, "status": s, "message": f"job {t}"} for t, s in conds]}
+    return job
+
+
+def observed(
+    manifest: dict[str, Any], job: dict[str, Any] | None, pod_message: str | None = None
+) -> plans.Observed:
+    objects: dict[str, Any] = {}
+    if job is not None:
+        objects[f"PyTorchJob/{job['metadata']['name']}"] = job
+        netpol, config_map, _ = selfplayrun.render_children(manifest, SETTINGS)
+        objects[f"NetworkPolicy/{netpol['metadata']['name']}"] = netpol
+        objects[f"ConfigMap/{config_map['metadata']['name']}"] = config_map
+    if pod_message is not None:
+        name = pytorchjob.master_pod_name(pytorchjob.job_name(manifest["metadata"]["name"]))
+        terminated = {"terminated": {"exitCode": 0, "message": pod_message}}
+        objects[f"Pod/{name}"] = {"status": {"containerStatuses": [{"name": "pytorch", "state": terminated}]}}
+    return plans.Observed(objects)
+
+
+def test_observe_refs_cover_job_configmap_pod_and_policy() -> None:
+    kinds = [r.kind for r in selfplayrun.observe_refs(resource(), SETTINGS)]
+    assert kinds == ["PyTorchJob", "ConfigMap", "Pod", "NetworkPolicy"]
+
+
+def test_first_reconcile_creates_the_fence_before_the_job() -> None:
+    manifest = resource()
+    out = selfplayrun.plan(manifest, observed(manifest, None), T0, SETTINGS)
+    assert [m["kind"] for m in out.apply] == ["NetworkPolicy", "ConfigMap", "PyTorchJob"]
+    assert out.status["phase"] == conditions.PENDING and out.requeue_after is not None
+
+
+def test_running_job_restores_a_missing_policy() -> None:
+    manifest = resource()
+    job = job_with(manifest, ("Created", "True"), ("Running", "True"))
+    seen = observed(manifest, job)
+    del seen.objects["NetworkPolicy/azr-sandbox"]
+    out = selfplayrun.plan(manifest, seen, T0, SETTINGS)
+    assert out.status["phase"] == conditions.RUNNING
+    assert [m["kind"] for m in out.apply] == ["NetworkPolicy"]
+
+
+def trainer_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    log = tmp_path / "termination-log"
+    monkeypatch.setenv(contract.ENV_TERMINATION_LOG, str(log))
+    monkeypatch.delenv(contract.ENV_RESULT_PATH, raising=False)
+    cfg = config.Config("azr", "ml", api.SelfPlayRunSpec(), f"file://{tmp_path}/run")
+    summary = {
+        "step": 12,
+        "buffers": {"abduction": 40, "deduction": 38, "induction": 9},
+        "validProposalRate": {"abduction": 0.5, "deduction": 0.25, "induction": 0.125},
+        "solveRate": {"abduction": 0.3, "deduction": 0.2, "induction": 0.0},
+        "proposerReward": {"abduction": 0.1, "deduction": -0.2, "induction": -0.9},
+        "checkpoint": "file:///x/checkpoints/step-000012.pt",
+    }
+    trainer.finish(cfg, trainer.artifacts.Store(cfg.artifacts_uri), summary)
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["step"] == 12
+    return log.read_text()
+
+
+def test_succeeded_job_status_carries_the_trainer_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = resource()
+    message = trainer_message(tmp_path, monkeypatch)
+    assert len(message) < 4096
+    job = job_with(manifest, ("Created", "True"), ("Running", "False"), ("Succeeded", "True"))
+    out = selfplayrun.plan(manifest, observed(manifest, job, message), T0, SETTINGS)
+    status = out.status
+    assert status["phase"] == conditions.SUCCEEDED and out.requeue_after is None
+    assert status["step"] == 12 and status["buffers"]["abduction"] == 40
+    assert status["solveRate"] == {"abduction": 0.3, "deduction": 0.2, "induction": 0.0}
+    assert status["checkpoint"].endswith("step-000012.pt")
+    api.SelfPlayRunStatus.model_validate(status)  # the status patch is a valid SelfPlayRunStatus
+    ready = plans.get_condition(status["conditions"], conditions.READY)
+    assert ready is not None and ready["status"] == "True"
+    again = selfplayrun.plan({**manifest, "status": status}, observed(manifest, job, message), T0, SETTINGS)
+    assert again.status == status and again.apply == []  # reconciling twice changes nothing
+
+
+def test_failed_run_reports_the_trainers_reason_and_drops_garbage() -> None:
+    manifest = resource()
+    job = job_with(manifest, ("Failed", "True"))
+    message = json.dumps({"phase": "Failed", "message": "RuntimeError: boom", "solveRate": "nonsense"})
+    out = selfplayrun.plan(manifest, observed(manifest, job, message), T0, SETTINGS)
+    assert out.status["phase"] == conditions.FAILED and "boom" in out.status["message"]
+    assert "solveRate" not in out.status
+    garbled = selfplayrun.plan(manifest, observed(manifest, job, "not json"), T0, SETTINGS)
+    assert "not a JSON result" in garbled.status["message"]
+
+
+def test_invalid_spec_is_a_permanent_error() -> None:
+    manifest = resource(selfPlay={"batchSize": 0})
+    out = selfplayrun.plan(manifest, observed(manifest, None), T0, SETTINGS)
+    assert out.permanent_error and "batchSize" in out.permanent_error and out.apply == []
