@@ -415,7 +415,7 @@ def main() -> None:
         opts = request["opts"]
         results: list[dict[str, Any]] = []
         for job in request["jobs"]:
-            if results and request.get("stop_on_failure") and not _succeeded(results[-1]):
+            if results and job.get("skip_after_failure") and not _succeeded(results[-1]):
                 results.append({"status": "skipped", "error": "an earlier run failed"})
                 continue
             results.append(_execute(job, report, devnull, opts))

@@ -14,6 +14,7 @@ every parser failure becomes a reason, never an exception.
 from __future__ import annotations
 
 import ast
+import functools
 import string
 
 from flywheel.selfplay.executor import _worker
@@ -203,14 +204,19 @@ def _parse(text: str, mode: str, limit: int, what: str) -> tuple[ast.AST | None,
 
 def static_check(code: str) -> list[str]:
     """Reasons the program may not run (empty list: it may). Needs a top-level `def f`."""
+    return list(_static_check(code))
+
+
+@functools.lru_cache(maxsize=4096)  # one program is checked for many inputs (induction, solver checks)
+def _static_check(code: str) -> tuple[str, ...]:
     tree, reasons = _parse(code, "exec", MAX_CODE_CHARS, "program")
     if tree is None:
-        return reasons
+        return tuple(reasons)
     assert isinstance(tree, ast.Module)
     reasons = _check_tree(tree)
     if not any(isinstance(node, ast.FunctionDef) and node.name == "f" for node in tree.body):
         reasons.append("the program must define a top-level function `f`")
-    return reasons
+    return tuple(reasons)
 
 
 def call_source(inputs: str) -> tuple[str, list[str]]:

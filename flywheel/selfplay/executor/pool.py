@@ -40,6 +40,7 @@ Kind = Literal[
 WORKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_worker.py")
 STARTUP_TIMEOUT_S = 30.0
 MAX_FRAME_BYTES = 8 * 1024 * 1024
+CHUNK = 16  # proposals per worker request in run_programs: amortises the pipe round trip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,9 +190,7 @@ class Pool:
     def worker_pids(self) -> list[int]:
         return [worker.proc.pid for worker in self._all if worker.proc.poll() is None]
 
-    def _execute(
-        self, batches: list[list[dict[str, Any]]], stop_on_failure: bool
-    ) -> list[list[dict[str, Any]]]:
+    def _execute(self, batches: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
         """Run each batch of jobs on a different worker at once (one jailed child per job).
 
         A worker that dies, hangs past the deadline or answers garbage is replaced, and its jobs
@@ -205,7 +204,7 @@ class Pool:
         try:
             for start in range(0, len(batches), len(held)):
                 wave = list(zip(held, batches[start : start + len(held)], strict=False))
-                answers.extend(self._wave(held, wave, opts, stop_on_failure))
+                answers.extend(self._wave(held, wave, opts))
             return answers
         finally:
             for worker in held:
@@ -216,11 +215,10 @@ class Pool:
         held: list[_Worker],
         wave: list[tuple[_Worker, list[dict[str, Any]]]],
         opts: dict[str, Any],
-        stop_on_failure: bool,
     ) -> list[list[dict[str, Any]]]:
         ids = [next(self._ids) for _ in wave]
         sent = [
-            worker.send({"id": rid, "jobs": jobs, "stop_on_failure": stop_on_failure, "opts": opts})
+            worker.send({"id": rid, "jobs": jobs, "opts": opts})
             for rid, (worker, jobs) in zip(ids, wave, strict=True)
         ]
         most_jobs = max(len(jobs) for _, jobs in wave)
@@ -245,26 +243,34 @@ class Pool:
 
     def run_program(self, code: str, inputs: str) -> ExecResult:
         """Validate a proposal: static check, then `f(inputs)` in two fresh jailed executions."""
-        reasons = checks.static_check(code)
-        call, call_reasons = checks.call_source(inputs)
-        if reasons or call_reasons:
-            return _failed("rejected", "; ".join(reasons + call_reasons))
-        job = {"code": code, "calls": [call], "mode": "value"}
+        return self.run_programs([(code, inputs)])[0]
+
+    def run_programs(self, items: Iterable[tuple[str, str]]) -> list[ExecResult]:
+        """`run_program` for many proposals; jobs travel in chunks, so pipes and threads cost little."""
+        prepared = [_prepare(code, inputs) for code, inputs in items]
+        verdicts: list[ExecResult | None] = [p if isinstance(p, ExecResult) else None for p in prepared]
+        runnable = [(index, job) for index, job in enumerate(prepared) if not isinstance(job, ExecResult)]
+        chunks = [runnable[start : start + CHUNK] for start in range(0, len(runnable), CHUNK)]
+        for chunk, results in zip(
+            chunks, self.map(self._run_twice, [(chunk,) for chunk in chunks]), strict=True
+        ):
+            for (index, _), verdict in zip(chunk, results, strict=True):
+                verdicts[index] = verdict
+        return [verdict for verdict in verdicts if verdict is not None]
+
+    def _run_twice(self, chunk: list[tuple[int, dict[str, Any]]]) -> list[ExecResult]:
         # Two fresh executions on two different workers where possible: different address-space
         # layouts and hash seeds, so id()-, address- or hash-order-dependent output shows up as a
         # difference instead of being copied from one forked image to the other.
-        batches = [[job], [job]] if len(self._all) > 1 else [[job, job]]
-        answers = self._execute(batches, stop_on_failure=True)
-        first, second = (_outcome(result) for batch in answers for result in batch)
-        if not first.ok:
-            return first
-        if not second.ok:
-            return second
-        assert first.output_repr is not None and second.output_repr is not None
-        if not checks.eval_literal_equal(first.output_repr, second.output_repr):
-            differ = f"two runs gave {first.output_repr!r} and {second.output_repr!r}"
-            return _failed("nondeterministic", differ)
-        return first
+        jobs = [job for _, job in chunk]
+        if len(self._all) > 1:
+            firsts, seconds = self._execute([jobs, jobs])
+        else:  # one worker: run each job twice in a row, the repeat skipped if the first run failed
+            (both,) = self._execute(
+                [[part for job in jobs for part in (job, {**job, "skip_after_failure": True})]]
+            )
+            firsts, seconds = both[0::2], both[1::2]
+        return [_verdict(_outcome(a), _outcome(b)) for a, b in zip(firsts, seconds, strict=True)]
 
     def check_output(self, code: str, inputs: str, expected_repr: str) -> bool:
         """Abduction: does `f(inputs)` equal the gold output (a literal) as a plain value?"""
@@ -286,7 +292,7 @@ class Pool:
             "expected": [pairs[index][1] for index, _ in runnable],
             "mode": "equal",
         }
-        ((result,),) = self._execute([[job]], stop_on_failure=False)
+        ((result,),) = self._execute([[job]])
         for (index, _), outcome in zip(runnable, result.get("outcomes") or [], strict=False):
             verdicts[index] = outcome.get("equal") is True
         return verdicts
@@ -298,16 +304,40 @@ class Pool:
 
     def map(self, method: Callable[..., Any], items: Iterable[Sequence[Any]]) -> list[Any]:
         """`method(*item)` for every item, spread over the workers; results in input order."""
+        if self._closed:
+            raise RuntimeError("the sandbox pool is closed")
+        items = list(items)
+        if len(items) <= 1:  # no thread hop for a single call
+            return [method(*item) for item in items]
         return list(self._threads.map(lambda item: method(*item), items))
-
-    def run_programs(self, items: Iterable[tuple[str, str]]) -> list[ExecResult]:
-        return self.map(self.run_program, items)
 
     def check_outputs(self, items: Iterable[tuple[str, str, str]]) -> list[bool]:
         return self.map(self.check_output, items)
 
     def check_functions(self, items: Iterable[tuple[str, Sequence[tuple[str, str]]]]) -> list[list[bool]]:
         return self.map(self.check_function, items)
+
+
+def _prepare(code: str, inputs: str) -> ExecResult | dict[str, Any]:
+    """The worker job for a proposal, or its `rejected` verdict."""
+    reasons = checks.static_check(code)
+    call, call_reasons = checks.call_source(inputs)
+    if reasons or call_reasons:
+        return _failed("rejected", "; ".join(reasons + call_reasons))
+    return {"code": code, "calls": [call], "mode": "value"}
+
+
+def _verdict(first: ExecResult, second: ExecResult) -> ExecResult:
+    """Both runs must succeed and agree by value (skipped runs report the first failure)."""
+    if not first.ok:
+        return first
+    if not second.ok:
+        return second
+    assert first.output_repr is not None and second.output_repr is not None
+    if not checks.eval_literal_equal(first.output_repr, second.output_repr):
+        differ = f"two runs gave {first.output_repr!r} and {second.output_repr!r}"
+        return _failed("nondeterministic", differ)
+    return first
 
 
 def _valid_pairs(pairs: Sequence[tuple[str, str]]) -> Iterable[tuple[int, str]]:

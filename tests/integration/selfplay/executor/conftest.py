@@ -11,6 +11,7 @@ from flywheel.selfplay import executor
 
 @pytest.fixture(scope="session")
 def pool() -> Iterator[executor.Pool]:
-    # A short timeout keeps the infinite loops in the corpora cheap; 256 MB is plenty for them.
-    with executor.Pool(workers=2, timeout_s=1.0, memory_mb=256) as shared:
+    # A short timeout keeps the infinite loops in the corpora cheap (2 s: the CI box is shared and
+    # busy, valid programs must not time out); 256 MB is plenty for them.
+    with executor.Pool(workers=2, timeout_s=2.0, memory_mb=256) as shared:
         yield shared

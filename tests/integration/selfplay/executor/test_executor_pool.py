@@ -27,7 +27,7 @@ def test_isolation_report_names_every_layer(pool: executor.Pool) -> None:
 
 
 def test_a_killed_worker_is_replaced_and_the_pool_keeps_serving() -> None:
-    with executor.Pool(workers=2, timeout_s=1.0) as own:
+    with executor.Pool(workers=2, timeout_s=5.0) as own:
         victim = own.worker_pids[0]
         os.kill(victim, signal.SIGKILL)  # our own child process, by pid
         results = [own.run_program(DOUBLE, str(i)) for i in range(4)]
