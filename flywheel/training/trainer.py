@@ -145,6 +145,7 @@ class Loop:
         self.checkpoint_uri: str | None = None
         self.checkpoint_step: int | None = None
         self.data_seconds = self.step_seconds = 0.0
+        self.samples = 0  # across all ranks, counted while this process trained (not before a resume)
         self.throttle = float(os.environ.get(ENV_THROTTLE, "0") or 0)
 
     def restore(self, uri: str, payload: dict[str, Any]) -> None:
@@ -170,7 +171,7 @@ class Loop:
         while self.epoch < training.epochs:
             sampler.set_epoch(self.epoch)  # the shuffle is a function of (seed, epoch): replayable
             batches = torch.tensor(list(sampler), dtype=torch.long).split(training.batch_size)
-            losses = []
+            loss_sum, batches_run = torch.zeros((), device=self.world.device), 0
             for index in range(self.batch, len(batches)):
                 started = time.perf_counter()
                 xb, yb = x[batches[index]], y[batches[index]]
@@ -180,28 +181,30 @@ class Loop:
                 loss = loss_fn(out if self.prep.task == "classification" else out.squeeze(1), yb)
                 loss.backward()
                 self.optimizer.step()
-                losses.append(float(loss.detach()))
+                loss_sum += loss.detach()  # no .item() per step: that would sync a GPU every step
+                batches_run += 1
+                self.samples += len(yb) * self.world.world_size
                 self.data_seconds += loaded - started
                 self.step_seconds += time.perf_counter() - started
                 self.step, self.batch = self.step + 1, index + 1
                 if self.step % step_every == 0:
-                    emit(self.world, "step", step=self.step, epoch=self.epoch, loss=losses[-1])
+                    emit(self.world, "step", step=self.step, epoch=self.epoch, loss=float(loss.detach()))
                 if self.step % training.checkpoint_every == 0 and self.batch < len(batches):
                     self.save()
                 if self.throttle:
                     time.sleep(self.throttle)
             self.epoch, self.batch = self.epoch + 1, 0
-            self._end_epoch(losses, x, y, x_hold, y_hold)
+            self._end_epoch(float(loss_sum) / max(1, batches_run), x, y, x_hold, y_hold)
 
     def _end_epoch(
         self,
-        losses: list[float],
+        mean_loss: float,
         x: torch.Tensor,
         y: torch.Tensor,
         x_hold: torch.Tensor,
         y_hold: torch.Tensor,
     ) -> None:
-        loss = dist.all_mean(self.world, sum(losses) / len(losses) if losses else 0.0)
+        loss = dist.all_mean(self.world, mean_loss)
         if self.world.is_main:
             name = metrics.primary(self.prep.task)
             train = self.evaluate(x, y).get(name)
@@ -248,6 +251,7 @@ class Loop:
             "epochs": self.epoch,
             "worldSize": self.world.world_size,
             "backend": dist.backend(self.world.device) if self.world.distributed else "none",
+            "samples": self.samples,
             "dataSeconds": round(self.data_seconds, 4),
             "stepSeconds": round(self.step_seconds, 4),
         }
