@@ -19,6 +19,7 @@ import json
 import os
 import pathlib
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -78,6 +79,17 @@ def _rss_mb(pid: int, field: str = "VmHWM") -> float:
     return 0.0
 
 
+def _cpu_s(pid: int) -> float:
+    """utime + stime of a process and its reaped children (the zygote's jailed children)."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _self_cpu_s(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_pool(items: list[tuple[str, str]], workers: int) -> dict[str, Any]:
     started = time.perf_counter()
     with executor.Pool(workers=workers) as pool:
@@ -87,9 +99,10 @@ def run_pool(items: list[tuple[str, str]], workers: int) -> dict[str, Any]:
             t0 = time.perf_counter()
             pool.run_program(code, inputs)
             latencies.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), _self_cpu_s(resource.RUSAGE_SELF) + sum(map(_cpu_s, pool.worker_pids))
         results = pool.run_programs(items)
         elapsed = time.perf_counter() - t0
+        cpu = _self_cpu_s(resource.RUSAGE_SELF) + sum(map(_cpu_s, pool.worker_pids)) - cpu0
         worker_peak = [_rss_mb(pid) for pid in pool.worker_pids]
         isolation = pool.isolation
     bad = [r for r in results if not r.ok]
@@ -98,6 +111,7 @@ def run_pool(items: list[tuple[str, str]], workers: int) -> dict[str, Any]:
         "ok": len(results) - len(bad),
         "seconds": elapsed,
         "programs_per_s": len(items) / elapsed,
+        "cpu_ms_per_program": cpu / len(items) * 1000,
         "latency_p50_ms": statistics.median(latencies) * 1000,
         "startup_s": startup,
         "worker_peak_rss_mb": worker_peak,
@@ -118,15 +132,23 @@ def _baseline_one(code: str, inputs: str) -> bool:
 
 def run_baseline(items: list[tuple[str, str]], workers: int) -> dict[str, Any]:
     t0 = time.perf_counter()
+    cpu0 = _self_cpu_s(resource.RUSAGE_SELF) + _self_cpu_s(resource.RUSAGE_CHILDREN)
     with concurrent.futures.ThreadPoolExecutor(workers) as threads:
         oks = list(threads.map(lambda item: _baseline_one(*item), items))
     elapsed = time.perf_counter() - t0
+    cpu = _self_cpu_s(resource.RUSAGE_SELF) + _self_cpu_s(resource.RUSAGE_CHILDREN) - cpu0
     return {
+        "cpu_ms_per_program": cpu / len(items) * 1000,
         "programs": len(items),
         "ok": sum(oks),
         "seconds": elapsed,
         "programs_per_s": len(items) / elapsed,
     }
+
+
+def workers_capacity(workers: int, pooled: dict[str, Any]) -> float:
+    """Programs/s the measured CPU cost allows on `workers` otherwise idle cores (the box is shared)."""
+    return workers * 1000 / pooled["cpu_ms_per_program"]
 
 
 def main() -> None:
@@ -140,6 +162,7 @@ def main() -> None:
     pooled = run_pool(items, args.workers)
     parent_peak = _rss_mb(os.getpid())
     ratio = pooled["programs_per_s"] / baseline["programs_per_s"]
+    cpu_ratio = baseline["cpu_ms_per_program"] / pooled["cpu_ms_per_program"]
     cpuinfo = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
     cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line), "?")
     report = {
@@ -150,6 +173,8 @@ def main() -> None:
         "pool": pooled,
         "baseline_subprocess_per_program": baseline,
         "speedup": ratio,
+        "cpu_speedup": cpu_ratio,
+        "idle_capacity_programs_per_s": workers_capacity(args.workers, pooled),
         "parent_peak_rss_mb": parent_peak,
         "load_average": os.getloadavg(),
     }
@@ -159,7 +184,10 @@ def main() -> None:
         print(
             f"{name:<40}{row['programs']:>10}{row['ok']:>6}{row['seconds']:>10.2f}{row['programs_per_s']:>12.1f}"
         )
-    print(f"speedup {ratio:.1f}x; single validation p50 {pooled['latency_p50_ms']:.1f} ms")
+    print(
+        f"speedup {ratio:.1f}x wall, {cpu_ratio:.1f}x CPU per program; "
+        f"single validation p50 {pooled['latency_p50_ms']:.1f} ms"
+    )
     zygotes = ", ".join(f"{mb:.1f}" for mb in pooled["worker_peak_rss_mb"])
     startup = pooled["startup_s"]
     print(f"pool startup {startup:.2f} s; peak RSS zygotes [{zygotes}] MB, parent {parent_peak:.0f} MB")
