@@ -76,6 +76,13 @@ class Store:
             return self.local_path(rel).exists()
         return bool(_fs().exists(self.join(rel)))
 
+    def remove(self, rel: str) -> None:
+        """Delete one object (a file); missing is fine."""
+        if self.local_root is not None:
+            self.local_path(rel).unlink(missing_ok=True)
+        elif _fs().exists(self.join(rel)):
+            _fs().rm(self.join(rel))
+
     def list(self, rel: str = "") -> list[str]:
         """Names directly below `rel`, sorted."""
         if self.local_root is not None:
@@ -91,6 +98,7 @@ class Store:
             staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
             shutil.rmtree(staging)
             shutil.copytree(source, staging)
+            staging.chmod(0o755)
             old = target.with_name(f".{target.name}.old")
             if target.exists():
                 shutil.rmtree(old, ignore_errors=True)
@@ -111,6 +119,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        # mkstemp makes 0600 files; artifacts are read by other users (the serving pod, the monitor).
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -127,6 +137,7 @@ def staging_dir(final: Path) -> Iterator[Path]:
     """Yield a temp directory beside `final`; on success it is renamed to `final` in one step."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    tmp.chmod(0o755)  # mkdtemp makes 0700 directories; published artifacts must be readable
     try:
         yield tmp
         old = final.with_name(f".{final.name}.old")
