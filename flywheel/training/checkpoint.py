@@ -81,7 +81,4 @@ def _steps(ckpts: artifacts.Store) -> list[int]:
 
 
 def _remove(ckpts: artifacts.Store, file: str) -> None:
-    if ckpts.local_root is not None:
-        ckpts.local_path(file).unlink(missing_ok=True)
-    else:  # pragma: no cover - s3
-        artifacts._fs().rm(ckpts.join(file))  # type: ignore[no-untyped-call]
+    ckpts.remove(file)
