@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -151,7 +152,7 @@ def staging_dir(final: Path) -> Iterator[Path]:
         raise
 
 
-def _fs():  # type: ignore[no-untyped-def]
+def _fs() -> Any:
     try:
         import fsspec
     except ModuleNotFoundError as exc:  # pragma: no cover - fsspec comes with dvc
