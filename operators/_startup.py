@@ -9,6 +9,7 @@ reconcile that changed nothing then writes nothing at all.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -33,5 +34,15 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     client.connect()
 
 
-def register(registry: kopf.OperatorRegistry) -> None:
+def register(
+    registry: kopf.OperatorRegistry, login: Callable[..., Any] | None = kopf.login_via_client
+) -> None:
+    """Add the start-up handler and a login handler to `registry`.
+
+    kopf installs its default login handlers only in its global registry; ours are explicit, so
+    they need one: the official client's (in-cluster service account, else the kubeconfig with its
+    exec plugins), the same credentials flywheel.kube uses. Tests pass their own.
+    """
     kopf.on.startup(id="flywheel-configure", registry=registry)(configure)
+    if login is not None:
+        kopf.on.login(id="flywheel-login", registry=registry)(login)

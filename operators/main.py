@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import urllib.parse
 from collections.abc import Sequence
 
@@ -18,6 +19,8 @@ from flywheel import api, errors
 from flywheel.api import contract
 from flywheel.controllers import settings as settings_mod
 from operators import _startup, metrics, reconcile
+
+logger = logging.getLogger("flywheel.operator")
 
 # Kind -> module with `register(registry, settings) -> reconcile.Binding` (see operators/__init__.py).
 OPERATORS: dict[str, str] = {
@@ -52,17 +55,21 @@ def build_registry(
     return registry, bindings
 
 
+def _serve_metrics(liveness: str | None) -> None:
+    """/metrics on $FLYWHEEL_METRICS_PORT (default contract.METRICS_PORT; 0 turns it off)."""
+    port = int(os.environ.get("FLYWHEEL_METRICS_PORT", contract.METRICS_PORT))
+    liveness_port = urllib.parse.urlsplit(liveness).port if liveness else None
+    if port and port == liveness_port:
+        logger.warning("--liveness uses the metrics port %s: serving no /metrics", port)
+    elif port:
+        metrics.serve(port)
+
+
 def cli(args: argparse.Namespace) -> int:
     kinds = resolve_kinds(args.kinds)
     registry, _ = build_registry(kinds)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    liveness_port = urllib.parse.urlsplit(args.liveness).port if args.liveness else None
-    if liveness_port == contract.METRICS_PORT:
-        logging.getLogger("flywheel.operator").warning(
-            "--liveness uses the metrics port %s: serving no /metrics", contract.METRICS_PORT
-        )
-    else:
-        metrics.serve(contract.METRICS_PORT)
+    _serve_metrics(args.liveness)
     namespaces = args.namespace or []
     kopf.run(
         registry=registry,

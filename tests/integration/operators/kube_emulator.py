@@ -77,6 +77,7 @@ RESOURCES: dict[str, kmock.ResourceInfo] = {
         kind="Namespace", singular="namespace", namespaced=False, verbs={"get", "list", "watch"}
     ),
 }
+WRITES = (kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE)
 KEPT_ON_PATCH = ("uid", "generation", "creationTimestamp", "resourceVersion")
 
 
@@ -106,6 +107,8 @@ class Emulator(kmock.KubernetesEmulator):
 
     _versions: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
     _faults: list[Fault] = attrs.field(factory=list, init=False)
+    gc: bool = True
+    """Emulate the garbage collector (off in the benchmark, which deletes nothing)."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -178,20 +181,13 @@ class Emulator(kmock.KubernetesEmulator):
                 meta["generation"] = int(current.get("metadata", {}).get("generation") or 1) + 1
 
     async def _handle(self, request: kmock.Request) -> Any:
-        if request.resource is not None and request.action in (
-            kmock.action.CREATE,
-            kmock.action.UPDATE,
-            kmock.action.DELETE,
-        ):
+        writing = request.resource is not None and request.action in WRITES
+        if writing:
             self._inject_fault(request)
             self._before_write(request)
         response = await super()._handle(request)
-        if request.resource is not None and request.action in (
-            kmock.action.CREATE,
-            kmock.action.DELETE,
-            kmock.action.UPDATE,
-        ):
-            await self._collect_garbage()  # also after creates: a child of a deleted owner goes too
+        if writing and self.gc:  # also after creates: a child of an owner deleted meanwhile goes too
+            await self._collect_garbage()
         return response
 
     async def _collect_garbage(self) -> None:
@@ -241,8 +237,8 @@ def write_kubeconfig(path: pathlib.Path, url: str) -> pathlib.Path:
     return path
 
 
-async def serve_forever(port: int, kubeconfig: pathlib.Path) -> None:
+async def serve_forever(port: int, kubeconfig: pathlib.Path, *, gc: bool = True) -> None:
     """Run the emulator alone (the benchmark runs it in its own process)."""
-    async with Emulator() as emulator, kmock.Server(emulator, port=port) as server:
+    async with Emulator(gc=gc) as emulator, kmock.Server(emulator, port=port) as server:
         write_kubeconfig(kubeconfig, str(server.url).rstrip("/"))
         await asyncio.Event().wait()

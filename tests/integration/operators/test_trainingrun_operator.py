@@ -41,8 +41,7 @@ def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def make_registry() -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-    _startup.register(registry)
-    kopf.on.login(registry=registry)(kopf.login_with_kubeconfig)  # $KUBECONFIG as set by the fixture
+    _startup.register(registry, login=kopf.login_with_kubeconfig)  # reads $KUBECONFIG as the fixture set it
     trainingrun_operator.register(registry)
     return registry
 
