@@ -102,10 +102,12 @@ def _run(checks: list[expectations.Check], frame: pd.DataFrame) -> list[dict[str
     import great_expectations as gx
     from great_expectations.expectations import registry
 
+    # The context must exist before a suite is built: GX 1.x resolves the current project on
+    # add_expectation and raises DataContextRequiredError in a fresh process otherwise.
+    source = _datasource()
     suite = gx.ExpectationSuite(name=f"flywheel-{uuid.uuid4().hex[:8]}")
     for index, check in enumerate(checks):
         suite.add_expectation(_expectation(registry, check, index))
-    source = _datasource()
     # One asset per validation: GX keys cached metrics by batch id, and a reused asset would let one
     # frame's results answer for the next one.
     name = suite.name
