@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("operator", help="run the kopf operators (what the operator image runs)")
     p.add_argument("kinds", nargs="*", help="kinds to reconcile (default: all)")
     p.add_argument("--namespace", action="append", help="watch only these namespaces")
-    p.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="kopf liveness endpoint")
+    p.add_argument("--liveness", default="http://0.0.0.0:8081/healthz", help="kopf liveness endpoint")
     p.add_argument("--peering", default=None, help="kopf peering name (leader election for HA)")
     return parser
 

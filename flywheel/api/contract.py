@@ -67,7 +67,8 @@ TRAFFIC_DIR = "traffic"
 
 # --- Ports ----------------------------------------------------------------------------------------
 SERVING_PORT = 3000
-METRICS_PORT = 8080  # operator metrics
+METRICS_PORT = 8080  # operator metrics (FLYWHEEL_METRICS_PORT overrides; 0 turns them off)
+HEALTH_PORT = 8081  # kopf liveness endpoint
 TORCH_MASTER_PORT = 23456  # the Training Operator's default pytorchjob-port
 
 # --- Trainer entry points -------------------------------------------------------------------------
