@@ -53,7 +53,9 @@ def run(
 
 
 def test_torchrun_two_gloo_ranks_checkpoint_report_and_resume(tmp_path: Path) -> None:
-    lines, _ = run(tmp_path, 2, "torchrun", "--standalone", "--nproc-per-node=2")
+    # torchrun as the module behind the script, so the test does not depend on PATH.
+    launcher = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2")
+    lines, _ = run(tmp_path, 2, *launcher)
     assert [line["step"] for line in lines] == [1, 2]  # rank 0 alone reports
     first = lines[0]
     assert first["event"] == "step"

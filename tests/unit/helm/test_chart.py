@@ -17,7 +17,13 @@ CUSTOM_KINDS = {"ServiceMonitor", "NetworkAttachmentDefinition", "ClusterKopfPee
 
 MATRIX = {
     "defaults": {},
-    "ha": {"operators": {k: {"replicas": 2} for k in ("trainingrun", "deployment")}},
+    "ha": {
+        "operators": {
+            "trainingrun": {"replicas": 2},
+            "deployment": {"enabled": True, "replicas": 2},
+            "selfplayrun": {"enabled": True},
+        }
+    },
     "servicemonitor": {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}},
     "rdma": {
         "rdma": {

@@ -41,7 +41,7 @@ def test_checkov_passes_on_the_rendered_chart(case, tmp_path):
     report = json.loads(proc.stdout)
     failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
     assert failed == [], failed
-    assert report["summary"]["passed"] > 100
+    assert report["summary"]["passed"] > 50
     for skipped in report["results"]["skipped_checks"]:
         reason = skipped["check_result"].get("suppress_comment") or ""
         assert len(reason) > 20, f"{skipped['check_id']} skipped without a reason"
