@@ -14,8 +14,8 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from flywheel import errors
@@ -94,18 +94,8 @@ class Store:
     def put_dir(self, rel: str, source: Path) -> str:
         """Publish a finished local directory at `rel` whole, replacing any previous one."""
         if self.local_root is not None:
-            target = self.local_path(rel)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-            shutil.rmtree(staging)
-            shutil.copytree(source, staging)
-            staging.chmod(0o755)
-            old = target.with_name(f".{target.name}.old")
-            if target.exists():
-                shutil.rmtree(old, ignore_errors=True)
-                target.rename(old)
-            staging.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
+            with staging_dir(self.local_path(rel)) as staging:
+                shutil.copytree(source, staging, dirs_exist_ok=True)
         else:
             _fs().put(str(source), self.join(rel), recursive=True)
         return self.join(rel)
@@ -141,6 +131,8 @@ def staging_dir(final: Path) -> Iterator[Path]:
     tmp.chmod(0o755)  # mkdtemp makes 0700 directories; published artifacts must be readable
     try:
         yield tmp
+        # Two renames: the old directory steps aside, the new one takes its name. Readers see the
+        # old model or the new one; a crash in between leaves `.name.old`, never a partial model.
         old = final.with_name(f".{final.name}.old")
         if final.exists():
             shutil.rmtree(old, ignore_errors=True)
