@@ -71,11 +71,6 @@ def observe_refs(resource: plans.Manifest, settings: settings.Settings) -> list[
     return refs
 
 
-def _validate(resource: plans.Manifest) -> api.Deployment:
-    envelope = {k: resource[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in resource}
-    return api.Deployment.model_validate(envelope)
-
-
 def resolve(ref: api.ModelRef, observed: plans.Observed) -> tuple[Model | None, str | None, bool]:
     """(model, why not, failed): a model from a URI or from a Succeeded TrainingRun's status."""
     if ref.uri is not None:
@@ -120,7 +115,7 @@ def serving_config(
 
 def render_children(resource: plans.Manifest, settings: settings.Settings) -> list[plans.Manifest]:
     """The children for review (`flywheel render`): fromTrainingRun models appear as placeholders."""
-    dep = _validate(resource)
+    dep = plans.validate_spec(api.Deployment, resource)
     champion = _placeholder(dep.spec.champion)
     challenger = _placeholder(dep.spec.challenger) if dep.spec.challenger else None
     return _children(resource, dep, champion, challenger, settings)
@@ -319,7 +314,7 @@ def plan(
     """Children, status and events for a Deployment from what was observed (pure, idempotent)."""
     current: dict[str, Any] = resource.get("status") or {}
     try:
-        dep = _validate(resource)
+        dep = plans.validate_spec(api.Deployment, resource)
     except pydantic.ValidationError as exc:
         return _invalid(resource, current, exc, now)
     champion, why, failed = resolve(dep.spec.champion, observed)

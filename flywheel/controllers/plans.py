@@ -12,11 +12,12 @@ import dataclasses
 import datetime
 import hashlib
 import json
-from typing import Any
+from typing import Any, TypeVar
 
-from flywheel.api import contract
+from flywheel.api import common, contract
 
 Manifest = dict[str, Any]
+R = TypeVar("R", bound=common.Resource)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,3 +168,12 @@ class Observed:
 
     def get(self, kind: str, name: str) -> Manifest | None:
         return self.objects.get(f"{kind}/{name}")
+
+
+def validate_spec(cls: type[R], resource: Manifest) -> R:
+    """Validate what the author wrote: apiVersion, kind, metadata and spec.
+
+    Status and server-side metadata are the operator's, not the author's, so they are left out.
+    """
+    envelope = {k: resource[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in resource}
+    return cls.model_validate(envelope)

@@ -53,7 +53,7 @@ def observe_refs(resource: plans.Manifest, settings: settings.Settings) -> list[
 def render_children(resource: plans.Manifest, settings: settings.Settings) -> list[plans.Manifest]:
     """[NetworkPolicy, ConfigMap, PyTorchJob]; pydantic.ValidationError when the spec is invalid.
     The policy comes first so the pods never run unfenced."""
-    run = _validate(resource)
+    run = plans.validate_spec(api.SelfPlayRun, resource)
     job, config_map = _render(resource, run, settings)
     return [network_policy(resource, run), config_map, job]
 
@@ -110,11 +110,6 @@ def _pod_labels(resource: plans.Manifest) -> dict[str, str]:
     return {k: every[k] for k in keys}
 
 
-def _validate(resource: plans.Manifest) -> api.SelfPlayRun:
-    envelope = {k: resource[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in resource}
-    return api.SelfPlayRun.model_validate(envelope)
-
-
 def _render(
     resource: plans.Manifest, run: api.SelfPlayRun, settings: settings.Settings
 ) -> tuple[plans.Manifest, plans.Manifest]:
@@ -141,7 +136,7 @@ def plan(
     meta = resource["metadata"]
     current: dict[str, Any] = resource.get("status") or {}
     try:
-        run = _validate(resource)
+        run = plans.validate_spec(api.SelfPlayRun, resource)
     except pydantic.ValidationError as exc:
         return trainingrun._invalid(resource, current, exc, now)
     name = pytorchjob.job_name(meta["name"])

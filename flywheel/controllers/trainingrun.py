@@ -53,7 +53,7 @@ def observe_refs(resource: plans.Manifest, settings: settings.Settings) -> list[
 
 def render_children(resource: plans.Manifest, settings: settings.Settings) -> list[plans.Manifest]:
     """[ConfigMap, PyTorchJob] for a TrainingRun manifest; pydantic.ValidationError when invalid."""
-    job, config_map = _render(resource, _validate(resource), settings)
+    job, config_map = _render(resource, plans.validate_spec(api.TrainingRun, resource), settings)
     return [config_map, job]
 
 
@@ -69,12 +69,6 @@ def workload_config(resource: plans.Manifest, run: api.TrainingRun) -> dict[str,
         "spec": run.spec.to_dict(),
         "artifactsUri": root.uri,
     }
-
-
-def _validate(resource: plans.Manifest) -> api.TrainingRun:
-    # Status and server-side metadata are the operator's, not the author's: validate the envelope.
-    envelope = {k: resource[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in resource}
-    return api.TrainingRun.model_validate(envelope)
 
 
 def _render(
@@ -117,7 +111,7 @@ def plan(
     meta = resource["metadata"]
     current: dict[str, Any] = resource.get("status") or {}
     try:
-        run = _validate(resource)
+        run = plans.validate_spec(api.TrainingRun, resource)
     except pydantic.ValidationError as exc:
         return _invalid(resource, current, exc, now)
     name = pytorchjob.job_name(meta["name"])
