@@ -1,0 +1,136 @@
+"""Status of a Deployment (deployments.flywheel.dev): rollout progress, conditions, events; pure.
+
+Conditions: Ready, ChampionReady, ChallengerReady. Ready is True only when the live apps/v1
+Deployment runs the desired template (its config-hash annotation) on every wanted replica; while a
+new template rolls out it is Unknown (kstatus: in progress). The local backend uses the same rows.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pydantic
+
+from flywheel.api import conditions, contract, loading
+from flywheel.api import deployment as api
+from flywheel.controllers import deployment_models as models
+from flywheel.controllers import deployment_pods as pods
+from flywheel.controllers import plans
+
+R_WAITING_MODEL = "WaitingForModel"
+R_MODEL_FAILED = "ModelUnavailable"
+R_ROLLING_OUT = "RollingOut"
+R_AVAILABLE = "Available"
+R_NO_CHALLENGER = "NotConfigured"
+R_CHAMPION_CHANGED = "ChampionChanged"
+Row = tuple[str, str, str, str]
+"""(type, status, reason, message) of one condition."""
+
+
+def rollout(dep: api.Deployment, live: plans.Manifest | None, desired: plans.Manifest) -> tuple[bool, str]:
+    """(done, message): the live Deployment runs the desired template on every wanted replica."""
+    wanted = pods.wanted_replicas(dep)
+    if live is None:
+        return False, "creating the serving Deployment"
+    meta, status = live.get("metadata") or {}, live.get("status") or {}
+    want_hash = desired["metadata"]["annotations"][contract.ANNOTATION_CONFIG_HASH]
+    if (meta.get("annotations") or {}).get(contract.ANNOTATION_CONFIG_HASH) != want_hash:
+        return False, "rolling out a new serving config"
+    generation = meta.get("generation")
+    if generation is not None and status.get("observedGeneration", 0) < generation:
+        return False, "waiting for the Deployment controller to see the new template"
+    ready, updated = status.get("readyReplicas", 0), status.get("updatedReplicas", 0)
+    if updated < wanted or ready < wanted or status.get("replicas", 0) > updated:
+        return False, f"rolling out: {updated}/{wanted} updated, {ready}/{wanted} ready"
+    return True, f"{ready}/{wanted} replicas ready"
+
+
+def waiting_rows(champion: models.Resolution) -> list[Row]:
+    """Ready and ChampionReady while the champion's model is not there (or never will be)."""
+    state = "False" if champion.failed else "Unknown"
+    reason = R_MODEL_FAILED if champion.failed else R_WAITING_MODEL
+    return [
+        (conditions.READY, state, reason, f"champion: {champion.why}"),
+        (conditions.CHAMPION_READY, state, reason, str(champion.why)),
+    ]
+
+
+def serving_rows(champion: models.Model, done: bool, message: str) -> list[Row]:
+    """Ready and ChampionReady once the champion resolved: True when served, else rolling out."""
+    state, reason = ("True", R_AVAILABLE) if done else ("Unknown", R_ROLLING_OUT)
+    return [
+        (conditions.READY, state, reason, message),
+        (conditions.CHAMPION_READY, state, reason, f"serving {champion.uri}"),
+    ]
+
+
+def challenger_row(dep: api.Deployment, observed: plans.Observed, served: models.Model | None) -> Row:
+    """ChallengerReady: True when `served` (the challenger the pods run), else why not."""
+    ref = dep.spec.challenger
+    if ref is None:
+        return conditions.CHALLENGER_READY, "False", R_NO_CHALLENGER, "no challenger in spec"
+    if served is not None:
+        message = f"{dep.spec.traffic.mode} traffic to {served.uri}"
+        return conditions.CHALLENGER_READY, "True", R_AVAILABLE, message
+    resolved = models.resolve(ref, observed)
+    if resolved.model is not None:  # resolvable but the pods do not serve it yet
+        return conditions.CHALLENGER_READY, "Unknown", R_ROLLING_OUT, f"rolling out {resolved.model.uri}"
+    return (
+        conditions.CHALLENGER_READY,
+        "False" if resolved.failed else "Unknown",
+        R_MODEL_FAILED if resolved.failed else R_WAITING_MODEL,
+        str(resolved.why),
+    )
+
+
+def model_fields(champion: models.Model, challenger: models.Model | None) -> dict[str, Any]:
+    return {
+        "championUri": champion.uri,
+        "championVersion": champion.version,
+        "challengerUri": challenger.uri if challenger else None,
+        "challengerVersion": challenger.version if challenger else None,
+    }
+
+
+def invalid(
+    resource: plans.Manifest, current: dict[str, Any], exc: pydantic.ValidationError, now: datetime.datetime
+) -> plans.Plan:
+    """Ready=False InvalidSpec with every problem named, and a permanent error."""
+    where = f"{resource.get('kind')}/{resource['metadata'].get('name')}"
+    problems = [line.removeprefix(f"{where}: ") for line in loading.error_lines(where, exc)]
+    message = "; ".join(problems) + "; fix the field and re-apply"
+    rows = [(conditions.READY, "False", conditions.R_INVALID_SPEC, message)]
+    out = finish(resource, current, now, rows, conditions.FAILED, {}, stalled=True)
+    out.permanent_error = message
+    return out
+
+
+def finish(
+    resource: plans.Manifest,
+    current: dict[str, Any],
+    now: datetime.datetime,
+    rows: list[Row],
+    phase: str,
+    fields: dict[str, Any],
+    stalled: bool = False,
+) -> plans.Plan:
+    """A plan whose status has the rows (Ready first), phase, fields; an event when Ready moved."""
+    generation = resource["metadata"].get("generation")
+    conds = list(current.get("conditions") or [])
+    ready = rows[0]
+    for type_, value, reason, message in rows:
+        conds = plans.set_condition(conds, type_, value, reason, message, now, generation)
+    status = {
+        "observedGeneration": generation,
+        "phase": phase,
+        "message": ready[3],
+        "conditions": conds,
+        **fields,
+    }
+    out = plans.Plan(status={k: v for k, v in status.items() if v is not None})
+    old = plans.get_condition(current.get("conditions"), conditions.READY) or {}
+    if old.get("status") != ready[1] or old.get("reason") != ready[2]:
+        kind = "Warning" if ready[1] == "False" or stalled else "Normal"
+        out.events.append(plans.Event(ready[2], ready[3], kind))
+    return out
