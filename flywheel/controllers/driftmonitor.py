@@ -1,0 +1,546 @@
+"""DriftMonitor control flow, pure: from a check, a challenger and a verdict to one plan.
+
+The impure half (flywheel.drift.loop.step) reads the monitor's Deployment and challengers, runs the
+drift check when it is due, resolves the data commit when `retrain_reason` says a retrain starts,
+evaluates each challenger `to_evaluate` names, and hands all of it here as `Observed`. `plan`
+decides, level-based from what exists, never from what happened last:
+
+- Retrain: the latest check is drifted, it is newer than the last retrain, fewer than
+  retrain.maxConcurrent challengers are undecided and the cooldown has passed. The challenger is a
+  TrainingRun named `<monitor>-<n>` (n = one past the highest retrain seen), owned by the monitor,
+  labelled with it, its data.rev pinned to the commit resolved at trigger time, and annotated with
+  when and why it was started (so a restart that lost the status patch still sees the cooldown).
+- Decision, keyed by the challenger's name and recorded on durable objects in this order:
+  1. on promotion, the Deployment: spec.champion = fromTrainingRun <challenger>, plus the
+     annotation ANNOTATION_PROMOTION (the decision as JSON, with the previous champion);
+  2. the challenger TrainingRun: annotation ANNOTATION_DECISION (the decision as JSON);
+  3. the monitor's status: lastDecision, lastPromotion, rollbackTarget, retrain.active.
+  A challenger with ANNOTATION_DECISION is decided and never evaluated again. A Succeeded one whose
+  name the Deployment's ANNOTATION_PROMOTION already carries was promoted by a step that crashed
+  before (2): the decision is taken from the Deployment, not re-evaluated (the champion has changed
+  meanwhile, so an evaluation now would compare the challenger with itself). Re-applying any step is
+  a no-op, so an operator restarted anywhere in between converges to the same single decision.
+- A Failed challenger is recorded as rejected, with its message; nothing is promoted.
+- Conditions: Ready (always), DriftDetected, Retraining, Promoted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pydantic
+
+from flywheel.api import common, conditions, contract, loading
+from flywheel.api import driftmonitor as api
+from flywheel.api import trainingrun as tr_api
+from flywheel.controllers import plans
+
+COMPONENT = "challenger"
+ANNOTATION_DECISION = f"{contract.ANNOTATION_PREFIX}/decision"
+ANNOTATION_PROMOTION = f"{contract.ANNOTATION_PREFIX}/promotion"
+ANNOTATION_TRIGGERED_AT = f"{contract.ANNOTATION_PREFIX}/triggered-at"
+ANNOTATION_TRIGGER_REASON = f"{contract.ANNOTATION_PREFIX}/trigger-reason"
+REQUEUE_ACTIVE = 30.0
+R_MONITORING = "Monitoring"
+R_NO_DEPLOYMENT = "DeploymentNotFound"
+R_NO_CHECK = "NotCheckedYet"
+R_NOT_ENOUGH_ROWS = "NotEnoughRows"
+R_DRIFTED = "Drifted"
+R_NO_DRIFT = "NoDrift"
+R_RETRAIN_STARTED = "RetrainStarted"
+R_IDLE = "Idle"
+R_DISABLED = "Disabled"
+R_PROMOTED = "Promoted"
+R_REJECTED = "Rejected"
+R_PENDING = "AwaitingApproval"
+R_CHALLENGER_FAILED = "ChallengerFailed"
+DECISION_REASONS = {"promoted": R_PROMOTED, "rejected": R_REJECTED, "pending": R_PENDING}
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """What evaluating one Succeeded challenger against the champion concluded (from decide.Verdict)."""
+
+    challenger: str
+    decision: str
+    """promoted | rejected | pending (won, but promotion.autoPromote is off)."""
+    reason: str
+    metric: str
+    champion_value: float | None = None
+    challenger_value: float | None = None
+    champion_version: str | None = None
+    challenger_version: str | None = None
+    data_rev: str | None = None
+
+    @property
+    def promote(self) -> bool:
+        return self.decision == "promoted"
+
+
+@dataclasses.dataclass
+class Observed:
+    """What the loop saw and computed for one step."""
+
+    deployment: plans.Manifest | None = None
+    runs: list[plans.Manifest] = dataclasses.field(default_factory=list)
+    """TrainingRuns in the monitor's namespace (those the monitor owns are picked out here)."""
+    check: dict[str, Any] | None = None
+    """This step's check as status fields (CheckResult.to_status), None when none was due."""
+    check_note: str | None = None
+    """Why this step's check did not judge drift (e.g. too few rows)."""
+    commit: str | None = None
+    """The data commit resolved for a retrain that retrain_reason announced."""
+    evaluations: dict[str, Evaluation] = dataclasses.field(default_factory=dict)
+
+
+def validate(resource: plans.Manifest) -> api.DriftMonitor:
+    return plans.validate_spec(api.DriftMonitor, resource)
+
+
+def challengers(resource: plans.Manifest, runs: list[plans.Manifest]) -> list[plans.Manifest]:
+    """The TrainingRuns this monitor started, oldest first (by their number)."""
+    name, uid = resource["metadata"]["name"], resource["metadata"].get("uid")
+    out = []
+    for run in runs:
+        meta = run.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if labels.get(contract.LABEL_OWNER_KIND) != api.DriftMonitor.KIND:
+            continue
+        if labels.get(contract.LABEL_OWNER_NAME) != name:
+            continue
+        refs = meta.get("ownerReferences") or []
+        if uid and refs and not any(r.get("uid") == uid for r in refs):
+            continue  # a namesake monitor's leftover
+        out.append(run)
+    return sorted(out, key=lambda r: _number(name, r["metadata"]["name"]))
+
+
+def decision_of(run: plans.Manifest) -> dict[str, Any] | None:
+    """The decision recorded on a challenger (ANNOTATION_DECISION), or None while undecided."""
+    raw = ((run.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_DECISION)
+    return _json(raw).get("decision") if raw else None
+
+
+def promotion_of(deployment: plans.Manifest | None) -> dict[str, Any]:
+    """The last promotion recorded on the Deployment (ANNOTATION_PROMOTION), or {}."""
+    raw = (((deployment or {}).get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_PROMOTION)
+    return _json(raw) if raw else {}
+
+
+def to_evaluate(resource: plans.Manifest, observed: Observed) -> list[plans.Manifest]:
+    """Succeeded challengers that still need an evaluation (undecided, not already promoted)."""
+    promoted = (promotion_of(observed.deployment).get("decision") or {}).get("challenger")
+    return [
+        run
+        for run in challengers(resource, observed.runs)
+        if _phase(run) == conditions.SUCCEEDED and decision_of(run) is None
+        if run["metadata"]["name"] != promoted
+    ]
+
+
+def retrain_reason(resource: plans.Manifest, observed: Observed, now: datetime.datetime) -> str | None:
+    """Why a retrain starts now, or None: drifted, newer than the last retrain, room, cooled down."""
+    spec = validate(resource).spec
+    if not spec.retrain.enabled or observed.deployment is None:
+        return None
+    latest = {**(resource.get("status") or {}), **(observed.check or {})}
+    if latest.get("drifted") is not True or not latest.get("lastCheckTime"):
+        return None
+    checked = _time(latest["lastCheckTime"])
+    runs = challengers(resource, observed.runs)
+    started = _last_started(resource, runs)
+    if started is not None and (
+        checked <= started or now < started + _seconds(spec.retrain.cooldown_seconds)
+    ):
+        return None
+    if len(_undecided(runs)) >= spec.retrain.max_concurrent:
+        return None
+    columns = ", ".join(c.get("column", "?") for c in latest.get("driftedColumns") or []) or "none listed"
+    share = float(latest.get("datasetDriftShare") or 0.0)
+    return (
+        f"drift share {share:.2f} >= {spec.drift.dataset_drift_share:g} in the check at "
+        f"{latest['lastCheckTime']} (drifted: {columns})"
+    )
+
+
+def plan(resource: plans.Manifest, observed: Observed, now: datetime.datetime) -> plans.Plan:
+    """Status, events, the challenger to create and the patches of one step (pure, idempotent)."""
+    current: dict[str, Any] = resource.get("status") or {}
+    try:
+        monitor = validate(resource)
+    except pydantic.ValidationError as exc:
+        return _invalid(resource, current, exc, now)
+    out = plans.Plan()
+    status: dict[str, Any] = dict(observed.check or {})
+    runs = challengers(resource, observed.runs)
+    reason = retrain_reason(resource, observed, now)
+    if reason is not None and observed.commit:
+        child = challenger_manifest(
+            resource, monitor, _count(resource, runs) + 1, observed.commit, reason, now
+        )
+        out.apply.append(child)
+        runs.append(child)
+        out.events.append(
+            plans.Event(
+                R_RETRAIN_STARTED,
+                f"started {child['metadata']['name']}: {reason}; "
+                f"data {monitor.spec.retrain.template.data.path}@{observed.commit}",
+            )
+        )
+    decided = _decide(resource, monitor, observed, runs, now, out)
+    status.update(_decision_fields(current, decided))
+    undecided = _undecided(runs, decided)
+    status["retrain"] = _retrain_status(resource, runs, undecided, reason if out.apply else None)
+    _conditions(resource, monitor, observed, current, status, now, out)
+    out.status = {k: v for k, v in status.items() if v is not None}
+    if undecided:
+        out.requeue_after = REQUEUE_ACTIVE
+    else:
+        out.requeue_after = _until_next_check(monitor.spec, {**current, **status}, now)
+    return out
+
+
+def challenger_manifest(
+    resource: plans.Manifest,
+    monitor: api.DriftMonitor,
+    number: int,
+    commit: str,
+    reason: str,
+    now: datetime.datetime,
+) -> plans.Manifest:
+    """The challenger TrainingRun: the template, data.rev pinned to `commit`, owned by the monitor."""
+    name = plans.child_name(monitor.name, str(number))
+    meta = plans.child_metadata(resource, name, COMPONENT)
+    meta["labels"][contract.LABEL_ROLE] = "challenger"
+    meta["annotations"] = {ANNOTATION_TRIGGERED_AT: plans.now_rfc3339(now), ANNOTATION_TRIGGER_REASON: reason}
+    spec = monitor.spec.retrain.template.to_dict()
+    spec["data"]["rev"] = commit
+    return {"apiVersion": common.API_VERSION, "kind": tr_api.TrainingRun.KIND, "metadata": meta, "spec": spec}
+
+
+# --- decisions -------------------------------------------------------------------------------------
+def _decide(
+    resource: plans.Manifest,
+    monitor: api.DriftMonitor,
+    observed: Observed,
+    runs: list[plans.Manifest],
+    now: datetime.datetime,
+    out: plans.Plan,
+) -> list[dict[str, Any]]:
+    """Every challenger's decision (recorded ones, and new ones put into `out`), oldest first."""
+    promotion = promotion_of(observed.deployment)
+    active = (((resource.get("status") or {}).get("retrain")) or {}).get("active") or []
+    done: list[dict[str, Any]] = []
+    for run in runs:
+        name = run["metadata"]["name"]
+        recorded = decision_of(run)
+        if recorded is not None:
+            done.append({"decision": recorded, **_extra(promotion, name)})
+            if name in active:  # decided by a step that stopped before its status and events
+                out.events.append(_decision_event(recorded))
+            continue
+        if (promotion.get("decision") or {}).get("challenger") == name:  # crashed after step 1
+            decision, previous = promotion["decision"], promotion.get("previousChampion")
+        elif _phase(run) == conditions.FAILED:
+            decision, previous = _failed(monitor, run, now), None
+        elif name in observed.evaluations and observed.deployment is not None:
+            decision = _decision(observed.evaluations[name], now)
+            previous = _champion_text(observed.deployment)
+            if decision["decision"] == "promoted":
+                out.patch_resources.append(_promotion_patch(observed.deployment, name, decision, previous))
+        else:
+            continue
+        out.patch_resources.append(_annotate(run, ANNOTATION_DECISION, {"decision": decision}))
+        out.events.append(_decision_event(decision))
+        done.append({"decision": decision, "previousChampion": previous, "new": True})
+    return done
+
+
+def _decision(ev: Evaluation, now: datetime.datetime) -> dict[str, Any]:
+    decision = api.Decision(
+        time=plans.now_rfc3339(now),
+        challenger=ev.challenger,
+        decision=ev.decision,
+        reason=ev.reason,
+        metric=ev.metric,
+        champion_value=ev.champion_value,
+        challenger_value=ev.challenger_value,
+        champion_version=ev.champion_version,
+        challenger_version=ev.challenger_version,
+        data_rev=ev.data_rev,
+    )
+    return decision.to_dict()
+
+
+def _failed(monitor: api.DriftMonitor, run: plans.Manifest, now: datetime.datetime) -> dict[str, Any]:
+    status = run.get("status") or {}
+    message = str(status.get("message") or "no message")
+    decision = api.Decision(
+        time=plans.now_rfc3339(now),
+        challenger=run["metadata"]["name"],
+        decision="rejected",
+        reason=f"the challenger failed: {message}"[:500],
+        metric=monitor.spec.promotion.metric.value,
+        data_rev=(status.get("data") or {}).get("commit") or run["spec"]["data"].get("rev"),
+    )
+    return decision.to_dict()
+
+
+def _extra(promotion: dict[str, Any], name: str) -> dict[str, Any]:
+    if (promotion.get("decision") or {}).get("challenger") == name:
+        return {"previousChampion": promotion.get("previousChampion")}
+    return {}
+
+
+def _promotion_patch(
+    deployment: plans.Manifest, challenger: str, decision: dict[str, Any], previous: str
+) -> plans.Manifest:
+    """spec.champion := the challenger, and the decision recorded on the Deployment in the same write."""
+    spec: dict[str, Any] = {"champion": {"fromTrainingRun": challenger, "uri": None}}
+    if ((deployment.get("spec") or {}).get("challenger") or {}).get("fromTrainingRun") == challenger:
+        spec.update(challenger=None, traffic={"challengerPercent": 0})  # it is the champion now
+    patch = _annotate(deployment, ANNOTATION_PROMOTION, {"decision": decision, "previousChampion": previous})
+    patch["spec"] = spec
+    return patch
+
+
+def _annotate(obj: plans.Manifest, key: str, value: dict[str, Any]) -> plans.Manifest:
+    meta = obj["metadata"]
+    return {
+        "apiVersion": obj.get("apiVersion", common.API_VERSION),
+        "kind": obj["kind"],
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta.get("namespace") or "default",
+            "annotations": {key: json.dumps(value, sort_keys=True)},
+        },
+    }
+
+
+def _champion_text(deployment: plans.Manifest) -> str:
+    """The serving champion as one string: its model URI when known, else trainingrun/<name>."""
+    status, champion = deployment.get("status") or {}, (deployment.get("spec") or {}).get("champion") or {}
+    if status.get("championUri"):
+        return str(status["championUri"])
+    return str(champion.get("uri") or f"trainingrun/{champion.get('fromTrainingRun')}")
+
+
+def _decision_event(decision: dict[str, Any]) -> plans.Event:
+    def fmt(value: Any) -> str:
+        return "n/a" if value is None else f"{float(value):.4f}"
+
+    text = (
+        f"{decision['decision']} challenger {decision['challenger']} "
+        f"(model {decision.get('challengerVersion') or '?'}) "
+        f"vs champion {decision.get('championVersion') or '?'}: "
+        f"{decision['metric']} {fmt(decision.get('championValue'))} "
+        f"-> {fmt(decision.get('challengerValue'))}; "
+        f"data rev {decision.get('dataRev') or '?'}; {decision['reason']}"
+    )
+    warning = decision["decision"] == "rejected"
+    reason = R_CHALLENGER_FAILED if decision["reason"].startswith("the challenger failed") else None
+    return plans.Event(
+        reason or DECISION_REASONS[decision["decision"]], text, "Warning" if warning else "Normal"
+    )
+
+
+def _decision_fields(current: dict[str, Any], decided: list[dict[str, Any]]) -> dict[str, Any]:
+    """lastDecision is the newest decision; lastPromotion/rollbackTarget follow the newest promotion."""
+    if not decided:
+        return {}
+    newest = decided[-1]["decision"]
+    fields: dict[str, Any] = {}
+    if (current.get("lastDecision") or {}) != newest:
+        fields["lastDecision"] = newest
+    promoted = [d for d in decided if d["decision"]["decision"] == "promoted"]
+    if promoted and (promoted[-1].get("new") or current.get("lastPromotion") is None):
+        fields["lastPromotion"] = promoted[-1]["decision"]["time"]
+        if promoted[-1].get("previousChampion"):
+            fields["rollbackTarget"] = promoted[-1]["previousChampion"]
+    return fields
+
+
+# --- retrain bookkeeping ---------------------------------------------------------------------------
+def _retrain_status(
+    resource: plans.Manifest, runs: list[plans.Manifest], undecided: list[str], reason: str | None
+) -> dict[str, Any]:
+    current = (resource.get("status") or {}).get("retrain") or {}
+    started = _last_started(resource, runs)
+    out = {
+        "active": undecided,
+        "count": _count(resource, runs),
+        "lastStarted": plans.now_rfc3339(started) if started else None,
+        "lastReason": reason or current.get("lastReason"),
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _undecided(runs: list[plans.Manifest], decided: Sequence[dict[str, Any]] = ()) -> list[str]:
+    """Challengers without a decision (recorded on them, or made in this step)."""
+    done = {d["decision"]["challenger"] for d in decided}
+    return [
+        r["metadata"]["name"] for r in runs if decision_of(r) is None and r["metadata"]["name"] not in done
+    ]
+
+
+def _last_started(resource: plans.Manifest, runs: list[plans.Manifest]) -> datetime.datetime | None:
+    stamps = [((resource.get("status") or {}).get("retrain") or {}).get("lastStarted")]
+    stamps += [((r["metadata"].get("annotations") or {}).get(ANNOTATION_TRIGGERED_AT)) for r in runs]
+    times = [_time(s) for s in stamps if s]
+    return max(times) if times else None
+
+
+def _count(resource: plans.Manifest, runs: list[plans.Manifest]) -> int:
+    """Retrains started: the status count, or more when a challenger exists whose count was lost."""
+    recorded = int((((resource.get("status") or {}).get("retrain") or {}).get("count")) or 0)
+    name = resource["metadata"]["name"]
+    return max([recorded, *(_number(name, r["metadata"]["name"]) for r in runs)])
+
+
+def _number(monitor: str, name: str) -> int:
+    tail = name.removeprefix(f"{monitor}-")
+    return int(tail) if tail.isdigit() else 0
+
+
+# --- conditions ------------------------------------------------------------------------------------
+def _conditions(
+    resource: plans.Manifest,
+    monitor: api.DriftMonitor,
+    observed: Observed,
+    current: dict[str, Any],
+    status: dict[str, Any],
+    now: datetime.datetime,
+    out: plans.Plan,
+) -> None:
+    """Ready, DriftDetected, Retraining and Promoted from the merged status; events on drift."""
+    merged = {**current, **status}
+    drift = _drift_row(monitor, observed, merged)
+    if observed.deployment is None:
+        missing = f"Deployment {monitor.spec.deployment_ref} (deployments.flywheel.dev) does not exist in "
+        ready = ("False", R_NO_DEPLOYMENT, missing + "this namespace; create it or fix spec.deploymentRef")
+    elif not merged.get("lastCheckTime"):
+        ready = ("Unknown", R_NO_CHECK, "waiting for the first drift check")
+    else:
+        ready = ("True", R_MONITORING, drift[2])
+    active = (merged.get("retrain") or {}).get("active") or []
+    if not monitor.spec.retrain.enabled:
+        retraining = ("False", R_DISABLED, "spec.retrain.enabled is false")
+    elif active:
+        retraining = ("True", R_RETRAIN_STARTED, f"challengers in progress: {', '.join(active)}")
+    else:
+        retraining = ("False", R_IDLE, "no challenger in progress")
+    last = merged.get("lastDecision") or {}
+    promoted = (
+        ("False", "NoDecision", "no challenger decided yet")
+        if not last
+        else (
+            "True" if last["decision"] == "promoted" else "False",
+            _decision_reason(last),
+            f"{last['challenger']}: {last['reason']}",
+        )
+    )
+    generation = resource["metadata"].get("generation")
+    conds = list(current.get("conditions") or [])
+    rows = [
+        (conditions.READY, *ready),
+        (conditions.DRIFT_DETECTED, *drift),
+        (conditions.RETRAINING, *retraining),
+        (conditions.PROMOTED, *promoted),
+    ]
+    for type_, value, reason, message in rows:
+        conds = plans.set_condition(conds, type_, value, reason, message, now, generation)
+    status.update(
+        observedGeneration=generation,
+        phase=conditions.RUNNING if ready[0] == "True" else conditions.PENDING,
+        message=ready[2],
+        conditions=conds,
+    )
+    old = plans.get_condition(current.get("conditions"), conditions.READY) or {}
+    if old.get("status") != ready[0] or old.get("reason") != ready[1]:
+        out.events.insert(0, plans.Event(ready[1], ready[2], "Warning" if ready[0] == "False" else "Normal"))
+    if observed.check and observed.check.get("drifted") is True:
+        out.events.insert(0, plans.Event(R_DRIFTED, drift[2], "Warning"))
+
+
+def _drift_row(monitor: api.DriftMonitor, observed: Observed, merged: dict[str, Any]) -> tuple[str, str, str]:
+    if observed.check is not None and observed.check_note:
+        return "Unknown", R_NOT_ENOUGH_ROWS, observed.check_note
+    if merged.get("drifted") is None:
+        return "Unknown", R_NO_CHECK, "no drift check has judged the traffic yet"
+    share = float(merged.get("datasetDriftShare") or 0.0)
+    columns = [c.get("column", "?") for c in merged.get("driftedColumns") or []]
+    text = (
+        f"drift share {share:.2f} (threshold {monitor.spec.drift.dataset_drift_share:g}) over "
+        f"{merged.get('rowsChecked', '?')} rows at {merged.get('lastCheckTime')}; "
+        f"drifted: {', '.join(columns) or 'none'}"
+    )
+    return ("True", R_DRIFTED, text) if merged["drifted"] else ("False", R_NO_DRIFT, text)
+
+
+def _decision_reason(decision: dict[str, Any]) -> str:
+    if decision["reason"].startswith("the challenger failed"):
+        return R_CHALLENGER_FAILED
+    return DECISION_REASONS[decision["decision"]]
+
+
+def _invalid(
+    resource: plans.Manifest, current: dict[str, Any], exc: pydantic.ValidationError, now: datetime.datetime
+) -> plans.Plan:
+    where = f"{resource.get('kind')}/{resource['metadata'].get('name')}"
+    problems = [line.removeprefix(f"{where}: ") for line in loading.error_lines(where, exc)]
+    message = "; ".join(problems) + "; fix the field and re-apply"
+    generation = resource["metadata"].get("generation")
+    conds = plans.set_condition(
+        list(current.get("conditions") or []),
+        conditions.READY,
+        "False",
+        conditions.R_INVALID_SPEC,
+        message,
+        now,
+        generation,
+    )
+    status = {
+        "observedGeneration": generation,
+        "phase": conditions.FAILED,
+        "message": message,
+        "conditions": conds,
+    }
+    out = plans.Plan(status={k: v for k, v in status.items() if v is not None}, permanent_error=message)
+    old = plans.get_condition(current.get("conditions"), conditions.READY) or {}
+    if old.get("reason") != conditions.R_INVALID_SPEC:
+        out.events.append(plans.Event(conditions.R_INVALID_SPEC, message, "Warning"))
+    return out
+
+
+# --- small helpers ---------------------------------------------------------------------------------
+def _until_next_check(spec: api.DriftMonitorSpec, status: dict[str, Any], now: datetime.datetime) -> float:
+    last = status.get("lastCheckTime")
+    if not last:
+        return 0.0
+    due = _time(last) + _seconds(spec.schedule.interval_seconds)
+    return max(0.0, (due - now).total_seconds())
+
+
+def _phase(run: plans.Manifest) -> str | None:
+    phase = (run.get("status") or {}).get("phase")
+    return str(phase) if phase else None
+
+
+def _time(text: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00")).astimezone(datetime.UTC)
+
+
+def _seconds(value: float) -> datetime.timedelta:
+    return datetime.timedelta(seconds=value)
+
+
+def _json(raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,343 @@
+"""The DriftMonitor controller (pure): retrain triggers, cooldown and concurrency, guarded promotion,
+failed challengers, and convergence to one decision when a step is cut short anywhere.
+
+A small in-memory world carries plans out in the adapters' fixed order (children, patches of other
+resources, status) and can stop after any number of writes, which is what a crashed operator leaves.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+from typing import Any
+
+import pytest
+
+from flywheel.api import conditions, contract
+from flywheel.controllers import driftmonitor as dm
+from flywheel.controllers import plans
+from flywheel.local import store as store_mod
+
+NOW = datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.UTC)
+COMMIT = "a" * 40
+
+
+def at(minutes: float) -> datetime.datetime:
+    return NOW + datetime.timedelta(minutes=minutes)
+
+
+def monitor(**spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "deploymentRef": "shuttle",
+        "schedule": {"intervalSeconds": 60},
+        "retrain": {
+            "cooldownSeconds": 600,
+            "maxConcurrent": 1,
+            "template": {
+                "data": {"repo": "https://git.example/data.git", "rev": "main", "path": "data/shuttle.csv"},
+                "model": {"task": "classification", "target": "anomaly"},
+            },
+        },
+        "promotion": {"metric": "accuracy", "minImprovement": 0.01},
+    }
+    for key, value in spec.items():
+        base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
+    return {
+        "apiVersion": "flywheel.dev/v1alpha1",
+        "kind": "DriftMonitor",
+        "metadata": {"name": "shuttle", "namespace": "ml", "uid": "uid-dm", "generation": 1},
+        "spec": base,
+        "status": {},
+    }
+
+
+def deployment() -> dict[str, Any]:
+    return {
+        "apiVersion": "flywheel.dev/v1alpha1",
+        "kind": "Deployment",
+        "metadata": {"name": "shuttle", "namespace": "ml"},
+        "spec": {"champion": {"fromTrainingRun": "shuttle-v1"}},
+        "status": {"championUri": "file:///art/ml/trainingruns/shuttle-v1/model", "championVersion": "v1"},
+    }
+
+
+def check(drifted: bool, minutes: float, share: float = 0.78) -> dict[str, Any]:
+    columns = [{"column": "f2", "score": 0.001, "method": "ks", "threshold": 0.05}] if drifted else []
+    return {
+        "lastCheckTime": plans.now_rfc3339(at(minutes)),
+        "rowsChecked": 2000,
+        "datasetDriftShare": share if drifted else 0.1,
+        "drifted": drifted,
+        "driftedColumns": columns,
+        "reportUri": f"file:///art/reports/{minutes}",
+    }
+
+
+def evaluation(
+    name: str, decision: str = "promoted", champ: float = 0.85, chal: float = 0.97
+) -> dm.Evaluation:
+    return dm.Evaluation(
+        challenger=name, decision=decision, reason=f"accuracy {champ} -> {chal}", metric="accuracy",
+        champion_value=champ, challenger_value=chal, champion_version="v1", challenger_version=f"{name}-abc",
+        data_rev=COMMIT,
+    )  # fmt: skip
+
+
+class World:
+    """The monitor, its Deployment and TrainingRuns; executes plans in the adapters' order."""
+
+    def __init__(self, resource: dict[str, Any]) -> None:
+        self.monitor = resource
+        self.deployment: dict[str, Any] | None = deployment()
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.events: list[plans.Event] = []
+        self.dep_patches = 0
+
+    def observed(self, **kw: Any) -> dm.Observed:
+        return dm.Observed(
+            deployment=copy.deepcopy(self.deployment), runs=copy.deepcopy(list(self.runs.values())), **kw
+        )
+
+    def step(self, now: datetime.datetime, crash_after: int | None = None, **kw: Any) -> plans.Plan:
+        """One loop step as flywheel.drift.loop does it: plan, then carry it out (maybe only partly)."""
+        obs = self.observed(**kw)
+        if dm.retrain_reason(self.monitor, obs, now) and obs.commit is None:
+            obs.commit = COMMIT
+        plan = dm.plan(self.monitor, obs, now)
+        writes: list[Any] = [("create", m) for m in plan.apply] + [("patch", p) for p in plan.patch_resources]
+        writes.append(("status", plan.status))
+        for n, (verb, body) in enumerate(writes):
+            if crash_after is not None and n >= crash_after:
+                return plan
+            if verb == "create":
+                self.runs.setdefault(body["metadata"]["name"], {**copy.deepcopy(body), "status": {}})
+            elif verb == "patch" and body["kind"] == "Deployment":
+                assert self.deployment is not None
+                self.deployment = store_mod.merge_patch(self.deployment, body)
+                self.dep_patches += 1
+            elif verb == "patch":
+                name = body["metadata"]["name"]
+                self.runs[name] = store_mod.merge_patch(self.runs[name], body)
+            else:
+                self.monitor["status"] = store_mod.merge_patch(self.monitor.get("status") or {}, body)
+        self.events.extend(plan.events)
+        return plan
+
+    def finish(self, name: str, phase: str = conditions.SUCCEEDED) -> None:
+        self.runs[name]["status"] = {
+            "phase": phase,
+            "message": "trainer exited 1" if phase == "Failed" else "",
+        }
+
+    def cond(self, type_: str) -> dict[str, Any]:
+        return plans.get_condition(self.monitor["status"].get("conditions"), type_) or {}
+
+
+def test_no_drift_starts_no_retrain_and_reports_ready() -> None:
+    world = World(monitor())
+    plan = world.step(NOW, check=check(False, 0))
+    assert plan.apply == [] and world.runs == {}
+    assert world.cond("Ready")["status"] == "True"
+    assert world.cond("DriftDetected")["status"] == "False"
+    assert world.cond("Retraining")["reason"] == dm.R_IDLE
+    assert plan.requeue_after == 60.0
+
+
+def test_drift_starts_exactly_one_challenger_pinned_owned_and_labelled() -> None:
+    world = World(monitor())
+    plan = world.step(NOW, check=check(True, 0))
+    (child,) = plan.apply
+    meta = child["metadata"]
+    assert meta["name"] == "shuttle-1" and meta["namespace"] == "ml"
+    assert child["spec"]["data"]["rev"] == COMMIT
+    assert child["spec"]["data"]["repo"] == "https://git.example/data.git"
+    (owner,) = meta["ownerReferences"]
+    assert owner["kind"] == "DriftMonitor" and owner["uid"] == "uid-dm" and owner["controller"] is True
+    assert meta["labels"][contract.LABEL_OWNER_KIND] == "DriftMonitor"
+    assert meta["labels"][contract.LABEL_OWNER_NAME] == "shuttle"
+    retrain = world.monitor["status"]["retrain"]
+    assert retrain["active"] == ["shuttle-1"] and retrain["count"] == 1
+    assert "drift share 0.78" in retrain["lastReason"] and "f2" in retrain["lastReason"]
+    assert any(e.reason == dm.R_RETRAIN_STARTED and COMMIT in e.message for e in plan.events)
+    # Level-based: the same drifted status, seen again and again, starts nothing more.
+    for minutes in (1, 2, 30):
+        assert world.step(at(minutes)).apply == []
+    assert list(world.runs) == ["shuttle-1"]
+
+
+def test_concurrency_limit_holds_while_a_challenger_runs_even_after_cooldown() -> None:
+    world = World(monitor())
+    world.step(NOW, check=check(True, 0))
+    assert world.step(at(20), check=check(True, 20)).apply == []  # cooldown over, but shuttle-1 runs
+    world2 = World(monitor(retrain={"maxConcurrent": 2, "cooldownSeconds": 0}))
+    world2.step(NOW, check=check(True, 0))
+    world2.step(at(1), check=check(True, 1))
+    assert world2.step(at(2), check=check(True, 2)).apply == []
+    assert sorted(world2.runs) == ["shuttle-1", "shuttle-2"]
+
+
+def test_cooldown_holds_after_a_decision_and_then_a_fresh_drifted_check_retrains() -> None:
+    world = World(monitor())
+    world.step(NOW, check=check(True, 0))
+    world.finish("shuttle-1", conditions.FAILED)
+    world.step(at(1))
+    assert world.monitor["status"]["retrain"]["active"] == []
+    assert world.step(at(5), check=check(True, 5)).apply == []  # 5 min < 10 min cooldown
+    assert world.step(at(9)).apply == []  # still cooling down
+    plan = world.step(at(10.5))  # cooled down; the check at minute 5 is newer than the last retrain
+    assert [c["metadata"]["name"] for c in plan.apply] == ["shuttle-2"]
+    assert world.monitor["status"]["retrain"]["lastStarted"] == plans.now_rfc3339(at(10.5))
+
+
+def test_a_drifted_check_older_than_the_last_retrain_does_not_retrain_again() -> None:
+    world = World(monitor(retrain={"cooldownSeconds": 0}))
+    world.step(NOW, check=check(True, 0))
+    world.finish("shuttle-1", conditions.FAILED)
+    assert world.step(at(30)).apply == []  # the only drifted check is the one shuttle-1 answered
+    assert world.step(at(31), check=check(False, 31)).apply == []
+
+
+def test_winning_challenger_is_promoted_once_with_figures_and_rollback_target() -> None:
+    world = World(monitor())
+    world.step(NOW, check=check(True, 0))
+    world.finish("shuttle-1")
+    obs = world.observed()
+    assert [r["metadata"]["name"] for r in dm.to_evaluate(world.monitor, obs)] == ["shuttle-1"]
+    plan = world.step(at(2), evaluations={"shuttle-1": evaluation("shuttle-1")})
+    assert world.deployment is not None
+    assert world.deployment["spec"]["champion"] == {"fromTrainingRun": "shuttle-1"}
+    status = world.monitor["status"]
+    assert status["lastDecision"]["decision"] == "promoted"
+    assert (
+        status["lastDecision"]["championValue"] == 0.85 and status["lastDecision"]["challengerValue"] == 0.97
+    )
+    assert status["rollbackTarget"] == "file:///art/ml/trainingruns/shuttle-v1/model"
+    assert status["lastPromotion"] == plans.now_rfc3339(at(2))
+    assert status["retrain"]["active"] == []
+    assert world.cond("Promoted")["status"] == "True"
+    (event,) = [e for e in plan.events if e.reason == dm.R_PROMOTED]
+    for text in ("shuttle-1-abc", "v1", "0.8500", "0.9700", COMMIT):
+        assert text in event.message
+    # Nothing left to evaluate; the next steps patch nothing.
+    assert dm.to_evaluate(world.monitor, world.observed()) == []
+    for minutes in (3, 4):
+        assert world.step(at(minutes)).patch_resources == []
+    assert world.dep_patches == 1
+
+
+def test_losing_challenger_leaves_the_champion_and_records_the_rejection() -> None:
+    world = World(monitor())
+    world.step(NOW, check=check(True, 0))
+    world.finish("shuttle-1")
+    plan = world.step(at(2), evaluations={"shuttle-1": evaluation("shuttle-1", "rejected", 0.9, 0.6)})
+    assert world.dep_patches == 0 and world.deployment == deployment()
+    assert world.monitor["status"]["lastDecision"]["decision"] == "rejected"
+    assert "rollbackTarget" not in world.monitor["status"]
+    assert [e.type for e in plan.events if e.reason == dm.R_REJECTED] == ["Warning"]
+    assert world.cond("Promoted")["status"] == "False"
+
+
+def test_a_win_without_auto_promote_is_recorded_pending_and_not_patched() -> None:
+    world = World(monitor(promotion={"autoPromote": False}))
+    world.step(NOW, check=check(True, 0))
+    world.finish("shuttle-1")
+    world.step(at(2), evaluations={"shuttle-1": evaluation("shuttle-1", "pending")})
+    assert world.dep_patches == 0
+    assert world.monitor["status"]["lastDecision"]["decision"] == "pending"
+    assert world.cond("Promoted")["reason"] == dm.R_PENDING
+
+
+def test_failed_challenger_is_recorded_and_never_evaluated() -> None:
+    world = World(monitor())
+    world.step(NOW, check=check(True, 0))
+    world.finish("shuttle-1", conditions.FAILED)
+    assert dm.to_evaluate(world.monitor, world.observed()) == []
+    plan = world.step(at(1))
+    decision = world.monitor["status"]["lastDecision"]
+    assert decision["decision"] == "rejected" and "trainer exited 1" in decision["reason"]
+    assert world.dep_patches == 0
+    assert [e.reason for e in plan.events if e.type == "Warning"] == [dm.R_CHALLENGER_FAILED]
+
+
+@pytest.mark.parametrize("crash_after", [0, 1, 2])
+def test_crash_anywhere_between_evaluation_and_status_converges_to_one_decision(crash_after: int) -> None:
+    """Writes of the deciding step: 0 Deployment patch, 1 challenger annotation, 2 status. The step is
+    cut after `crash_after` writes; the restarted loop gets no evaluation for a challenger the
+    Deployment already names (to_evaluate says so), and a full re-evaluation otherwise."""
+    world = World(monitor())
+    world.step(NOW, check=check(True, 0))
+    world.finish("shuttle-1")
+    world.step(at(2), crash_after=crash_after, evaluations={"shuttle-1": evaluation("shuttle-1")})
+    # restart: evaluate only what to_evaluate names (the champion may have changed meanwhile)
+    pending = [r["metadata"]["name"] for r in dm.to_evaluate(world.monitor, world.observed())]
+    assert pending == (["shuttle-1"] if crash_after == 0 else [])
+    world.step(at(3), evaluations={n: evaluation(n) for n in pending})
+    world.step(at(4))
+    assert world.dep_patches == 1
+    assert (
+        world.deployment is not None
+        and world.deployment["spec"]["champion"]["fromTrainingRun"] == "shuttle-1"
+    )
+    status = world.monitor["status"]
+    assert (
+        status["lastDecision"]["challenger"] == "shuttle-1"
+        and status["lastDecision"]["decision"] == "promoted"
+    )
+    assert status["rollbackTarget"] == "file:///art/ml/trainingruns/shuttle-v1/model"
+    recorded = json.loads(world.runs["shuttle-1"]["metadata"]["annotations"][dm.ANNOTATION_DECISION])
+    assert recorded["decision"]["decision"] == "promoted"
+    assert sum(e.reason == dm.R_PROMOTED for e in world.events) == 1
+
+
+def test_status_lost_after_creating_the_challenger_neither_duplicates_nor_renames() -> None:
+    world = World(monitor(retrain={"cooldownSeconds": 0, "maxConcurrent": 2}))
+    world.step(NOW, crash_after=1, check=check(True, 0))  # created shuttle-1, status never written
+    assert list(world.runs) == ["shuttle-1"] and world.monitor["status"] == {}
+    plan = world.step(at(0.5))
+    assert plan.apply == []  # the check was lost with the status: nothing new has judged drift
+    plan = world.step(at(1), check=check(True, 1))
+    assert [c["metadata"]["name"] for c in plan.apply] == ["shuttle-2"]
+    assert world.monitor["status"]["retrain"]["count"] == 2
+
+
+def test_replanning_the_same_world_is_a_no_op() -> None:
+    world = World(monitor())
+    world.step(NOW, check=check(True, 0))
+    first = dm.plan(world.monitor, world.observed(), at(1))
+    world.step(at(1))
+    second = dm.plan(world.monitor, world.observed(), at(1))
+    assert first.status == second.status and second.apply == [] and second.patch_resources == []
+    assert store_mod.merge_patch(world.monitor["status"], second.status) == world.monitor["status"]
+
+
+def test_missing_deployment_is_ready_false_and_starts_nothing() -> None:
+    world = World(monitor())
+    world.deployment = None
+    plan = world.step(NOW, check=check(True, 0))
+    assert plan.apply == []
+    assert world.cond("Ready")["status"] == "False" and world.cond("Ready")["reason"] == dm.R_NO_DEPLOYMENT
+
+
+def test_invalid_spec_is_a_permanent_error_with_the_field_named() -> None:
+    resource = monitor(schedule={"intervalSeconds": 1})
+    plan = dm.plan(resource, dm.Observed(deployment=deployment()), NOW)
+    assert plan.permanent_error and "intervalSeconds" in plan.permanent_error
+    ready = plans.get_condition(plan.status["conditions"], "Ready") or {}
+    assert ready["status"] == "False" and ready["reason"] == conditions.R_INVALID_SPEC
+    assert plan.apply == []
+
+
+def test_retrain_disabled_never_retrains() -> None:
+    world = World(monitor(retrain={"enabled": False}))
+    assert world.step(NOW, check=check(True, 0)).apply == []
+    assert world.cond("Retraining")["reason"] == dm.R_DISABLED
+    assert world.cond("DriftDetected")["status"] == "True"
+
+
+def test_not_enough_rows_is_said_in_drift_detected() -> None:
+    world = World(monitor())
+    note = "only 12 rows of traffic (window.minRows 200); not judged"
+    world.step(NOW, check={"lastCheckTime": plans.now_rfc3339(NOW), "rowsChecked": 12}, check_note=note)
+    assert world.cond("DriftDetected") | {} and world.cond("DriftDetected")["reason"] == dm.R_NOT_ENOUGH_ROWS
+    assert world.cond("Ready")["status"] == "True"
