@@ -21,7 +21,7 @@ from rich.table import Table
 from flywheel import api, artifacts, errors
 from flywheel.api import loading
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "trainingrun-local.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "trainingrun-local.yaml"
 
 
 def cli(args: argparse.Namespace) -> int:
