@@ -1,0 +1,117 @@
+"""The traffic a check reads: the newest logged rows the champion served, capped by sampling.
+
+flywheel.serving.traffic writes one row per scored record with every feature as its own column (see
+that module's schema), one row for the model that answered and, in shadow mode, one more for the
+challenger that scored the same request (served=false). Drift is measured on what callers sent, once
+per record, so "current" traffic is the rows the champion served; the shadow rows are the
+challenger's copy of the same requests and feed `shadow_stats` instead.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import numpy as np
+import pandas as pd
+
+from flywheel.api import driftmonitor
+from flywheel.drift import decide
+from flywheel.serving import traffic
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+ShadowStats = decide.ShadowStats
+
+
+def features(frame: pd.DataFrame) -> list[str]:
+    """The feature columns of a traffic frame: everything the logger did not add."""
+    return [str(c) for c in frame.columns if c not in traffic.RESERVED]
+
+
+def read(sink_uri: str, window: driftmonitor.Window, now: datetime.datetime, seed: int = 0) -> pd.DataFrame:
+    """Champion-served rows: the last window.rows and/or those of the last window.minutes before
+    `now`, oldest first, sampled (seeded, order kept) down to window.maxRows."""
+    since = _since(window, now)
+    if window.rows is None or since is not None:
+        frame = _served(traffic.read(sink_uri, since=since))
+        if since is not None:
+            frame = frame[frame["timestamp"] <= pd.Timestamp(_aware(now))]
+    else:
+        frame = _last_served(sink_uri, window.rows)
+    if window.rows is not None:
+        frame = frame.tail(window.rows)
+    return sample(frame, window.max_rows, seed)
+
+
+def sample(frame: pd.DataFrame, max_rows: int, seed: int = 0) -> pd.DataFrame:
+    """At most `max_rows` rows drawn uniformly without replacement, in their original order."""
+    if len(frame) > max_rows:
+        frame = frame.sample(n=max_rows, random_state=seed).sort_index()
+    return frame.reset_index(drop=True)
+
+
+def shadow_stats(
+    sink_uri: str, window: driftmonitor.Window, now: datetime.datetime
+) -> decide.ShadowStats | None:
+    """Error rate and p99 latency of champion and challenger on the same shadowed requests, or None
+    when the window holds no shadow rows.
+
+    Compared only from the first to the last shadow row (before it no challenger was deployed; after
+    it shadow scoring may still be in flight). The log has a row only for a successful scoring, so a
+    request the champion served without a challenger row counts as a challenger error, and a row with
+    no prediction as an error of its role. This assumes logging.sampleRate 1 while shadowing: with
+    per-row sampling a dropped challenger row is indistinguishable from a failed one."""
+    since = _since(window, now)
+    frame = traffic.read(sink_uri, last_rows=None if window.rows is None else 2 * window.rows, since=since)
+    shadow = frame[(frame["role"] == CHALLENGER) & ~frame["served"].astype(bool)]
+    if shadow.empty:
+        return None
+    start, end = shadow["timestamp"].min(), shadow["timestamp"].max()
+    champion = _served(frame)
+    champion = champion[(champion["timestamp"] >= start) & (champion["timestamp"] <= end)]
+    requests = champion.drop_duplicates("request_id")
+    if requests.empty:
+        return None
+    answered = shadow[shadow["prediction"].notna()]["request_id"]
+    challenger_errors = (~requests["request_id"].isin(set(answered))).mean()
+    champion_errors = champion.groupby("request_id")["prediction"].apply(lambda p: p.isna().any()).mean()
+    return decide.ShadowStats(
+        champion_error_rate=float(champion_errors),
+        challenger_error_rate=float(challenger_errors),
+        champion_p99_ms=_p99(requests["latency_ms"]),
+        challenger_p99_ms=_p99(shadow.drop_duplicates("request_id")["latency_ms"]),
+        rows=len(requests),
+    )
+
+
+def _last_served(sink_uri: str, rows: int) -> pd.DataFrame:
+    """The newest `rows` served rows; reads further back (doubling) while shadow or canary rows
+    crowd them out, and stops when the log has no more."""
+    wanted = rows
+    while True:
+        frame = traffic.read(sink_uri, last_rows=wanted)
+        served = _served(frame)
+        if len(served) >= rows or len(frame) < wanted:
+            return served
+        wanted *= 2
+
+
+def _served(frame: pd.DataFrame) -> pd.DataFrame:
+    if frame.empty:
+        return frame
+    return frame[(frame["role"] == CHAMPION) & frame["served"].astype(bool)]
+
+
+def _p99(latency: pd.Series) -> float | None:
+    values = latency.dropna().to_numpy(dtype=np.float64)
+    return float(np.percentile(values, 99)) if values.size else None
+
+
+def _since(window: driftmonitor.Window, now: datetime.datetime) -> datetime.datetime | None:
+    if window.minutes is None:
+        return None
+    return _aware(now) - datetime.timedelta(minutes=window.minutes)
+
+
+def _aware(moment: datetime.datetime) -> datetime.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
