@@ -119,6 +119,10 @@ class Training(common.Model):
     """Write a checkpoint every N optimiser steps (and at each epoch end)."""
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
     """Fraction of rows held out and evaluated at the end."""
+    class_weighting: Literal["none", "balanced"] = "none"
+    """Classification only: balanced weighs each class's loss by n / (classes x its count) in the
+    training split, so a rare class (anomalies, fraud) is not ignored by a model that predicts the
+    majority."""
 
 
 class Quantization(enum.StrEnum):
@@ -144,6 +148,13 @@ class TrainingRunSpec(common.Model):
                     "message": "RDMA carries NCCL traffic between GPUs: set resources.gpusPerReplica >= 1 "
                     "or networking.rdma.enabled: false",
                     "fieldPath": ".networking.rdma.enabled",
+                },
+                {
+                    "rule": "self.model.task == 'classification' || !has(self.training) "
+                    "|| !has(self.training.classWeighting) || self.training.classWeighting == 'none'",
+                    "message": "class weighting needs classes: set training.classWeighting: none "
+                    "for a regression model",
+                    "fieldPath": ".training.classWeighting",
                 },
             ]
         }
@@ -174,6 +185,11 @@ class TrainingRunSpec(common.Model):
             raise ValueError(
                 "networking.rdma.enabled: RDMA carries NCCL traffic between GPUs; "
                 "set resources.gpusPerReplica >= 1 or networking.rdma.enabled: false"
+            )
+        if self.model.task == Task.REGRESSION and self.training.class_weighting != "none":
+            raise ValueError(
+                "training.classWeighting: class weighting needs classes; "
+                "set training.classWeighting: none for a regression model"
             )
         names = [f.name for f in self.model.features]
         duplicated = sorted({n for n in names if names.count(n) > 1})

@@ -82,7 +82,9 @@ def run(cfg: config_mod.Config, world: dist.World) -> result_mod.Result:
     emit(world, "evaluate", split="holdout", metrics=final, rows=len(hold_df))
     model_refs = None
     if world.is_main:
-        model_refs, card = export.export(net, prep, cfg, final, lineage, x_hold.cpu().numpy(), loop.summary())
+        model_refs, card = export.export(
+            net, prep, cfg, final, lineage, x_hold.cpu().numpy(), loop.summary(), holdout_rows=hold_df
+        )
         emit(
             world,
             "export",
@@ -167,7 +169,7 @@ class Loop:
         )
         per_epoch = math.ceil(len(sampler) / training.batch_size)
         step_every = max(1, per_epoch * training.epochs // 20)
-        loss_fn = nn.CrossEntropyLoss() if self.prep.task == "classification" else nn.MSELoss()
+        loss_fn = self._loss(y)
         while self.epoch < training.epochs:
             sampler.set_epoch(self.epoch)  # the shuffle is a function of (seed, epoch): replayable
             batches = torch.tensor(list(sampler), dtype=torch.long).split(training.batch_size)
@@ -195,6 +197,15 @@ class Loop:
                     time.sleep(self.throttle)
             self.epoch, self.batch = self.epoch + 1, 0
             self._end_epoch(float(loss_sum) / max(1, batches_run), x, y, x_hold, y_hold)
+
+    def _loss(self, y: torch.Tensor) -> nn.Module:
+        """Cross-entropy (optionally class-balanced over the whole training split) or MSE."""
+        if self.prep.task != "classification":
+            return nn.MSELoss()
+        if self.cfg.spec.training.class_weighting == "none":
+            return nn.CrossEntropyLoss()
+        # Every rank holds the whole training split, so the weights agree across ranks.
+        return nn.CrossEntropyLoss(weight=balanced_weights(y, self.prep.n_outputs))
 
     def _end_epoch(
         self,
@@ -255,3 +266,9 @@ class Loop:
             "dataSeconds": round(self.data_seconds, 4),
             "stepSeconds": round(self.step_seconds, 4),
         }
+
+
+def balanced_weights(y: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """n / (classes x count) per class, as scikit-learn's "balanced"; an absent class weighs as one row."""
+    counts = torch.bincount(y, minlength=n_classes).float().clamp(min=1)
+    return len(y) / (n_classes * counts)
