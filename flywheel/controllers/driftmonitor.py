@@ -54,6 +54,7 @@ R_NO_DRIFT = "NoDrift"
 R_RETRAIN_STARTED = "RetrainStarted"
 R_IDLE = "Idle"
 R_DISABLED = "Disabled"
+R_DATA_UNAVAILABLE = "DataUnavailable"
 R_PROMOTED = "Promoted"
 R_REJECTED = "Rejected"
 R_PENDING = "AwaitingApproval"
@@ -94,6 +95,8 @@ class Observed:
     """Why this step's check did not judge drift (e.g. too few rows)."""
     commit: str | None = None
     """The data commit resolved for a retrain that retrain_reason announced."""
+    commit_error: str | None = None
+    """Why that commit could not be resolved (the retrain waits; Retraining says why)."""
     evaluations: dict[str, Evaluation] = dataclasses.field(default_factory=dict)
 
 
@@ -243,8 +246,11 @@ def _decide(
             if name in active:  # decided by a step that stopped before its status and events
                 out.events.append(_decision_event(recorded))
             continue
-        if (promotion.get("decision") or {}).get("challenger") == name:  # crashed after step 1
+        if (promotion.get("decision") or {}).get("challenger") == name and observed.deployment is not None:
+            # A step that stopped after writing the Deployment: take its decision, re-apply its patch
+            # (a no-op on the API server; the local backend re-tries the hot swap).
             decision, previous = promotion["decision"], promotion.get("previousChampion")
+            out.patch_resources.append(_promotion_patch(observed.deployment, name, decision, previous))
         elif _phase(run) == conditions.FAILED:
             decision, previous = _failed(monitor, run, now), None
         elif name in observed.evaluations and observed.deployment is not None:
@@ -297,7 +303,7 @@ def _extra(promotion: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def _promotion_patch(
-    deployment: plans.Manifest, challenger: str, decision: dict[str, Any], previous: str
+    deployment: plans.Manifest, challenger: str, decision: dict[str, Any], previous: str | None
 ) -> plans.Manifest:
     """spec.champion := the challenger, and the decision recorded on the Deployment in the same write."""
     spec: dict[str, Any] = {"champion": {"fromTrainingRun": challenger, "uri": None}}
@@ -429,6 +435,9 @@ def _conditions(
     active = (merged.get("retrain") or {}).get("active") or []
     if not monitor.spec.retrain.enabled:
         retraining = ("False", R_DISABLED, "spec.retrain.enabled is false")
+    elif observed.commit_error and not active:
+        retraining = ("False", R_DATA_UNAVAILABLE, f"cannot start a retrain: {observed.commit_error}")
+        out.events.append(plans.Event(R_DATA_UNAVAILABLE, retraining[2], "Warning"))
     elif active:
         retraining = ("True", R_RETRAIN_STARTED, f"challengers in progress: {', '.join(active)}")
     else:

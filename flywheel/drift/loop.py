@@ -34,7 +34,7 @@ import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from flywheel import api
+from flywheel import api, errors
 from flywheel.api import conditions
 from flywheel.api import driftmonitor as dm_api
 from flywheel.api import trainingrun as tr_api
@@ -124,7 +124,10 @@ def step(
         result.check = analysis.check(monitor, champion[0], backend.traffic_sink(deployment), now)
         observed.check, observed.check_note = result.check.status, result.check.note
     if controller.retrain_reason(resource, observed, now) is not None:
-        observed.commit = backend.resolve_commit(monitor.spec.retrain.template.data)
+        try:
+            observed.commit = backend.resolve_commit(monitor.spec.retrain.template.data)
+        except errors.UserError as exc:  # the template's data cannot be had: say so, retry next step
+            observed.commit_error = str(exc)
     if deployment is not None and champion is not None:
         for run in controller.to_evaluate(resource, observed):
             evaluation = _evaluate(backend, analysis, monitor, deployment, champion, run, now)

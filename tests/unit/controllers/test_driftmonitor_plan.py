@@ -114,8 +114,8 @@ class World:
                 self.runs.setdefault(body["metadata"]["name"], {**copy.deepcopy(body), "status": {}})
             elif verb == "patch" and body["kind"] == "Deployment":
                 assert self.deployment is not None
-                self.deployment = store_mod.merge_patch(self.deployment, body)
-                self.dep_patches += 1
+                before, self.deployment = self.deployment, store_mod.merge_patch(self.deployment, body)
+                self.dep_patches += self.deployment != before  # what reaches the API server
             elif verb == "patch":
                 name = body["metadata"]["name"]
                 self.runs[name] = store_mod.merge_patch(self.runs[name], body)
@@ -341,3 +341,13 @@ def test_not_enough_rows_is_said_in_drift_detected() -> None:
     world.step(NOW, check={"lastCheckTime": plans.now_rfc3339(NOW), "rowsChecked": 12}, check_note=note)
     assert world.cond("DriftDetected") | {} and world.cond("DriftDetected")["reason"] == dm.R_NOT_ENOUGH_ROWS
     assert world.cond("Ready")["status"] == "True"
+
+
+def test_unresolvable_data_waits_and_says_why() -> None:
+    world = World(monitor())
+    obs = world.observed(check=check(True, 0), commit_error="data.rev 'period-9' is not in the repository")
+    plan = dm.plan(world.monitor, obs, NOW)
+    assert plan.apply == []
+    retraining = plans.get_condition(plan.status["conditions"], "Retraining") or {}
+    assert retraining["reason"] == dm.R_DATA_UNAVAILABLE and "period-9" in retraining["message"]
+    assert world.step(at(1), check=check(True, 1)).apply != []  # resolvable again: it retrains

@@ -1,0 +1,170 @@
+"""The DriftMonitor local runner: a drifted check starts a challenger pinned to the real DVC commit,
+the TrainingRun runner trains it for real (torchrun), and a winning verdict promotes it through the
+Deployment runner, once.
+
+What is real: the SQLite store, the example DVC repository and its commit resolution, the trainer
+(torchrun, 2 processes), the model it exports, the Deployment runner's promote. What is injected:
+the drift check and the evaluation verdict (a precomputed CheckOutcome / EvaluationOutcome through
+loop.Analysis); the real Evidently path and scoring are drift-core's tests and the demo's. The
+champion TrainingRun is seeded as Succeeded (nothing reads its model when the analysis is injected).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from flywheel.api import contract
+from flywheel.controllers import driftmonitor as dm
+from flywheel.controllers import plans
+from flywheel.data import examples
+from flywheel.drift import decide, loop
+from flywheel.local import runners
+from flywheel.local.runners import driftmonitor as runner
+
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLE = yaml.safe_load((ROOT / "examples" / "driftmonitor-local.yaml").read_text())
+NOW = datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.UTC)
+
+
+class Injected:
+    """loop.Analysis with precomputed answers; records what it was asked."""
+
+    def __init__(self, drifted: bool, win: bool) -> None:
+        self.drifted, self.win = drifted, win
+        self.checks: list[Path] = []
+        self.evaluated: list[Path] = []
+
+    def check(self, monitor: Any, champion_dir: Path, sink: str, now: datetime.datetime) -> loop.CheckOutcome:
+        self.checks.append(champion_dir)
+        status = {
+            "lastCheckTime": plans.now_rfc3339(now), "rowsChecked": 2000, "drifted": self.drifted,
+            "datasetDriftShare": 0.78 if self.drifted else 0.1, "reportUri": "file:///reports/x",
+            "driftedColumns": [{"column": "f2", "score": 0.0, "method": "ks"}] if self.drifted else [],
+        }  # fmt: skip
+        return loop.CheckOutcome(status)
+
+    def evaluate(self, monitor: Any, champion_dir: Path, challenger_dir: Path, target: str, sink: str,
+                 now: datetime.datetime) -> loop.EvaluationOutcome:  # fmt: skip
+        self.evaluated.append(challenger_dir)
+        comparison = decide.Comparison.of("f1", 0.40, 0.90 if self.win else 0.20, 800)
+        return loop.EvaluationOutcome(comparison, decide.decide(monitor.spec.promotion, comparison, None))
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, examples.ExampleRepo]:
+    cwd = tmp_path_factory.mktemp("cwd")
+    return cwd, examples.make_repo(cwd / ".flywheel" / "datasets" / "example")
+
+
+def context(cwd: Path, name: str, clock: list[datetime.datetime]) -> runners.Context:
+    ctx = runners.Context.create(cwd / name)
+    ctx.cwd = cwd
+    ctx.now = lambda: clock[0]
+    return ctx
+
+
+def seed(ctx: runners.Context) -> dict[str, Any]:
+    """The champion TrainingRun (seeded Succeeded), its Deployment (not serving), the monitor."""
+    champion_dir = ctx.home / "artifacts" / "champion"
+    ctx.store.put({"apiVersion": "flywheel.dev/v1alpha1", "kind": "TrainingRun", "metadata": {"name": "shuttle"},
+                   "spec": {"data": {"repo": "r", "path": "p"}, "model": {"task": "classification", "target": "anomaly"}}})  # fmt: skip
+    model = {"version": "shuttle-v1", "cardUri": f"file://{champion_dir}/{contract.MODEL_CARD}"}
+    ctx.store.patch_status("TrainingRun", "shuttle", {"phase": "Succeeded", "model": model})
+    ctx.store.put({"apiVersion": "flywheel.dev/v1alpha1", "kind": "Deployment", "metadata": {"name": "shuttle"},
+                   "spec": {"champion": {"fromTrainingRun": "shuttle"}}})  # fmt: skip
+    monitor = copy.deepcopy(EXAMPLE)
+    template = monitor["spec"]["retrain"]["template"]
+    template["training"] = {"epochs": 1, "batchSize": 256}  # fast: the loop is under test, not the model
+    template["model"]["architecture"] = {"hiddenLayers": [16]}
+    template["data"]["validation"] = {"enabled": False}
+    return ctx.store.put(monitor)
+
+
+def stored(ctx: runners.Context, kind: str, name: str) -> dict[str, Any]:
+    obj = ctx.store.get(kind, name)
+    assert obj is not None
+    return obj
+
+
+@pytest.mark.slow
+def test_drift_trains_a_pinned_challenger_and_promotes_it_once(workdir: Any) -> None:
+    cwd, repo = workdir
+    clock = [NOW]
+    ctx = context(cwd, "home-win", clock)
+    monitor = seed(ctx)
+    analysis = Injected(drifted=True, win=True)
+    result = runner.run_once(ctx, monitor, analysis)
+    assert result.started == ["shuttle-1"]
+    challenger = stored(ctx, "TrainingRun", "shuttle-1")
+    assert challenger["spec"]["data"]["rev"] == repo.commits["period-2"]  # the tag, pinned as its commit
+    (owner,) = challenger["metadata"]["ownerReferences"]
+    assert owner["kind"] == "DriftMonitor" and owner["uid"] == monitor["metadata"]["uid"]
+    assert challenger["status"]["phase"] == "Succeeded"  # trained for real by the TrainingRun runner
+    assert challenger["status"]["data"]["commit"] == repo.commits["period-2"]
+    (evaluated,) = analysis.evaluated
+    assert (evaluated / contract.MODEL_CARD).is_file()
+    deployment = stored(ctx, "Deployment", "shuttle")
+    assert deployment["spec"]["champion"] == {"fromTrainingRun": "shuttle-1"}
+    assert dm.ANNOTATION_PROMOTION in deployment["metadata"]["annotations"]
+    status = stored(ctx, "DriftMonitor", "shuttle")["status"]
+    assert (
+        status["lastDecision"]["decision"] == "promoted"
+        and status["lastDecision"]["challenger"] == "shuttle-1"
+    )
+    assert status["lastDecision"]["dataRev"] == repo.commits["period-2"]
+    assert status["rollbackTarget"] == "trainingrun/shuttle"
+    assert status["retrain"] == {**status["retrain"], "active": [], "count": 1}
+    reasons = [e["reason"] for e in ctx.store.events("DriftMonitor", "shuttle")]
+    assert reasons.count(dm.R_PROMOTED) == 1 and reasons.count(dm.R_RETRAIN_STARTED) == 1
+    # Another round at the same moment: no check is due, nothing is started or promoted again.
+    generation = deployment["metadata"]["generation"]
+    again = runner.run_once(ctx, stored(ctx, "DriftMonitor", "shuttle"), analysis)
+    assert again.check is None and again.started == [] and len(analysis.checks) == 1
+    assert stored(ctx, "Deployment", "shuttle")["metadata"]["generation"] == generation
+    # Later the traffic still drifts, but the cooldown (600 s) holds.
+    clock[0] = NOW + datetime.timedelta(seconds=120)
+    later = runner.run_once(ctx, stored(ctx, "DriftMonitor", "shuttle"), analysis)
+    assert later.check is not None and later.started == []
+
+
+@pytest.mark.slow
+def test_no_drift_no_retrain_and_detached_loop_records_a_missing_deployment(
+    workdir: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cwd, _ = workdir
+    clock = [NOW]
+    ctx = context(cwd, "home-calm", clock)
+    monitor = seed(ctx)
+    result = runner.run_once(ctx, monitor, Injected(drifted=False, win=True))
+    assert result.started == [] and ctx.store.list("TrainingRun") == [stored(ctx, "TrainingRun", "shuttle")]
+    ready = plans.get_condition(stored(ctx, "DriftMonitor", "shuttle")["status"]["conditions"], "Ready")
+    assert ready is not None and ready["status"] == "True"
+    # --detach: a supervised background process steps the stored monitor (here: its Deployment is gone).
+    ctx.store.delete("Deployment", "shuttle")
+    detached = runners.Context.create(cwd / "home-calm", detach=True)
+    detached.cwd = cwd
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    try:
+        assert runner.run(detached, stored(ctx, "DriftMonitor", "shuttle"))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = stored(ctx, "DriftMonitor", "shuttle")["status"]
+            if (plans.get_condition(status["conditions"], "Ready") or {}).get("reason") == dm.R_NO_DEPLOYMENT:
+                break
+            time.sleep(0.2)
+        else:
+            log = detached.supervisor.log_path("DriftMonitor", "shuttle").read_text()
+            raise AssertionError(f"the detached loop wrote no status; its log:\n{log}")
+        info = detached.supervisor.find("DriftMonitor", "shuttle")
+        assert info is not None and detached.supervisor.alive(info)
+    finally:
+        detached.supervisor.stop("DriftMonitor", "shuttle")
+    assert not detached.supervisor.alive(info)
