@@ -25,6 +25,8 @@ logger = logging.getLogger("flywheel.operator")
 # Kind -> module with `register(registry, settings) -> reconcile.Binding` (see operators/__init__.py).
 OPERATORS: dict[str, str] = {
     "TrainingRun": "operators.trainingrun",
+    "DriftMonitor": "operators.driftmonitor",
+    "Deployment": "operators.deployment",
 }
 
 
