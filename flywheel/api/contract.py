@@ -62,6 +62,7 @@ MODEL_CARD = "model_card.json"
 FP32_FILE = "model_fp32.pt"
 QUANTIZED_FILE = "model_int8.onnx"  # ONNX Runtime dynamic int8, chosen by bench/quantization.py
 PREPROCESSOR_FILE = "preprocessor.json"
+HOLDOUT_FILE = "holdout.parquet"  # the holdout rows (features + target) the DriftMonitor scores on
 RESULT_FILE = "result.json"
 TRAFFIC_DIR = "traffic"
 

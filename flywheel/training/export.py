@@ -4,12 +4,15 @@ Files are written to a staging directory and published with one rename (local) o
 card last (s3); the model card is written last, so a directory without a card is never complete.
 fp32: state_dict + MLP shape (torch, weights_only). int8: ONNX Runtime dynamic quantisation (QInt8
 weights), chosen by bench/quantization.py as the only method >= 2x faster than fp32 at batch 1 and 64.
+holdout.parquet: the holdout rows as read (features + target, before preprocessing), so a later
+champion/challenger comparison (flywheel.drift.evaluate) scores both models on rows neither trained on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import io
 import logging
 import tempfile
 import warnings
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -38,8 +42,10 @@ def export(
     lineage: trainingrun.DataLineage,
     holdout: np.ndarray,
     training: dict[str, Any],
+    holdout_rows: pd.DataFrame | None = None,
 ) -> tuple[trainingrun.ModelArtifacts, dict[str, Any]]:
-    """Write model_fp32.pt, model_int8.onnx, preprocessor.json, then model_card.json; publish."""
+    """Write model_fp32.pt, model_int8.onnx, preprocessor.json, holdout.parquet (when `holdout_rows`
+    are given: the raw holdout split), then model_card.json; publish."""
     store = artifacts.Store(cfg.artifacts_uri)
     version = f"{cfg.name}-{(lineage.hash or 'nohash')[:8]}"
     arch = cfg.spec.model.architecture
@@ -57,6 +63,9 @@ def export(
         if cfg.spec.export.quantization == trainingrun.Quantization.DYNAMIC_INT8:
             quant = _quantize(net, prep, staged, holdout)
             files["quantized"] = inference.QUANTIZED_ONNX_FILE
+        if holdout_rows is not None:
+            _write_holdout(staged / contract.HOLDOUT_FILE, prep, holdout_rows)
+            files["holdout"] = contract.HOLDOUT_FILE
         card = {
             "version": version,
             "name": cfg.name,
@@ -120,6 +129,17 @@ def _quantize(
         "rows": len(holdout),
         **agreement(prep.task, fp32, int8),
     }
+
+
+def _write_holdout(path: Path, prep: preprocess.Preprocessor, rows: pd.DataFrame) -> None:
+    """The model's features and target only (other columns of the data are not the model's)."""
+    frame = rows[[*(c.name for c in prep.columns), prep.target]].reset_index(drop=True)
+    for name in frame.columns:  # object columns may mix str and numbers, which Parquet refuses
+        if frame[name].dtype == object:
+            frame[name] = frame[name].astype("string")
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    artifacts.atomic_write_bytes(path, buffer.getvalue())
 
 
 def agreement(task: str, fp32: np.ndarray, int8: np.ndarray) -> dict[str, float]:

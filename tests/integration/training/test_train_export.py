@@ -56,6 +56,7 @@ def test_classification_with_categorical_feature_exports_a_complete_agreeing_mod
         contract.FP32_FILE,
         inference.QUANTIZED_ONNX_FILE,
         contract.PREPROCESSOR_FILE,
+        contract.HOLDOUT_FILE,
         contract.MODEL_CARD,
     }
     card = json.loads((model_dir / contract.MODEL_CARD).read_text())
