@@ -1,0 +1,196 @@
+"""DriftMonitor operator: flywheel.drift.loop.step bound to kopf, on the Kubernetes API.
+
+A DriftMonitor is a schedule, not a desired state, so it is driven by time as well as by changes:
+
+- `@kopf.on.resume/create/update`: a step now (a new spec, or an operator that just started).
+- a short `@kopf.timer` (TIMER_SECONDS): a step only when the schedule says a check is due
+  (schedule.is_due on the stored status) or a challenger is still undecided; otherwise nothing, so
+  an idle monitor costs one comparison per tick and no API call.
+- `@kopf.on.event` on TrainingRuns labelled as this kind's children: a challenger that finished is
+  evaluated within one watch event.
+
+Every step re-reads the monitor under a per-object lock and runs in a thread pool (Kubernetes calls
+and the Evidently check are blocking). Handlers return None: kopf writes nothing into status.
+
+KubeBackend is loop.Backend on flywheel.kube. The data commit of a retrain comes from
+`git ls-remote` (the operator image carries git, not DVC; a rev that already is a commit is kept as
+is). The drift check and the evaluation run in the operator process through loop.EvidentlyAnalysis,
+reading traffic and models from the artifact store; tests pass their own Analysis and clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime
+import logging
+import os
+import re
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import kopf
+
+from flywheel import api, artifacts, errors
+from flywheel.api import contract
+from flywheel.api import driftmonitor as dm_api
+from flywheel.api import trainingrun as tr_api
+from flywheel.controllers import driftmonitor as controller
+from flywheel.controllers import plans
+from flywheel.controllers import settings as settings_mod
+from flywheel.drift import loop
+from flywheel.kube import client, objects
+from operators import reconcile
+
+KIND = api.DriftMonitor.KIND
+TIMER_SECONDS = float(os.environ.get("FLYWHEEL_DRIFT_TIMER_SECONDS", "10"))
+CACHE_DIR = Path(os.environ.get("FLYWHEEL_CACHE_DIR", "/tmp/flywheel-cache"))  # an emptyDir in the pod
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
+logger = logging.getLogger("flywheel.operator")
+Clock = Callable[[], datetime.datetime]
+
+
+def git_commit(data: tr_api.Data) -> str:
+    """The commit spec.data.rev names now, from `git ls-remote` (a 40-hex rev is already one)."""
+    if COMMIT.match(data.rev):
+        return data.rev
+    try:
+        argv = ["git", "ls-remote", "--", data.repo, data.rev, f"{data.rev}^{{}}"]
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}  # never wait for a password
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True, env=env).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise errors.UserError(
+            f"retrain.template.data.repo {data.repo!r}: git ls-remote failed: {exc}"
+        ) from None
+    refs = {}
+    for line in out.splitlines():
+        sha, _, ref = line.partition("\t")
+        refs[ref] = sha
+    peeled = [sha for ref, sha in refs.items() if ref.endswith("^{}")]  # an annotated tag's commit
+    if peeled or refs:
+        return (peeled or list(refs.values()))[0]
+    raise errors.UserError(
+        f"retrain.template.data.rev {data.rev!r} is not a branch, tag or commit of {data.repo}; fix the rev"
+    )
+
+
+class KubeBackend:
+    """loop.Backend on the Kubernetes API (flywheel.kube); writes are idempotent."""
+
+    def __init__(self, resolve_commit: Callable[[tr_api.Data], str] = git_commit, clock: Clock | None = None):
+        self._resolve = resolve_commit
+        self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
+
+    def get(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        return objects.get(plans.Ref(api.API_VERSION, kind, name, namespace))
+
+    def list(self, kind: str, namespace: str) -> list[dict[str, Any]]:
+        listed = client.request("GET", client.path(api.API_VERSION, kind, namespace))
+        return list(listed.get("items") or [])
+
+    def create(self, manifest: dict[str, Any]) -> None:
+        try:
+            client.request("POST", client.manifest_path(manifest, collection=True), body=manifest)
+        except client.ApiError as exc:
+            if exc.status != 409:  # AlreadyExists: an earlier step created it; leave it as it is
+                raise
+
+    def patch(self, patch: dict[str, Any]) -> None:
+        objects.patch_spec(patch)
+
+    def patch_status(self, resource: dict[str, Any], status: dict[str, Any]) -> None:
+        objects.patch_status(resource, status)
+
+    def event(self, resource: dict[str, Any], event: plans.Event) -> None:
+        objects.post_event(resource, event, self._clock())
+
+    def resolve_commit(self, data: tr_api.Data) -> str:
+        return self._resolve(data)
+
+    def model_dir(self, uri: str) -> Path:
+        return artifacts.Store(uri).local_path()
+
+    def traffic_sink(self, deployment: dict[str, Any]) -> str:
+        """spec.logging.sink, else <artifacts.uri>/traffic/<name> (what the serving config says)."""
+        spec = deployment.get("spec") or {}
+        sink = (spec.get("logging") or {}).get("sink")
+        root = (spec.get("artifacts") or {}).get("uri") or api.common.Artifacts().uri
+        return str(sink or "/".join([root.rstrip("/"), contract.TRAFFIC_DIR, deployment["metadata"]["name"]]))
+
+    def cache_dir(self) -> Path:
+        return CACHE_DIR
+
+    def artifacts_uri(self, uri: str) -> str:
+        return uri
+
+
+def wants_step(body: dict[str, Any], now: datetime.datetime) -> bool:
+    """A check is due, or a challenger is still undecided (its decision may be waiting)."""
+    status = body.get("status") or {}
+    if (status.get("retrain") or {}).get("active"):
+        return True
+    try:
+        monitor = controller.validate(body)
+    except ValueError:
+        return False  # invalid: the create/update handler reported it; a spec change will retry
+    return loop.is_due(body, monitor, now)
+
+
+def register(
+    registry: kopf.OperatorRegistry,
+    settings: settings_mod.Settings | None = None,
+    *,
+    analysis: loop.Analysis | None = None,
+    resolve_commit: Callable[[tr_api.Data], str] = git_commit,
+    clock: Clock | None = None,
+    timer_seconds: float | None = None,
+) -> reconcile.Binding:
+    """Bind DriftMonitor steps to kopf in `registry` (see the module docstring)."""
+    binding = reconcile.Binding(KIND, controller, settings or settings_mod.Settings.from_env())
+    now = clock or (lambda: datetime.datetime.now(datetime.UTC))
+    backend = KubeBackend(resolve_commit, now)
+    group, version, plural = api.GROUP, api.VERSION, dm_api.DriftMonitor.PLURAL
+
+    async def step(namespace: str, name: str) -> None:
+        key = (namespace, name)
+        pool = asyncio.get_running_loop()
+        async with binding.locks[key]:
+            ref = plans.Ref(api.API_VERSION, KIND, name, namespace)
+            resource = await pool.run_in_executor(reconcile._EXECUTOR, objects.get, ref)
+            if resource is None or resource["metadata"].get("deletionTimestamp"):
+                return
+            result = await pool.run_in_executor(
+                reconcile._EXECUTOR, loop.step, backend, resource, now(), analysis
+            )
+        if result.plan.permanent_error:
+            raise kopf.PermanentError(result.plan.permanent_error)
+        for started in result.started:
+            logger.info("DriftMonitor %s/%s started challenger %s", namespace, name, started)
+
+    async def on_change(body: kopf.Body, **_: Any) -> None:
+        meta = body["metadata"]
+        await step(meta.get("namespace") or "default", meta["name"])
+
+    for decorator in (kopf.on.resume, kopf.on.create, kopf.on.update):
+        decorator(
+            group, version, plural, id="step-driftmonitor", backoff=reconcile.RETRY_BACKOFF, registry=registry
+        )(on_change)
+
+    async def on_timer(body: kopf.Body, **_: Any) -> None:
+        if wants_step(copy.deepcopy(dict(body)), now()):
+            await on_change(body)
+
+    kopf.timer(group, version, plural, id="driftmonitor-schedule", interval=timer_seconds or TIMER_SECONDS,
+               registry=registry)(on_timer)  # fmt: skip
+
+    async def on_challenger(body: kopf.Body, **_: Any) -> None:
+        meta = body.get("metadata", {})
+        owner = (meta.get("labels") or {}).get(contract.LABEL_OWNER_NAME)
+        if owner:
+            await step(meta.get("namespace") or "default", owner)
+
+    kopf.on.event(group, version, tr_api.TrainingRun.PLURAL, id="driftmonitor-challengers",
+                  labels={contract.LABEL_OWNER_KIND: KIND}, registry=registry)(on_challenger)  # fmt: skip
+    return binding
