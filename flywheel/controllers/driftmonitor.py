@@ -10,16 +10,12 @@ decides, level-based from what exists, never from what happened last:
   TrainingRun named `<monitor>-<n>` (n = one past the highest retrain seen), owned by the monitor,
   labelled with it, its data.rev pinned to the commit resolved at trigger time, and annotated with
   when and why it was started (so a restart that lost the status patch still sees the cooldown).
-- Decision, keyed by the challenger's name and recorded on durable objects in this order:
-  1. on promotion, the Deployment: spec.champion = fromTrainingRun <challenger>, plus the
-     annotation ANNOTATION_PROMOTION (the decision as JSON, with the previous champion);
-  2. the challenger TrainingRun: annotation ANNOTATION_DECISION (the decision as JSON);
-  3. the monitor's status: lastDecision, lastPromotion, rollbackTarget, retrain.active.
-  A challenger with ANNOTATION_DECISION is decided and never evaluated again. A Succeeded one whose
-  name the Deployment's ANNOTATION_PROMOTION already carries was promoted by a step that crashed
-  before (2): the decision is taken from the Deployment, not re-evaluated (the champion has changed
-  meanwhile, so an evaluation now would compare the challenger with itself). Re-applying any step is
-  a no-op, so an operator restarted anywhere in between converges to the same single decision.
+- Decision, keyed by the challenger's name (flywheel.controllers.driftmonitor_decisions): recorded
+  on the Deployment with the promotion patch, then on the challenger, then in status. A challenger
+  with a recorded decision is never evaluated again, and one the Deployment already names was
+  promoted by a step that stopped early: its decision is taken from there, not re-evaluated (the
+  champion has changed meanwhile). Re-applying any write is a no-op, so an operator restarted
+  anywhere in between converges to the same single decision.
 - A Failed challenger is recorded as rejected, with its message; nothing is promoted.
 - Conditions: Ready (always), DriftDetected, Retraining, Promoted.
 """
@@ -28,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,11 +32,12 @@ import pydantic
 from flywheel.api import common, conditions, contract, loading
 from flywheel.api import driftmonitor as api
 from flywheel.api import trainingrun as tr_api
+from flywheel.controllers import driftmonitor_decisions as decisions
 from flywheel.controllers import plans
 
 COMPONENT = "challenger"
-ANNOTATION_DECISION = f"{contract.ANNOTATION_PREFIX}/decision"
-ANNOTATION_PROMOTION = f"{contract.ANNOTATION_PREFIX}/promotion"
+ANNOTATION_DECISION = decisions.ANNOTATION_DECISION
+ANNOTATION_PROMOTION = decisions.ANNOTATION_PROMOTION
 ANNOTATION_TRIGGERED_AT = f"{contract.ANNOTATION_PREFIX}/triggered-at"
 ANNOTATION_TRIGGER_REASON = f"{contract.ANNOTATION_PREFIX}/trigger-reason"
 REQUEUE_ACTIVE = 30.0
@@ -55,31 +51,14 @@ R_RETRAIN_STARTED = "RetrainStarted"
 R_IDLE = "Idle"
 R_DISABLED = "Disabled"
 R_DATA_UNAVAILABLE = "DataUnavailable"
-R_PROMOTED = "Promoted"
-R_REJECTED = "Rejected"
-R_PENDING = "AwaitingApproval"
-R_CHALLENGER_FAILED = "ChallengerFailed"
-DECISION_REASONS = {"promoted": R_PROMOTED, "rejected": R_REJECTED, "pending": R_PENDING}
-
-
-@dataclasses.dataclass(frozen=True)
-class Evaluation:
-    """What evaluating one Succeeded challenger against the champion concluded (from decide.Verdict)."""
-
-    challenger: str
-    decision: str
-    """promoted | rejected | pending (won, but promotion.autoPromote is off)."""
-    reason: str
-    metric: str
-    champion_value: float | None = None
-    challenger_value: float | None = None
-    champion_version: str | None = None
-    challenger_version: str | None = None
-    data_rev: str | None = None
-
-    @property
-    def promote(self) -> bool:
-        return self.decision == "promoted"
+R_PROMOTED = decisions.R_PROMOTED
+R_REJECTED = decisions.R_REJECTED
+R_PENDING = decisions.R_PENDING
+R_CHALLENGER_FAILED = decisions.R_CHALLENGER_FAILED
+DECISION_REASONS = decisions.DECISION_REASONS
+Evaluation = decisions.Evaluation
+decision_of = decisions.decision_of
+promotion_of = decisions.promotion_of
 
 
 @dataclasses.dataclass
@@ -97,7 +76,7 @@ class Observed:
     """The data commit resolved for a retrain that retrain_reason announced."""
     commit_error: str | None = None
     """Why that commit could not be resolved (the retrain waits; Retraining says why)."""
-    evaluations: dict[str, Evaluation] = dataclasses.field(default_factory=dict)
+    evaluations: dict[str, decisions.Evaluation] = dataclasses.field(default_factory=dict)
 
 
 def validate(resource: plans.Manifest) -> api.DriftMonitor:
@@ -122,25 +101,13 @@ def challengers(resource: plans.Manifest, runs: list[plans.Manifest]) -> list[pl
     return sorted(out, key=lambda r: _number(name, r["metadata"]["name"]))
 
 
-def decision_of(run: plans.Manifest) -> dict[str, Any] | None:
-    """The decision recorded on a challenger (ANNOTATION_DECISION), or None while undecided."""
-    raw = ((run.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_DECISION)
-    return _json(raw).get("decision") if raw else None
-
-
-def promotion_of(deployment: plans.Manifest | None) -> dict[str, Any]:
-    """The last promotion recorded on the Deployment (ANNOTATION_PROMOTION), or {}."""
-    raw = (((deployment or {}).get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_PROMOTION)
-    return _json(raw) if raw else {}
-
-
 def to_evaluate(resource: plans.Manifest, observed: Observed) -> list[plans.Manifest]:
     """Succeeded challengers that still need an evaluation (undecided, not already promoted)."""
     promoted = (promotion_of(observed.deployment).get("decision") or {}).get("challenger")
     return [
         run
         for run in challengers(resource, observed.runs)
-        if _phase(run) == conditions.SUCCEEDED and decision_of(run) is None
+        if decisions.phase(run) == conditions.SUCCEEDED and decision_of(run) is None
         if run["metadata"]["name"] != promoted
     ]
 
@@ -194,8 +161,8 @@ def plan(resource: plans.Manifest, observed: Observed, now: datetime.datetime) -
                 f"data {monitor.spec.retrain.template.data.path}@{observed.commit}",
             )
         )
-    decided = _decide(resource, monitor, observed, runs, now, out)
-    status.update(_decision_fields(current, decided))
+    decided = decisions.decide(resource, monitor, observed.deployment, observed.evaluations, runs, now, out)
+    status.update(decisions.fields(current, decided))
     undecided = _undecided(runs, decided)
     status["retrain"] = _retrain_status(resource, runs, undecided, reason if out.apply else None)
     _conditions(resource, monitor, observed, current, status, now, out)
@@ -223,151 +190,6 @@ def challenger_manifest(
     spec = monitor.spec.retrain.template.to_dict()
     spec["data"]["rev"] = commit
     return {"apiVersion": common.API_VERSION, "kind": tr_api.TrainingRun.KIND, "metadata": meta, "spec": spec}
-
-
-# --- decisions -------------------------------------------------------------------------------------
-def _decide(
-    resource: plans.Manifest,
-    monitor: api.DriftMonitor,
-    observed: Observed,
-    runs: list[plans.Manifest],
-    now: datetime.datetime,
-    out: plans.Plan,
-) -> list[dict[str, Any]]:
-    """Every challenger's decision (recorded ones, and new ones put into `out`), oldest first."""
-    promotion = promotion_of(observed.deployment)
-    active = (((resource.get("status") or {}).get("retrain")) or {}).get("active") or []
-    done: list[dict[str, Any]] = []
-    for run in runs:
-        name = run["metadata"]["name"]
-        recorded = decision_of(run)
-        if recorded is not None:
-            done.append({"decision": recorded, **_extra(promotion, name)})
-            if name in active:  # decided by a step that stopped before its status and events
-                out.events.append(_decision_event(recorded))
-            continue
-        if (promotion.get("decision") or {}).get("challenger") == name and observed.deployment is not None:
-            # A step that stopped after writing the Deployment: take its decision, re-apply its patch
-            # (a no-op on the API server; the local backend re-tries the hot swap).
-            decision, previous = promotion["decision"], promotion.get("previousChampion")
-            out.patch_resources.append(_promotion_patch(observed.deployment, name, decision, previous))
-        elif _phase(run) == conditions.FAILED:
-            decision, previous = _failed(monitor, run, now), None
-        elif name in observed.evaluations and observed.deployment is not None:
-            decision = _decision(observed.evaluations[name], now)
-            previous = _champion_text(observed.deployment)
-            if decision["decision"] == "promoted":
-                out.patch_resources.append(_promotion_patch(observed.deployment, name, decision, previous))
-        else:
-            continue
-        out.patch_resources.append(_annotate(run, ANNOTATION_DECISION, {"decision": decision}))
-        out.events.append(_decision_event(decision))
-        done.append({"decision": decision, "previousChampion": previous, "new": True})
-    return done
-
-
-def _decision(ev: Evaluation, now: datetime.datetime) -> dict[str, Any]:
-    decision = api.Decision(
-        time=plans.now_rfc3339(now),
-        challenger=ev.challenger,
-        decision=ev.decision,
-        reason=ev.reason,
-        metric=ev.metric,
-        champion_value=ev.champion_value,
-        challenger_value=ev.challenger_value,
-        champion_version=ev.champion_version,
-        challenger_version=ev.challenger_version,
-        data_rev=ev.data_rev,
-    )
-    return decision.to_dict()
-
-
-def _failed(monitor: api.DriftMonitor, run: plans.Manifest, now: datetime.datetime) -> dict[str, Any]:
-    status = run.get("status") or {}
-    message = str(status.get("message") or "no message")
-    decision = api.Decision(
-        time=plans.now_rfc3339(now),
-        challenger=run["metadata"]["name"],
-        decision="rejected",
-        reason=f"the challenger failed: {message}"[:500],
-        metric=monitor.spec.promotion.metric.value,
-        data_rev=(status.get("data") or {}).get("commit") or run["spec"]["data"].get("rev"),
-    )
-    return decision.to_dict()
-
-
-def _extra(promotion: dict[str, Any], name: str) -> dict[str, Any]:
-    if (promotion.get("decision") or {}).get("challenger") == name:
-        return {"previousChampion": promotion.get("previousChampion")}
-    return {}
-
-
-def _promotion_patch(
-    deployment: plans.Manifest, challenger: str, decision: dict[str, Any], previous: str | None
-) -> plans.Manifest:
-    """spec.champion := the challenger, and the decision recorded on the Deployment in the same write."""
-    spec: dict[str, Any] = {"champion": {"fromTrainingRun": challenger, "uri": None}}
-    if ((deployment.get("spec") or {}).get("challenger") or {}).get("fromTrainingRun") == challenger:
-        spec.update(challenger=None, traffic={"challengerPercent": 0})  # it is the champion now
-    patch = _annotate(deployment, ANNOTATION_PROMOTION, {"decision": decision, "previousChampion": previous})
-    patch["spec"] = spec
-    return patch
-
-
-def _annotate(obj: plans.Manifest, key: str, value: dict[str, Any]) -> plans.Manifest:
-    meta = obj["metadata"]
-    return {
-        "apiVersion": obj.get("apiVersion", common.API_VERSION),
-        "kind": obj["kind"],
-        "metadata": {
-            "name": meta["name"],
-            "namespace": meta.get("namespace") or "default",
-            "annotations": {key: json.dumps(value, sort_keys=True)},
-        },
-    }
-
-
-def _champion_text(deployment: plans.Manifest) -> str:
-    """The serving champion as one string: its model URI when known, else trainingrun/<name>."""
-    status, champion = deployment.get("status") or {}, (deployment.get("spec") or {}).get("champion") or {}
-    if status.get("championUri"):
-        return str(status["championUri"])
-    return str(champion.get("uri") or f"trainingrun/{champion.get('fromTrainingRun')}")
-
-
-def _decision_event(decision: dict[str, Any]) -> plans.Event:
-    def fmt(value: Any) -> str:
-        return "n/a" if value is None else f"{float(value):.4f}"
-
-    text = (
-        f"{decision['decision']} challenger {decision['challenger']} "
-        f"(model {decision.get('challengerVersion') or '?'}) "
-        f"vs champion {decision.get('championVersion') or '?'}: "
-        f"{decision['metric']} {fmt(decision.get('championValue'))} "
-        f"-> {fmt(decision.get('challengerValue'))}; "
-        f"data rev {decision.get('dataRev') or '?'}; {decision['reason']}"
-    )
-    warning = decision["decision"] == "rejected"
-    reason = R_CHALLENGER_FAILED if decision["reason"].startswith("the challenger failed") else None
-    return plans.Event(
-        reason or DECISION_REASONS[decision["decision"]], text, "Warning" if warning else "Normal"
-    )
-
-
-def _decision_fields(current: dict[str, Any], decided: list[dict[str, Any]]) -> dict[str, Any]:
-    """lastDecision is the newest decision; lastPromotion/rollbackTarget follow the newest promotion."""
-    if not decided:
-        return {}
-    newest = decided[-1]["decision"]
-    fields: dict[str, Any] = {}
-    if (current.get("lastDecision") or {}) != newest:
-        fields["lastDecision"] = newest
-    promoted = [d for d in decided if d["decision"]["decision"] == "promoted"]
-    if promoted and (promoted[-1].get("new") or current.get("lastPromotion") is None):
-        fields["lastPromotion"] = promoted[-1]["decision"]["time"]
-        if promoted[-1].get("previousChampion"):
-            fields["rollbackTarget"] = promoted[-1]["previousChampion"]
-    return fields
 
 
 # --- retrain bookkeeping ---------------------------------------------------------------------------
@@ -448,7 +270,7 @@ def _conditions(
         if not last
         else (
             "True" if last["decision"] == "promoted" else "False",
-            _decision_reason(last),
+            decisions.reason_of(last),
             f"{last['challenger']}: {last['reason']}",
         )
     )
@@ -490,12 +312,6 @@ def _drift_row(monitor: api.DriftMonitor, observed: Observed, merged: dict[str, 
     return ("True", R_DRIFTED, text) if merged["drifted"] else ("False", R_NO_DRIFT, text)
 
 
-def _decision_reason(decision: dict[str, Any]) -> str:
-    if decision["reason"].startswith("the challenger failed"):
-        return R_CHALLENGER_FAILED
-    return DECISION_REASONS[decision["decision"]]
-
-
 def _invalid(
     resource: plans.Manifest, current: dict[str, Any], exc: pydantic.ValidationError, now: datetime.datetime
 ) -> plans.Plan:
@@ -534,22 +350,9 @@ def _until_next_check(spec: api.DriftMonitorSpec, status: dict[str, Any], now: d
     return max(0.0, (due - now).total_seconds())
 
 
-def _phase(run: plans.Manifest) -> str | None:
-    phase = (run.get("status") or {}).get("phase")
-    return str(phase) if phase else None
-
-
 def _time(text: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00")).astimezone(datetime.UTC)
 
 
 def _seconds(value: float) -> datetime.timedelta:
     return datetime.timedelta(seconds=value)
-
-
-def _json(raw: str) -> dict[str, Any]:
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}

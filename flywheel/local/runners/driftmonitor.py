@@ -132,8 +132,13 @@ def run(ctx: runners.Context, manifest: Manifest) -> bool:
 
 def forever(ctx: runners.Context, name: str, namespace: str) -> None:
     """Rounds on the schedule until interrupted (or the monitor is deleted from the store)."""
+    said = None
     while (stored := ctx.store.get(KIND, name, namespace)) is not None:
         result = run_once(ctx, stored)
+        message = result.plan.status.get("message")
+        if message and message != said:  # what `flywheel get dm` would say, once per change
+            ctx.console.print(f"driftmonitor/{name}: {message}", highlight=False)
+            said = message
         if result.plan.permanent_error:
             ctx.console.print(f"[red]driftmonitor/{name}: {result.plan.permanent_error}[/red]")
             return
