@@ -1,14 +1,24 @@
-"""Sandboxed program validation throughput: the jailed pool beside a naive subprocess-per-program run.
+"""Sandboxed program validation throughput: this executor beside its previous revision and a naive baseline.
 
 Workload: self-play-like deduction proposals (sorting, counting, string work, recursion, classes),
-each fully validated: static check, two fresh executions on two workers, literal round-trip,
-output cap, value comparison. Baseline, in the same run on the same cores: one `python -c`
-subprocess per program (the obvious safe-ish approach: a fresh interpreter per program, the two
-calls made in it), with as many programs in flight as the pool has workers.
+each fully validated: static check, two fresh jailed executions on two workers, literal round trip,
+output cap, value comparison. Every program text is distinct (a `# proposal i` line), as in real
+self-play, so no compile or static-check cache hides work.
 
-    python -m bench.executor [--programs 600] [--baseline 60] [--workers 2]
+Runners, interleaved round by round in one run on the same cores (the box is shared, so ratios
+taken side by side are what count; the load average is recorded beside every measurement):
+- `new`: the executor in this working tree;
+- `old`: the executor at `--compare-rev` (default BASELINE_REV, the revision before the fork-cost
+  work), extracted with `git archive` and imported in its own subprocess;
+- `python -c`: one fresh interpreter per program (the two calls made in it), as many in flight as
+  the pool has workers.
+CPU per program is split into trainer / zygotes / jailed children (from /proc and rusage), which
+is load-independent; `capacity` = 1000 / CPU ms is programs/s per otherwise idle core.
 
-Prints a table and writes bench/results/executor.json.
+    python -m bench.executor [--programs 400] [--workers 4] [--rounds 3] [--baseline 40] [--profile]
+
+`--profile` adds the per-phase cost of one jailed execution (CPU and page faults per phase, the
+old per-fork steps beside the new ones). Prints tables; writes bench/results/executor.json.
 """
 
 from __future__ import annotations
@@ -23,10 +33,12 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
-from flywheel.selfplay import executor
+REPO = pathlib.Path(__file__).resolve().parent.parent
+BASELINE_REV = "78f7a29"  # executor before this work: compile, json and literal_eval in every fork
 
 PROGRAMS = [
     ("def f(xs):\n    return sorted(xs, reverse=True)", "[{i}, 3, 9, 1]"),
@@ -67,11 +79,13 @@ print(text)
 
 def workload(count: int) -> list[tuple[str, str]]:
     return [
-        (code, inputs.replace("{i}", str(i))) for i in range(count) for code, inputs in [PROGRAMS[i % 10]]
+        (f"{code}\n# proposal {i}", inputs.replace("{i}", str(i)))
+        for i in range(count)
+        for code, inputs in [PROGRAMS[i % len(PROGRAMS)]]
     ]
 
 
-def _rss_mb(pid: int, field: str = "VmHWM") -> float:
+def _status_mb(pid: int, field: str = "VmHWM") -> float:
     with open(f"/proc/{pid}/status") as handle:
         for line in handle:
             if line.startswith(field + ":"):
@@ -79,44 +93,188 @@ def _rss_mb(pid: int, field: str = "VmHWM") -> float:
     return 0.0
 
 
-def _cpu_s(pid: int) -> float:
-    """utime + stime of a process and its reaped children (the zygote's jailed children)."""
+def _proc_cpu(pid: int) -> tuple[float, float]:
+    """(own CPU s, reaped children's CPU s) of a zygote: its jailed children are reaped by it."""
     fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
 
 
-def _self_cpu_s(who: int) -> float:
-    usage = resource.getrusage(who)
+def _self_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
-def run_pool(items: list[tuple[str, str]], workers: int) -> dict[str, Any]:
+def measure(programs: int, workers: int) -> dict[str, Any]:
+    """One runner's figures; runs in a subprocess whose sys.path picks the executor revision."""
+    from flywheel.selfplay import executor  # imported here: sys.path picks the revision
+
+    items = workload(programs)
     started = time.perf_counter()
     with executor.Pool(workers=workers) as pool:
         startup = time.perf_counter() - started
         latencies = []
-        for code, inputs in items[:50]:  # one at a time: latency of a single validation
+        for code, inputs in workload(60)[10:]:  # one at a time: latency of a single validation
             t0 = time.perf_counter()
-            pool.run_program(code, inputs)
+            pool.run_program(code + "\n# latency", inputs)
             latencies.append(time.perf_counter() - t0)
-        t0, cpu0 = time.perf_counter(), _self_cpu_s(resource.RUSAGE_SELF) + sum(map(_cpu_s, pool.worker_pids))
+        pids = pool.worker_pids
+        load0, t0, trainer0 = os.getloadavg()[0], time.perf_counter(), _self_cpu()
+        zygotes0 = [_proc_cpu(pid) for pid in pids]
         results = pool.run_programs(items)
         elapsed = time.perf_counter() - t0
-        cpu = _self_cpu_s(resource.RUSAGE_SELF) + sum(map(_cpu_s, pool.worker_pids)) - cpu0
-        worker_peak = [_rss_mb(pid) for pid in pool.worker_pids]
-        isolation = pool.isolation
-    bad = [r for r in results if not r.ok]
+        trainer = _self_cpu() - trainer0
+        zygotes1 = [_proc_cpu(pid) for pid in pids]
+        replaced = pool.replaced
+        peaks = [_status_mb(pid) for pid in pids]
+        isolation = {k: v for k, v in pool.isolation.items() if k not in ("uid", "sandbox_uid")}
+    zygote = sum(b[0] - a[0] for a, b in zip(zygotes0, zygotes1, strict=True))
+    children = sum(b[1] - a[1] for a, b in zip(zygotes0, zygotes1, strict=True))
+    ms = 1000 / programs
     return {
-        "programs": len(items),
-        "ok": len(results) - len(bad),
+        "module": executor.__file__,
+        "programs": programs,
+        "ok": sum(r.ok for r in results),
+        "replaced_workers": replaced,
         "seconds": elapsed,
-        "programs_per_s": len(items) / elapsed,
-        "cpu_ms_per_program": cpu / len(items) * 1000,
+        "programs_per_s": programs / elapsed,
+        "cpu_ms_per_program": {
+            "trainer": trainer * ms,
+            "zygotes": zygote * ms,
+            "jailed_children": children * ms,
+            "total": (trainer + zygote + children) * ms,
+        },
         "latency_p50_ms": statistics.median(latencies) * 1000,
         "startup_s": startup,
-        "worker_peak_rss_mb": worker_peak,
+        "worker_peak_rss_mb": max(peaks),
+        "load_average_before_after": [load0, os.getloadavg()[0]],
         "isolation": isolation,
     }
+
+
+def _old_tree(rev: str, into: str) -> str:
+    """The executor package at `rev`, extracted under `into` (only the files it imports)."""
+    paths = ["flywheel/__init__.py", "flywheel/selfplay/__init__.py", "flywheel/selfplay/executor"]
+    archive = subprocess.run(["git", "archive", rev, *paths], cwd=REPO, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", into], input=archive.stdout, check=True)
+    return into
+
+
+def _run_measure(root: pathlib.Path | str, programs: int, workers: int) -> dict[str, Any]:
+    code = (
+        f"import sys, json; sys.path[:0] = [{str(root)!r}, {str(REPO)!r}]; from bench import executor; "
+        f"print(json.dumps(executor.measure({programs}, {workers})))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=tempfile.gettempdir()
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"measurement in {root} failed: {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["module"].startswith(str(root)), result["module"]  # the intended revision ran
+    return result
+
+
+# Runs as `python -s -S -P -B -c` (like a zygote) with the worker's directory on sys.path: a zygote
+# built as _worker.main() builds it, forking children that time each phase (thread CPU clock and
+# minor faults both start at 0 in a fresh child). New path: what the child does now; old path: the
+# steps the previous revision did in every fork. Prints one JSON object.
+PROFILE_SCRIPT = r"""
+import gc, json, marshal, os, resource, statistics, sys, tempfile, time, ast
+import _worker as W
+N = int(sys.argv[1])
+CODE = "from collections import Counter\ndef f(s):\n    return dict(Counter(s))"
+CALL = "f('abracadabra')"
+jail = tempfile.mkdtemp()
+os.chmod(jail, 0o555)
+W.SAFE_MODULES.update(W._safe_modules())
+W.SAFE_BUILTINS.update(W._safe_builtins())
+devnull = os.open(os.devnull, os.O_RDWR)
+report = W._isolate_zygote(jail)
+blob = marshal.dumps((compile(CODE, "<program>", "exec"), [compile(CALL, "<call>", "eval")], []))
+gc.collect()
+gc.freeze()
+
+def mark(marks, name):
+    marks.append((name, time.thread_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt))
+
+def child(old, w):
+    m = [("start", 0.0, 0)]
+    mark(m, "fork return in the child")
+    W._jail_child(report, w, devnull, 10, 512); mark(m, "jail (uid, rlimits, fds, pdeathsig)")
+    if old:
+        program, call = compile(CODE, "<program>", "exec"), compile(CALL, "<call>", "eval")
+        mark(m, "old: compile in the fork")
+    else:
+        program, calls, _ = marshal.loads(blob); call = calls[0]; mark(m, "new: unmarshal code")
+    sys.addaudithook(W._audit); gc.enable(); mark(m, "audit hook + gc")
+    table = dict(W.SAFE_BUILTINS) if old else W.SAFE_BUILTINS
+    mark(m, "old: copy builtins" if old else "new: pristine builtins")
+    ns = {"__builtins__": table, "__name__": "__sandbox__"}
+    exec(program, ns); value = eval(call, ns); mark(m, "program exec + call")
+    status, text = W._literal_result(value, 400); mark(m, "shape + repr")
+    if old:
+        assert ast.literal_eval(text) == value; mark(m, "old: literal_eval round trip")
+        data = json.dumps({"status": "ok", "outcomes": [{"status": status, "repr": text}]}).encode()
+        mark(m, "old: json result")
+    else:
+        data = W._encode([(status, text)]); mark(m, "new: text result")
+    os.write(w, json.dumps(m).encode())
+    os._exit(0)
+
+rows = {True: [], False: []}
+for i in range(2 * N):
+    old = i % 2 == 0
+    r, w = os.pipe()
+    c0, f0 = time.thread_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    pid = os.fork()
+    if pid == 0:
+        os.close(r); child(old, w)
+    c1, f1 = time.thread_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.close(r)
+    _, _, usage = os.wait4(pid, 0)
+    m = json.loads(data)
+    row = {"zygote: fork()": ((c1 - c0) * 1e3, f1 - f0)}
+    for (_, t0, n0), (name, t1, n1) in zip(m, m[1:]):
+        row[name] = ((t1 - t0) * 1e3, n1 - n0)
+    child_total = (usage.ru_utime + usage.ru_stime) * 1e3
+    row["child exit + kernel teardown"] = (max(0.0, child_total - m[-1][1] * 1e3), usage.ru_minflt - m[-1][2])
+    rows[old].append(row)
+
+def med(rs):
+    return {
+        k: {"cpu_ms": statistics.median(r[k][0] for r in rs),
+            "faults": statistics.median(r[k][1] for r in rs)}
+        for k in rs[0]
+    }
+out = {"executions": N, "phases": med(rows[False]), "old_phases": med(rows[True]), "isolation": report}
+print(json.dumps(out))
+"""
+
+
+def profile(executions: int = 300) -> dict[str, Any]:
+    """Per-phase CPU and faults of one execution, old and new child path (see PROFILE_SCRIPT)."""
+    worker_dir = REPO / "flywheel" / "selfplay" / "executor"
+    done = subprocess.run(
+        [sys.executable, "-s", "-S", "-P", "-B", "-c", PROFILE_SCRIPT, str(executions)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=worker_dir,
+        env={"PYTHONPATH": str(worker_dir), "LC_ALL": "C.UTF-8", "LD_BIND_NOW": os.environ.get("BIND", "1")},
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    for key in ("phases", "old_phases"):
+        phases = result[key]
+        phases["total"] = {
+            "cpu_ms": sum(p["cpu_ms"] for p in phases.values()),
+            "faults": sum(p["faults"] for p in phases.values()),
+        }
+    return result
 
 
 def _baseline_one(code: str, inputs: str) -> bool:
@@ -131,72 +289,126 @@ def _baseline_one(code: str, inputs: str) -> bool:
 
 
 def run_baseline(items: list[tuple[str, str]], workers: int) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    cpu0 = _self_cpu_s(resource.RUSAGE_SELF) + _self_cpu_s(resource.RUSAGE_CHILDREN)
+    def children_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    load0, t0, cpu0 = os.getloadavg()[0], time.perf_counter(), _self_cpu() + children_cpu()
     with concurrent.futures.ThreadPoolExecutor(workers) as threads:
         oks = list(threads.map(lambda item: _baseline_one(*item), items))
     elapsed = time.perf_counter() - t0
-    cpu = _self_cpu_s(resource.RUSAGE_SELF) + _self_cpu_s(resource.RUSAGE_CHILDREN) - cpu0
+    cpu = _self_cpu() + children_cpu() - cpu0
     return {
-        "cpu_ms_per_program": cpu / len(items) * 1000,
         "programs": len(items),
         "ok": sum(oks),
         "seconds": elapsed,
         "programs_per_s": len(items) / elapsed,
+        "cpu_ms_per_program": {"total": cpu / len(items) * 1000},
+        "load_average_before_after": [load0, os.getloadavg()[0]],
     }
 
 
-def workers_capacity(workers: int, pooled: dict[str, Any]) -> float:
-    """Programs/s the measured CPU cost allows on `workers` otherwise idle cores (the box is shared)."""
-    return workers * 1000 / pooled["cpu_ms_per_program"]
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def med(get: Any) -> float:
+        return float(statistics.median(get(row) for row in rows))
+
+    cpu = med(lambda r: r["cpu_ms_per_program"]["total"])
+    return {
+        "rounds": rows,
+        "programs_per_s_median": med(lambda r: r["programs_per_s"]),
+        "cpu_ms_per_program_median": {
+            part: med(lambda r, p=part: r["cpu_ms_per_program"][p]) for part in rows[0]["cpu_ms_per_program"]
+        },
+        "capacity_programs_per_s_per_idle_core": 1000 / cpu,
+        "latency_p50_ms_median": med(lambda r: r.get("latency_p50_ms", 0.0)),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--programs", type=int, default=600)
-    parser.add_argument("--baseline", type=int, default=60)
-    parser.add_argument("--workers", type=int, default=2)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--programs", type=int, default=400, help="programs per runner per round")
+    parser.add_argument("--workers", type=int, default=4, help="pool workers (SelfPlayRun spec default: 4)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of old and new")
+    parser.add_argument("--baseline", type=int, default=40, help="programs for the python -c baseline")
+    parser.add_argument("--compare-rev", default=BASELINE_REV, help="git revision of the old executor")
+    parser.add_argument("--profile", action="store_true", help="also profile one execution per phase")
     args = parser.parse_args()
-    items = workload(args.programs)
+    runs: dict[str, list[dict[str, Any]]] = {"old": [], "new": []}
+    with tempfile.TemporaryDirectory(prefix="flywheel-old-executor-") as old:
+        roots = {"old": _old_tree(args.compare_rev, old), "new": str(REPO)}
+        for round_ in range(args.rounds):  # alternate which goes first: load drifts within a round
+            for name in ("old", "new") if round_ % 2 == 0 else ("new", "old"):
+                runs[name].append(_run_measure(roots[name], args.programs, args.workers))
     baseline = run_baseline(workload(args.baseline), args.workers)
-    pooled = run_pool(items, args.workers)
-    parent_peak = _rss_mb(os.getpid())
-    ratio = pooled["programs_per_s"] / baseline["programs_per_s"]
-    cpu_ratio = baseline["cpu_ms_per_program"] / pooled["cpu_ms_per_program"]
-    cpuinfo = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line), "?")
-    report = {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "workers": args.workers,
-        "pool": pooled,
-        "baseline_subprocess_per_program": baseline,
-        "speedup": ratio,
-        "cpu_speedup": cpu_ratio,
-        "idle_capacity_programs_per_s": workers_capacity(args.workers, pooled),
-        "parent_peak_rss_mb": parent_peak,
-        "load_average": os.getloadavg(),
-    }
-    print(f"nproc={report['nproc']} cpu={cpu} load={report['load_average'][0]:.1f} workers={args.workers}")
-    print(f"{'runner':<40}{'programs':>10}{'ok':>6}{'seconds':>10}{'programs/s':>12}")
-    for name, row in [("jailed pool (2 runs/program)", pooled), ("python -c per program", baseline)]:
-        print(
-            f"{name:<40}{row['programs']:>10}{row['ok']:>6}{row['seconds']:>10.2f}{row['programs_per_s']:>12.1f}"
-        )
-    print(
-        f"speedup {ratio:.1f}x wall, {cpu_ratio:.1f}x CPU per program; "
-        f"single validation p50 {pooled['latency_p50_ms']:.1f} ms"
-    )
-    zygotes = ", ".join(f"{mb:.1f}" for mb in pooled["worker_peak_rss_mb"])
-    startup = pooled["startup_s"]
-    print(f"pool startup {startup:.2f} s; peak RSS zygotes [{zygotes}] MB, parent {parent_peak:.0f} MB")
-    print("isolation:", {k: v for k, v in pooled["isolation"].items() if k != "uid"})
-    out = pathlib.Path(__file__).resolve().parent / "results" / "executor.json"
+    report = _report(args, {name: _summary(rows) for name, rows in runs.items()}, baseline)
+    if args.profile:
+        report["profile"] = profile()
+    _print(report)
+    out = REPO / "bench" / "results" / "executor.json"
     out.parent.mkdir(exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=2))
     os.replace(tmp, out)
+
+
+def _report(args: argparse.Namespace, summaries: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+    cpuinfo = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+    new, old = summaries["new"], summaries["old"]
+    return {
+        "command": "python -m bench.executor " + " ".join(sys.argv[1:]),
+        "nproc": os.cpu_count(),
+        "cpu": next((line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line), "?"),
+        "python": platform.python_version(),
+        "workers": args.workers,
+        "compare_rev": args.compare_rev,
+        "new": new,
+        "old": old,
+        "baseline_python_c_per_program": baseline,
+        "new_over_old_wall": new["programs_per_s_median"] / old["programs_per_s_median"],
+        "new_over_old_cpu": old["cpu_ms_per_program_median"]["total"]
+        / new["cpu_ms_per_program_median"]["total"],
+        "new_over_baseline_wall": new["programs_per_s_median"] / baseline["programs_per_s"],
+        "new_over_baseline_cpu": baseline["cpu_ms_per_program"]["total"]
+        / new["cpu_ms_per_program_median"]["total"],
+        "load_average_end": os.getloadavg(),
+    }
+
+
+def _print(report: dict[str, Any]) -> None:
+    print(
+        f"nproc={report['nproc']} cpu={report['cpu']} workers={report['workers']} old={report['compare_rev']}"
+    )
+    head = f"{'runner':<22}{'programs/s':>11}{'CPU ms/prog':>12}{'trainer':>9}{'zygotes':>9}{'children':>9}"
+    print(head + f"{'cap/core':>9}{'p50 ms':>8}  load before->after per round")
+    for name in ("old", "new"):
+        summary, cpu = report[name], report[name]["cpu_ms_per_program_median"]
+        loads = " ".join(
+            f"{a:.1f}->{b:.1f}" for a, b in (r["load_average_before_after"] for r in summary["rounds"])
+        )
+        capacity, p50 = summary["capacity_programs_per_s_per_idle_core"], summary["latency_p50_ms_median"]
+        print(
+            f"{name + ' (jailed pool)':<22}{summary['programs_per_s_median']:>11.1f}{cpu['total']:>12.2f}"
+            f"{cpu['trainer']:>9.2f}{cpu['zygotes']:>9.2f}{cpu['jailed_children']:>9.2f}"
+            f"{capacity:>9.0f}{p50:>8.1f}  {loads}"
+        )
+    base = report["baseline_python_c_per_program"]
+    base_cpu = base["cpu_ms_per_program"]["total"]
+    print(
+        f"{'python -c per program':<22}{base['programs_per_s']:>11.1f}{base_cpu:>12.2f}"
+        f"{'':>27}{1000 / base_cpu:>9.0f}"
+    )
+    print(
+        f"new/old: {report['new_over_old_wall']:.2f}x wall, {report['new_over_old_cpu']:.2f}x CPU; "
+        f"new/python -c: {report['new_over_baseline_wall']:.1f}x wall, "
+        f"{report['new_over_baseline_cpu']:.1f}x CPU; load at end {report['load_average_end'][0]:.1f}"
+    )
+    print("isolation (new):", report["new"]["rounds"][0]["isolation"])
+    if "profile" in report:
+        print("one jailed execution, per phase (median CPU ms, minor page faults):")
+        for key in ("old_phases", "phases"):
+            print(f"  {'old child path' if key == 'old_phases' else 'new child path'}")
+            for phase, row in report["profile"][key].items():
+                print(f"    {phase:<38}{row['cpu_ms']:>8.3f}{row['faults']:>6.0f}")
 
 
 if __name__ == "__main__":
