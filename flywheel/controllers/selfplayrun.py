@@ -7,17 +7,16 @@ egress except what the run itself needs: the other pods of the same run (DDP ren
 collectives) and DNS when there are several pods, and HTTPS / MinIO ports when artifacts live on
 s3://. Ingress is allowed only from the run's own pods.
 
-Lifecycle and status follow TrainingRun (its helpers are reused): the job is created once, a spec
-change before any pod started recreates it, after that the run goes on and says so. The result
-comes from the Master pod's termination message, which the trainer writes as {"phase",
-"message", "step", "buffers", "validProposalRate", "solveRate", "proposerReward", "checkpoint"}.
+Lifecycle and status follow TrainingRun (jobstatus is shared): the job is created once, a spec
+change before any pod started recreates it, after that the run goes on and says so. Per-step
+progress (step, buffers, valid-proposal and solve rates, proposer reward, checkpoint) comes from
+the newest step event in the Master pod's log tail, which the operator adapter reads and passes
+in as `log_tail`; the final result from the Master pod's termination message (selfplayresult).
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import json
 from typing import Any
 
 import pydantic
@@ -25,15 +24,16 @@ import pydantic
 from flywheel import artifacts
 from flywheel.api import conditions, contract
 from flywheel.api import selfplayrun as api
-from flywheel.controllers import plans, pytorchjob, settings, trainingrun
+from flywheel.controllers import jobstatus, plans, pytorchjob, selfplayresult, settings, trainingrun
 
 COMPONENT = "selfplay"
 PLURAL = api.SelfPlayRun.PLURAL
 NETWORK_POLICY = "NetworkPolicy"
 NETWORKING_API = "networking.k8s.io/v1"
 S3_PORTS = (443, 80, 9000)  # HTTPS, plain HTTP endpoints, MinIO's default
-PER_TASK = ("buffers", "validProposalRate", "solveRate", "proposerReward")
-R_SPEC_CHANGED = trainingrun.R_SPEC_CHANGED
+R_SPEC_CHANGED = jobstatus.R_SPEC_CHANGED
+LOG_TAIL_LINES = 40
+"""Lines of the Master pod's log the operator reads for progress (a step event is one line)."""
 
 
 def network_policy_name(owner_name: str) -> str:
@@ -130,54 +130,42 @@ def _render(
 
 
 def plan(
-    resource: plans.Manifest, observed: plans.Observed, now: datetime.datetime, settings: settings.Settings
+    resource: plans.Manifest,
+    observed: plans.Observed,
+    now: datetime.datetime,
+    settings: settings.Settings,
+    log_tail: str | None = None,
 ) -> plans.Plan:
-    """Decide children, status and events for a SelfPlayRun from what was observed (pure)."""
+    """Decide children, status and events for a SelfPlayRun from what was observed (pure).
+    `log_tail`: the end of the Master pod's log while the job runs (per-step progress), if read."""
     meta = resource["metadata"]
     current: dict[str, Any] = resource.get("status") or {}
     try:
         run = plans.validate_spec(api.SelfPlayRun, resource)
     except pydantic.ValidationError as exc:
-        return trainingrun._invalid(resource, current, exc, now)
+        return jobstatus.invalid(resource, current, exc, now)
     name = pytorchjob.job_name(meta["name"])
-    policy = network_policy(resource, run)
     job = observed.get(pytorchjob.KIND, name)
     if job is None:
-        if current.get("phase") in trainingrun.TERMINAL and current.get("jobName"):
+        if current.get("phase") in jobstatus.TERMINAL and current.get("jobName"):
             return plans.Plan()  # finished and the job was garbage-collected: the status is final
         job_manifest, config_map = _render(resource, run, settings)
-        view = trainingrun._View(conditions.PENDING, "Unknown", trainingrun.R_CREATING, f"creating {name}")
-        return trainingrun._finish(
-            resource, current, now, view, name, apply=[policy, config_map, job_manifest]
-        )
-    if not trainingrun._owned_by(job, resource):
+        view = jobstatus.View(conditions.PENDING, "Unknown", jobstatus.R_CREATING, f"creating {name}")
+        children = [network_policy(resource, run), config_map, job_manifest]
+        return jobstatus.finish(resource, current, now, view, name, apply=children)
+    if not jobstatus.owned_by(job, resource):
         message = f"a PyTorchJob named {name} exists but belongs to something else; rename this run"
-        view = trainingrun._View(
-            conditions.PENDING, "False", trainingrun.R_NAME_CONFLICT, message, stalled=True
-        )
-        return trainingrun._finish(resource, current, now, view, name)
+        view = jobstatus.View(conditions.PENDING, "False", jobstatus.R_NAME_CONFLICT, message, stalled=True)
+        return jobstatus.finish(resource, current, now, view, name)
     state = pytorchjob.job_state(job)
-    changed = trainingrun._spec_changed(job, resource)
+    changed = jobstatus.spec_changed(job, resource)
     if changed and not state.started:
-        out = trainingrun._finish(
-            resource,
-            current,
-            now,
-            trainingrun._View(
-                conditions.PENDING,
-                "Unknown",
-                trainingrun.R_RECREATING,
-                f"spec changed before {name} started any pod; replacing it",
-            ),
-            name,
-        )
-        out.requeue_after = trainingrun.REQUEUE_RECREATE
-        if not job["metadata"].get("deletionTimestamp"):
-            out.delete = list(_render(resource, run, settings))
-        return out
-    view = _job_view(state, observed.get("Pod", pytorchjob.master_pod_name(name)), current)
-    if view is None:
+        return _recreate(resource, current, now, job, run, settings)
+    pod = observed.get("Pod", pytorchjob.master_pod_name(name))
+    maybe_view = _job_view(state, pod, current, run.spec.self_play.steps, log_tail)
+    if maybe_view is None:  # finished, result already recorded, pod gone: the status is final
         return plans.Plan()
+    view = maybe_view
     if changed:
         view.ready, view.reason, view.stalled = "False", R_SPEC_CHANGED, True
         view.message = (
@@ -187,60 +175,64 @@ def plan(
     apply: list[plans.Manifest] = []
     if not state.terminal:
         if observed.get(NETWORK_POLICY, network_policy_name(meta["name"])) is None:
-            apply.append(policy)  # never let a running sandbox lose its fence
+            apply.append(network_policy(resource, run))  # never let a running sandbox lose its fence
         if observed.get("ConfigMap", pytorchjob.config_map_name(meta["name"])) is None and not changed:
             apply.append(_render(resource, run, settings)[1])
-    return trainingrun._finish(resource, current, now, view, name, apply=apply)
+    return jobstatus.finish(resource, current, now, view, name, apply=apply)
 
 
-def _job_view(state: pytorchjob.JobState, pod: plans.Manifest | None, current: dict[str, Any]) -> Any:
+def _recreate(
+    resource: plans.Manifest,
+    current: dict[str, Any],
+    now: datetime.datetime,
+    job: plans.Manifest,
+    run: api.SelfPlayRun,
+    settings: settings.Settings,
+) -> plans.Plan:
+    name = job["metadata"]["name"]
+    message = f"spec changed before {name} started any pod; replacing it"
+    view = jobstatus.View(conditions.PENDING, "Unknown", jobstatus.R_RECREATING, message)
+    out = jobstatus.finish(resource, current, now, view, name)
+    out.requeue_after = jobstatus.REQUEUE_RECREATE
+    if not job["metadata"].get("deletionTimestamp"):
+        out.delete = list(_render(resource, run, settings))
+    return out
+
+
+def _job_view(
+    state: pytorchjob.JobState,
+    pod: plans.Manifest | None,
+    current: dict[str, Any],
+    total: int,
+    log_tail: str | None,
+) -> jobstatus.View | None:
     times = {"startTime": state.start_time, "completionTime": state.completion_time}
     if not state.terminal:
-        view = trainingrun._View(state.phase, "Unknown", state.reason, state.message)
+        step = selfplayresult.progress(log_tail)
+        message = f"{state.message}; {selfplayresult.summary(step, total)}" if step else state.message
+        view = jobstatus.View(state.phase, "Unknown", state.reason, message)
         view.fields.update(times)
+        view.fields.update(step)
         return view
     raw = pytorchjob.termination_message(pod)
-    if raw is None and current.get("phase") in trainingrun.TERMINAL:
+    if raw is None and current.get("phase") in jobstatus.TERMINAL:
         return None
-    result, note = _parse_result(raw)
+    fields, result, note = selfplayresult.parse(raw)
     failed = state.phase == conditions.FAILED or result.get("phase") == conditions.FAILED
-    message = str(result.get("message") or "") or (state.message if failed else _summary(result))
+    message = str(result.get("message") or "") or (
+        state.message if failed else "self-play finished: " + selfplayresult.summary(result, total)
+    )
     if failed:
-        view = trainingrun._View(conditions.FAILED, "False", conditions.R_FAILED, message, stalled=True)
+        view = jobstatus.View(conditions.FAILED, "False", conditions.R_FAILED, message, stalled=True)
     else:
-        view = trainingrun._View(conditions.SUCCEEDED, "True", conditions.R_SUCCEEDED, message)
+        view = jobstatus.View(conditions.SUCCEEDED, "True", conditions.R_SUCCEEDED, message)
     if note:
         view.message = f"{view.message}; {note}"
     view.fields.update(times)
-    view.fields.update(result_fields(result))
+    view.fields.update(fields)
     return view
 
 
 def result_fields(result: dict[str, Any]) -> dict[str, Any]:
-    """The SelfPlayRunStatus fields a trainer result carries; malformed parts are dropped."""
-    fields: dict[str, Any] = {}
-    if isinstance(result.get("step"), int) and not isinstance(result.get("step"), bool):
-        fields["step"] = result["step"]
-    if isinstance(result.get("checkpoint"), str):
-        fields["checkpoint"] = result["checkpoint"]
-    for key in PER_TASK:
-        with contextlib.suppress(pydantic.ValidationError):
-            fields[key] = api.PerTask.model_validate(result.get(key)).to_dict()
-    return fields
-
-
-def _parse_result(raw: str | None) -> tuple[dict[str, Any], str | None]:
-    if raw is None:
-        return {}, "the Master pod left no result in its termination message"
-    with contextlib.suppress(ValueError):
-        result = json.loads(raw)
-        if isinstance(result, dict):
-            return result, None
-    return {}, f"the Master pod's termination message is not a JSON result: {raw[:80]!r}"
-
-
-def _summary(result: dict[str, Any]) -> str:
-    rates = result.get("solveRate") if isinstance(result.get("solveRate"), dict) else {}
-    shown = ", ".join(f"{k}={v:.3g}" for k, v in sorted((rates or {}).items()) if isinstance(v, int | float))
-    step = result.get("step")
-    return f"self-play finished at step {step}" + (f"; solve rate {shown}" if shown else "")
+    """The SelfPlayRunStatus fields a trainer result carries (see selfplayresult.fields)."""
+    return selfplayresult.fields(result)

@@ -18,25 +18,24 @@ A TrainingRun is a run, not a service: it trains once. So:
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 from typing import Any
 
 import pydantic
 
 from flywheel import artifacts
-from flywheel.api import conditions, contract, loading
+from flywheel.api import conditions, contract
 from flywheel.api import trainingrun as api
-from flywheel.controllers import plans, pytorchjob, settings, trainingresult
+from flywheel.controllers import jobstatus, plans, pytorchjob, settings, trainingresult
 
 COMPONENT = "trainer"
-TERMINAL = (conditions.SUCCEEDED, conditions.FAILED)
-REQUEUE_ACTIVE = 30.0
-REQUEUE_RECREATE = 5.0
-R_CREATING = "CreatingJob"
-R_RECREATING = "RecreatingJob"
-R_SPEC_CHANGED = "SpecChangedAfterStart"
-R_NAME_CONFLICT = "JobNameConflict"
+TERMINAL = jobstatus.TERMINAL
+REQUEUE_ACTIVE = jobstatus.REQUEUE_ACTIVE
+REQUEUE_RECREATE = jobstatus.REQUEUE_RECREATE
+R_CREATING = jobstatus.R_CREATING
+R_RECREATING = jobstatus.R_RECREATING
+R_SPEC_CHANGED = jobstatus.R_SPEC_CHANGED
+R_NAME_CONFLICT = jobstatus.R_NAME_CONFLICT
 
 
 def observe_refs(resource: plans.Manifest, settings: settings.Settings) -> list[plans.Ref]:
@@ -91,19 +90,6 @@ def _render(
     )
 
 
-@dataclasses.dataclass
-class _View:
-    """The decision of one reconcile, before it becomes conditions."""
-
-    phase: str
-    ready: str
-    reason: str
-    message: str
-    stalled: bool = False
-    extra: list[tuple[str, str, str, str]] = dataclasses.field(default_factory=list)
-    fields: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
 def plan(
     resource: plans.Manifest, observed: plans.Observed, now: datetime.datetime, settings: settings.Settings
 ) -> plans.Plan:
@@ -113,27 +99,27 @@ def plan(
     try:
         run = plans.validate_spec(api.TrainingRun, resource)
     except pydantic.ValidationError as exc:
-        return _invalid(resource, current, exc, now)
+        return jobstatus.invalid(resource, current, exc, now)
     name = pytorchjob.job_name(meta["name"])
     job = observed.get(pytorchjob.KIND, name)
     if job is None:
         if current.get("phase") in TERMINAL and current.get("jobName"):
             return _finished_without_job(resource, current, now)
         job_manifest, config_map = _render(resource, run, settings)
-        view = _View(conditions.PENDING, "Unknown", R_CREATING, f"creating PyTorchJob {name}")
-        return _finish(resource, current, now, view, name, apply=[config_map, job_manifest])
-    if not _owned_by(job, resource):
+        view = jobstatus.View(conditions.PENDING, "Unknown", R_CREATING, f"creating PyTorchJob {name}")
+        return jobstatus.finish(resource, current, now, view, name, apply=[config_map, job_manifest])
+    if not jobstatus.owned_by(job, resource):
         message = f"a PyTorchJob named {name} exists but belongs to something else; rename this run"
-        view = _View(conditions.PENDING, "False", R_NAME_CONFLICT, message, stalled=True)
-        return _finish(resource, current, now, view, name)
+        view = jobstatus.View(conditions.PENDING, "False", R_NAME_CONFLICT, message, stalled=True)
+        return jobstatus.finish(resource, current, now, view, name)
     state = pytorchjob.job_state(job)
-    if _spec_changed(job, resource) and not state.started:
+    if jobstatus.spec_changed(job, resource) and not state.started:
         return _recreate(resource, current, now, job, run, settings)
     maybe_view = _job_view(state, observed.get("Pod", pytorchjob.master_pod_name(name)), current)
     if maybe_view is None:  # finished, result already recorded, pod gone: the status is final
         return _finished_without_job(resource, current, now)
     view = maybe_view
-    changed = _spec_changed(job, resource)
+    changed = jobstatus.spec_changed(job, resource)
     if changed:
         view.ready, view.reason, view.stalled = "False", R_SPEC_CHANGED, True
         view.message = (
@@ -144,26 +130,7 @@ def plan(
     missing = observed.get("ConfigMap", pytorchjob.config_map_name(meta["name"])) is None
     if missing and not state.terminal and not changed:
         apply = [_render(resource, run, settings)[1]]  # restarted pods need their config back
-    return _finish(resource, current, now, view, name, apply=apply)
-
-
-def _owned_by(job: plans.Manifest, resource: plans.Manifest) -> bool:
-    meta = resource["metadata"]
-    job_meta = job.get("metadata") or {}
-    labels = job_meta.get("labels") or {}
-    if labels.get(contract.LABEL_OWNER_KIND) != resource["kind"]:
-        return False
-    if labels.get(contract.LABEL_OWNER_NAME) != meta["name"]:
-        return False
-    uid = meta.get("uid")
-    refs = job_meta.get("ownerReferences") or []
-    return not (uid and refs) or any(r.get("uid") == uid for r in refs)
-
-
-def _spec_changed(job: plans.Manifest, resource: plans.Manifest) -> bool:
-    generation = resource["metadata"].get("generation")
-    recorded = ((job.get("metadata") or {}).get("annotations") or {}).get(pytorchjob.ANNOTATION_GENERATION)
-    return generation is not None and recorded is not None and recorded != str(generation)
+    return jobstatus.finish(resource, current, now, view, name, apply=apply)
 
 
 def _recreate(
@@ -176,8 +143,8 @@ def _recreate(
 ) -> plans.Plan:
     name = job["metadata"]["name"]
     message = f"spec changed before PyTorchJob {name} started any pod; replacing it"
-    view = _View(conditions.PENDING, "Unknown", R_RECREATING, message)
-    out = _finish(resource, current, now, view, name)
+    view = jobstatus.View(conditions.PENDING, "Unknown", R_RECREATING, message)
+    out = jobstatus.finish(resource, current, now, view, name)
     out.requeue_after = REQUEUE_RECREATE
     if not job["metadata"].get("deletionTimestamp"):
         out.delete = list(_render(resource, run, settings))
@@ -197,16 +164,16 @@ def _finished_without_job(
         return plans.Plan()
     message = "spec changed after the run finished; a finished TrainingRun does not train again. "
     message += "Create a new TrainingRun to train with the new spec"
-    view = _View(current["phase"], "False", R_SPEC_CHANGED, message, stalled=True)
-    return _finish(resource, current, now, view, current["jobName"])
+    view = jobstatus.View(current["phase"], "False", R_SPEC_CHANGED, message, stalled=True)
+    return jobstatus.finish(resource, current, now, view, current["jobName"])
 
 
 def _job_view(
     state: pytorchjob.JobState, pod: plans.Manifest | None, current: dict[str, Any]
-) -> _View | None:
+) -> jobstatus.View | None:
     times = {"startTime": state.start_time, "completionTime": state.completion_time}
     if not state.terminal:
-        view = _View(state.phase, "Unknown", state.reason, state.message)
+        view = jobstatus.View(state.phase, "Unknown", state.reason, state.message)
         view.extra.append((conditions.TRAINED, "Unknown", state.reason, state.message))
         view.fields.update(times)
         return view
@@ -222,7 +189,7 @@ def _job_view(
     return view
 
 
-def _outcome(state: pytorchjob.JobState, result: dict[str, Any] | None) -> _View:
+def _outcome(state: pytorchjob.JobState, result: dict[str, Any] | None) -> jobstatus.View:
     """Terminal phase and conditions: the job's verdict, overridden by a result that says Failed."""
     result = result or {}
     validation = result.get("validation") if isinstance(result.get("validation"), dict) else None
@@ -232,13 +199,13 @@ def _outcome(state: pytorchjob.JobState, result: dict[str, Any] | None) -> _View
     failed = state.phase == conditions.FAILED or result.get("phase") == conditions.FAILED or gate_failed
     message = str(result.get("message") or "")
     if not failed:
-        view = _View(
+        view = jobstatus.View(
             conditions.SUCCEEDED, "True", conditions.R_SUCCEEDED, message or trainingresult.summary(result)
         )
         view.extra.append((conditions.TRAINED, "True", conditions.R_SUCCEEDED, view.message))
     else:
         reason = conditions.R_VALIDATION_FAILED if gate_failed else conditions.R_FAILED
-        view = _View(conditions.FAILED, "False", reason, message or state.message, stalled=True)
+        view = jobstatus.View(conditions.FAILED, "False", reason, message or state.message, stalled=True)
         view.extra.append((conditions.TRAINED, "False", reason, view.message))
     if verdict is not None:  # no verdict, no claim either way
         ok = "False" if gate_failed else "True"
@@ -255,53 +222,3 @@ def _outcome(state: pytorchjob.JobState, result: dict[str, Any] | None) -> _View
         uri = model.get("quantizedUri") or model.get("fp32Uri")
         view.extra.append((conditions.EXPORTED, "True", conditions.R_SUCCEEDED, str(uri)))
     return view
-
-
-def _invalid(
-    resource: plans.Manifest, current: dict[str, Any], exc: pydantic.ValidationError, now: datetime.datetime
-) -> plans.Plan:
-    where = f"{resource.get('kind')}/{resource['metadata'].get('name')}"
-    problems = [line.removeprefix(f"{where}: ") for line in loading.error_lines(where, exc)]
-    message = "; ".join(problems) + "; fix the field and re-apply (nothing was created)"
-    view = _View(conditions.FAILED, "False", conditions.R_INVALID_SPEC, message, stalled=True)
-    out = _finish(resource, current, now, view, None)
-    out.permanent_error = message
-    out.requeue_after = None
-    return out
-
-
-def _finish(
-    resource: plans.Manifest,
-    current: dict[str, Any],
-    now: datetime.datetime,
-    view: _View,
-    job_name: str | None,
-    apply: list[plans.Manifest] | None = None,
-) -> plans.Plan:
-    """Turn a view into the plan: conditions, status fields, transition events, requeue."""
-    generation = resource["metadata"].get("generation")
-    conds = list(current.get("conditions") or [])
-    in_progress = view.ready == "Unknown"
-    rows = [
-        (conditions.READY, view.ready, view.reason, view.message),
-        (conditions.RECONCILING, str(in_progress), view.reason, view.message if in_progress else ""),
-        (conditions.STALLED, str(view.stalled), view.reason, view.message if view.stalled else ""),
-        *view.extra,
-    ]
-    for type_, value, reason, message in rows:
-        conds = plans.set_condition(conds, type_, value, reason, message, now, generation)
-    status: dict[str, Any] = {
-        "observedGeneration": generation,
-        "phase": view.phase,
-        "message": view.message,
-        "jobName": job_name,
-        "conditions": conds,
-        **view.fields,
-    }
-    out = plans.Plan(apply=apply or [], status={k: v for k, v in status.items() if v is not None})
-    old_ready = plans.get_condition(current.get("conditions"), conditions.READY) or {}
-    if view.phase != current.get("phase") or (view.stalled and old_ready.get("reason") != view.reason):
-        kind = "Warning" if view.phase == conditions.FAILED or view.stalled else "Normal"
-        out.events.append(plans.Event(view.reason, view.message, kind))
-    out.requeue_after = None if view.phase in TERMINAL else REQUEUE_ACTIVE
-    return out

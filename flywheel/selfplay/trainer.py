@@ -3,8 +3,15 @@
 Every rank plays its own rollouts (its own RNG stream) against buffers that all ranks keep equal:
 each step's valid proposals are all-gathered and appended in rank order. The update is one
 optimizer step with gradients all-reduced by DistributedDataParallel (gloo on CPU, NCCL on GPU).
-Rank 0 alone prints a JSON line per step, writes checkpoints (resuming from the newest), the
-final result.json and the compact termination message the operator reads.
+Rank 0 alone prints JSON event lines, writes checkpoints (resuming from the newest), the final
+result.json and the compact termination message the operator reads. Events (one object a line):
+  {"event": "start", "step": <last done>, "steps": <total>, "resumed": <checkpoint uri or null>}
+  {"event": "step", "step", "steps", "buffers", "validProposalRate", "solveRate",
+   "proposerReward", "solverReward" (per task), "checkpoint", "loss", "gradNorm", "tokens",
+   "executor": {"programs", "seconds", "programsPerSecond"} (all ranks), "seconds" (since start)}
+  {"event": "done", ...the final summary}
+The local backend turns them into progress bars and status; the operator reads the newest step
+event from the Master pod's log tail (flywheel.controllers.selfplayresult).
 """
 
 from __future__ import annotations
@@ -72,6 +79,68 @@ def _seed(cfg: config.Config, d: Dist, step: int) -> random.Random:
     return random.Random(key)
 
 
+class Metered:
+    """The executor, counting the verdicts it gives and the wall time spent waiting for them, so
+    each step can report the sandbox's throughput. Deduction checks run no code and are not counted."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.programs = 0
+        self.seconds = 0.0
+
+    def _timed(self, method: Callable[..., Any], *args: Any) -> Any:
+        started = time.monotonic()
+        try:
+            return method(*args)
+        finally:
+            self.seconds += time.monotonic() - started
+            self.programs += 1
+
+    def run_program(self, code: str, inputs: str) -> Any:
+        return self._timed(self.pool.run_program, code, inputs)
+
+    def check_output(self, code: str, inputs: str, expected_repr: str) -> bool:
+        return bool(self._timed(self.pool.check_output, code, inputs, expected_repr))
+
+    def check_function(self, code: str, pairs: list[tuple[str, str]]) -> list[bool]:
+        return list(self._timed(self.pool.check_function, code, pairs))
+
+    def eval_literal_equal(self, a: str, b: str) -> bool:
+        return bool(self.pool.eval_literal_equal(a, b))
+
+    def take(self) -> tuple[int, float]:
+        """(verdicts, seconds) since the last take."""
+        out = (self.programs, self.seconds)
+        self.programs, self.seconds = 0, 0.0
+        return out
+
+
+def _throughput(meters: list[tuple[int, float]]) -> dict[str, Any]:
+    """All ranks' executor figures: programs summed; ranks run side by side, so the rate is the sum
+    of each rank's programs per second of executor time."""
+    rate = sum(n / s for n, s in meters if s > 0)
+    return {
+        "programs": sum(n for n, _ in meters),
+        "seconds": round(max((s for _, s in meters), default=0.0), 3),
+        "programsPerSecond": round(rate, 1),
+    }
+
+
+def _solver_reward(results: list[rollout.Step]) -> dict[str, float]:
+    """Mean solver reward per task over every rank's solver batch (+1 / -0.5 / -1 per answer)."""
+    out: dict[str, float] = {}
+    for task in results[0].solve_rate:
+        scores = [
+            r
+            for res in results
+            for b in res.batches
+            if b.task == task and b.role == rollout.SOLVE
+            for r in b.rewards
+        ]
+        out[task] = round(sum(scores) / len(scores), 4) if scores else 0.0
+    return out
+
+
 def _merge(results: list[rollout.Step], store: buffers.Buffers) -> dict[str, Any]:
     """Append every rank's new entries (rank order) and average the per-task figures."""
     for res in results:
@@ -88,6 +157,7 @@ def _merge(results: list[rollout.Step], store: buffers.Buffers) -> dict[str, Any
         "validProposalRate": avg("valid_rate"),
         "solveRate": avg("solve_rate"),
         "proposerReward": avg("proposer_reward"),
+        "solverReward": _solver_reward(results),
     }
 
 
@@ -115,21 +185,15 @@ def run(cfg: config.Config, pool_factory: PoolFactory) -> dict[str, Any]:
         done, store = checkpoint.restore(state, pol.module, optimizer)
         start, ckpt_uri = done + 1, state["uri"]
     summary: dict[str, Any] = {"step": start - 1, "buffers": store.sizes()}
+    if ckpt_uri:
+        summary["checkpoint"] = ckpt_uri
+    if d.main:
+        emit({"event": "start", "step": start - 1, "steps": sp.steps, "resumed": ckpt_uri, "world": d.world})
     started = time.monotonic()
-    with pool_factory(cfg) as pool:
+    with pool_factory(cfg) as raw_pool:
+        pool = Metered(raw_pool)
         for step in range(start, sp.steps + 1):
-            rng = _seed(cfg, d, step)
-            result = rollout.play(pol, store, pool, sp, step, rng)
-            stats = trr.update(
-                pol,
-                module,
-                optimizer,
-                result.batches,
-                entropy_coefficient=sp.entropy_coefficient,
-                grad_clip=sp.grad_clip,
-                weighting=WEIGHTING,
-            )
-            summary = {"step": step, **_merge(_gather(result, d), store)}
+            summary, stats = _step(cfg, d, step, pol, module, optimizer, store, pool)
             if d.main and (step % sp.checkpoint_every == 0 or step == sp.steps):
                 ckpt_uri = checkpoint.save(run_store, step, pol.module, optimizer, store, summary)
             if ckpt_uri:
@@ -139,18 +203,52 @@ def run(cfg: config.Config, pool_factory: PoolFactory) -> dict[str, Any]:
                     {
                         "event": "step",
                         **summary,
-                        "loss": round(stats.loss, 6),
-                        "gradNorm": round(stats.grad_norm, 6),
-                        "tokens": stats.tokens,
+                        "steps": sp.steps,
+                        **stats,
                         "seconds": round(time.monotonic() - started, 2),
                     }
                 )
+    summary.pop("executor", None)  # a per-step figure, not part of the run's result
     if d.main:
         finish(cfg, run_store, summary)
+        emit({"event": "done", **summary})
     if d.world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return summary
+
+
+def _step(
+    cfg: config.Config,
+    d: Dist,
+    step: int,
+    pol: Any,
+    module: Any,
+    optimizer: torch.optim.Optimizer,
+    store: buffers.Buffers,
+    pool: Metered,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One step: rollouts on every rank, one update, merged figures (summary, update stats)."""
+    sp = cfg.spec.self_play
+    result = rollout.play(pol, store, pool, sp, step, _seed(cfg, d, step))
+    meter = pool.take()
+    stats = trr.update(
+        pol,
+        module,
+        optimizer,
+        result.batches,
+        entropy_coefficient=sp.entropy_coefficient,
+        grad_clip=sp.grad_clip,
+        weighting=WEIGHTING,
+    )
+    gathered = _gather((result, meter), d)
+    summary = {"step": step, **_merge([r for r, _ in gathered], store)}
+    summary["executor"] = _throughput([m for _, m in gathered])
+    return summary, {
+        "loss": round(stats.loss, 6),
+        "gradNorm": round(stats.grad_norm, 6),
+        "tokens": stats.tokens,
+    }
 
 
 def finish(cfg: config.Config, run_store: artifacts.Store, summary: dict[str, Any]) -> None:

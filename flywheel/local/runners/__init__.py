@@ -44,6 +44,7 @@ Manifest = dict[str, Any]
 # kind -> module implementing run(ctx, manifest) (and optionally observe(ctx, manifest)).
 RUNNERS: dict[str, str] = {
     "TrainingRun": "flywheel.local.runners.trainingrun",
+    "SelfPlayRun": "flywheel.local.runners.selfplayrun",
     "Deployment": "flywheel.local.runners.deployment",
     "DriftMonitor": "flywheel.local.runners.driftmonitor",
 }
