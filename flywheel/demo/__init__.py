@@ -1,108 +1,103 @@
-"""`flywheel demo`: the most complete flow that exists today, on this machine.
+"""`flywheel demo`: the whole loop on this machine, from versioned data to a promoted challenger.
 
-It trains the champion on period 1 of the example DVC repository through the local backend (data
-resolution, the Great Expectations gate, torchrun with 2 workers, fp32 + int8 export), then scores
-the int8 model on the next period's labelled traffic to show what the shift costs. The closed loop
-(drift detection, a challenger, guarded promotion; the DriftMonitor issue) is not built yet, and the
-summary says so rather than pretending.
+    flywheel demo [--home DIR] [--report DIR]
+
+ 1. commit period-1 of the NASA shuttle data (river) to a local DVC repository
+ 2. train the champion on it (TrainingRun: data gate, torchrun with 2 workers, fp32 + int8 export)
+ 3. serve the int8 champion on localhost (Deployment: BentoML, traffic logged as Parquet)
+ 4. replay period-2 traffic (later in the mission: the sensors move) against the real endpoint
+ 5. a DriftMonitor checks the logged traffic with Evidently and finds drift
+ 6. commit period-2's labelled rows as a new DVC rev
+ 7. the DriftMonitor starts a challenger TrainingRun with that rev pinned
+ 8. the challenger trains while traffic keeps flowing
+ 9. the DriftMonitor scores both on the same rows and promotes the challenger only if it wins,
+    by hot swap under the running traffic
+10. the report: Evidently HTML, training curves, comparison figure, summary.json, and a table
+
+The stages are in flywheel.demo.flow, the traffic generator in flywheel.demo.replay, the report in
+flywheel.demo.report. The server is stopped at the end; `flywheel run -f
+examples/deployment-local.yaml --home DIR` serves the promoted champion again.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import time
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
-from flywheel import api, artifacts, errors
-from flywheel.api import loading
+from flywheel.demo import flow, monitor, report, stages, summary
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "trainingrun-local.yaml"
+FIX_TRAIN = "see `flywheel logs trainingrun/<name> --home HOME`; re-run the demo to resume"
+FIX_SERVE = "see `flywheel logs deployment/shuttle --home HOME`"
+FIX_DRIFT = "see `flywheel get dm shuttle -o yaml --home HOME`"
 
 
 def cli(args: argparse.Namespace) -> int:
     console = Console()
     home = Path(args.home).resolve()
-    report = Path(args.report).resolve() if args.report else home / "report"
+    report_dir = Path(args.report).resolve() if args.report else home / "report"
     started = time.monotonic()
-    run = _train(home, console)
-    trained = time.monotonic()
-    status = run["status"]
-    if status.get("phase") != "Succeeded":
-        raise errors.UserError(
-            f"the champion did not train: {status.get('message')}; see `flywheel logs tr/shuttle`"
-        )
-    shift = _score_next_period(status)
-    summary = {
-        "champion": status["model"]["version"],
-        "data": status.get("data"),
-        "holdoutMetrics": status.get("metrics"),
-        "nextPeriod": shift,
-        "seconds": {"train": round(trained - started, 1), "total": round(time.monotonic() - started, 1)},
-        "notYetBuilt": "drift detection, challenger retraining and guarded promotion (DriftMonitor)",
-    }
-    report.mkdir(parents=True, exist_ok=True)
-    artifacts.atomic_write_text(report / "summary.json", json.dumps(summary, indent=2) + "\n")
-    _print(console, summary, report)
+    st = stages.Stages(console, total=10, log_path=home / "logs" / "demo.log")
+    loop = flow.Loop(home, console, st)
+    console.print(f"[bold]flywheel demo[/bold]: the closed loop on this machine (home {home})")
+    try:
+        _run(st, loop)
+        loop.stop_traffic()
+        loop.stop_serving()
+        out = st.run(
+            "report", "Write the report", f"check that {report_dir} is writable",
+            lambda: report.write(loop, report_dir, st.timings, time.monotonic() - started),
+        )  # fmt: skip
+        out["timings"].append(dataclasses.asdict(st.timings[-1]))
+        out["totalSeconds"] = round(time.monotonic() - started, 2)
+        summary.write(report_dir, out)
+    finally:
+        loop.stop_traffic()
+        loop.stop_serving()
+    console.print()
+    console.print(summary.table(out))
+    console.print(f"Report: {report_dir}")
+    for name in out.get("files", {}).values():
+        console.print(f"  {report_dir / name}")
+    console.print(f"  {report_dir / summary.FILE}")
     return 0
 
 
-def _train(home: Path, console: Console) -> dict[str, Any]:
-    from flywheel.local import runners
-
-    (resource,) = loading.load_file(EXAMPLE)
-    ctx = runners.Context.create(str(home), detach=False)
-    manifest = ctx.store.put(resource.to_manifest())
-    module = runners.runner(resource.KIND)
-    assert module is not None
-    console.print(f"[bold]Training the champion[/bold] from {EXAMPLE.name} (period-1 data)")
-    module.run(ctx, manifest)
-    stored = ctx.store.get(resource.KIND, resource.name)
-    assert stored is not None
-    return stored
-
-
-def _score_next_period(status: dict[str, Any]) -> dict[str, Any]:
-    """Accuracy of the int8 champion on period-2 traffic (labels known to the demo only)."""
-    from flywheel.data import examples
-    from flywheel.training import inference
-
-    model_dir = artifacts.Store(status["model"]["cardUri"].rsplit("/", 1)[0]).local_path()
-    predictor = inference.load(model_dir, quantized=True)
-    out: dict[str, Any] = {}
-    for period in (1, 2):
-        frame = examples.period_frame(period, part="traffic")
-        target = api.TrainingRun.model_validate(loading.read_documents(EXAMPLE)[0]).spec.model.target
-        labels = frame.pop(target).astype(str).tolist()
-        predicted = [str(p) for p in predictor.predict(frame).predictions]
-        out[f"period{period}Accuracy"] = round(
-            sum(a == b for a, b in zip(labels, predicted, strict=True)) / len(labels), 4
-        )
-        out[f"period{period}Rows"] = len(labels)
-    return out
-
-
-def _print(console: Console, summary: dict[str, Any], report: Path) -> None:
-    table = Table(title="flywheel demo")
-    table.add_column("what")
-    table.add_column("value")
-    table.add_row("champion", summary["champion"])
-    data = summary.get("data") or {}
-    table.add_row(
-        "data", f"{data.get('rev')} @ {str(data.get('commit'))[:8]} md5 {str(data.get('hash'))[:8]}"
+def _run(st: stages.Stages, loop: flow.Loop) -> None:
+    st.run(
+        "data", "Commit period-1 data to a local DVC repository", "check git and dvc", loop.commit_period_1
     )
-    for name, value in (summary.get("holdoutMetrics") or {}).items():
-        table.add_row(f"holdout {name}", f"{value:.4f}")
-    shift = summary["nextPeriod"]
-    table.add_row("int8 accuracy, period-1 traffic", f"{shift['period1Accuracy']:.4f}")
-    table.add_row("int8 accuracy, period-2 traffic", f"{shift['period2Accuracy']:.4f}")
-    table.add_row(
-        "time (train / total)", f"{summary['seconds']['train']} s / {summary['seconds']['total']} s"
+    st.run(
+        "champion", "Train the champion on period-1 (gate, torchrun x2, int8 export)", FIX_TRAIN,
+        loop.train_champion,
+    )  # fmt: skip
+    st.run("serve", "Serve the int8 champion on localhost (Deployment)", FIX_SERVE, loop.serve)
+    st.run("replay", "Replay period-2 traffic against the endpoint", FIX_SERVE, loop.replay_traffic)
+    st.run(
+        "drift",
+        "DriftMonitor: Evidently drift check on the logged traffic",
+        FIX_DRIFT,
+        lambda: monitor.check_drift(loop),
     )
-    console.print(table)
-    console.print(f"Not built yet: {summary['notYetBuilt']}.")
-    console.print(f"Report: {report}")
+    st.run(
+        "commit", "Commit period-2 labelled data as a new DVC rev", "check git and dvc", loop.commit_period_2
+    )
+    st.run(
+        "retrain",
+        "DriftMonitor starts a challenger with the rev pinned",
+        FIX_DRIFT,
+        lambda: monitor.start_retrain(loop),
+    )
+    st.run(
+        "challenger",
+        "Train the challenger (traffic keeps flowing)",
+        FIX_TRAIN,
+        lambda: monitor.train_challenger(loop),
+    )
+    st.run(
+        "promote", "Evaluate both on the same rows; promote only a winner (hot swap)", FIX_DRIFT,
+        lambda: monitor.evaluate_and_promote(loop),
+    )  # fmt: skip

@@ -68,10 +68,12 @@ def training_curves(runs: dict[str, list[dict[str, Any]]], path: Path) -> Path:
             alpha=0.6,
         )
     loss_ax.set(title="Training loss", xlabel="epoch", ylabel="loss")
-    metric_ax.set(title=f"{metric_name} per epoch", xlabel="epoch", ylabel=metric_name)
+    metric_ax.set(
+        title=f"{metric_name} per epoch (each run on its own data)", xlabel="epoch", ylabel=metric_name
+    )
     for ax in (loss_ax, metric_ax):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, loc="best", framealpha=0.8)
     fig.tight_layout()
     return _save(fig, path)
 

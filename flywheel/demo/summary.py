@@ -52,7 +52,7 @@ def _sections(s: dict[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
     for name, pair in (ev.get("otherMetrics") or {}).items():
         evaluation.append((f"{name} champion / challenger", f"{_num(pair[0])} / {_num(pair[1])}"))
     timings = [
-        (t["title"], f"{t['seconds']:.1f} s" + (" (reused)" if t.get("reused") else ""))
+        (t["key"], f"{t['seconds']:.1f} s" + (" (reused)" if t.get("reused") else ""))
         for t in s.get("timings") or []
     ]
     timings.append(("total", f"{s.get('totalSeconds', 0):.1f} s"))
@@ -91,7 +91,9 @@ def _sections(s: dict[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
 
 
 def _rev(data: dict[str, Any]) -> str:
-    return f"{data.get('rev')} @ {str(data.get('commit'))[:8]}, {data.get('rows', '?')} rows"
+    return (
+        f"{data.get('tag') or data.get('rev')} @ {str(data.get('commit'))[:8]}, {data.get('rows', '?')} rows"
+    )
 
 
 def _versions(versions: dict[str, int]) -> str:

@@ -63,6 +63,7 @@ def test_table_shows_the_figures() -> None:
         "812 / 3650",
         "failed requests",
         "shuttle-1-0b1c2d3e: 112",
+        "data",
         "1.2 s (reused)",
         "181.5 s",
         "period-1 @ aaaaaaaa, 4000 rows",
