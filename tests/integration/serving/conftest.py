@@ -1,4 +1,5 @@
-"""Real `bentoml serve` processes on free ports, started once per module and in parallel."""
+"""Real `bentoml serve` processes on free ports, started once per module and in parallel, serving
+real trainer exports (trained.py) except where a real model adds nothing (see `servers`)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import pytest
 
 from flywheel.api import contract
 from flywheel.serving import config as serving_config
-from tests.integration.serving import model_fixture
+from tests.integration.serving import model_fixture, trained
 
 ADMIN_TOKEN = "test-admin-token"
 REPO = Path(__file__).resolve().parents[3]
@@ -99,24 +100,26 @@ class Server:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Champion v1, challenger v2 (inverted labels), promotion target v3: real tiny trained MLPs."""
-    root = tmp_path_factory.mktemp("artifacts")
-    uris = {"root": f"file://{root}"}
-    for name, version, invert, seed in (
-        ("m1", "v1", False, 0),
-        ("m2", "v2", True, 1),
-        ("m3", "v3", False, 2),
-    ):
-        model_fixture.build(root / "models" / name, version, invert=invert, seed=seed)
-        uris[name] = f"file://{root}/models/{name}"
+    """Real trainer exports (trained.py: wine-a the champion, wine-b the challenger) and one
+    stand-in model (model_fixture) for the request-schema server, all under one artifact store."""
+    root = trained.ensure(tmp_path_factory.getbasetemp())
+    artifacts = root / "artifacts"
+    uris = {"root": artifacts.as_uri(), "trained": str(root)}
+    for name in trained.MODELS:
+        uris[name] = trained.uri(root, name)
+    standin = artifacts / "standin" / "m1"
+    if not (standin / "model_card.json").exists():
+        model_fixture.build(standin, "v1", seed=0)
+    uris["standin"] = standin.as_uri()
     return uris
 
 
 def serving(models: dict[str, str], name: str, traffic: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A serving config: the real champion (wine-a) and challenger (wine-b), logged to <root>/traffic/<name>."""
     return {
         "name": name,
-        "champion": {"uri": models["m1"], "quantized": True},
-        "challenger": {"uri": models["m2"], "quantized": True},
+        "champion": {"uri": models["wine-a"], "quantized": True},
+        "challenger": {"uri": models["wine-b"], "quantized": True},
         "traffic": traffic,
         # A generous latency budget: these tests check routing and swaps, not load shedding.
         "batching": {"enabled": True, "maxBatchSize": 32, "maxLatencyMs": 5000},
@@ -130,16 +133,23 @@ def serving(models: dict[str, str], name: str, traffic: dict[str, Any], **extra:
         "artifactsUri": models["root"],
         "maxRequestRows": 100,
         "maxBodyBytes": 64 * 1024,
-        "loader": model_fixture.LOADER,
         **extra,
     }
 
 
 @pytest.fixture(scope="module")
 def servers(models: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
-    """A canary server (30% to the challenger) and a shadow server, started side by side."""
+    """Started side by side: a canary server (30% to the challenger) and a shadow server, both on
+    real trainer exports, and a "schema" server on the stand-in model (champion only) for the
+    malformed-request corpus and the admin checks: those depend only on the card's feature schema
+    and the config, so a real model adds nothing there, and the stand-in's feature names (x0..x5,
+    color) keep the corpus readable."""
     work = tmp_path_factory.mktemp("servers")
+    schema = serving(models, "schema", {"mode": "canary"}, loader=model_fixture.LOADER)
+    schema["champion"]["uri"] = models["standin"]
+    del schema["challenger"]
     started = {
+        "schema": Server(work / "schema", schema),
         "canary": Server(
             work / "canary", serving(models, "canary", {"mode": "canary", "challengerPercent": 30})
         ),
