@@ -180,11 +180,16 @@ def _run_measure(root: pathlib.Path | str, programs: int, workers: int) -> dict[
 # minor faults both start at 0 in a fresh child). New path: what the child does now; old path: the
 # steps the previous revision did in every fork. Prints one JSON object.
 PROFILE_SCRIPT = r"""
-import gc, json, marshal, os, resource, statistics, sys, tempfile, time, ast
+import ast, gc, json, marshal, mmap, os, resource, statistics, struct, sys, tempfile, time
 import _worker as W
 N = int(sys.argv[1])
 CODE = "from collections import Counter\ndef f(s):\n    return dict(Counter(s))"
 CALL = "f('abracadabra')"
+COMMON = ["fork return in the child", "jail (uid, rlimits, fds, pdeathsig)"]
+OLD = COMMON + ["old: compile in the fork", "audit hook + gc", "old: copy builtins", "program exec + call",
+                "shape + repr", "old: literal_eval round trip", "old: json result"]
+NEW = COMMON + ["new: unmarshal code", "audit hook + gc", "new: pristine builtins", "program exec + call",
+                "shape + repr", "new: text result"]
 jail = tempfile.mkdtemp()
 os.chmod(jail, 0o555)
 W.SAFE_MODULES.update(W._safe_modules())
@@ -192,57 +197,60 @@ W.SAFE_BUILTINS.update(W._safe_builtins())
 devnull = os.open(os.devnull, os.O_RDWR)
 report = W._isolate_zygote(jail)
 blob = marshal.dumps((compile(CODE, "<program>", "exec"), [compile(CALL, "<call>", "eval")], []))
+SHM = mmap.mmap(-1, 4096)  # shared with the children: marks cost no allocation or encoding there
 gc.collect()
 gc.freeze()
+gc.disable()
 
-def mark(marks, name):
-    marks.append((name, time.thread_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt))
+def mark(i):
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    struct.pack_into("dq", SHM, 16 * i, time.thread_time(), faults)
 
 def child(old, w):
-    m = [("start", 0.0, 0)]
-    mark(m, "fork return in the child")
-    W._jail_child(report, w, devnull, 10, 512); mark(m, "jail (uid, rlimits, fds, pdeathsig)")
+    mark(0)
+    W._jail_child(report, w, devnull, 10, 512); mark(1)
     if old:
         program, call = compile(CODE, "<program>", "exec"), compile(CALL, "<call>", "eval")
-        mark(m, "old: compile in the fork")
     else:
-        program, calls, _ = marshal.loads(blob); call = calls[0]; mark(m, "new: unmarshal code")
-    sys.addaudithook(W._audit); gc.enable(); mark(m, "audit hook + gc")
+        program, calls, _ = marshal.loads(blob); call = calls[0]
+    mark(2)
+    sys.addaudithook(W._audit); gc.enable(); mark(3)
     table = dict(W.SAFE_BUILTINS) if old else W.SAFE_BUILTINS
-    mark(m, "old: copy builtins" if old else "new: pristine builtins")
+    mark(4)
     ns = {"__builtins__": table, "__name__": "__sandbox__"}
-    exec(program, ns); value = eval(call, ns); mark(m, "program exec + call")
-    status, text = W._literal_result(value, 400); mark(m, "shape + repr")
+    exec(program, ns); value = eval(call, ns); mark(5)
+    status, text = W._literal_result(value, 400); mark(6)
     if old:
-        assert ast.literal_eval(text) == value; mark(m, "old: literal_eval round trip")
-        data = json.dumps({"status": "ok", "outcomes": [{"status": status, "repr": text}]}).encode()
-        mark(m, "old: json result")
+        assert ast.literal_eval(text) == value; mark(7)
+        data = json.dumps({"status": "ok", "outcomes": [{"status": status, "repr": text}]}).encode(); mark(8)
     else:
-        data = W._encode([(status, text)]); mark(m, "new: text result")
-    os.write(w, json.dumps(m).encode())
+        data = W._encode([(status, text)]); mark(7)
+    os.write(w, data)
     os._exit(0)
 
 rows = {True: [], False: []}
 for i in range(2 * N):
     old = i % 2 == 0
+    names = OLD if old else NEW
     r, w = os.pipe()
+    gc.freeze()  # the rows kept here must not become the child's young generation
     c0, f0 = time.thread_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     pid = os.fork()
     if pid == 0:
         os.close(r); child(old, w)
     c1, f1 = time.thread_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     os.close(w)
-    data = b""
-    while chunk := os.read(r, 65536):
-        data += chunk
+    while os.read(r, 65536):
+        pass
     os.close(r)
     _, _, usage = os.wait4(pid, 0)
-    m = json.loads(data)
+    marks = [(0.0, 0)] + [struct.unpack_from("dq", SHM, 16 * k) for k in range(len(names))]
     row = {"zygote: fork()": ((c1 - c0) * 1e3, f1 - f0)}
-    for (_, t0, n0), (name, t1, n1) in zip(m, m[1:]):
+    for name, (t0, n0), (t1, n1) in zip(names, marks, marks[1:]):
         row[name] = ((t1 - t0) * 1e3, n1 - n0)
-    child_total = (usage.ru_utime + usage.ru_stime) * 1e3
-    row["child exit + kernel teardown"] = (max(0.0, child_total - m[-1][1] * 1e3), usage.ru_minflt - m[-1][2])
+    total = (usage.ru_utime + usage.ru_stime) * 1e3
+    exit_ms = max(0.0, total - marks[-1][0] * 1e3)
+    row["write result, exit, teardown"] = (exit_ms, usage.ru_minflt - marks[-1][1])
     rows[old].append(row)
 
 def med(rs):
