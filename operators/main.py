@@ -27,6 +27,7 @@ OPERATORS: dict[str, str] = {
     "TrainingRun": "operators.trainingrun",
     "DriftMonitor": "operators.driftmonitor",
     "Deployment": "operators.deployment",
+    "SelfPlayRun": "operators.selfplayrun",
 }
 
 

@@ -25,7 +25,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   resources: [pods]
   verbs: [get, list, watch]
 {{- else if eq .kind "selfplayrun" }}
-# Application: the PyTorchJob, its config, the egress-denying NetworkPolicy, the Master pod's result.
+# Application: the PyTorchJob, its config, the egress-denying NetworkPolicy, the Master pod's result
+# (termination message) and per-step progress (the tail of its log).
 - apiGroups: [kubeflow.org]
   resources: [pytorchjobs]
   verbs: [get, list, watch, create, patch, update, delete]
@@ -35,6 +36,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
   verbs: [get, list, watch, create, patch, update, delete]
