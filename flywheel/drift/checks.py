@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -46,8 +48,15 @@ class CheckResult:
     rows_current: int
     rows_reference: int
     seconds: float
-    html: str = dataclasses.field(repr=False)
+    """Sampling and Evidently's computation; rendering the HTML is not included."""
     json: dict[str, Any] = dataclasses.field(repr=False)
+    render: Callable[[], str] = dataclasses.field(repr=False, compare=False, default=lambda: "")
+    """Renders Evidently's HTML report; called at most once, through `html`."""
+
+    @functools.cached_property
+    def html(self) -> str:
+        """The standalone HTML report (several MB; rendered on first access, by reports.write)."""
+        return self.render()
 
     @property
     def drifted_columns(self) -> list[ColumnResult]:
@@ -100,8 +109,8 @@ def check(
         rows_current=len(cur),
         rows_reference=len(ref),
         seconds=time.perf_counter() - started,
-        html=snapshot.get_html_str(as_iframe=False),
         json=report,
+        render=functools.partial(snapshot.get_html_str, as_iframe=False),
     )
 
 

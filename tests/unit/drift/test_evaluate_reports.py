@@ -63,7 +63,7 @@ def _result(drifted: bool) -> checks.CheckResult:
         checks.ColumnResult("f1", 0.4, "wasserstein", 0.1, True),
         checks.ColumnResult("f2", 0.01, "psi", None, False),
     ]
-    return checks.CheckResult(0.5, drifted, columns, 100, 200, 1.5, "<html>r</html>", {"metrics": []})
+    return checks.CheckResult(0.5, drifted, columns, 100, 200, 1.5, {"metrics": []}, lambda: "<html>r</html>")
 
 
 def test_report_folder_is_stamped_in_utc_and_complete(tmp_path: Path) -> None:
