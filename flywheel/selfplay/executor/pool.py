@@ -211,8 +211,11 @@ class Pool:
         report `crashed`. With a single worker the batches run one after the other on it."""
         if self._closed:
             raise RuntimeError("the sandbox pool is closed")
-        wired: dict[int, dict[str, Any]] = {}  # by id(job): a job run on two workers compiles once
-        prepared = [[wired.setdefault(id(job), _wire(job)) for job in jobs] for jobs in batches]
+        wired: dict[int, dict[str, Any]] = {}  # by id(job): a job run on two workers is wired once
+        for job in (job for jobs in batches for job in jobs):
+            if id(job) not in wired:
+                wired[id(job)] = _wire(job)
+        prepared = [[wired[id(job)] for job in jobs] for jobs in batches]
         sendable = [[job for job in jobs if "blob" in job] for jobs in prepared]
         with self._checkout:  # checking out several workers under one lock cannot deadlock
             held = [self._idle.get() for _ in range(min(len(batches), len(self._all)))]
@@ -413,9 +416,11 @@ def _wire(job: dict[str, Any]) -> dict[str, Any]:
     failed = [code for code in [program, *calls] if isinstance(code, str)]
     if failed:
         return {"status": "error", "error": failed[0]}
-    expected = [ast.literal_eval(text) for text in job.get("expected", [])]
+    expected = [checks.literal(text) for text in job.get("expected", [])]
+    if not all(ok for ok, _ in expected):  # callers pass checked literals; never raise here anyway
+        return {"status": "error", "error": "an expected output is not a literal"}
     return {
-        "blob": marshal.dumps((program, calls, expected)),
+        "blob": marshal.dumps((program, calls, [value for _, value in expected])),
         "calls": len(calls),
         "mode": job["mode"],
         "audit_hook": job.get("audit_hook", True),
