@@ -48,8 +48,10 @@ def run(
     cmd = [*(launcher or (sys.executable,)), "-m", contract.SELFPLAY_MODULE]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    return lines, done
+    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert events[0]["event"] == "start" and events[-1]["event"] == "done"
+    assert events[-1]["step"] == steps
+    return [e for e in events if e["event"] == "step"], done
 
 
 def test_torchrun_two_gloo_ranks_checkpoint_report_and_resume(tmp_path: Path) -> None:
@@ -62,6 +64,7 @@ def test_torchrun_two_gloo_ranks_checkpoint_report_and_resume(tmp_path: Path) ->
     for key in ("buffers", "validProposalRate", "solveRate", "proposerReward"):
         assert set(first[key]) == {"abduction", "deduction", "induction"}
     assert first["buffers"]["deduction"] >= 1 and first["tokens"] > 0
+    assert first["steps"] == 2 and set(first["executor"]) == {"programs", "seconds", "programsPerSecond"}
     checkpoints = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     assert checkpoints == ["step-000001.pt", "step-000002.pt"]
     state = torch.load(tmp_path / "run" / "checkpoints" / "step-000002.pt", weights_only=False)
@@ -73,7 +76,9 @@ def test_torchrun_two_gloo_ranks_checkpoint_report_and_resume(tmp_path: Path) ->
     assert result["step"] == 2 and result["kind"] == "SelfPlayRun"
 
     # Same run, one more step, now a single plain process: it continues from the step-2 checkpoint.
-    resumed, _ = run(tmp_path, 3)
+    resumed, done = run(tmp_path, 3)
+    start = json.loads(done.stdout.splitlines()[0])
+    assert start["resumed"].endswith("step-000002.pt") and start["step"] == 2
     assert [line["step"] for line in resumed] == [3]
     checkpoints = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     assert checkpoints == ["step-000002.pt", "step-000003.pt"]  # the newest two are kept

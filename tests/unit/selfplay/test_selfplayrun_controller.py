@@ -173,3 +173,25 @@ def test_invalid_spec_is_a_permanent_error() -> None:
     manifest = resource(selfPlay={"batchSize": 0})
     out = selfplayrun.plan(manifest, observed(manifest, None), T0, SETTINGS)
     assert out.permanent_error and "batchSize" in out.permanent_error and out.apply == []
+
+
+def test_running_status_follows_the_newest_step_event_of_the_log_tail(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    manifest = resource(selfPlay={"steps": 9})
+    job = job_with(manifest, ("Created", "True"), ("Running", "True"))
+    per_task = {"abduction": 0.5, "deduction": 0.25, "induction": 0.0}
+    for step in (1, 2):  # the trainer's own emitter writes the lines the operator reads
+        trainer.emit({"event": "step", "step": step, "buffers": {"deduction": step + 1}, "solveRate": per_task,
+                      "proposerReward": {**per_task, "induction": float("nan")}, "checkpoint": f"c{step}"})  # fmt: skip
+    tail = "[default0]:" + capsys.readouterr().out + '{"event": "step", "step": 3, "solveR'  # torn last line
+    out = selfplayrun.plan(manifest, observed(manifest, job), T0, SETTINGS, log_tail=tail)
+    status = out.status
+    assert status["phase"] == conditions.RUNNING and status["step"] == 2 and status["checkpoint"] == "c2"
+    assert status["solveRate"] == per_task and status["buffers"] == {"deduction": 3.0}
+    assert status["proposerReward"] == {"abduction": 0.5, "deduction": 0.25}  # NaN is not JSON: dropped
+    assert "step 2/9" in status["message"] and out.requeue_after is not None
+    api.SelfPlayRunStatus.model_validate(status)
+    for junk in (None, "", "no events here\n{not json", '{"event": "epoch", "step": 5}'):
+        quiet = selfplayrun.plan(manifest, observed(manifest, job), T0, SETTINGS, log_tail=junk)
+        assert "step" not in quiet.status and quiet.status["phase"] == conditions.RUNNING
