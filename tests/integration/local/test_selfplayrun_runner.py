@@ -135,3 +135,19 @@ def test_run_records_each_step_survives_sigkill_and_resumes(tmp_path: Path) -> N
     third = cli(tmp_path, "run", "-f", str(path))
     out, _ = third.communicate(timeout=60)
     assert third.returncode == 0 and "already succeeded" in out
+
+
+def test_a_trainer_that_fails_ends_the_run_failed_with_its_own_words(tmp_path: Path) -> None:
+    path = write_manifest(tmp_path, steps=1)
+    manifest = yaml.safe_load(path.read_text())
+    manifest["spec"]["policy"]["model"] = str(tmp_path / "no-model-here")  # valid spec, no model there
+    path.write_text(yaml.safe_dump(manifest))
+    proc = cli(tmp_path, "run", "-f", str(path))
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out[-3000:]
+    status = stored(tmp_path)["status"]
+    assert status["phase"] == "Failed" and "config.json missing" in status["message"]
+    assert "flywheel logs selfplayrun/azr-tiny" in status["message"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "Failed")
+    assert "Traceback" not in out  # a user mistake in the spec is one line, not a trace
