@@ -1,21 +1,27 @@
 """Operator throughput: how fast TrainingRuns turn into PyTorchJobs, Flywheel's operator beside a bare
-kopf handler, side by side in one run, at 100, 250 and 500 runs.
+kopf handler, side by side in one run (interleaved per size), at 50, 100, 250 and 500 runs.
 
 Each trial starts a fresh Kubernetes API emulator (kmock plus the test fixture's fidelity, GC off)
-in its own process and one operator process against it:
+in its own process and one operator process against it. Both operators meet the same emulator,
+whose cost per request is constant (kube_emulator explains the fix; plain kmock 0.8 costs
+O(requests so far) per request, which penalised the operator making more requests quadratically):
 
 - flywheel: `python -m flywheel operator TrainingRun` (observe -> plan -> execute: three GETs, the
-  ConfigMap and the PyTorchJob, a status patch, an event, then the child watch's re-reconcile);
+  ConfigMap and the PyTorchJob, one status patch that already says JobCreated, an event; the child
+  watch's ADDED event is recognised as our own write and reconciles nothing);
 - bare: a kopf @on.create handler that POSTs the same PyTorchJob (rendered once at start-up, only
   name, labels and owner reference filled in): no observe, no plan, no status, no ConfigMap.
 
 Both share kopf settings (annotation storage, 16 worker threads) and the HTTP client. The driver
 waits for one warm-up run's job, then POSTs N TrainingRuns (16 in flight) and timestamps each
 PyTorchJob's ADDED event on its own watch stream. Reported: seconds until every job exists,
-runs/s, p50/p99 of create->job latency, and the operator's peak RSS (VmHWM). Goal: flywheel
->= 80% of bare throughput, and cost linear in N.
+runs/s, p50/p99 of create->job latency, the operator's peak RSS (VmHWM), CPU milliseconds per run
+of the operator and of the emulator (from /proc, between the warm-up job and the last job: a
+load-independent cost when the machine is shared), and API requests per run (the emulator
+counts them). Goal: flywheel >= 80% of bare throughput, and cost linear in N (per-run cost at N
+over per-run cost at the smallest N, `linearity`, stays near 1).
 
-    python -m bench.operator_throughput [--sizes 100,250,500]
+    python -m bench.operator_throughput [--sizes 50,100,250,500] [--repeat 1]
     -> a table on stdout, bench/results/operator_throughput.json
 """
 
@@ -29,6 +35,7 @@ import json
 import os
 import pathlib
 import platform
+import signal
 import socket
 import statistics
 import subprocess
@@ -47,6 +54,8 @@ NS = "default"
 IN_FLIGHT = 16
 JOBS_PATH = "/apis/kubeflow.org/v1/namespaces/default/pytorchjobs"
 RUNS_PATH = "/apis/flywheel.dev/v1alpha1/namespaces/default/trainingruns"
+PER_OBJECT = ("FETCH", "CREATE", "UPDATE", "DELETE")
+MODES = ("bare", "flywheel")
 
 
 def run_manifest(name: str) -> dict[str, Any]:
@@ -59,9 +68,31 @@ def run_manifest(name: str) -> dict[str, Any]:
 
 
 def serve_emulator(port: int, kubeconfig: str) -> None:
+    """The emulator; on SIGTERM it writes its request counts next to the kubeconfig."""
     from tests.integration.operators import kube_emulator
 
-    asyncio.run(kube_emulator.serve_forever(port, pathlib.Path(kubeconfig), gc=False))
+    counts = pathlib.Path(kubeconfig).with_name("requests.json")
+
+    async def serve() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        async with kube_emulator.Emulator(gc=False) as emulator:
+            try:
+                await kube_emulator.serve(emulator, port, pathlib.Path(kubeconfig))
+            finally:
+                by_kind: dict[str, int] = {}
+                for r in emulator.requests():
+                    if r.resource is None:  # discovery
+                        continue
+                    action = r.action.name if r.action is not None else r.method
+                    what = f"{action} {r.resource.plural}"
+                    what += f"/{r.subresource}" if getattr(r, "subresource", None) else ""
+                    by_kind[what] = by_kind.get(what, 0) + 1
+                counts.write_text(json.dumps(by_kind))
+
+    with contextlib.suppress(asyncio.CancelledError):
+        asyncio.run(serve())
 
 
 def bare_operator(liveness: str) -> None:
@@ -101,6 +132,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -127,7 +164,7 @@ async def wait_for(seen: dict[str, float], names: list[str], timeout: float) -> 
         await asyncio.sleep(0.01)
 
 
-async def drive(url: str, n: int) -> dict[str, Any]:
+async def drive(url: str, n: int, pids: dict[str, int]) -> dict[str, Any]:
     seen: dict[str, float] = {}
     sent: dict[str, float] = {}
     async with aiohttp.ClientSession(headers={"Authorization": "Bearer kmock"}) as session:
@@ -135,6 +172,8 @@ async def drive(url: str, n: int) -> dict[str, Any]:
         async with session.post(url + RUNS_PATH, json=run_manifest("warmup")) as rsp:
             rsp.raise_for_status()
         await wait_for(seen, ["warmup"], 120)  # the operator is up and watching
+        await asyncio.sleep(0.5)  # let the warm-up run's reconcile finish
+        cpu = {who: cpu_seconds(pid) for who, pid in pids.items()}
         names = [f"run-{i:04d}" for i in range(n)]
         slots = asyncio.Semaphore(IN_FLIGHT)
 
@@ -149,6 +188,7 @@ async def drive(url: str, n: int) -> dict[str, Any]:
         applied = time.perf_counter() - start
         await wait_for(seen, names, 600)
         total = max(seen[name] for name in names) - start
+        cpu = {who: cpu_seconds(pid) - cpu[who] for who, pid in pids.items()}
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
@@ -160,6 +200,7 @@ async def drive(url: str, n: int) -> dict[str, Any]:
         "runs_per_s": round(n / total, 1),
         "p50_ms": round(1000 * statistics.median(latencies), 1),
         "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1),
+        **{f"{who}_cpu_ms_per_run": round(1000 * seconds / n, 2) for who, seconds in cpu.items()},
     }
 
 
@@ -185,9 +226,9 @@ def trial(mode: str, n: int) -> dict[str, Any]:
             else:
                 cmd = [*me, "_bare", liveness]
             operator = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-            result = asyncio.run(drive(f"http://127.0.0.1:{port}", n))
+            pids = {"operator": operator.pid, "emulator": emulator.pid}
+            result = asyncio.run(drive(f"http://127.0.0.1:{port}", n, pids))
             result.update(mode=mode, peak_rss_mib=round(peak_rss_mib(operator.pid), 1))
-            return result
         finally:
             for proc in (operator, emulator):
                 if proc is not None:
@@ -197,25 +238,100 @@ def trial(mode: str, n: int) -> dict[str, Any]:
                     except subprocess.TimeoutExpired:
                         proc.kill()
             log.close()
+        counts_file = kubeconfig.with_name("requests.json")
+        counts = json.loads(counts_file.read_text()) if counts_file.exists() else {}
+        # What the operator sent about objects, per run (the driver's POSTs, lists, watches and
+        # discovery left out; the warm-up run counts as a run).
+        sent = sum(v for k, v in counts.items() if k.split()[0] in PER_OBJECT and k != "CREATE trainingruns")
+        result["requests_per_run"] = round(sent / (n + 1), 2)
+        result["requests"] = counts
+        return result
+
+
+def _median(rows: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(r[key] for r in rows))
+
+
+def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per size: flywheel/bare ratios of throughput (wall) and of CPU per run (operator plus
+    emulator; load-independent), medians over repeats; per mode: linearity of the per-run cost."""
+    sizes = sorted({r["runs"] for r in results})
+    rows = {(m, n): [r for r in results if r["mode"] == m and r["runs"] == n] for m in MODES for n in sizes}
+    cpu = {
+        k: [r["operator_cpu_ms_per_run"] + r["emulator_cpu_ms_per_run"] for r in v] for k, v in rows.items()
+    }
+    ratios: dict[str, dict[int, float]] = {"throughput": {}, "cpu_per_run": {}}
+    linearity: dict[str, dict[str, dict[int, float]]] = {}
+    for n in sizes:
+        if rows["bare", n] and rows["flywheel", n]:
+            ratios["throughput"][n] = round(
+                _median(rows["flywheel", n], "runs_per_s") / _median(rows["bare", n], "runs_per_s"), 3
+            )
+            ratios["cpu_per_run"][n] = round(
+                statistics.median(cpu["bare", n]) / statistics.median(cpu["flywheel", n]), 3
+            )
+    for mode in MODES:
+        done = [n for n in sizes if rows[mode, n]]
+        if not done:
+            continue
+        first = done[0]
+        wall = {n: _median(rows[mode, n], "all_jobs_s") / n for n in done}
+        per_cpu = {n: statistics.median(cpu[mode, n]) for n in done}
+        linearity[mode] = {
+            "wall_s_per_run": {n: round(wall[n] / wall[first], 2) for n in done},
+            "cpu_ms_per_run": {n: round(per_cpu[n] / per_cpu[first], 2) for n in done},
+        }
+    return {"ratios": ratios, "linearity": linearity}
 
 
 def report(results: list[dict[str, Any]]) -> dict[str, Any]:
-    print(f"{'mode':<9}{'runs':>6}{'all jobs s':>12}{'runs/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'RSS MiB':>9}")
+    head = (
+        "mode",
+        "runs",
+        "all jobs s",
+        "runs/s",
+        "p50 ms",
+        "p99 ms",
+        "RSS MiB",
+        "op CPU ms/run",
+        "emu CPU ms/run",
+        "req/run",
+    )
+    print("".join(f"{h:>15}" for h in head))
     for r in results:
-        print(f"{r['mode']:<9}{r['runs']:>6}{r['all_jobs_s']:>12.2f}{r['runs_per_s']:>9.1f}"
-              f"{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['peak_rss_mib']:>9.1f}")  # fmt: skip
-    ratios = {}
-    for n in sorted({r["runs"] for r in results}):
-        by = {r["mode"]: r for r in results if r["runs"] == n}
-        if {"bare", "flywheel"} <= set(by):
-            ratios[n] = round(by["flywheel"]["runs_per_s"] / by["bare"]["runs_per_s"], 3)
-    print("flywheel / bare throughput:", ", ".join(f"{n} runs: {ratio:.0%}" for n, ratio in ratios.items()))
-    return ratios
+        keys = ("mode", "runs", "all_jobs_s", "runs_per_s", "p50_ms", "p99_ms", "peak_rss_mib",
+                "operator_cpu_ms_per_run", "emulator_cpu_ms_per_run", "requests_per_run")  # fmt: skip
+        cells = [r[k] for k in keys]
+        print("".join(f"{c:>15}" for c in cells))
+    summary = summarize(results)
+    for what, by_n in summary["ratios"].items():
+        print(f"flywheel / bare ({what}):", ", ".join(f"{n} runs: {x:.0%}" for n, x in by_n.items()))
+    for mode, lin in summary["linearity"].items():
+        for what, by_n in lin.items():
+            print(
+                f"{mode} {what} relative to the smallest size:",
+                ", ".join(f"{n}: {x}" for n, x in by_n.items()),
+            )
+    return summary
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {"nproc": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
+                            "python": platform.python_version()}  # fmt: skip
+    with contextlib.suppress(OSError):
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    with contextlib.suppress(OSError):
+        info["loadavg_at_start"] = pathlib.Path("/proc/loadavg").read_text().split()[:3]
+    return info
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.operator_throughput")
-    parser.add_argument("--sizes", default="100,250,500", help="comma-separated run counts")
+    parser.add_argument("--sizes", default="50,100,250,500", help="comma-separated run counts")
+    parser.add_argument("--repeat", type=int, default=1, help="trials per mode and size (medians)")
     args, rest = parser.parse_known_args()
     if rest[:1] == ["_emulator"]:
         serve_emulator(int(rest[1]), rest[2])
@@ -223,26 +339,27 @@ def main() -> None:
     if rest[:1] == ["_bare"]:
         bare_operator(rest[1])
         return
+    host = machine()
     results = []
     for n in (int(s) for s in args.sizes.split(",")):
-        for mode in ("bare", "flywheel"):
-            results.append(trial(mode, n))
-            print(f"  {mode} x {n}: {results[-1]['all_jobs_s']:.2f} s", flush=True)
-    ratios = report(results)
+        for _ in range(args.repeat):
+            for mode in MODES:  # interleaved: both modes see the same load
+                results.append(trial(mode, n))
+                r = results[-1]
+                print(
+                    f"  {mode} x {n}: {r['all_jobs_s']:.2f} s, {r['requests_per_run']} requests/run",
+                    flush=True,
+                )
+    summary = report(results)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    machine = {"nproc": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
-               "python": platform.python_version()}  # fmt: skip
-    with contextlib.suppress(OSError):
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                machine["cpu"] = line.split(":", 1)[1].strip()
-                break
     payload = {
         "benchmark": "operator_throughput",
-        "machine": machine,
+        "command": "python -m bench.operator_throughput " + " ".join(sys.argv[1:]),
+        "machine": host,
         "results": results,
-        "flywheel_over_bare_throughput": ratios,
-        "goal": "flywheel >= 0.8 x bare; linear in N",
+        "flywheel_over_bare": summary["ratios"],
+        "linearity": summary["linearity"],
+        "goal": "flywheel >= 0.8 x bare throughput; per-run cost flat in N",
     }
     tmp = RESULTS.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2))

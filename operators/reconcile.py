@@ -5,12 +5,19 @@ A controller module offers `observe_refs(resource, settings) -> [Ref]` and
 
 - `@kopf.on.resume` + `@kopf.on.create` + `@kopf.on.update` on one function: whatever happened,
   observe -> plan (pure) -> flywheel.kube.execute. It never looks at the event type or diff.
+- One reconcile, one status write: `flywheel.kube.execute.converge` plans again from the server's
+  answers when a plan created or changed children, so the status that the child's watch event
+  would have produced a reconcile later is written at once (see that module).
 - Child watch: `@kopf.on.event` on each child resource, filtered by the owner-kind label, enqueues
   the owner (name from the owner-name label). Chosen over a polling `@kopf.timer` because a job's
   progress then reaches the owner within one watch event, and because kopf adds a finalizer to
   every object that has a timer (an extra write, and deletion blocked while the operator is down).
   Pods are not watched: the Training Operator marks the job Succeeded/Failed only after the Master
   pod ended, so the job's event arrives when the pod's termination message is already readable.
+- No echo: a child event whose resourceVersion this operator already knows (it read that version,
+  or wrote it and got it back) carries nothing new, so the queued reconcile is dropped before it
+  reads anything: our own creates and patches do not come back as a second reconcile. Deletions,
+  events without a kind or resourceVersion, and requeues always reconcile.
 - Requeue: `plan.requeue_after` schedules one re-reconcile of that object on the event loop
   (controller-runtime's RequeueAfter). Not a TemporaryError: kopf logs those as errors and writes
   retry counters into annotations on every attempt. TemporaryError is kept for real "not yet":
@@ -22,6 +29,12 @@ A controller module offers `observe_refs(resource, settings) -> [Ref]` and
 
 Reconciles of one object never overlap (a lock per object); requests from child events coalesce.
 Kubernetes calls are blocking and run in a thread pool, never on kopf's event loop.
+
+Interface for the per-kind modules (stable): `register(controller, kind=, children=, registry=,
+settings=) -> Binding`, `Child(group, version, plural)`, `Binding(kind, controller, settings)` with
+`.locks`, `reconcile_once(controller, resource, settings, now=) -> (Plan, Outcome)`, `_EXECUTOR`,
+`RETRY_BACKOFF`. Added later, backward compatible: Binding.known/triggers/forced (child-event
+bookkeeping, defaults empty) and Outcome.live.
 """
 
 from __future__ import annotations
@@ -63,6 +76,10 @@ class Child:
     plural: str
 
 
+ChildKey = tuple[str, str, str]
+"""(kind, namespace, name) of a child."""
+
+
 @dataclasses.dataclass
 class Binding:
     """One kind bound to its controller, plus the per-object locks and requeue timers."""
@@ -76,6 +93,12 @@ class Binding:
     queued: set[tuple[str, str]] = dataclasses.field(default_factory=set)
     timers: dict[tuple[str, str], asyncio.TimerHandle] = dataclasses.field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
+    known: dict[ChildKey, str] = dataclasses.field(default_factory=dict)
+    """resourceVersion of each child as our last reconcile read or wrote it."""
+    triggers: dict[tuple[str, str], list[tuple[ChildKey, str]]] = dataclasses.field(default_factory=dict)
+    """Child events waiting for the queued reconcile of an owner: (child, resourceVersion)."""
+    forced: set[tuple[str, str]] = dataclasses.field(default_factory=set)
+    """Owners queued by something that always needs a reconcile (requeue, deletion, unknown)."""
 
     @property
     def plural(self) -> str:
@@ -89,11 +112,14 @@ def reconcile_once(
     now: datetime.datetime | None = None,
 ) -> tuple[plans.Plan, execute.Outcome]:
     """observe -> plan -> execute, synchronously: the whole reconcile, testable without kopf."""
-    now = now or datetime.datetime.now(datetime.UTC)
-    refs = controller.observe_refs(resource, settings)
-    observed = execute.observe(refs)
-    plan: plans.Plan = controller.plan(resource, observed, now, settings)
-    return plan, execute.execute(resource, plan, observed, now)
+    at = now or datetime.datetime.now(datetime.UTC)
+    observed = execute.observe(controller.observe_refs(resource, settings))
+
+    def plan(view: Any, seen: plans.Observed) -> plans.Plan:
+        out: plans.Plan = controller.plan(view, seen, at, settings)
+        return out
+
+    return execute.converge(resource, plan, observed, at)
 
 
 async def _reconcile(binding: Binding, resource: dict[str, Any]) -> plans.Plan | None:
@@ -112,6 +138,7 @@ async def _reconcile(binding: Binding, resource: dict[str, Any]) -> plans.Plan |
             if exc.retryable:
                 raise kopf.TemporaryError(f"the API server said {exc}", delay=RETRY_BACKOFF) from exc
             raise
+        _remember(binding, key[0], outcome)
         result = "changed" if outcome.writes else "unchanged"
         metrics.observe(
             binding.kind, "invalid" if plan.permanent_error else result, time.monotonic() - started
@@ -131,14 +158,40 @@ def _schedule(binding: Binding, key: tuple[str, str], delay: float | None) -> No
         binding.timers[key] = loop.call_later(max(delay, 0.0), _enqueue, binding, key)
 
 
-def _enqueue(binding: Binding, key: tuple[str, str]) -> None:
-    """Reconcile the object `key` soon; requests made before it starts coalesce into one."""
+def _remember(binding: Binding, namespace: str, outcome: execute.Outcome) -> None:
+    """Record the resourceVersion of every child this reconcile read or wrote."""
+    for key, obj in outcome.live.items():
+        kind, name = key.split("/", 1)
+        version = (obj.get("metadata") or {}).get("resourceVersion")
+        if version:
+            binding.known[(kind, (obj.get("metadata") or {}).get("namespace") or namespace, name)] = version
+
+
+def _enqueue(binding: Binding, key: tuple[str, str], trigger: tuple[ChildKey, str] | None = None) -> None:
+    """Reconcile the object `key` soon; requests made before it starts coalesce into one.
+
+    `trigger` is the child event that asked (child, resourceVersion); without one the reconcile
+    always runs, with only triggers it runs unless every one of them is already known.
+    """
+    if trigger is None:
+        binding.forced.add(key)
+    else:
+        binding.triggers.setdefault(key, []).append(trigger)
     if key in binding.queued:
         return
     binding.queued.add(key)
     task = asyncio.get_running_loop().create_task(_reconcile_key(binding, key))
     binding.tasks.add(task)
     task.add_done_callback(binding.tasks.discard)
+
+
+def _needed(binding: Binding, key: tuple[str, str]) -> bool:
+    """Whether the queued reconcile of `key` has anything to learn (takes its triggers)."""
+    triggers = binding.triggers.pop(key, [])
+    if key in binding.forced:
+        binding.forced.discard(key)
+        return True
+    return not all(binding.known.get(child) == version for child, version in triggers)
 
 
 async def _reconcile_key(binding: Binding, key: tuple[str, str]) -> None:
@@ -148,6 +201,9 @@ async def _reconcile_key(binding: Binding, key: tuple[str, str]) -> None:
     try:
         async with binding.locks[key]:
             binding.queued.discard(key)  # from here on, a new change needs a new run
+            if not _needed(binding, key):
+                metrics.observe(binding.kind, "skipped", 0.0)
+                return
             resource = await loop.run_in_executor(_EXECUTOR, objects.get, ref)
         if resource is None or resource["metadata"].get("deletionTimestamp"):
             binding.timers.pop(key, None)
@@ -183,11 +239,22 @@ def register(
             reconcile
         )
 
-    async def on_child(body: kopf.Body, **_: Any) -> None:
-        labels = body.get("metadata", {}).get("labels", {})
-        owner = labels.get(contract.LABEL_OWNER_NAME)
-        if owner:
-            _enqueue(binding, (body.get("metadata", {}).get("namespace") or "default", owner))
+    def on_child_of(child: Child) -> Any:
+        async def on_child(body: kopf.Body, type: str | None = None, **_: Any) -> None:
+            meta = body.get("metadata", {})
+            owner = meta.get("labels", {}).get(contract.LABEL_OWNER_NAME)
+            if not owner:
+                return
+            namespace = meta.get("namespace") or "default"
+            kind, version = body.get("kind"), meta.get("resourceVersion")
+            child_key = (kind or child.plural, namespace, meta.get("name", ""))
+            if type == "DELETED" or not version or not kind:
+                binding.known.pop(child_key, None)
+                _enqueue(binding, (namespace, owner))
+            else:
+                _enqueue(binding, (namespace, owner), (child_key, version))
+
+        return on_child
 
     for child in children:
         kopf.on.event(
@@ -197,5 +264,5 @@ def register(
             id=f"{kind.lower()}-child-{child.plural}",
             labels={contract.LABEL_OWNER_KIND: kind},
             registry=registry,
-        )(on_child)
+        )(on_child_of(child))
     return binding

@@ -4,9 +4,16 @@ Why the official `kubernetes` client and not kopf's API helpers: kopf's helpers 
 modules (`kopf._cogs.clients`) that change between releases and only work inside a running kopf
 operator (they read its credentials vault from a context variable), so neither the CLI nor a test
 could call them. The `kubernetes` client is public, already in the `operators` extra, brings no
-torch, and reads the same in-cluster or kubeconfig credentials kopf uses. We call it generically
-(`ApiClient.call_api` with JSON dicts) instead of through its generated per-kind classes, so
-custom resources (PyTorchJob, the Flywheel kinds) and core kinds take the same path.
+torch, and reads the same in-cluster or kubeconfig credentials kopf uses. We call it generically (JSON dicts
+on REST paths) instead of through its generated per-kind classes, so custom resources
+(PyTorchJob, the Flywheel kinds) and core kinds take the same path.
+
+The request itself skips `ApiClient.call_api`: for plain JSON dicts its body sanitizing and
+response deserializing do nothing useful, and a 404 goes through an ApiException built from the
+whole response; measured against the emulator, a GET cost 0.48 ms of CPU that way (0.94 ms for
+a 404) and 0.29 ms straight through the client's own urllib3 pool. The pool (TLS, proxy, client
+certificates, retries) and the auth header (bearer token, refreshed by the kubeconfig's exec
+plugin through the client's api-key hook) still come from the official client.
 
 Calls are synchronous; the operator glue runs them in a thread pool, off kopf's event loop.
 """
@@ -17,11 +24,11 @@ import contextlib
 import json
 import os
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import kubernetes.client
 import kubernetes.config
-from kubernetes.client import exceptions as k8s_exceptions
 
 from flywheel import api
 
@@ -113,33 +120,32 @@ def path(api_version: str, kind: str, namespace: str, name: str | None = None, s
     return "/".join(parts)
 
 
-def manifest_path(manifest: dict[str, Any], *, collection: bool = False, sub: str | None = None) -> str:
+def manifest_path(manifest: Mapping[str, Any], *, collection: bool = False, sub: str | None = None) -> str:
     meta = manifest["metadata"]
     name = None if collection else meta["name"]
     return path(manifest["apiVersion"], manifest["kind"], meta.get("namespace") or "default", name, sub)
 
 
 def request(method: str, url_path: str, body: Any = None, content_type: str | None = None) -> Any:
-    """One API call with a JSON body; returns the decoded JSON answer or raises ApiError."""
-    headers = {"Accept": "application/json"}
-    if content_type:
-        headers["Content-Type"] = content_type
+    """One API call with a JSON body; returns the decoded JSON answer (text when the answer is
+    not JSON, e.g. a pod log) or raises ApiError. Connection failures raise urllib3's errors."""
+    api_client = _api_client()
+    headers = {"Accept": "application/json", "Content-Type": content_type or "application/json"}
+    api_client.update_params_for_auth(headers, [], ["BearerToken"])
+    data = None if body is None else json.dumps(body)
+    pool = api_client.rest_client.pool_manager
+    answer = pool.request(method, api_client.configuration.host + url_path, body=data, headers=headers)
+    text = answer.data.decode("utf-8", errors="replace")
+    if not 200 <= answer.status <= 299:
+        raise _error(answer.status, answer.reason or "", text)
     try:
-        return _api_client().call_api(
-            url_path,
-            method,
-            header_params=headers,
-            body=body,
-            response_type="object",
-            auth_settings=["BearerToken"],
-            _return_http_data_only=True,
-        )
-    except k8s_exceptions.ApiException as exc:
-        raise _api_error(exc) from None
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
-def _api_error(exc: k8s_exceptions.ApiException) -> ApiError:
-    message = str(exc.body or "")
+def _error(status: int, reason: str, text: str) -> ApiError:
+    message = text
     with contextlib.suppress(TypeError, ValueError, AttributeError):
-        message = json.loads(exc.body).get("message", message)
-    return ApiError(int(exc.status or 0), str(exc.reason or ""), message[:300])
+        message = json.loads(text).get("message", message)
+    return ApiError(status, reason, message[:300])

@@ -4,17 +4,28 @@ Order matters and is fixed: deletes, then children in the plan's order (a Config
 job that mounts it), then patches of other Flywheel resources, then this resource's status (so
 status describes children that exist), then events. Every step skips itself when the API
 already says what the plan says, so executing a plan twice writes nothing the second time.
+
+`converge()` is what the operators run: when a plan created or changed children, the controller
+plans again at once from the server's answers to those writes (no GET) and from the status the
+first plan wrote, exactly what the next reconcile (woken by the child's watch event) would see;
+the statuses of both rounds go out as one patch. One reconcile then leaves the status a person
+would otherwise see only after the child's event came back, with one status write instead of two
+and no re-read (measured: bench/operator_throughput.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from flywheel.controllers import plans
 from flywheel.kube import objects
+
+MAX_ROUNDS = 3
+"""Plans per converge(): a controller that keeps changing children stops here (the next event
+or requeue goes on)."""
 
 
 @dataclasses.dataclass
@@ -22,6 +33,9 @@ class Outcome:
     """What execute() wrote, as "verb Kind/name" lines (empty: the world already matched)."""
 
     writes: list[str] = dataclasses.field(default_factory=list)
+    live: dict[str, plans.Manifest] = dataclasses.field(default_factory=dict)
+    """Children as this reconcile last saw them ("Kind/name"): read by observe(), or the server's
+    answer to our write. A watch event carrying one of these resourceVersions says nothing new."""
 
 
 def observe(refs: Iterable[plans.Ref]) -> plans.Observed:
@@ -53,24 +67,110 @@ def execute(
     children be skipped without a request. Raises client.ApiError on a failed call; the caller
     retries the whole reconcile, which is safe because every step is idempotent."""
     outcome = Outcome()
-    seen = observed or plans.Observed()
+    apply_children(plan, observed or plans.Observed(), outcome)
+    finish(resource, status_patch(resource, plan), plan.events, now, outcome)
+    return outcome
+
+
+def converge(
+    resource: Mapping[str, Any],
+    plan_fn: Callable[[Mapping[str, Any], plans.Observed], plans.Plan],
+    observed: plans.Observed,
+    now: datetime.datetime | None = None,
+) -> tuple[plans.Plan, Outcome]:
+    """Plan and apply until the children stop changing (at most MAX_ROUNDS plans), then write the
+    composed status once and every round's events. Returns the last plan (its requeue_after and
+    permanent_error are what the last reconcile of the step-by-step world would have said)."""
+    outcome = Outcome(live=dict(observed.objects))
+    seen = plans.Observed(objects=dict(observed.objects))
+    before: dict[str, Any] = dict(resource.get("status") or {})
+    status = before  # what the status would say after each round's patch
+    events: list[plans.Event] = []
+    view = dict(resource)
+    for round_ in range(1, MAX_ROUNDS + 1):
+        plan = plan_fn(view, seen)
+        changed = apply_children(plan, seen, outcome)
+        status = merge(status, status_patch(resource, plan))
+        events.extend(e for e in plan.events if e not in events)
+        # Only creates and patches of children are folded: a delete's effect arrives later (a
+        # foreground delete finishes after its children), and an error must stop at once.
+        if not changed or plan.delete or plan.permanent_error or round_ == MAX_ROUNDS:
+            break
+        seen.objects.update(changed)
+        view = {**view, "status": status}
+    finish(resource, diff(before, status), events, now, outcome)
+    return plan, outcome
+
+
+def apply_children(plan: plans.Plan, observed: plans.Observed, outcome: Outcome) -> dict[str, plans.Manifest]:
+    """Deletes, children and patches of other resources; returns the children created or patched,
+    as the server answered ("Kind/name")."""
+    changed: dict[str, plans.Manifest] = {}
     for manifest in plan.delete:
         if objects.delete(manifest):
             outcome.writes.append(f"deleted {_key(manifest)}")
+        outcome.live.pop(_key(manifest), None)
     for manifest in plan.apply:
-        live = seen.get(manifest["kind"], manifest["metadata"]["name"])
-        done = objects.apply(manifest, live)
+        key = _key(manifest)
+        current = observed.get(manifest["kind"], manifest["metadata"]["name"])
+        done, live = objects.apply_live(manifest, current)
+        outcome.live[key] = live
         if done != "unchanged":
-            outcome.writes.append(f"{done} {_key(manifest)}")
+            outcome.writes.append(f"{done} {key}")
+            changed[key] = live
     for patch in plan.patch_resources:
         if objects.patch_spec(patch):
             outcome.writes.append(f"patched {_key(patch)}")
-    if objects.patch_status(resource, status_patch(resource, plan)):
+    return changed
+
+
+def finish(
+    resource: Mapping[str, Any],
+    status: Mapping[str, Any],
+    events: Iterable[plans.Event],
+    now: datetime.datetime | None,
+    outcome: Outcome,
+) -> None:
+    """This resource's status (skipped when it already says so), then the events."""
+    if objects.patch_status(resource, status):
         outcome.writes.append(f"status {_key(resource)}")
-    for event in plan.events:
+    for event in events:
         if objects.post_event(resource, event, now):
             outcome.writes.append(f"event {event.reason}")
-    return outcome
+
+
+def merge(target: Any, patch: Any) -> Any:
+    """RFC 7386: apply a JSON merge patch to `target` (inputs are not modified)."""
+    if not isinstance(patch, Mapping):
+        return patch
+    out = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge(out.get(key), value)
+    return out
+
+
+def diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch that turns `old` into `new` (nulls remove what `new` lacks). Two
+    patches in turn cannot always be written as one patch without knowing the target (a key set
+    to a scalar, then to an object); from the target they always can."""
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            if inner := diff(before, value):
+                patch[key] = inner
+        elif key not in old or before != value:
+            patch[key] = _without_nulls(value)
+    return patch
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    return value
 
 
 def _key(manifest: Mapping[str, Any]) -> str:

@@ -71,12 +71,18 @@ def apply(manifest: dict[str, Any], live: dict[str, Any] | None = None) -> str:
 
     `live` is an already observed copy; when it contains the manifest nothing is sent at all.
     """
+    return apply_live(manifest, live)[0]
+
+
+def apply_live(manifest: dict[str, Any], live: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """apply(), also returning the object as the API server last showed it (the answer to our
+    write, or the live copy when nothing was sent): a caller can plan on from it without a GET."""
     if live is not None and contains(live, manifest):
-        return "unchanged"
+        return "unchanged", live
     if live is None:
         try:
-            client.request("POST", client.manifest_path(manifest, collection=True), body=manifest)
-            return "created"
+            created = client.request("POST", client.manifest_path(manifest, collection=True), body=manifest)
+            return "created", _answer(created, manifest)
         except client.ApiError as exc:
             if exc.status != 409:  # 409 AlreadyExists: someone (our last run) created it
                 raise
@@ -84,11 +90,16 @@ def apply(manifest: dict[str, Any], live: dict[str, Any] | None = None) -> str:
         if live is None:  # deleted between the 409 and the get; the next reconcile creates it
             raise client.ApiError(409, "Conflict", f"{manifest['kind']} vanished while being applied")
         if contains(live, manifest):
-            return "unchanged"
-    client.request(
+            return "unchanged", live
+    patched = client.request(
         "PATCH", client.manifest_path(manifest), body=_patchable(manifest), content_type=MERGE_PATCH
     )
-    return "patched"
+    return "patched", _answer(patched, manifest)
+
+
+def _answer(answer: Any, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The server's answer to a write; the manifest itself if the answer is not an object."""
+    return answer if isinstance(answer, dict) and answer.get("metadata") else manifest
 
 
 def _patchable(manifest: Mapping[str, Any]) -> dict[str, Any]:

@@ -272,6 +272,12 @@ def write_kubeconfig(path: pathlib.Path, url: str) -> pathlib.Path:
 
 async def serve_forever(port: int, kubeconfig: pathlib.Path, *, gc: bool = True) -> None:
     """Run the emulator alone (the benchmark runs it in its own process)."""
-    async with Emulator(gc=gc) as emulator, kmock.Server(emulator, port=port) as server:
+    async with Emulator(gc=gc) as emulator:
+        await serve(emulator, port, kubeconfig)
+
+
+async def serve(emulator: Emulator, port: int, kubeconfig: pathlib.Path) -> None:
+    """Serve `emulator` on `port` until cancelled, with a kubeconfig for it."""
+    async with kmock.Server(emulator, port=port) as server:
         write_kubeconfig(kubeconfig, str(server.url).rstrip("/"))
         await asyncio.Event().wait()

@@ -1,0 +1,115 @@
+"""What the generic glue sends to the API server, counted at the emulator (real kopf, real HTTP).
+
+The operator benchmark's cost per run is these requests; each test pins one of the savings
+(operators/reconcile.py, flywheel/kube/execute.py) so it cannot silently come back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime
+from typing import Any
+
+import kmock
+import pytest
+
+from flywheel.controllers import plans, trainingrun
+from flywheel.controllers import settings as settings_mod
+from flywheel.kube import execute, objects
+from operators import reconcile
+from tests.integration.operators import conftest
+from tests.integration.operators import test_trainingrun_operator as tr
+
+pytestmark = pytest.mark.timeout(60)
+SETTINGS = settings_mod.Settings()
+PER_OBJECT = (kmock.action.FETCH, kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE)
+
+
+def sent(em: Any, since: int = 0) -> collections.Counter[str]:
+    """Requests per "METHOD plural[/sub]" after the first `since` ones (discovery, lists and
+    watches, which kopf makes once at start-up, left out)."""
+    out: collections.Counter[str] = collections.Counter()
+    for r in em.requests()[since:]:
+        if r.resource is None or r.action not in PER_OBJECT:
+            continue
+        sub = f"/{r.subresource}" if getattr(r, "subresource", None) else ""
+        out[f"{r.method.value} {r.resource.plural}{sub}"] += 1
+    return out
+
+
+async def test_a_new_run_is_one_reconcile_with_one_status_write_and_no_echo(emulator: Any) -> None:
+    async with conftest.running(tr.make_registry()):
+        before = len(emulator.requests())
+        await tr.create(tr.run_manifest())
+        await conftest.eventually(lambda: tr.ready(emulator).get("reason") == "JobCreated", what="JobCreated")
+        await asyncio.sleep(0.5)  # the job's ADDED event has come back by now
+        counts = sent(emulator, before)
+    # observe (3 GETs), ConfigMap, job, ONE status patch already saying JobCreated, the event,
+    # kopf's annotation patch; the job's ADDED event (our own write) re-read nothing.
+    assert counts == {
+        "POST trainingruns": 1,  # the test's own create
+        "GET pytorchjobs": 1,
+        "GET configmaps": 1,
+        "GET pods": 1,
+        "POST configmaps": 1,
+        "POST pytorchjobs": 1,
+        "PATCH trainingruns/status": 1,
+        "POST events": 1,
+        "PATCH trainingruns": 1,
+    }
+    reasons = [e["reason"] for e in emulator.live("v1/events", tr.NS)]
+    assert reasons == ["CreatingJob"]  # the step-by-step world's events, no more
+
+
+async def test_a_child_change_by_someone_else_still_reconciles(emulator: Any) -> None:
+    async with conftest.running(tr.make_registry()):
+        await tr.create(tr.run_manifest())
+        await conftest.eventually(lambda: tr.ready(emulator).get("reason") == "JobCreated", what="JobCreated")
+        await asyncio.sleep(0.3)
+        before = len(emulator.requests())
+        await tr.patch_status("kubeflow.org/v1", "PyTorchJob", "iris", tr.job_condition("Running"))
+        await conftest.eventually(lambda: tr.run_status(emulator).get("phase") == "Running", what="Running")
+        await asyncio.sleep(0.3)
+        counts = sent(emulator, before)
+    assert counts["PATCH pytorchjobs/status"] == 1  # the test's, standing in for the Training Operator
+    assert counts["GET trainingruns"] == 1  # one reconcile: read the run, observe, write status
+    assert counts["PATCH trainingruns/status"] == 1
+
+
+async def test_a_no_op_reconcile_writes_nothing_and_reads_only_what_it_observes(emulator: Any) -> None:
+    async with conftest.running(tr.make_registry()):
+        await tr.create(tr.run_manifest())
+        await conftest.eventually(lambda: tr.ready(emulator).get("reason") == "JobCreated", what="JobCreated")
+        await asyncio.sleep(0.3)
+    run = emulator.live(tr.RUNS, tr.NS)[0]
+    before = len(emulator.requests())
+    plan, outcome = await asyncio.to_thread(reconcile.reconcile_once, trainingrun, run, SETTINGS)
+    assert outcome.writes == []
+    assert sent(emulator, before) == {"GET pytorchjobs": 1, "GET configmaps": 1, "GET pods": 1}
+    assert plan.requeue_after == trainingrun.REQUEUE_ACTIVE
+
+
+async def test_converge_folds_the_child_echo_into_the_first_status(emulator: Any) -> None:
+    """converge() ends where two step-by-step reconciles end: same status, same events."""
+    manifest = tr.run_manifest("fold")
+    run = await tr.create(manifest)
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    refs = trainingrun.observe_refs(run, SETTINGS)
+
+    def plan_fn(view: Any, seen: plans.Observed) -> plans.Plan:
+        return trainingrun.plan(dict(view), seen, now, SETTINGS)
+
+    observed = await asyncio.to_thread(execute.observe, refs)
+    plan, outcome = await asyncio.to_thread(execute.converge, run, plan_fn, observed, now)
+    assert [w.split()[0] for w in outcome.writes] == ["created", "created", "status", "event"]
+    folded = emulator.live(tr.RUNS, tr.NS)[0]["status"]
+    # The step-by-step world: a second plan from a fresh read of everything says the same.
+    ref = objects.ref_of(run)
+    live = await asyncio.to_thread(objects.get, ref)
+    again = trainingrun.plan(live, await asyncio.to_thread(execute.observe, refs), now, SETTINGS)
+    assert objects.contains(folded, execute.status_patch(live, again))
+    assert again.apply == [] and again.events == []
+    assert folded["conditions"][0]["reason"] == "JobCreated"
+    assert set(outcome.live) >= {"PyTorchJob/fold", "ConfigMap/fold-config"}
+    assert plan.requeue_after == trainingrun.REQUEUE_ACTIVE
