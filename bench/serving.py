@@ -1,0 +1,220 @@
+"""Serving throughput and latency: Flywheel's BentoML service vs itself unbatched vs KServe.
+
+One model (the Shuttle MLP 9-64-32-2 trained by `python -m flywheel.training` on period 1 of the example
+data, exported as fp32 torch and ONNX Runtime int8), three real HTTP servers started side by side
+(bench/_serving_systems.py):
+
+  (a) flywheel-int8-batched  FlywheelService, int8, adaptive batching (maxBatchSize 64)
+  (b) flywheel-fp32-single   the same service, fp32, batching off
+  (c) kserve-int8            KServe 0.21's ModelServer on the same int8 file (bench/_kserve_server.py)
+
+Load: a closed-loop aiohttp client (bench/_serving_load.py), concurrency 1, 16 and 64, one record
+per request, a fixed request count per cell after a warm-up, in `--rounds` rounds; in each round
+every concurrency level runs all three systems back to back, in a rotating order, so load from other
+processes hits them alike. Cells pool their rounds. A 16-records-per-request variant runs at
+concurrency 16 and 64. Besides wall-clock figures, each cell records the server's own CPU time per
+request (all processes of its session, from /proc), which other load on the machine distorts less.
+
+Goal (issue 4): (a) >= 3x the throughput of (b) at no worse p99, ahead of (c), zero errors.
+
+    python -m bench.serving [--requests 500] [--rounds 2]  ->  table, bench/results/serving.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import _serving_load as load
+from bench import _serving_systems as systems
+
+RESULTS = Path(__file__).parent / "results" / "serving.json"
+SYSTEMS = ("flywheel-int8-batched", "flywheel-fp32-single", "kserve-int8")
+LEVELS = (1, 16, 64)
+WIDE_LEVELS = (16, 64)  # the 16-records-per-request variant
+WIDE_ROWS = 16
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU of process `root` and its live descendants (a server and its workers;
+    BentoML's process manager puts workers in sessions of their own, so the tree, not the session)."""
+    parent: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        pid = int(entry.name)  # fields after "(comm)": state ppid pgrp session ... utime(11) stime(12)
+        parent[pid] = int(fields[1])
+        ticks[pid] = int(fields[11]) + int(fields[12])
+    total = 0
+    for pid, spent in ticks.items():
+        node = pid
+        while node > 1 and node != root:
+            node = parent.get(node, 0)
+        if node == root:
+            total += spent
+    return total / CLK_TCK
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version()}
+
+
+def measure(
+    server: systems.Server, records: list[dict[str, Any]], conc: int, rows: int, requests: int
+) -> dict[str, Any]:
+    cpu0 = tree_cpu_seconds(server.proc.pid)
+    stats = load.run(
+        server.url + server.predict_path,
+        load.PROTOCOLS[server.protocol],
+        records,
+        concurrency=conc,
+        requests=requests,
+        warmup=max(conc * 4, 40),
+        rows=rows,
+    )
+    cpu = tree_cpu_seconds(server.proc.pid) - cpu0  # warm-up included: the same share for all
+    return {"stats": stats, "cpu_seconds": cpu, "cpu_requests": requests + max(conc * 4, 40)}
+
+
+def pool(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """One cell from its rounds: all latencies, summed time, errors and CPU."""
+    first = cells[0]["stats"]
+    stats = load.Stats(
+        concurrency=first.concurrency,
+        rows_per_request=first.rows_per_request,
+        requests=sum(c["stats"].requests for c in cells),
+        errors=sum(c["stats"].errors for c in cells),
+        seconds=sum(c["stats"].seconds for c in cells),
+        latencies_ms=[x for c in cells for x in c["stats"].latencies_ms],
+        error_samples=[e for c in cells for e in c["stats"].error_samples][:5],
+    )
+    cpu_ms = 1000.0 * sum(c["cpu_seconds"] for c in cells) / sum(c["cpu_requests"] for c in cells)
+    return {**stats.summary(), "serverCpuMsPerRequest": round(cpu_ms, 2)}
+
+
+def run_matrix(
+    servers: dict[str, systems.Server], records: list[dict[str, Any]], requests: int, rounds: int
+) -> dict[tuple[str, int, int], dict[str, Any]]:
+    cells: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
+    plan = [(conc, 1, requests) for conc in LEVELS]
+    plan += [(conc, WIDE_ROWS, max(requests // 4, 50)) for conc in WIDE_LEVELS]
+    for r in range(rounds):
+        for i, (conc, rows, count) in enumerate(plan):
+            shift = (r + i) % len(SYSTEMS)
+            for name in SYSTEMS[shift:] + SYSTEMS[:shift]:  # rotate who goes first
+                cell = measure(servers[name], records, conc, rows, count)
+                cells.setdefault((name, conc, rows), []).append(cell)
+                s = cell["stats"]
+                print(
+                    f"  round {r + 1} {name:22} c={conc:<3} rows={rows:<3} "
+                    f"{s.throughput:8.1f} req/s p99 {s.percentile(99):8.1f} ms errors {s.errors}",
+                    flush=True,
+                )
+    return {key: pool(value) for key, value in cells.items()}
+
+
+def verdicts(results: dict[tuple[str, int, int], dict[str, Any]]) -> list[dict[str, Any]]:
+    a, b, c = SYSTEMS
+    out = []
+    for conc, rows in [(lvl, 1) for lvl in LEVELS] + [(lvl, WIDE_ROWS) for lvl in WIDE_LEVELS]:
+        ra, rb, rc = (results[(n, conc, rows)] for n in (a, b, c))
+        speedup = ra["requestsPerSecond"] / rb["requestsPerSecond"]
+        out.append(
+            {
+                "concurrency": conc,
+                "rowsPerRequest": rows,
+                "throughputAvsB": round(speedup, 2),
+                "throughputAvsC": round(ra["requestsPerSecond"] / rc["requestsPerSecond"], 2),
+                "cpuPerRequestBvsA": round(rb["serverCpuMsPerRequest"] / ra["serverCpuMsPerRequest"], 2),
+                "p99AnotWorseThanB": ra["p99Ms"] <= rb["p99Ms"],
+                "goalMet": speedup >= 3.0
+                and ra["p99Ms"] <= rb["p99Ms"]
+                and ra["requestsPerSecond"] > rc["requestsPerSecond"],
+            }
+        )
+    return out
+
+
+def print_table(results: dict[tuple[str, int, int], dict[str, Any]], checks: list[dict[str, Any]]) -> None:
+    head = f"{'system':22} {'conc':>4} {'rows':>4} {'req/s':>8} {'rec/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
+    print(f"\n{head} {'cpu ms/req':>10} {'errors':>6}")
+    for (name, conc, rows), r in sorted(results.items(), key=lambda kv: (kv[0][2], kv[0][1])):
+        print(
+            f"{name:22} {conc:>4} {rows:>4} {r['requestsPerSecond']:>8.1f} {r['recordsPerSecond']:>8.1f} "
+            f"{r['p50Ms']:>8.1f} {r['p99Ms']:>8.1f} {r['serverCpuMsPerRequest']:>10.2f} {r['errors']:>6}"
+        )
+    print(
+        f"\n{'conc':>4} {'rows':>4} {'a/b req/s':>10} {'a/c req/s':>10} {'b/a cpu':>8} {'p99 a<=b':>9} goal"
+    )
+    for v in checks:
+        print(
+            f"{v['concurrency']:>4} {v['rowsPerRequest']:>4} {v['throughputAvsB']:>10.2f} "
+            f"{v['throughputAvsC']:>10.2f} {v['cpuPerRequestBvsA']:>8.2f} "
+            f"{v['p99AnotWorseThanB']!s:>9} {'met' if v['goalMet'] else 'NOT met'}"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.serving", description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=500, help="requests per cell and round")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args(argv)
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        work = Path(tmp)
+        started = time.monotonic()
+        model_dir = systems.train(work)
+        print(f"trained {model_dir} in {time.monotonic() - started:.1f} s", flush=True)
+        servers = {
+            SYSTEMS[0]: systems.start_flywheel(work, SYSTEMS[0], model_dir, quantized=True, batching=True),
+            SYSTEMS[1]: systems.start_flywheel(work, SYSTEMS[1], model_dir, quantized=False, batching=False),
+            SYSTEMS[2]: systems.start_kserve(work, SYSTEMS[2], model_dir),
+        }
+        try:
+            for server in servers.values():
+                server.wait_ready()
+            records = systems.traffic_records(2000)
+            results = run_matrix(servers, records, args.requests, args.rounds)
+        finally:
+            for server in servers.values():
+                server.stop()
+    checks = verdicts(results)
+    print_table(results, checks)
+    out = {
+        "machine": {**machine(), "loadAverageBefore": load_before, "loadAverageAfter": os.getloadavg()},
+        "model": "Shuttle MLP 9-64-32-2 (flywheel.training, period 1); int8 = ONNX Runtime dynamic QInt8",
+        "batching": systems.BATCHING,
+        "requestsPerCellRound": args.requests,
+        "rounds": args.rounds,
+        "results": [{"system": k[0], **v} for k, v in results.items()],
+        "checks": checks,
+        "errorsTotal": sum(v["errors"] for v in results.values()),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\nload average before {load_before}, after {os.getloadavg()}; wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
