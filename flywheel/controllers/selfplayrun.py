@@ -208,7 +208,9 @@ def _job_view(
 ) -> jobstatus.View | None:
     times = {"startTime": state.start_time, "completionTime": state.completion_time}
     if not state.terminal:
-        step = selfplayresult.progress(log_tail)
+        # No readable step this time (log not reachable, or rotated): keep what status says, so
+        # the message does not flap between reconciles.
+        step = selfplayresult.progress(log_tail) or selfplayresult.fields(current)
         message = f"{state.message}; {selfplayresult.summary(step, total)}" if step else state.message
         view = jobstatus.View(state.phase, "Unknown", state.reason, message)
         view.fields.update(times)

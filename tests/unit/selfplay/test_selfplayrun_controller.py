@@ -195,3 +195,13 @@ def test_running_status_follows_the_newest_step_event_of_the_log_tail(
     for junk in (None, "", "no events here\n{not json", '{"event": "epoch", "step": 5}'):
         quiet = selfplayrun.plan(manifest, observed(manifest, job), T0, SETTINGS, log_tail=junk)
         assert "step" not in quiet.status and quiet.status["phase"] == conditions.RUNNING
+
+
+def test_progress_already_in_status_stays_when_the_log_cannot_be_read() -> None:
+    manifest = resource(selfPlay={"steps": 9})
+    job = job_with(manifest, ("Created", "True"), ("Running", "True"))
+    line = json.dumps({"event": "step", "step": 4, "solveRate": {"deduction": 0.5}})
+    first = selfplayrun.plan(manifest, observed(manifest, job), T0, SETTINGS, log_tail=line)
+    later = {**manifest, "status": first.status}
+    again = selfplayrun.plan(later, observed(manifest, job), T0, SETTINGS, log_tail=None)
+    assert again.status == first.status and again.events == []
