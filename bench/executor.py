@@ -155,7 +155,9 @@ def measure(programs: int, workers: int) -> dict[str, Any]:
 def _old_tree(rev: str, into: str) -> str:
     """The executor package at `rev`, extracted under `into` (only the files it imports)."""
     paths = ["flywheel/__init__.py", "flywheel/selfplay/__init__.py", "flywheel/selfplay/executor"]
-    archive = subprocess.run(["git", "archive", rev, *paths], cwd=REPO, capture_output=True, check=True)
+    archive = subprocess.run(["git", "archive", rev, *paths], cwd=REPO, capture_output=True, check=False)
+    if archive.returncode != 0:
+        raise SystemExit(f"--compare-rev {rev}: git archive failed ({archive.stderr.decode().strip()})")
     subprocess.run(["tar", "-x", "-C", into], input=archive.stdout, check=True)
     return into
 
