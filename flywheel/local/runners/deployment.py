@@ -7,14 +7,14 @@ local paths) and starts FlywheelService through the supervisor, bound to 127.0.0
 True only when /readyz answers 200 (the models are loaded). Foreground, the CLI serves until Ctrl-C
 (the server stops with it); with --detach it returns once the server is ready.
 
-- Port: spec.port, or a free one when it is 0. status.endpoint = http://127.0.0.1:<port>.
+- Port: spec.port (a port in use fails the Deployment, saying so); endpoint http://127.0.0.1:<port>.
 - Traffic log: spec.logging.sink, else <artifacts>/deployments/<name>/traffic (sink_uri()), where
   <artifacts> is spec.artifacts.uri, or <home>/artifacts when it is the in-cluster default.
 - Promotion: when only the champion changed (promote(), or `flywheel run` with a new
   spec.champion) and the server runs one worker, the running server loads the new model and swaps
   it in one step (/admin/promote, with a token only this home can read): zero failed requests.
   The old champion becomes status.rollbackTarget. Any other change (challenger, traffic, batching,
-  port) restarts the server; requests during the restart fail, as the message says.
+  port) restarts the server: requests sent during the restart fail.
 - observe(): a server that died (or was killed) turns Ready False with reason ServerExited.
 """
 
@@ -59,6 +59,7 @@ def run(ctx: Context, manifest: Manifest) -> bool:
     except KeyboardInterrupt:
         ctx.supervisor.stop(KIND, server.name)
         server.status.suspend("stopped by Ctrl-C; run `flywheel run` again to serve")
+        server.status.patch({"readyReplicas": 0})
         raise
 
 
@@ -137,13 +138,12 @@ class _Server:
         if self.dep.spec.challenger is not None:
             challenger = models.resolve(self.dep.spec.challenger, observed).model
         want = self._config(champion.model, challenger)
-        live, served = self._live()
-        port = served["port"] if served else 0
-        same_port = self.dep.spec.port in (0, port)
-        if live is not None and served is not None and same_port and served["config"] == want:
+        port = self.dep.spec.port
+        served = self._served(port)  # what the live server on this port serves, if one does
+        if served == want:
             self._serving(champion.model, challenger, observed, port)
             self.ctx.console.print(f"deployment/{self.name}: already serving at {_endpoint(port)}")
-        elif live is not None and served is not None and same_port and _swappable(served["config"], want):
+        elif served is not None and _swappable(served, want):
             self._swap(port, want, champion.model, challenger, observed)
         elif start:
             if not self._start(want, champion.model, challenger, observed):
@@ -167,15 +167,15 @@ class _Server:
         config["logging"]["sink"] = sink_uri(self.ctx, self.manifest)
         return config
 
-    def _live(self) -> tuple[Any, dict[str, Any] | None]:
+    def _served(self, port: int) -> dict[str, Any] | None:
         info = self.ctx.supervisor.find(KIND, self.name)
         if info is None or not self.ctx.supervisor.alive(info):
-            return None, None
+            return None
         try:
             served = json.loads(self.served_path.read_text())
         except (OSError, json.JSONDecodeError):
-            return info, None
-        return info, served if isinstance(served, dict) and {"port", "config"} <= served.keys() else None
+            return None
+        return served.get("config") if isinstance(served, dict) and served.get("port") == port else None
 
     # --- outcomes ---------------------------------------------------------------------------------
     def _no_champion(self, champion: models.Resolution) -> bool:
@@ -203,9 +203,9 @@ class _Server:
         observed: plans.Observed,
     ) -> bool:
         self.ctx.supervisor.stop(KIND, self.name)  # a restart: any old server goes first
-        port = self.dep.spec.port or _free_port()
+        port = self.dep.spec.port
         if not _port_free(port):
-            message = f"spec.port {port} is in use on 127.0.0.1; choose another (0 picks a free one)"
+            message = f"spec.port {port} is in use on 127.0.0.1; choose another port"
             return self.status.fail(conditions.R_INVALID_SPEC, message, conditions.CHAMPION_READY)
         self.served_path.unlink(missing_ok=True)
         token = secrets.token_urlsafe(24)
@@ -345,12 +345,6 @@ def _swappable(served: dict[str, Any], want: dict[str, Any]) -> bool:
     """A hot swap suffices: nothing but the champion differs, and one worker holds the models."""
     rest = {k: v for k, v in served.items() if k != "champion"}
     return rest == {k: v for k, v in want.items() if k != "champion"} and int(served.get("workers", 1)) == 1
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _port_free(port: int) -> bool:
