@@ -1,7 +1,7 @@
 """The serving config: what one FlywheelService process serves and how, read once at start.
 
-The operator (flywheel.controllers.deployment.serving_config) and the local backend write this JSON
-and point ENV_SERVING_CONFIG at it. Without that file, ENV_CHAMPION_URI (and optionally
+The operator (flywheel.controllers.deployment_children.serving_config) and the local backend
+(flywheel.local.runners.deployment) write this JSON and point ENV_SERVING_CONFIG at it. Without that file, ENV_CHAMPION_URI (and optionally
 ENV_CHALLENGER_URI) alone start a champion-only service with the Deployment defaults. Keys are the
 Deployment's camelCase names, so `traffic`, `batching` and `logging` are copied from the spec as is:
 
