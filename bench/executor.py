@@ -200,6 +200,7 @@ devnull = os.open(os.devnull, os.O_RDWR)
 report = W._isolate_zygote(jail)
 blob = marshal.dumps((compile(CODE, "<program>", "exec"), [compile(CALL, "<call>", "eval")], []))
 SHM = mmap.mmap(-1, 4096)  # shared with the children: marks cost no allocation or encoding there
+LIMITS = W._limits({"timeout": 10, "memory_mb": 512})
 gc.collect()
 gc.freeze()
 gc.disable()
@@ -210,7 +211,7 @@ def mark(i):
 
 def child(old, w):
     mark(0)
-    W._jail_child(report, w, devnull, 10, 512); mark(1)
+    W._jail_child(report, w, devnull, LIMITS); mark(1)
     if old:
         program, call = compile(CODE, "<program>", "exec"), compile(CALL, "<call>", "eval")
     else:

@@ -150,6 +150,7 @@ BLOCKED_EVENTS = (
 CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS = 0x40000000, 0x08000000, 0x04000000
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_DUMPABLE = 1, 38, 4
 MAX_ERROR_CHARS = 300
+SIGKILL = int(signal.SIGKILL)  # a plain int: ctypes converts an IntEnum the slow way, in every fork
 
 
 def _safe_modules() -> dict[str, Any]:
@@ -208,14 +209,28 @@ def _isolate_zygote(jail: str) -> dict[str, Any]:
     return report
 
 
-def _limit(which: int, value: int, hard: int | None = None) -> None:
-    resource.setrlimit(which, (value, value if hard is None else hard))
+def _limits(opts: dict[str, Any]) -> list[tuple[int, tuple[int, int]]]:
+    """The rlimits of every execution of a request, computed once in the zygote: the child only
+    applies them (each Python step in a fork costs page faults, see the module docstring)."""
+    cpu = math.ceil(opts["timeout"])
+    memory = int(opts["memory_mb"]) * 1024 * 1024
+    return [
+        (resource.RLIMIT_AS, (memory, memory)),
+        (resource.RLIMIT_CPU, (cpu + 1, cpu + 2)),
+        (resource.RLIMIT_FSIZE, (0, 0)),
+        (resource.RLIMIT_CORE, (0, 0)),
+        (resource.RLIMIT_NPROC, (0, 0)),
+    ]
 
 
-def _jail_child(report: dict[str, Any], result_fd: int, devnull: int, timeout: float, memory_mb: int) -> None:
-    LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
+def _jail_child(
+    report: dict[str, Any], result_fd: int, devnull: int, limits: list[tuple[int, tuple[int, int]]]
+) -> None:
+    LIBC.prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
+    dup2 = os.dup2
+    dup2(devnull, 0)
+    dup2(devnull, 1)
+    dup2(devnull, 2)
     os.closerange(3, result_fd)
     os.closerange(result_fd + 1, 4096)
     if report["setuid"]:
@@ -223,12 +238,10 @@ def _jail_child(report: dict[str, Any], result_fd: int, devnull: int, timeout: f
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
-    _limit(resource.RLIMIT_AS, memory_mb * 1024 * 1024)
-    _limit(resource.RLIMIT_CPU, math.ceil(timeout) + 1, math.ceil(timeout) + 2)
-    _limit(resource.RLIMIT_FSIZE, 0)
-    _limit(resource.RLIMIT_CORE, 0)
-    _limit(resource.RLIMIT_NPROC, 0)
-    _limit(resource.RLIMIT_NOFILE, result_fd + 1)
+    setrlimit = resource.setrlimit
+    for which, pair in limits:
+        setrlimit(which, pair)
+    setrlimit(resource.RLIMIT_NOFILE, (result_fd + 1, result_fd + 1))
     sys.setrecursionlimit(3000)
 
 
@@ -325,7 +338,7 @@ def _child(
     job: dict[str, Any], report: dict[str, Any], write_fd: int, devnull: int, opts: dict[str, Any]
 ) -> None:
     try:
-        _jail_child(report, write_fd, devnull, opts["timeout"], opts["memory_mb"])
+        _jail_child(report, write_fd, devnull, opts["limits"])
         data = _encode(_run_one(job, opts["max_chars"]))
     except BaseException as exc:
         try:
@@ -444,7 +457,7 @@ def main() -> None:
             request = marshal.loads(_read_exact(length))  # noqa: S302 - only the trainer writes stdin
         except EOFError:
             return
-        opts = request["opts"]
+        opts = {**request["opts"], "limits": _limits(request["opts"])}
         results: list[dict[str, Any]] = []
         for job in request["jobs"]:
             if results and job.get("skip_after_failure") and not _succeeded(results[-1]):
