@@ -33,6 +33,7 @@ from flywheel.local.runners import status as status_mod
 
 KIND = api.SelfPlayRun.KIND
 TERMINATION_FILE = "termination-log"
+CATCH_UP_BYTES = 256 * 1024  # a step event is ~1 KB; torch warnings may sit in between
 Manifest = dict[str, Any]
 
 
@@ -56,17 +57,19 @@ def run(ctx: Context, manifest: Manifest) -> bool:
 
 
 def observe(ctx: Context, manifest: Manifest) -> Manifest:
-    """Notice a run whose trainer is gone without a CLI to record it (killed CLI, or --detach)."""
+    """Bring status up to the trainer's newest step, and notice a trainer that is gone without a
+    CLI to record it (killed CLI, or --detach)."""
     status = manifest.get("status") or {}
     name = manifest["metadata"]["name"]
     info = ctx.supervisor.find(KIND, name)
-    if status.get("phase") != conditions.RUNNING or info is None or ctx.supervisor.alive(info):
+    if status.get("phase") != conditions.RUNNING or info is None:
         return manifest
+    alive = ctx.supervisor.alive(info)
     job = _Job(ctx, manifest)
-    job.catch_up()
-    if job.result_path.exists():
+    job.catch_up()  # started with --detach, or its CLI was killed: nobody followed the log
+    if not alive and job.result_path.exists():
         job.finish(exit_code=None)
-    else:
+    elif not alive:
         job.status.suspend("the trainer is gone; run `flywheel run` again to resume from the last checkpoint")
     return ctx.store.get(KIND, name, job.namespace) or manifest
 
@@ -93,6 +96,7 @@ class _Job:
         self.log = ctx.supervisor.log_path(KIND, self.name)
         self.offset = _size(self.log)
         self.steps = self.spec.self_play.steps
+        self.status_step = (manifest.get("status") or {}).get("step")
 
     @property
     def ref(self) -> str:
@@ -162,11 +166,18 @@ class _Job:
         return self.finish(self.ctx.supervisor.exit_code(info))
 
     def catch_up(self) -> None:
-        """Record the newest step of the whole log (a run whose CLI was not there to see it)."""
-        for line in reversed(self.log.read_text(errors="replace").splitlines() if self.log.exists() else []):
+        """Record the newest step in the log's tail (a run whose CLI was not there to see it)."""
+        try:
+            with self.log.open("rb") as fh:
+                fh.seek(max(0, _size(self.log) - CATCH_UP_BYTES))
+                lines = fh.read().decode(errors="replace").splitlines()
+        except FileNotFoundError:
+            return
+        for line in reversed(lines):
             event = progress.parse_event(line)
             if event is not None and event.get("event") == "step":
-                self.on_event(event, None)
+                if event.get("step") != self.status_step:
+                    self.on_event(event, None)
                 return
 
     def on_line(self, line: str, bars: progress.Bars | None) -> None:
