@@ -24,6 +24,7 @@ from rich.console import Console
 
 from flywheel import api, artifacts
 from flywheel.api import conditions
+from flywheel.data import examples
 from flywheel.demo import dataset, replay, resources, stages
 from flywheel.local import runners
 
@@ -76,7 +77,8 @@ class Loop:
     def _said_commit(self, period: int, commit: str, created: bool) -> None:
         where = f"{self.repo} ({dataset.tag(period)} = {commit[:12]}, pushed to {self.repo.name}.dvc-remote)"
         if created:
-            self.st.note(f"committed {4000} labelled rows of period {period} to {where}")
+            rows = examples.ROWS_PER_PERIOD
+            self.st.note(f"committed {rows} labelled rows of period {period} to {where}")
         else:
             self.st.reused(f"period {period} is already committed: {where}")
 
@@ -154,7 +156,6 @@ class Loop:
 
     # --- 4. traffic -------------------------------------------------------------------------------
     def replay_traffic(self) -> None:
-        from flywheel.data import examples
         from flywheel.serving import traffic
 
         frame = examples.period_frame(2, part="traffic", labelled=False)
