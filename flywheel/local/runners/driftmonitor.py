@@ -122,10 +122,13 @@ def run(ctx: runners.Context, manifest: Manifest) -> bool:
             f"driftmonitor/{name}: monitoring in the background (pid {info.pid}); see `flywheel get dm`"
         )
         return True
+    ctx.supervisor.stop(KIND, name)  # one loop per monitor: this one replaces a detached one
     try:
         forever(ctx, name, namespace)
     except KeyboardInterrupt:
-        ctx.console.print(f"driftmonitor/{name}: stopped")
+        message = "stopped by Ctrl-C; run `flywheel run` again to keep monitoring"
+        ctx.store.patch_status(KIND, name, {"message": message}, namespace)
+        ctx.console.print(f"driftmonitor/{name}: {message}")
         raise
     return True
 

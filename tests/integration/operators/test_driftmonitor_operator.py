@@ -217,6 +217,7 @@ async def test_succeeded_challenger_is_decided_once(emulator: Any, data_repo: An
     assert decision["challengerVersion"] == "mon-1-v" and decision["championVersion"] == "champ-v"
 
 
+@pytest.mark.slow  # two operator lifetimes, one of them retrying against a failing API
 async def test_restart_between_promotion_and_bookkeeping_converges_to_one_decision(
     emulator: Any, data_repo: Any
 ) -> None:
