@@ -21,6 +21,7 @@ True only when /readyz answers 200 (the models are loaded). Foreground, the CLI 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pydantic
 
 from flywheel import artifacts, errors
 from flywheel.api import common, conditions, contract
@@ -66,14 +68,24 @@ def run(ctx: Context, manifest: Manifest) -> bool:
 def promote(ctx: Context, name: str, namespace: str, champion: dict[str, Any]) -> None:
     """Make `champion` (a ModelRef dict: fromTrainingRun or uri) the stored Deployment's champion and
     hot-swap it into the running server with no failed request; the old one becomes rollbackTarget.
-    A Deployment that is not serving gets the new spec only; its next `flywheel run` serves it."""
+    A Deployment that is not serving gets the new spec only; its next `flywheel run` serves it.
+    Raises errors.UserError when the Deployment is missing or the new champion cannot be served."""
     stored = ctx.store.get(KIND, name, namespace)
     if stored is None:
         raise errors.UserError(f"deployment/{name} is not in {ctx.home}; run it with `flywheel run -f`")
     spec = {**stored["spec"], "champion": champion}
-    api.Deployment.model_validate({**stored, "spec": spec, "status": None})
+    try:
+        plans.validate_spec(api.Deployment, {**stored, "spec": spec})
+    except pydantic.ValidationError as exc:
+        problem = exc.errors()[0]
+        raise errors.UserError(f"deployment/{name}: champion {champion}: {problem['msg']}") from exc
     updated = ctx.store.put({k: v for k, v in stored.items() if k != "status"} | {"spec": spec})
-    if not _Server(ctx, updated).reconcile(follow=False, start=False):
+    info = ctx.supervisor.find(KIND, name)
+    serving = info is not None and ctx.supervisor.alive(info)
+    # A server that cannot hot swap (other settings changed meanwhile) is restarted, detached: it
+    # must not die with the process that promoted (e.g. a DriftMonitor's `flywheel run`).
+    server = _Server(dataclasses.replace(ctx, detach=True), updated)
+    if not server.reconcile(follow=False, start=serving):
         raise errors.UserError(f"deployment/{name}: promotion failed: see `flywheel get deployment {name}`")
 
 
