@@ -131,6 +131,10 @@ class FlywheelService:
             except (errors.UserError, OSError) as exc:
                 ctx.response.status_code = 400
                 return {"error": f"uri: {exc}"}
+            except Exception as exc:  # a broken model directory is the caller's input, not a 500
+                log.exception("Loading %s for promotion failed", uri)
+                ctx.response.status_code = 400
+                return {"error": f"uri: cannot load the model there: {type(exc).__name__}: {exc}"[:500]}
             old = self.scorers[routing.CHAMPION].swap(new)
         log.info("Promoted %s (%s); previous champion %s", new.uri, new.version, old.uri)
         return {

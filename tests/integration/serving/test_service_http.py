@@ -259,6 +259,10 @@ def test_admin_needs_token_and_artifact_store_uri(servers: dict[str, Server], mo
     assert outside.status_code == 400 and "artifact store" in outside.text
     missing = httpx.post(url, json={"uri": f"{models['root']}/models/nope"}, headers=auth)
     assert missing.status_code == 400 and "model_card.json" in missing.text
+    # A directory the server's loader cannot read (here: a real export, the stand-in's loader).
+    broken = httpx.post(url, json={"uri": models["wine-a"]}, headers=auth)
+    assert broken.status_code == 400 and "cannot load the model" in broken.text
+    assert httpx.post(f"{servers['schema'].url}/predict", json={"records": [GOOD]}).status_code == 200
 
 
 def test_promotion_under_load_fails_no_request(servers: dict[str, Server], models: dict[str, str]) -> None:
