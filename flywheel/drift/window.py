@@ -10,10 +10,12 @@ challenger's copy of the same requests and feed `shadow_stats` instead.
 from __future__ import annotations
 
 import datetime
+import io
 
 import numpy as np
 import pandas as pd
 
+from flywheel import artifacts
 from flywheel.api import driftmonitor
 from flywheel.drift import decide
 from flywheel.serving import traffic
@@ -85,15 +87,23 @@ def shadow_stats(
 
 
 def _last_served(sink_uri: str, rows: int) -> pd.DataFrame:
-    """The newest `rows` served rows; reads further back (doubling) while shadow or canary rows
-    crowd them out, and stops when the log has no more."""
-    wanted = rows
-    while True:
-        frame = traffic.read(sink_uri, last_rows=wanted)
-        served = _served(frame)
-        if len(served) >= rows or len(frame) < wanted:
-            return served
-        wanted *= 2
+    """The newest `rows` served rows: files newest first (a file's name is its flush time, as in
+    traffic.read), each filtered as it is read, stopping once enough served rows are in hand; the
+    shadow and canary rows are dropped per file, never concatenated or sorted."""
+    store = artifacts.Store(sink_uri)
+    names = [n for n in store.list() if n.endswith(traffic.SUFFIX) and not n.startswith(".")]
+    frames: list[pd.DataFrame] = []
+    count = 0
+    for name in reversed(names):
+        frame = _served(pd.read_parquet(io.BytesIO(store.read_bytes(name))))
+        frames.append(frame)
+        count += len(frame)
+        if count >= rows:
+            break
+    if not frames:
+        return pd.DataFrame(columns=[*traffic.FIXED_COLUMNS, *traffic.OUTPUT_COLUMNS])
+    out = pd.concat(reversed(frames), ignore_index=True)
+    return out.sort_values("timestamp", kind="stable", ignore_index=True).tail(rows)
 
 
 def _served(frame: pd.DataFrame) -> pd.DataFrame:

@@ -113,3 +113,11 @@ def test_shadow_stats_ignore_traffic_before_the_challenger_was_deployed(tmp_path
 
 def test_no_shadow_rows_means_no_shadow_stats(tmp_path: Path) -> None:
     assert window.shadow_stats(_log(tmp_path / "t", _rows(0, 20)), _window(), NOW) is None
+
+
+def test_reading_stops_at_the_files_that_hold_enough_served_rows(tmp_path: Path) -> None:
+    sink = _log(tmp_path / "t", _rows(0, 100), _rows(100, 100))
+    # an older file that cannot be parsed: reading it would raise, so it must not be read
+    (tmp_path / "t" / "20000101T000000.000000Z-old-1-000000.parquet").write_bytes(b"not parquet")
+    frame = window.read(sink, _window(rows=100), NOW)
+    assert frame["f1"].tolist() == [float(i) for i in range(100, 200)]
