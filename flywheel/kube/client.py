@@ -47,8 +47,9 @@ _PLURALS: dict[str, str] = {
     "NetworkPolicy": "networkpolicies",  # not kind + "s"
     "ServiceMonitor": "servicemonitors",
 }
-POOL_SIZE = 32
-"""HTTP connections kept open; at least the operator's worker threads, or urllib3 drops them."""
+POOL_SIZE = 64
+"""HTTP connections kept open; at least the operator's worker threads plus execute's I/O threads,
+or urllib3 drops them."""
 
 
 class ApiError(Exception):

@@ -2,8 +2,12 @@
 
 Order matters and is fixed: deletes, then children in the plan's order (a ConfigMap before the
 job that mounts it), then patches of other Flywheel resources, then this resource's status (so
-status describes children that exist), then events. Every step skips itself when the API
-already says what the plan says, so executing a plan twice writes nothing the second time.
+status describes children that exist) together with the events. Every step skips itself when the
+API already says what the plan says, so executing a plan twice writes nothing the second time.
+
+Requests that do not depend on each other go out together (the reads of observe(); the status
+patch and the events): a reconcile then waits for 4 round trips instead of 7 when it creates a
+job, which is most of its latency on a busy API server or a busy machine.
 
 `converge()` is what the operators run: when a plan created or changed children, the controller
 plans again at once from the server's answers to those writes (no GET) and from the status the
@@ -15,6 +19,7 @@ and no re-read (measured: bench/operator_throughput.py).
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime
 from collections.abc import Callable, Iterable, Mapping
@@ -23,6 +28,8 @@ from typing import Any
 from flywheel.controllers import plans
 from flywheel.kube import objects
 
+_IO = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="kube-io")
+"""Runs the independent requests of one reconcile side by side (never submits to itself)."""
 MAX_ROUNDS = 3
 """Plans per converge(): a controller that keeps changing children stops here (the next event
 or requeue goes on)."""
@@ -39,10 +46,11 @@ class Outcome:
 
 
 def observe(refs: Iterable[plans.Ref]) -> plans.Observed:
-    """Read every ref (missing objects are simply absent)."""
+    """Read every ref, side by side (missing objects are simply absent)."""
+    wanted = list(refs)
+    found = list(_IO.map(objects.get, wanted)) if len(wanted) > 1 else [objects.get(r) for r in wanted]
     observed = plans.Observed()
-    for ref in refs:
-        obj = objects.get(ref)
+    for ref, obj in zip(wanted, found, strict=True):
         if obj is not None:
             observed.objects[ref.key] = obj
     return observed
@@ -131,12 +139,16 @@ def finish(
     now: datetime.datetime | None,
     outcome: Outcome,
 ) -> None:
-    """This resource's status (skipped when it already says so), then the events."""
-    if objects.patch_status(resource, status):
+    """This resource's status (skipped when it already says so) and the events, side by side."""
+    events = list(events)
+    posts = [_IO.submit(objects.post_event, resource, event, now) for event in events]
+    try:
+        wrote = objects.patch_status(resource, status)
+    finally:
+        concurrent.futures.wait(posts)  # none left running behind a failed status patch
+    if wrote:
         outcome.writes.append(f"status {_key(resource)}")
-    for event in events:
-        if objects.post_event(resource, event, now):
-            outcome.writes.append(f"event {event.reason}")
+    outcome.writes.extend(f"event {e.reason}" for e, post in zip(events, posts, strict=True) if post.result())
 
 
 def merge(target: Any, patch: Any) -> Any:

@@ -15,12 +15,13 @@ loopback. It is young, so this subclass adds what a real API server does and our
 
 Cost per request, made constant (the operator benchmark runs on this emulator): kmock 0.8 finds
 the reaction for a request by re-filtering every request it ever served (`request in view`
-walks the whole history), and finds an object by scanning every stored object. A run's requests
-then cost O(all requests so far) each: quadratic, and harsher on an operator that makes more
-requests, which a real API server is not (it indexes by key). Here the reaction match sees only
-the requests in flight, and named objects are found by their key; `requests()`/`writes()` keep
-the whole history for assertions. kmock's own request views (`len(emulator)`,
-`emulator['get']`) therefore see only requests in flight: use `requests()`.
+walks the whole history), finds an object by scanning every stored object, and formats a
+traceback into every error answer. A request then cost O(all requests so far): quadratic over a
+run, harsher on an operator that makes more requests, and a 404 (an observe of a child not yet
+created) cost more than a 200, none of which holds for a real API server. Here the reaction match
+sees only the request being served, named objects are found by their key, and API errors are a
+plain Status. `requests()`/`writes()` keep the whole history for assertions; kmock's own request
+views (`len(emulator)`, `emulator['get']`) see only requests in flight.
 
 Discovery is declared from flywheel.api (the four kinds, with shortNames and the status
 subresource) plus the core and Kubeflow kinds the operators touch, so no CRD files are needed.
@@ -29,6 +30,7 @@ subresource) plus the core and Kubeflow kinds the operators touch, so no CRD fil
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import datetime
 import itertools
@@ -37,6 +39,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp.web
 import attrs
 import kmock
 import yaml
@@ -87,6 +90,7 @@ RESOURCES: dict[str, kmock.ResourceInfo] = {
         kind="Namespace", singular="namespace", namespaced=False, verbs={"get", "list", "watch"}
     ),
 }
+_SERVING: contextvars.ContextVar[kmock.Request | None] = contextvars.ContextVar("serving", default=None)
 WRITES = (kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE)
 KEPT_ON_PATCH = ("uid", "generation", "creationTimestamp", "resourceVersion")
 
@@ -139,8 +143,10 @@ class Emulator(kmock.KubernetesEmulator):
         return [r for r in self.requests() if r.method in ("POST", "PATCH", "PUT", "DELETE")]
 
     def __iter__(self) -> Iterator[kmock.Request]:
-        # What kmock re-filters to match a reaction: the requests in flight, not the history.
-        yield from list(self._in_flight.values())
+        # What kmock re-filters to match a reaction: only the request being served (each request
+        # is served in its own task, which sees its own context); outside, the ones in flight.
+        current = _SERVING.get()
+        yield from [current] if current is not None else list(self._in_flight.values())
 
     def _KubernetesEmulator__get_objs(self, request: kmock.Request, strict: bool) -> list[Any]:
         """kmock's object lookup (a private, name-mangled method), by key when the request names
@@ -158,6 +164,16 @@ class Emulator(kmock.KubernetesEmulator):
             for (r, ns, _), obj in list(self.objects.items())
             if r == res and not obj.deleted and (namespace is None or ns == namespace)
         ]
+
+    async def _render_error(self, exc: Exception) -> aiohttp.web.StreamResponse:
+        """API errors as a real server sends them: a Status without kmock's formatted traceback
+        (formatting one cost more than serving the request, on every 404 of every observe)."""
+        if not isinstance(exc, kmock.KubernetesError):
+            return await super()._render_error(exc)  # a bug in the emulator: keep the traceback
+        status = {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure", "code": exc.status,
+                  "reason": exc.reason or type(exc).__name__, "message": exc.message or repr(exc),
+                  "details": exc.details or {}}  # fmt: skip
+        return aiohttp.web.json_response(status, status=exc.status)
 
     def _info(self, request: kmock.Request) -> kmock.ResourceInfo | None:
         for key, info in RESOURCES.items():
@@ -211,6 +227,7 @@ class Emulator(kmock.KubernetesEmulator):
     async def _handle(self, request: kmock.Request) -> Any:
         self._history.append(request)
         self._in_flight[id(request)] = request
+        _SERVING.set(request)
         try:
             writing = request.resource is not None and request.action in WRITES
             if writing:
