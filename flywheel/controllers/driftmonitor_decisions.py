@@ -199,7 +199,7 @@ def fields(current: dict[str, Any], decided: list[dict[str, Any]]) -> dict[str, 
     if (current.get("lastDecision") or {}) != newest:
         fields["lastDecision"] = newest
     promoted = [d for d in decided if d["decision"]["decision"] == "promoted"]
-    if promoted and (promoted[-1].get("new") or current.get("lastPromotion") is None):
+    if promoted and promoted[-1]["decision"]["time"] != current.get("lastPromotion"):
         fields["lastPromotion"] = promoted[-1]["decision"]["time"]
         if promoted[-1].get("previousChampion"):
             fields["rollbackTarget"] = promoted[-1]["previousChampion"]

@@ -351,3 +351,21 @@ def test_unresolvable_data_waits_and_says_why() -> None:
     retraining = plans.get_condition(plan.status["conditions"], "Retraining") or {}
     assert retraining["reason"] == dm.R_DATA_UNAVAILABLE and "period-9" in retraining["message"]
     assert world.step(at(1), check=check(True, 1)).apply != []  # resolvable again: it retrains
+
+
+def test_a_second_promotion_cut_short_before_status_still_moves_rollback_target() -> None:
+    world = World(monitor(retrain={"cooldownSeconds": 0}))
+    world.step(NOW, check=check(True, 0))
+    world.finish("shuttle-1")
+    world.step(at(1), evaluations={"shuttle-1": evaluation("shuttle-1")})
+    assert world.deployment is not None
+    world.deployment["status"]["championUri"] = "file:///art/ml/trainingruns/shuttle-1/model"  # rolled out
+    world.step(at(2), check=check(True, 2))
+    world.finish("shuttle-2")
+    world.step(at(3), crash_after=2, evaluations={"shuttle-2": evaluation("shuttle-2")})
+    world.step(at(4))
+    status = world.monitor["status"]
+    assert status["lastDecision"]["challenger"] == "shuttle-2"
+    assert status["lastPromotion"] == plans.now_rfc3339(at(3))
+    assert status["rollbackTarget"] == "file:///art/ml/trainingruns/shuttle-1/model"
+    assert world.dep_patches == 2
