@@ -45,6 +45,7 @@ R_MONITORING = "Monitoring"
 R_NO_DEPLOYMENT = "DeploymentNotFound"
 R_NO_CHECK = "NotCheckedYet"
 R_NOT_ENOUGH_ROWS = "NotEnoughRows"
+R_CHECK_FAILED = "CheckFailed"
 R_DRIFTED = "Drifted"
 R_NO_DRIFT = "NoDrift"
 R_RETRAIN_STARTED = "RetrainStarted"
@@ -72,6 +73,8 @@ class Observed:
     """This step's check as status fields (CheckResult.to_status), None when none was due."""
     check_note: str | None = None
     """Why this step's check did not judge drift (e.g. too few rows)."""
+    check_reason: str = R_NOT_ENOUGH_ROWS
+    """The DriftDetected reason that goes with check_note."""
     commit: str | None = None
     """The data commit resolved for a retrain that retrain_reason announced."""
     commit_error: str | None = None
@@ -299,7 +302,7 @@ def _conditions(
 
 def _drift_row(monitor: api.DriftMonitor, observed: Observed, merged: dict[str, Any]) -> tuple[str, str, str]:
     if observed.check is not None and observed.check_note:
-        return "Unknown", R_NOT_ENOUGH_ROWS, observed.check_note
+        return "Unknown", observed.check_reason, observed.check_note
     if merged.get("drifted") is None:
         return "Unknown", R_NO_CHECK, "no drift check has judged the traffic yet"
     share = float(merged.get("datasetDriftShare") or 0.0)

@@ -53,6 +53,8 @@ class CheckOutcome:
     note: str | None = None
     result: Any = None
     """The flywheel.drift.checks.CheckResult, when Evidently ran."""
+    reason: str = controller.R_NOT_ENOUGH_ROWS
+    """DriftDetected's reason when `note` is set."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,8 +123,9 @@ def step(
     result = StepResult(plans.Plan())
     champion = champion_model(backend, deployment, observed.runs) if deployment else None
     if deployment is not None and champion is not None and is_due(resource, monitor, now):
-        result.check = analysis.check(monitor, champion[0], backend.traffic_sink(deployment), now)
+        result.check = _check(backend, analysis, monitor, champion[0], deployment, now)
         observed.check, observed.check_note = result.check.status, result.check.note
+        observed.check_reason = result.check.reason
     if controller.retrain_reason(resource, observed, now) is not None:
         try:
             observed.commit = backend.resolve_commit(monitor.spec.retrain.template.data)
@@ -181,6 +184,23 @@ def run_model(backend: Backend, run: Manifest) -> tuple[Path, str | None] | None
     return backend.model_dir(str(model["cardUri"]).rsplit("/", 1)[0]), model.get("version")
 
 
+def _check(
+    backend: Backend,
+    analysis: Analysis,
+    monitor: dm_api.DriftMonitor,
+    champion_dir: Path,
+    deployment: Manifest,
+    now: datetime.datetime,
+) -> CheckOutcome:
+    """The check; one that cannot run (no reference data, unreadable traffic) is reported in
+    DriftDetected and tried again at the next interval, instead of failing the whole step."""
+    try:
+        return analysis.check(monitor, champion_dir, backend.traffic_sink(deployment), now)
+    except errors.UserError as exc:
+        status = {"lastCheckTime": plans.now_rfc3339(now), "rowsChecked": 0}
+        return CheckOutcome(status, f"the drift check failed: {exc}", reason=controller.R_CHECK_FAILED)
+
+
 def _evaluate(
     backend: Backend,
     analysis: Analysis,
@@ -201,9 +221,13 @@ def _evaluate(
             name, "rejected", "the challenger exported no model", metric, data_rev=data_rev
         )
     target = str(run["spec"]["model"]["target"])
-    outcome = analysis.evaluate(
-        monitor, champion[0], challenger[0], target, backend.traffic_sink(deployment), now
-    )
+    try:
+        outcome = analysis.evaluate(
+            monitor, champion[0], challenger[0], target, backend.traffic_sink(deployment), now
+        )
+    except errors.UserError as exc:  # e.g. no holdout rows: retrying cannot help; record why
+        why = f"the challenger could not be evaluated: {exc}"
+        return controller.Evaluation(name, "rejected", why, metric, data_rev=data_rev)
     verdict, comparison = outcome.verdict, outcome.comparison
     decision = "pending" if verdict.decision == "promoted" and not verdict.promote else verdict.decision
     return controller.Evaluation(

@@ -172,6 +172,34 @@ def test_an_unresolvable_rev_is_reported_and_retried_on_the_next_check() -> None
     ]
 
 
+class Broken(Answers):
+    """A check and an evaluation that cannot run (no reference data, no holdout rows)."""
+
+    def check(self, monitor: Any, champion_dir: Path, sink: str, now: datetime.datetime) -> loop.CheckOutcome:
+        raise errors.UserError("the champion's model card has no data lineage; set spec.reference")
+
+    def evaluate(self, *args: Any) -> loop.EvaluationOutcome:
+        raise errors.UserError("holdout.parquet is missing in the challenger's model directory")
+
+
+def test_a_check_or_evaluation_that_cannot_run_is_reported_not_raised() -> None:
+    backend = world()
+    loop.step(backend, monitor(backend), NOW, Broken())
+    status = monitor(backend)["status"]
+    drift = plans.get_condition(status["conditions"], "DriftDetected") or {}
+    assert drift["reason"] == dm.R_CHECK_FAILED and "no data lineage" in drift["message"]
+    assert status["lastCheckTime"] == plans.now_rfc3339(NOW)  # tried again at the next interval
+    loop.step(backend, monitor(backend), NOW + datetime.timedelta(seconds=60), Answers())  # a working check
+    backend.objects[("TrainingRun", "mon-1")]["status"] = {
+        "phase": "Succeeded", "model": {"cardUri": "file:///art/c/model/model_card.json"}
+    }  # fmt: skip
+    result = loop.step(backend, monitor(backend), NOW + datetime.timedelta(seconds=61), Broken())
+    assert (
+        result.decisions[0]["decision"] == "rejected" and "holdout.parquet" in result.decisions[0]["reason"]
+    )
+    assert backend.objects[("Deployment", "svc")]["spec"]["champion"] == {"fromTrainingRun": "champ"}
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     root = tmp_path_factory.mktemp("repo")
