@@ -67,12 +67,17 @@ class Loop:
 
     # --- 1. data ----------------------------------------------------------------------------------
     def commit_period_1(self) -> None:
-        commit, created = dataset.commit_period(self.repo, 1)
-        self._said_commit(1, commit, created)
+        self._commit(1)
 
     def commit_period_2(self) -> None:
-        commit, created = dataset.commit_period(self.repo, 2)
-        self._said_commit(2, commit, created)
+        self._commit(2)
+
+    def _commit(self, period: int) -> None:
+        try:
+            commit, created = dataset.commit_period(self.repo, period)
+        except FileExistsError as exc:
+            raise stages.StageError(str(exc), f"remove {self.repo} or give another --home") from exc
+        self._said_commit(period, commit, created)
 
     def _said_commit(self, period: int, commit: str, created: bool) -> None:
         where = f"{self.repo} ({dataset.tag(period)} = {commit[:12]}, pushed to {self.repo.name}.dvc-remote)"
