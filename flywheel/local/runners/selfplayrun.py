@@ -97,6 +97,7 @@ class _Job:
         self.offset = _size(self.log)
         self.steps = self.spec.self_play.steps
         self.status_step = (manifest.get("status") or {}).get("step")
+        self.seen: list[progress.Event] = []  # the first and the newest step event this CLI saw
 
     @property
     def ref(self) -> str:
@@ -193,6 +194,7 @@ class _Job:
                 self.ctx.console.print(f"{self.ref}: resuming after step {done}", highlight=False)
             bars.update("steps", completed=done, total=event.get("steps") or self.steps)
         elif kind == "step":
+            self.seen = [*self.seen[:1], event]
             fields = selfplayresult.fields(event)
             message = _step_message(event, self.steps)
             self.status.patch(
@@ -228,6 +230,8 @@ class _Job:
         )
         self.status.event(conditions.R_SUCCEEDED, message)
         self.ctx.console.print(f"[green]{self.ref}: succeeded[/green] {message}", highlight=False)
+        if self.seen:
+            self.ctx.console.print(f"  signal     {_signal(self.seen[0], self.seen[-1])}", highlight=False)
         self.ctx.console.print(
             f"  checkpoint {fields.get('checkpoint', '-')}\n  result     {self.result_path}", highlight=False
         )
@@ -260,17 +264,30 @@ def _step_message(event: progress.Event, total: int) -> str:
     return "; ".join(parts)
 
 
+def _mean(event: progress.Event, key: str) -> float:
+    values = event.get(key) if isinstance(event.get(key), dict) else {}
+    numbers = [v for v in (values or {}).values() if isinstance(v, int | float)]
+    return sum(numbers) / len(numbers) if numbers else 0.0
+
+
+def _signal(first: progress.Event, last: progress.Event) -> str:
+    """Did anything move? Mean over task types at the first and the last step this CLI saw."""
+    keys = (
+        ("solveRate", "solve rate"),
+        ("solverReward", "solver reward"),
+        ("validProposalRate", "valid proposals"),
+    )
+    moved = ", ".join(f"{name} {_mean(first, key):.2f} -> {_mean(last, key):.2f}" for key, name in keys)
+    return f"steps {first.get('step')}..{last.get('step')}: {moved}"
+
+
 def _note(event: progress.Event) -> str:
     """The bar's note: mean solve rate, mean proposer reward, executor throughput."""
-
-    def mean(key: str) -> float:
-        values = event.get(key) if isinstance(event.get(key), dict) else {}
-        numbers = [v for v in (values or {}).values() if isinstance(v, int | float)]
-        return sum(numbers) / len(numbers) if numbers else 0.0
-
     executor = event.get("executor") if isinstance(event.get("executor"), dict) else {}
     rate = (executor or {}).get("programsPerSecond", 0)
-    return f"solve {mean('solveRate'):.2f} propose {mean('proposerReward'):+.2f} exec {rate}/s"
+    return (
+        f"solve {_mean(event, 'solveRate'):.2f} propose {_mean(event, 'proposerReward'):+.2f} exec {rate}/s"
+    )
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

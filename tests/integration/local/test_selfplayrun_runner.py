@@ -116,6 +116,7 @@ def test_run_records_each_step_survives_sigkill_and_resumes(tmp_path: Path) -> N
     out, _ = again.communicate(timeout=200)
     assert again.returncode == 0, out[-3000:]
     assert f"resuming after step {done_before}" in out
+    assert f"signal     steps {done_before + 1}..{STEPS}: solve rate" in out  # first vs last step seen
     events = step_events(tmp_path)
     start = [e for e in events if e["event"] == "start"][-1]
     assert start["resumed"].endswith(f"step-{done_before:06d}.pt")
