@@ -5,6 +5,9 @@ from the buffers as they stand at its start (so proposals made now become solver
 next step on); per task, the proposer batch is generated and validated, every valid proposal is
 posed N times to the solver at the rollout temperature to estimate its solve rate (those
 estimation rollouts are not trained on), then the solver batch is generated and checked.
+Each of those three executor phases goes to the executor as one batch (tasks.validate_many,
+tasks.check_many): its workers run the phase's programs side by side, with the same verdicts as
+one program at a time.
 """
 
 from __future__ import annotations
@@ -86,17 +89,17 @@ def _propose(
 ) -> tuple[Batch, list[Any]]:
     task = proposals[0].task
     samples = generate(pol, [p.prompt for p in proposals], sp)
-    entries = [
-        tasks.validate(p, s.text, pool, sp.induction_inputs, step)
-        for p, s in zip(proposals, samples, strict=True)
-    ]
+    texts = [s.text for s in samples]
+    entries = tasks.validate_many(list(zip(proposals, texts, strict=True)), pool, sp.induction_inputs, step)
     valid = [e for e in entries if e is not None]
     n = sp.solve_rate_rollouts
     estimates = generate(pol, [tasks.solver_prompt(task, e) for e in valid for _ in range(n)], sp)
-    rates = []
-    for i, entry in enumerate(valid):
-        scores = [tasks.check(task, entry, s.text, pool) for s in estimates[i * n : (i + 1) * n]]
-        rates.append(rewards.solve_rate([ok and acc >= 1.0 for ok, acc in scores]))
+    posed = [(entry, estimates[i * n + j].text) for i, entry in enumerate(valid) for j in range(n)]
+    scores = tasks.check_many(task, posed, pool)
+    rates = [
+        rewards.solve_rate([ok and acc >= 1.0 for ok, acc in scores[i * n : (i + 1) * n]])
+        for i in range(len(valid))
+    ]
     rate_of = dict(zip(map(id, valid), rates, strict=True))
     scored = [rewards.proposer(e is not None, rate_of.get(id(e))) for e in entries]
     return Batch(task, PROPOSE, samples, scored), valid
@@ -106,7 +109,7 @@ def _solve(
     pol: policy.Policy, pool: tasks.Executor, sp: selfplayrun.SelfPlay, task: str, entries: list[Any]
 ) -> tuple[Batch, float]:
     samples = generate(pol, [tasks.solver_prompt(task, e) for e in entries], sp)
-    scores = [tasks.check(task, e, s.text, pool) for e, s in zip(entries, samples, strict=True)]
+    scores = tasks.check_many(task, list(zip(entries, [s.text for s in samples], strict=True)), pool)
     scored = [rewards.solver(ok, acc) for ok, acc in scores]
     accuracy = rewards.mean([acc if ok else 0.0 for ok, acc in scores]) or 0.0
     return Batch(task, SOLVE, samples, scored), accuracy

@@ -5,13 +5,20 @@ wrote is executed or evaluated in this process. A proposal is valid only when it
 <think>/<answer> shape, it parses, and the executor ran it successfully and deterministically (two
 runs in fresh state) with a non-empty output; a failing or non-deterministic program is rejected,
 never stored with an empty output (the reference's bug, see docs/selfplay.md).
+
+`validate_many` and `check_many` give exactly the verdicts of `validate` and `check` in a loop, in
+the same order, but send one step phase's programs to the executor as one batch
+(`Pool.run_programs`, `check_outputs`, `check_functions`), so its workers run side by side instead
+of the trainer waiting on one program at a time. An executor without the batched methods is called
+one program at a time, as `validate` and `check` do.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import random
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from flywheel.selfplay import buffers, parsing, prompts
 
@@ -30,6 +37,15 @@ class Executor(Protocol):
     def check_output(self, code: str, inputs: str, expected_repr: str) -> bool: ...
     def check_function(self, code: str, pairs: list[tuple[str, str]]) -> list[bool]: ...
     def eval_literal_equal(self, a: str, b: str) -> bool: ...
+
+
+@runtime_checkable
+class BatchExecutor(Executor, Protocol):
+    """An executor that also takes many programs per call (flywheel.selfplay.executor.Pool does)."""
+
+    def run_programs(self, items: Iterable[tuple[str, str]]) -> list[Any]: ...
+    def check_outputs(self, items: Iterable[tuple[str, str, str]]) -> list[bool]: ...
+    def check_functions(self, items: Iterable[tuple[str, Sequence[tuple[str, str]]]]) -> list[list[bool]]: ...
 
 
 @dataclasses.dataclass
@@ -57,37 +73,75 @@ def propose(task: str, store: buffers.Buffers, k: int, n_inputs: int, rng: rando
     return Proposal(task, prompts.propose_io(task, triples), refs)
 
 
-def validate(
-    proposal: Proposal, response: str, pool: Executor, n_inputs: int, step: int
-) -> buffers.Triplet | buffers.FunctionTask | None:
-    """The buffer entry a proposer response yields, or None when it is invalid."""
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """A well-formed proposal's executor work: `code` on each of `inputs`; `entry` builds the buffer
+    entry from the outputs once every run succeeded."""
+
+    code: str
+    inputs: tuple[str, ...]
+    entry: Callable[[tuple[str, ...]], buffers.Triplet | buffers.FunctionTask]
+
+
+def _plan(proposal: Proposal, response: str, n_inputs: int, step: int) -> _Run | None:
+    """What a proposer response asks the executor to run, or None when it is malformed."""
     text = full_text(response)
     if not parsing.format_ok(text):
         return None
     if proposal.task == buffers.INDUCTION:
-        return _validate_function(proposal.references[0], text, pool, n_inputs, step)
-    parsed = parsing.parse_program_proposal(text)
-    if parsed is None:
+        function = parsing.parse_induction_proposal(text, n_inputs)
+        if function is None:
+            return None
+        code, message = proposal.references[0].code, function.message
+        given = function.inputs
+        return _Run(code, given, lambda outs: buffers.FunctionTask(code, given, outs, message, step))
+    program = parsing.parse_program_proposal(text)
+    if program is None:
         return None
-    result = pool.run_program(parsed.code, parsed.input)
-    if not result.ok or not result.output_repr:
-        return None
-    return buffers.Triplet(parsed.code, parsed.input, result.output_repr, step)
+    return _Run(
+        program.code,
+        (program.input,),
+        lambda outs: buffers.Triplet(program.code, program.input, outs[0], step),
+    )
 
 
-def _validate_function(
-    program: buffers.Triplet, text: str, pool: Executor, n_inputs: int, step: int
-) -> buffers.FunctionTask | None:
-    parsed = parsing.parse_induction_proposal(text, n_inputs)
-    if parsed is None:
+def _usable(result: Any) -> bool:
+    """A run that succeeded (both fresh runs, equal) with a non-empty output."""
+    return bool(result.ok and result.output_repr)
+
+
+def validate(
+    proposal: Proposal, response: str, pool: Executor, n_inputs: int, step: int
+) -> buffers.Triplet | buffers.FunctionTask | None:
+    """The buffer entry a proposer response yields, or None when it is invalid."""
+    run = _plan(proposal, response, n_inputs, step)
+    if run is None:
         return None
     outputs = []
-    for given in parsed.inputs:
-        result = pool.run_program(program.code, given)
-        if not result.ok or not result.output_repr:
+    for given in run.inputs:  # one program at a time; the first failure decides
+        result = pool.run_program(run.code, given)
+        if not _usable(result):
             return None
         outputs.append(result.output_repr)
-    return buffers.FunctionTask(program.code, parsed.inputs, tuple(outputs), parsed.message, step)
+    return run.entry(tuple(outputs))
+
+
+def validate_many(
+    items: Sequence[tuple[Proposal, str]], pool: Executor, n_inputs: int, step: int
+) -> list[buffers.Triplet | buffers.FunctionTask | None]:
+    """`validate` of every (proposal, response), with all their programs in one executor batch."""
+    if not isinstance(pool, BatchExecutor):
+        return [validate(p, response, pool, n_inputs, step) for p, response in items]
+    runs = [_plan(p, response, n_inputs, step) for p, response in items]
+    # Every input of an induction proposal runs, even after one fails: the verdict is the same
+    # (any failure rejects it) and the batch needs no second round trip.
+    results = iter(pool.run_programs([(run.code, given) for run in runs if run for given in run.inputs]))
+    out: list[buffers.Triplet | buffers.FunctionTask | None] = []
+    for run in runs:
+        got = [next(results) for _ in run.inputs] if run else []
+        ok = run is not None and all(_usable(r) for r in got)
+        out.append(run.entry(tuple(r.output_repr for r in got)) if run and ok else None)
+    return out
 
 
 def solver_prompt(task: str, entry: buffers.Triplet | buffers.FunctionTask) -> str:
@@ -101,10 +155,20 @@ def solver_prompt(task: str, entry: buffers.Triplet | buffers.FunctionTask) -> s
     return prompts.solve_deduction(entry.code, entry.input)
 
 
-def check(
+@dataclasses.dataclass(frozen=True)
+class _Answer:
+    """A well-formed solver answer whose accuracy needs the executor: abduction, `code` on the
+    guessed input must give the gold output; induction, the solver's `code` on every hidden pair."""
+
+    code: str
+    pairs: list[tuple[str, str]]
+    induction: bool
+
+
+def _grade(
     task: str, entry: buffers.Triplet | buffers.FunctionTask, response: str, pool: Executor
-) -> tuple[bool, float]:
-    """(well formed, accuracy in [0, 1]) of one solver response."""
+) -> tuple[bool, float] | _Answer:
+    """The (well formed, accuracy) of an answer that needs no executor, or the run that decides it."""
     text = full_text(response)
     if not parsing.format_ok(text):
         return False, 0.0
@@ -114,10 +178,41 @@ def check(
             return False, 0.0
         _, hidden = entry.split()
         header = "\n".join(parsing.imports(entry.code))
-        passed = pool.check_function(f"{header}\n{code}" if header else code, hidden)
-        return True, 1.0 if passed and all(passed) else 0.0  # binary: every hidden pair must pass
+        return _Answer(f"{header}\n{code}" if header else code, hidden, True)
     if task == buffers.ABDUCTION:
-        guess = parsing.solver_value(text, "input")
-        return True, 1.0 if pool.check_output(entry.code, guess, entry.output) else 0.0
+        return _Answer(entry.code, [(parsing.solver_value(text, "input"), entry.output)], False)
     guess = parsing.solver_value(text, "output")
     return True, 1.0 if pool.eval_literal_equal(entry.output, guess) else 0.0
+
+
+def _accuracy(passed: Sequence[bool]) -> tuple[bool, float]:
+    return True, 1.0 if passed and all(passed) else 0.0  # binary: every hidden pair must pass
+
+
+def check(
+    task: str, entry: buffers.Triplet | buffers.FunctionTask, response: str, pool: Executor
+) -> tuple[bool, float]:
+    """(well formed, accuracy in [0, 1]) of one solver response."""
+    graded = _grade(task, entry, response, pool)
+    if not isinstance(graded, _Answer):
+        return graded
+    if graded.induction:
+        return _accuracy(pool.check_function(graded.code, graded.pairs))
+    ((given, gold),) = graded.pairs
+    return _accuracy([pool.check_output(graded.code, given, gold)])
+
+
+def check_many(
+    task: str, items: Sequence[tuple[buffers.Triplet | buffers.FunctionTask, str]], pool: Executor
+) -> list[tuple[bool, float]]:
+    """`check` of every (entry, response), with the programs they need in one executor batch."""
+    if not isinstance(pool, BatchExecutor):
+        return [check(task, entry, response, pool) for entry, response in items]
+    graded = [_grade(task, entry, response, pool) for entry, response in items]
+    answers = [g for g in graded if isinstance(g, _Answer)]
+    outputs = iter(pool.check_outputs([(a.code, *a.pairs[0]) for a in answers if not a.induction]))
+    functions = iter(pool.check_functions([(a.code, a.pairs) for a in answers if a.induction]))
+    return [
+        g if not isinstance(g, _Answer) else _accuracy(next(functions) if g.induction else [next(outputs)])
+        for g in graded
+    ]
