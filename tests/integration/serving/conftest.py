@@ -51,6 +51,7 @@ class Server:
             "PYTHONPATH": str(REPO),
         }
         self.log_path = workdir / "server.log"
+        self._terminated = False
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [
@@ -84,9 +85,15 @@ class Server:
             time.sleep(0.3)
         raise RuntimeError(f"server not ready in {timeout}s:\n{self.log_path.read_text()[-3000:]}")
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
+    def terminate(self) -> None:
+        """Ask for a graceful shutdown (it flushes the traffic log); stop() waits for it."""
+        if self.proc.poll() is None and not self._terminated:
+            self._terminated = True  # once: a second SIGTERM would cut the shutdown short
             os.killpg(self.proc.pid, signal.SIGTERM)  # our own child's process group
+
+    def stop(self) -> None:
+        self.terminate()
+        if self.proc.poll() is None:
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
@@ -160,5 +167,7 @@ def servers(models: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
             server.wait_ready()
         yield started
     finally:
+        for server in started.values():  # all at once: each takes seconds to shut down
+            server.terminate()
         for server in started.values():
             server.stop()
