@@ -191,7 +191,7 @@ class Loop:
         stats = self.player.stats()
         self.st.note(
             f"{stats.rows} rows in {stats.requests} requests answered and logged, "
-            f"{stats.failed} failed {dict(stats.failures) or ''}; p50 {stats.percentile(50):.0f} ms, "
+            f"{stats.failed} failed{_reasons(stats)}; p50 {stats.percentile(50):.0f} ms, "
             f"p99 {stats.percentile(99):.0f} ms; the replay continues at {RATE_STEADY:g} req/s"
         )
 
@@ -200,3 +200,7 @@ class Loop:
             self.facts.traffic = self.player.stop()
             self.player = None
         return self.facts.traffic
+
+
+def _reasons(stats: replay.Stats) -> str:
+    return f" {dict(stats.failures)}" if stats.failures else ""

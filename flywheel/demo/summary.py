@@ -68,7 +68,7 @@ def _sections(s: dict[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
         ),
         (
             "data (DVC)",
-            [(role, _rev(data.get(role))) for role in ("champion", "challenger") if data.get(role)],
+            [(role, _rev(data[role])) for role in ("champion", "challenger") if data.get(role)],
         ),
         ("models", [(role, _text(models.get(role))) for role in ("champion", "challenger")]),
         ("evaluation", evaluation),
