@@ -43,13 +43,13 @@ from flywheel.controllers import deployment_status as dstatus
 from flywheel.controllers import plans
 from flywheel.local.runners import Context
 from flywheel.local.runners import status as status_mod
+from flywheel.serving import config as serving_config
 
 KIND = api.Deployment.KIND
 R_SERVER_EXITED = "ServerExited"
 READY_TIMEOUT = float(os.environ.get("FLYWHEEL_SERVING_READY_TIMEOUT", "180"))
 TOKEN_FILE = "admin-token"  # noqa: S105 - a file name
 SERVED_FILE = "served.json"
-ADMIN_TOKEN_ENV = "FLYWHEEL_SERVING_ADMIN_TOKEN"  # noqa: S105 - flywheel.serving.config.ENV_ADMIN_TOKEN
 Manifest = dict[str, Any]
 
 
@@ -227,7 +227,7 @@ class _Server:
         argv += ["--host", "127.0.0.1", "--port", str(port)]
         env = {
             contract.ENV_SERVING_CONFIG: str(self.config_path),
-            ADMIN_TOKEN_ENV: token,
+            serving_config.ENV_ADMIN_TOKEN: token,
             "BENTOML_HOME": str(self.ctx.home / "bentoml"),
             "BENTOML_DO_NOT_TRACK": "true",
         }
