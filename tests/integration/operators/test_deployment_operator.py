@@ -195,3 +195,21 @@ async def test_waits_for_the_training_run_then_serves_it(emulator: Any) -> None:
             lambda: emulator.live(APPS, NS), what="the serving Deployment after the run"
         )
     assert template_env(child(emulator))[contract.ENV_CHAMPION_URI] == "pvc://a/m"
+
+
+async def test_deleting_the_deployment_leaves_nothing_behind(emulator: Any) -> None:
+    """Every child carries an owner reference to the Deployment's uid (the emulated GC follows
+    them), and no late child event or requeue re-creates anything."""
+    await training_run("train-a", "a-1")
+    async with conftest.running(make_registry()):
+        await tr_tests.create(manifest())
+        await conftest.eventually(lambda: len(emulator.live("policy/v1/poddisruptionbudgets", NS)) == 1,
+                                  what="all five children")  # fmt: skip
+        await tr_tests.call(
+            "DELETE", tr_tests.client.path("flywheel.dev/v1alpha1", "Deployment", NS, "shuttle")
+        )
+        await conftest.eventually(lambda: not emulator.live(MDEPS, NS), what="the Deployment gone")
+        await asyncio.sleep(0.5)
+    for key in ("v1/configmaps", *EXTRA):
+        assert emulator.live(key, NS) == [], key
+    assert len(emulator.live("flywheel.dev/v1alpha1/trainingruns", NS)) == 1  # not ours to delete
