@@ -30,9 +30,10 @@ from rich.console import Console
 
 from flywheel.demo import flow, monitor, report, stages, summary
 
-FIX_TRAIN = "see `flywheel logs trainingrun/<name> --home HOME`; re-run the demo to resume"
-FIX_SERVE = "see `flywheel logs deployment/shuttle --home HOME`"
-FIX_DRIFT = "see `flywheel get dm shuttle -o yaml --home HOME`"
+FIX_TRAIN = "see `flywheel logs trainingrun/<name> --home {home}`; run the demo again to resume"
+FIX_SERVE = "see `flywheel logs deployment/shuttle --home {home}`"
+FIX_DRIFT = "see `flywheel get dm shuttle -o yaml --home {home}`"
+FIX_GIT = "check that git works here and that {home} is writable"
 
 
 def cli(args: argparse.Namespace) -> int:
@@ -44,7 +45,7 @@ def cli(args: argparse.Namespace) -> int:
     loop = flow.Loop(home, console, st)
     console.print(f"[bold]flywheel demo[/bold]: the closed loop on this machine (home {home})")
     try:
-        _run(st, loop)
+        _run(st, loop, str(home))
         loop.stop_traffic()
         loop.stop_serving()
         out = st.run(
@@ -63,41 +64,42 @@ def cli(args: argparse.Namespace) -> int:
     for name in out.get("files", {}).values():
         console.print(f"  {report_dir / name}")
     console.print(f"  {report_dir / summary.FILE}")
+    console.print(
+        f"Explore: flywheel get --home {home}; flywheel get dm shuttle -o yaml --home {home}",
+        highlight=False,
+    )
     return 0
 
 
-def _run(st: stages.Stages, loop: flow.Loop) -> None:
+def _run(st: stages.Stages, loop: flow.Loop, home: str) -> None:
+    train, serve, drift, git = (f.format(home=home) for f in (FIX_TRAIN, FIX_SERVE, FIX_DRIFT, FIX_GIT))
+    st.run("data", "Commit period-1 data to a local DVC repository", git, loop.commit_period_1)
     st.run(
-        "data", "Commit period-1 data to a local DVC repository", "check git and dvc", loop.commit_period_1
-    )
-    st.run(
-        "champion", "Train the champion on period-1 (gate, torchrun x2, int8 export)", FIX_TRAIN,
+        "champion", "Train the champion on period-1 (gate, torchrun x2, int8 export)", train,
         loop.train_champion,
     )  # fmt: skip
-    st.run("serve", "Serve the int8 champion on localhost (Deployment)", FIX_SERVE, loop.serve)
-    st.run("replay", "Replay period-2 traffic against the endpoint", FIX_SERVE, loop.replay_traffic)
+    st.run("serve", "Serve the int8 champion on localhost (Deployment)", serve, loop.serve)
+    st.run("replay", "Replay period-2 traffic against the endpoint", serve, loop.replay_traffic)
     st.run(
         "drift",
         "DriftMonitor: Evidently drift check on the logged traffic",
-        FIX_DRIFT,
+        drift,
         lambda: monitor.check_drift(loop),
     )
-    st.run(
-        "commit", "Commit period-2 labelled data as a new DVC rev", "check git and dvc", loop.commit_period_2
-    )
+    st.run("commit", "Commit period-2 labelled data as a new DVC rev", git, loop.commit_period_2)
     st.run(
         "retrain",
         "DriftMonitor starts a challenger with the rev pinned",
-        FIX_DRIFT,
+        drift,
         lambda: monitor.start_retrain(loop),
     )
     st.run(
         "challenger",
         "Train the challenger (traffic keeps flowing)",
-        FIX_TRAIN,
+        train,
         lambda: monitor.train_challenger(loop),
     )
     st.run(
-        "promote", "Evaluate both on the same rows; promote only a winner (hot swap)", FIX_DRIFT,
+        "promote", "Evaluate both on the same rows; promote only a winner (hot swap)", drift,
         lambda: monitor.evaluate_and_promote(loop),
     )  # fmt: skip

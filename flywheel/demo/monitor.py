@@ -61,6 +61,10 @@ def _fresh_monitor(demo: flow.Loop) -> None:
     """A previous demo's monitor and its challengers' records go; their artifacts stay (reused)."""
     from flywheel.controllers import driftmonitor as controller
 
+    info = demo.ctx.supervisor.find(api.DriftMonitor.KIND, demo.monitor_name)
+    if info is not None and demo.ctx.supervisor.alive(info):  # a `flywheel run --detach` loop
+        demo.ctx.supervisor.stop(api.DriftMonitor.KIND, demo.monitor_name)
+        demo.st.note(f"stopped the background driftmonitor/{demo.monitor_name} (pid {info.pid})")
     old = demo.ctx.store.get(api.DriftMonitor.KIND, demo.monitor_name)
     if old is None:
         return
