@@ -5,9 +5,10 @@ A controller module offers `observe_refs(resource, settings) -> [Ref]` and
 
 - `@kopf.on.resume` + `@kopf.on.create` + `@kopf.on.update` on one function: whatever happened,
   observe -> plan (pure) -> flywheel.kube.execute. It never looks at the event type or diff.
-- One reconcile, one status write: `flywheel.kube.execute.converge` plans again from the server's
+- One reconcile, one status write: `flywheel.kube.execute.reconcile` plans again from the server's
   answers when a plan created or changed children, so the status that the child's watch event
-  would have produced a reconcile later is written at once (see that module).
+  would have produced a reconcile later is written at once; a resource never reconciled is
+  planned without 404 reads, each assumption checked by its create (see that module).
 - Child watch: `@kopf.on.event` on each child resource, filtered by the owner-kind label, enqueues
   the owner (name from the owner-name label). Chosen over a polling `@kopf.timer` because a job's
   progress then reaches the owner within one watch event, and because kopf adds a finalizer to
@@ -113,13 +114,12 @@ def reconcile_once(
 ) -> tuple[plans.Plan, execute.Outcome]:
     """observe -> plan -> execute, synchronously: the whole reconcile, testable without kopf."""
     at = now or datetime.datetime.now(datetime.UTC)
-    observed = execute.observe(controller.observe_refs(resource, settings))
 
     def plan(view: Any, seen: plans.Observed) -> plans.Plan:
         out: plans.Plan = controller.plan(view, seen, at, settings)
         return out
 
-    return execute.converge(resource, plan, observed, at)
+    return execute.reconcile(resource, controller.observe_refs(resource, settings), plan, at)
 
 
 async def _reconcile(binding: Binding, resource: dict[str, Any]) -> plans.Plan | None:

@@ -97,6 +97,17 @@ def apply_live(manifest: dict[str, Any], live: dict[str, Any] | None = None) -> 
     return "patched", _answer(patched, manifest)
 
 
+def create(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """POST the object; the server's answer, or None when it exists already (409)."""
+    try:
+        created = client.request("POST", client.manifest_path(manifest, collection=True), body=manifest)
+    except client.ApiError as exc:
+        if exc.status == 409:
+            return None
+        raise
+    return _answer(created, manifest)
+
+
 def _answer(answer: Any, manifest: dict[str, Any]) -> dict[str, Any]:
     """The server's answer to a write; the manifest itself if the answer is not an object."""
     return answer if isinstance(answer, dict) and answer.get("metadata") else manifest

@@ -45,12 +45,11 @@ async def test_a_new_run_is_one_reconcile_with_one_status_write_and_no_echo(emul
         await conftest.eventually(lambda: tr.ready(emulator).get("reason") == "JobCreated", what="JobCreated")
         await asyncio.sleep(0.5)  # the job's ADDED event has come back by now
         counts = sent(emulator, before)
-    # observe (3 GETs), ConfigMap, job, ONE status patch already saying JobCreated, the event,
+    # Never reconciled: no 404 reads before the creates; the Master pod (not created by the plan)
+    # is read before the second plan; ONE status patch already saying JobCreated, the event,
     # kopf's annotation patch; the job's ADDED event (our own write) re-read nothing.
     assert counts == {
         "POST trainingruns": 1,  # the test's own create
-        "GET pytorchjobs": 1,
-        "GET configmaps": 1,
         "GET pods": 1,
         "POST configmaps": 1,
         "POST pytorchjobs": 1,
@@ -113,3 +112,36 @@ async def test_converge_folds_the_child_echo_into_the_first_status(emulator: Any
     assert folded["conditions"][0]["reason"] == "JobCreated"
     assert set(outcome.live) >= {"PyTorchJob/fold", "ConfigMap/fold-config"}
     assert plan.requeue_after == trainingrun.REQUEUE_ACTIVE
+
+
+async def test_fresh_path_meets_a_foreign_job_and_falls_back_without_touching_it(emulator: Any) -> None:
+    foreign = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+               "metadata": {"name": "iris", "namespace": tr.NS, "labels": {"team": "other"}},
+               "spec": {"pytorchReplicaSpecs": {}}}  # fmt: skip
+    await tr.create(foreign)
+    async with conftest.running(tr.make_registry()):
+        await tr.create(tr.run_manifest())
+        await conftest.eventually(
+            lambda: tr.ready(emulator).get("reason") == "JobNameConflict", what="JobNameConflict"
+        )
+    (job,) = emulator.live(tr.JOBS, tr.NS)
+    assert job["metadata"]["labels"] == {"team": "other"}  # not patched into ours
+    assert not any(r.method.value == "PATCH" and r.resource and r.resource.plural == "pytorchjobs"
+                   for r in emulator.requests())  # fmt: skip
+    # The one trace of the fresh path: the ConfigMap made before the job's 409. It belongs to
+    # the run (garbage-collected with it); the step-by-step path would not have made it.
+    (config_map,) = emulator.live(tr.CONFIGMAPS, tr.NS)
+    assert config_map["metadata"]["ownerReferences"][0]["name"] == "iris"
+
+
+async def test_fresh_path_after_a_crash_that_left_children_but_no_trace(emulator: Any) -> None:
+    """An operator killed between its creates and any status or annotation: the next one takes
+    the fresh path, meets the ConfigMap (409), and finishes through observe -> plan."""
+    manifest = tr.run_manifest()
+    run = await tr.create(manifest)
+    config_map, _ = trainingrun.render_children(run, SETTINGS)
+    await tr.create(config_map)
+    async with conftest.running(tr.make_registry()):
+        await conftest.eventually(lambda: tr.ready(emulator).get("reason") == "JobCreated", what="JobCreated")
+    assert len(emulator.live(tr.JOBS, tr.NS)) == 1
+    assert len(emulator.live(tr.CONFIGMAPS, tr.NS)) == 1
