@@ -99,9 +99,7 @@ def local_dir(uri: str) -> Path:
     if store.local_root is not None:
         return store.local_root
     target = Path(tempfile.mkdtemp(prefix="flywheel-model-"))
-    artifacts._fs().get(  # type: ignore[no-untyped-call]
-        store.uri + "/", str(target), recursive=True
-    )
+    artifacts._fs().get(store.uri + "/", str(target), recursive=True)
     return target
 
 
