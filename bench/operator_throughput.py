@@ -6,8 +6,9 @@ in its own process and one operator process against it. Both operators meet the 
 whose cost per request is constant (kube_emulator explains the fix; plain kmock 0.8 costs
 O(requests so far) per request, which penalised the operator making more requests quadratically):
 
-- flywheel: `python -m flywheel operator TrainingRun` (observe -> plan -> execute: three GETs, the
-  ConfigMap and the PyTorchJob, one status patch that already says JobCreated, an event; the child
+- flywheel: `python -m flywheel operator TrainingRun` (a run never reconciled takes the fresh path:
+  the ConfigMap and the PyTorchJob created without 404 reads, the Master pod read, one status
+  patch that already says JobCreated, an event, kopf's annotation patch: 6 requests; the child
   watch's ADDED event is recognised as our own write and reconciles nothing);
 - bare: a kopf @on.create handler that POSTs the same PyTorchJob (rendered once at start-up, only
   name, labels and owner reference filled in): no observe, no plan, no status, no ConfigMap.
