@@ -68,6 +68,30 @@ def traffic_records(rows: int) -> list[dict[str, Any]]:
     return [{k: float(v) for k, v in rec.items()} for rec in frame.to_dict(orient="records")]
 
 
+def versions() -> dict[str, str]:
+    """The serving stacks measured: BentoML here, KServe in its venv."""
+    import bentoml
+    import onnxruntime
+
+    done = subprocess.run(
+        [
+            str(KSERVE_PYTHON),
+            "-c",
+            "from importlib.metadata import version as v; print(v('kserve'), v('onnxruntime'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    kserve, _, ort = done.stdout.strip().partition(" ")
+    return {
+        "bentoml": bentoml.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "kserve": kserve,
+        "kserveOnnxruntime": ort,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
