@@ -10,6 +10,7 @@ is undefined (NaN), and the verdict rejects rather than inventing a winner.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -40,11 +41,12 @@ def holdout(challenger_dir: Path) -> pd.DataFrame:
 
 
 def load(model_dir: Path) -> inference.Predictor:
-    """The model as served: int8 when the export has it, else fp32."""
-    predictor = inference.load(model_dir, quantized=False)
-    if predictor.card.get("files", {}).get("quantized"):
-        return inference.load(model_dir, quantized=True)
-    return predictor
+    """The model as served: int8 (ONNX Runtime, no torch import) when the export has it, else fp32."""
+    card_file = Path(model_dir) / contract.MODEL_CARD
+    if not card_file.is_file():
+        raise errors.UserError(f"{model_dir}: no {contract.MODEL_CARD}, so the export is incomplete")
+    quantized = bool(json.loads(card_file.read_text()).get("files", {}).get("quantized"))
+    return inference.load(Path(model_dir), quantized=quantized)
 
 
 def compare(
