@@ -16,25 +16,19 @@ True only when /readyz answers 200 (the models are loaded). Foreground, the CLI 
   The old champion becomes status.rollbackTarget. Any other change (challenger, traffic, batching,
   port) restarts the server: requests sent during the restart fail.
 - observe(): a server that died (or was killed) turns Ready False with reason ServerExited.
+
+The process side (start, readiness, hot swap, bookkeeping files) is deployment_process.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
-import os
-import secrets
-import socket
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pydantic
 
-from flywheel import artifacts, errors
+from flywheel import errors
 from flywheel.api import common, conditions, contract
 from flywheel.api import deployment as api
 from flywheel.controllers import deployment_children as children
@@ -42,14 +36,11 @@ from flywheel.controllers import deployment_models as models
 from flywheel.controllers import deployment_status as dstatus
 from flywheel.controllers import plans
 from flywheel.local.runners import Context
+from flywheel.local.runners import deployment_process as process
 from flywheel.local.runners import status as status_mod
-from flywheel.serving import config as serving_config
 
 KIND = api.Deployment.KIND
 R_SERVER_EXITED = "ServerExited"
-READY_TIMEOUT = float(os.environ.get("FLYWHEEL_SERVING_READY_TIMEOUT", "180"))
-TOKEN_FILE = "admin-token"  # noqa: S105 - a file name
-SERVED_FILE = "served.json"
 Manifest = dict[str, Any]
 
 
@@ -135,9 +126,6 @@ class _Server:
         self.name, self.namespace = self.dep.name, self.dep.namespace
         self.current: dict[str, Any] = manifest.get("status") or {}
         self.status = status_mod.Writer(ctx, manifest)
-        self.run_dir = ctx.supervisor.run_dir(KIND, self.name)
-        self.config_path = self.run_dir / contract.CONFIG_FILE
-        self.served_path = self.run_dir / SERVED_FILE
         self.manifest = manifest
 
     # --- the reconcile ----------------------------------------------------------------------------
@@ -151,11 +139,11 @@ class _Server:
             challenger = models.resolve(self.dep.spec.challenger, observed).model
         want = self._config(champion.model, challenger)
         port = self.dep.spec.port
-        served = self._served(port)  # what the live server on this port serves, if one does
+        served = process.served(self.ctx, self.name, port)  # what the live server serves, if any
         if served == want:
             self._serving(champion.model, challenger, observed, port)
-            self.ctx.console.print(f"deployment/{self.name}: already serving at {_endpoint(port)}")
-        elif served is not None and _swappable(served, want):
+            self.ctx.console.print(f"deployment/{self.name}: already serving at {process.endpoint(port)}")
+        elif served is not None and process.swappable(served, want):
             self._swap(port, want, champion.model, challenger, observed)
         elif start:
             if not self._start(want, champion.model, challenger, observed):
@@ -178,16 +166,6 @@ class _Server:
         config["artifactsUri"] = root
         config["logging"]["sink"] = sink_uri(self.ctx, self.manifest)
         return config
-
-    def _served(self, port: int) -> dict[str, Any] | None:
-        info = self.ctx.supervisor.find(KIND, self.name)
-        if info is None or not self.ctx.supervisor.alive(info):
-            return None
-        try:
-            served = json.loads(self.served_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
-        return served.get("config") if isinstance(served, dict) and served.get("port") == port else None
 
     # --- outcomes ---------------------------------------------------------------------------------
     def _no_champion(self, champion: models.Resolution) -> bool:
@@ -216,49 +194,33 @@ class _Server:
     ) -> bool:
         self.ctx.supervisor.stop(KIND, self.name)  # a restart: any old server goes first
         port = self.dep.spec.port
-        if not _port_free(port):
+        if not process.port_free(port):
             message = f"spec.port {port} is in use on 127.0.0.1; choose another port"
             return self.status.fail(conditions.R_INVALID_SPEC, message, conditions.CHAMPION_READY)
-        self.served_path.unlink(missing_ok=True)
-        token = secrets.token_urlsafe(24)
-        _write_private(self.run_dir / TOKEN_FILE, token)
-        artifacts.atomic_write_text(self.config_path, json.dumps(config, indent=2, sort_keys=True))
-        argv = [sys.executable, "-m", "bentoml", "serve", contract.SERVING_SERVICE]
-        argv += ["--host", "127.0.0.1", "--port", str(port)]
-        env = {
-            contract.ENV_SERVING_CONFIG: str(self.config_path),
-            serving_config.ENV_ADMIN_TOKEN: token,
-            "BENTOML_HOME": str(self.ctx.home / "bentoml"),
-            "BENTOML_DO_NOT_TRACK": "true",
-        }
-        info = self.ctx.supervisor.start(
-            KIND, self.name, argv, env, cwd=self.ctx.cwd, tie_to_parent=not self.ctx.detach
-        )
+        info = process.start(self.ctx, self.name, config, port)
         message = f"starting the server (pid {info.pid}) on port {port}"
         self.status.patch(
             {
                 "phase": conditions.PENDING,
                 "message": message,
                 "observedGeneration": self.status.generation,
-                "endpoint": _endpoint(port),
+                "endpoint": process.endpoint(port),
                 "replicas": 1,
                 "readyReplicas": 0,
             },
             (conditions.READY, "Unknown", dstatus.R_ROLLING_OUT, message),
         )
         self.ctx.console.print(f"deployment/{self.name}: {message}")
-        problem = self._wait_ready(info, port)
+        problem = process.wait_ready(self.ctx, self.name, info, port)
         if problem is not None:
             self.ctx.supervisor.stop(KIND, self.name)
-            return self.status.fail(
-                conditions.R_FAILED, problem, conditions.CHAMPION_READY, {"readyReplicas": 0}
-            )
-        self._write_served(port, config)
+            extra = {"readyReplicas": 0}
+            return self.status.fail(conditions.R_FAILED, problem, conditions.CHAMPION_READY, extra)
+        process.mark_served(self.ctx, self.name, port, config)
         self._record_rollback(champion)
         self._serving(champion, challenger, observed, port)
-        self.status.event(
-            dstatus.R_AVAILABLE, f"serving {champion.version or champion.uri} at {_endpoint(port)}"
-        )
+        served = f"serving {champion.version or champion.uri} at {process.endpoint(port)}"
+        self.status.event(dstatus.R_AVAILABLE, served)
         return True
 
     def _swap(
@@ -269,17 +231,10 @@ class _Server:
         challenger: models.Model | None,
         observed: plans.Observed,
     ) -> None:
-        url = f"{_endpoint(port)}/admin/promote"
-        token = (self.run_dir / TOKEN_FILE).read_text().strip()
-        body = {"uri": champion.uri, "quantized": champion.quantized}
-        resp = httpx.post(url, json=body, headers={"authorization": f"Bearer {token}"}, timeout=120)
-        if resp.status_code != 200:
-            raise errors.UserError(
-                f"deployment/{self.name}: the server refused the new champion: {resp.text}"
-            )
-        # The config on disk is what a restart serves: it follows the swap.
-        artifacts.atomic_write_text(self.config_path, json.dumps(config, indent=2, sort_keys=True))
-        self._write_served(port, config)
+        refused = process.hot_swap(self.ctx, self.name, port, champion.uri, champion.quantized)
+        if refused is not None:
+            raise errors.UserError(f"deployment/{self.name}: the server refused the new champion: {refused}")
+        process.mark_served(self.ctx, self.name, port, config)
         self._record_rollback(champion)
         self._serving(champion, challenger, observed, port)
         self.ctx.console.print(
@@ -297,13 +252,13 @@ class _Server:
     def _serving(
         self, champion: models.Model, challenger: models.Model | None, observed: plans.Observed, port: int
     ) -> None:
-        message = f"serving {champion.version or champion.uri} at {_endpoint(port)}"
+        message = f"serving {champion.version or champion.uri} at {process.endpoint(port)}"
         self.status.patch(
             {
                 "phase": conditions.RUNNING,
                 "message": message,
                 "observedGeneration": self.status.generation,
-                "endpoint": _endpoint(port),
+                "endpoint": process.endpoint(port),
                 "replicas": 1,
                 "readyReplicas": 1,
                 **dstatus.model_fields(champion, challenger),
@@ -311,24 +266,6 @@ class _Server:
             *dstatus.serving_rows(champion, True, message),
             dstatus.challenger_row(self.dep, observed, challenger),
         )
-
-    def _write_served(self, port: int, config: dict[str, Any]) -> None:
-        """What the live server serves, written once it does (compared on the next reconcile)."""
-        artifacts.atomic_write_text(self.served_path, json.dumps({"port": port, "config": config}, indent=2))
-
-    def _wait_ready(self, info: Any, port: int) -> str | None:
-        """None once /readyz says 200; else why not (the server exited, or took too long)."""
-        deadline = time.monotonic() + READY_TIMEOUT
-        url = f"{_endpoint(port)}/readyz"
-        while time.monotonic() < deadline:
-            if not self.ctx.supervisor.alive(info):
-                code = self.ctx.supervisor.exit_code(info)
-                return f"the server exited (code {code}) before it was ready: {self._log_tail()}"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url, timeout=2).status_code == 200:
-                    return None
-            time.sleep(0.3)
-        return f"the server was not ready within {READY_TIMEOUT:.0f}s: {self._log_tail()}"
 
     def _follow(self) -> bool:
         """Foreground: serve until Ctrl-C (run() stops the server) or until the server dies."""
@@ -340,39 +277,3 @@ class _Server:
                 observe(self.ctx, current)
                 return False
             time.sleep(0.5)
-
-    # --- small helpers ----------------------------------------------------------------------------
-    def _log_tail(self) -> str:
-        path = self.ctx.supervisor.log_path(KIND, self.name)
-        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
-        error = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else "")
-        return f"{error.strip()[:300]} (see `flywheel logs deployment/{self.name}`)"
-
-
-def _endpoint(port: int) -> str:
-    return f"http://127.0.0.1:{port}"
-
-
-def _swappable(served: dict[str, Any], want: dict[str, Any]) -> bool:
-    """A hot swap suffices: nothing but the champion differs, and one worker holds the models."""
-    rest = {k: v for k, v in served.items() if k != "champion"}
-    return rest == {k: v for k, v in want.items() if k != "champion"} and int(served.get("workers", 1)) == 1
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a secret readable by this user only, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
