@@ -22,7 +22,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,20 +81,28 @@ def _seed(cfg: config.Config, d: Dist, step: int) -> random.Random:
 
 class Metered:
     """The executor, counting the verdicts it gives and the wall time spent waiting for them, so
-    each step can report the sandbox's throughput. Deduction checks run no code and are not counted."""
+    each step can report the sandbox's throughput. Deduction checks run no code and are not counted.
+    `metered(pool)` adds the batch methods only when the pool has them, so tasks takes the same
+    path with or without the meter."""
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
         self.programs = 0
         self.seconds = 0.0
 
-    def _timed(self, method: Callable[..., Any], *args: Any) -> Any:
+    def _timed(self, method: Callable[..., Any], *args: Any, count: int = 1) -> Any:
         started = time.monotonic()
         try:
             return method(*args)
         finally:
             self.seconds += time.monotonic() - started
-            self.programs += 1
+            self.programs += count
+
+    def take(self) -> tuple[int, float]:
+        """(verdicts, seconds) since the last take."""
+        out = (self.programs, self.seconds)
+        self.programs, self.seconds = 0, 0.0
+        return out
 
     def run_program(self, code: str, inputs: str) -> Any:
         return self._timed(self.pool.run_program, code, inputs)
@@ -108,11 +116,27 @@ class Metered:
     def eval_literal_equal(self, a: str, b: str) -> bool:
         return bool(self.pool.eval_literal_equal(a, b))
 
-    def take(self) -> tuple[int, float]:
-        """(verdicts, seconds) since the last take."""
-        out = (self.programs, self.seconds)
-        self.programs, self.seconds = 0, 0.0
-        return out
+
+class MeteredBatch(Metered):
+    """Metered with the batch methods (tasks.BatchExecutor), so metering keeps the pool's batching."""
+
+    def run_programs(self, items: Iterable[tuple[str, str]]) -> list[Any]:
+        batch = list(items)
+        return list(self._timed(self.pool.run_programs, batch, count=len(batch)))
+
+    def check_outputs(self, items: Iterable[tuple[str, str, str]]) -> list[bool]:
+        batch = list(items)
+        return list(self._timed(self.pool.check_outputs, batch, count=len(batch)))
+
+    def check_functions(self, items: Iterable[tuple[str, Sequence[tuple[str, str]]]]) -> list[list[bool]]:
+        batch = list(items)
+        return list(self._timed(self.pool.check_functions, batch, count=len(batch)))
+
+
+def metered(pool: Any) -> Metered:
+    """The pool behind a meter with the same methods (batch ones only where the pool has them)."""
+    batch = all(hasattr(pool, m) for m in ("run_programs", "check_outputs", "check_functions"))
+    return MeteredBatch(pool) if batch else Metered(pool)
 
 
 def _throughput(meters: list[tuple[int, float]]) -> dict[str, Any]:
@@ -191,7 +215,7 @@ def run(cfg: config.Config, pool_factory: PoolFactory) -> dict[str, Any]:
         emit({"event": "start", "step": start - 1, "steps": sp.steps, "resumed": ckpt_uri, "world": d.world})
     started = time.monotonic()
     with pool_factory(cfg) as raw_pool:
-        pool = Metered(raw_pool)
+        pool = metered(raw_pool)
         for step in range(start, sp.steps + 1):
             summary, stats = _step(cfg, d, step, pol, module, optimizer, store, pool)
             if d.main and (step % sp.checkpoint_every == 0 or step == sp.steps):
