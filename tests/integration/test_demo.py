@@ -2,7 +2,7 @@
 (DVC repository, torchrun training, BentoML server on localhost with HTTP traffic, Evidently,
 DriftMonitor step, hot swap). Asserts on the outcome the demo records in summary.json and on the
 local store. (Re-running in the same home reuses the data commits and trained models; that is
-measured by hand, not here, to keep this test to one demo, about 2.5 minutes on 2 cores.)"""
+measured by hand, not here, to keep this test to one demo: about 2 minutes on 2 cores.)"""
 
 from __future__ import annotations
 
