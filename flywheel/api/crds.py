@@ -65,9 +65,13 @@ def to_structural(node: Any, defs: dict[str, Schema], *, in_status: bool = False
         options = [o for o in node["anyOf"] if o.get("type") != "null"]
         if len(options) == 1:
             rest = {k: v for k, v in node.items() if k != "anyOf"}
-            if rest.get("default", ...) is None:
+            optional = rest.get("default", ...) is None
+            if optional:
                 rest.pop("default")
-            return to_structural({**options[0], **rest}, defs, in_status=in_status)
+            out = to_structural({**options[0], **rest}, defs, in_status=in_status)
+            if optional:  # null by default: absent stays absent (no `default: {}` from the parent)
+                out[_OPTIONAL] = True
+            return out
     out: Schema = {}
     for key, value in node.items():
         if key in ("title", "$defs"):
@@ -97,9 +101,13 @@ def to_structural(node: Any, defs: dict[str, Schema], *, in_status: bool = False
         out["type"] = "string"
     if out.get("type") == "object" and "properties" in out:
         for name, prop in out["properties"].items():
-            if _defaultable(prop) and name not in out.get("required", []) and not in_status:
+            optional = prop.pop(_OPTIONAL, False)
+            if _defaultable(prop) and not optional and name not in out.get("required", []) and not in_status:
                 prop.setdefault("default", {})
     return out
+
+
+_OPTIONAL = "x-flywheel-optional"  # a marker removed before output
 
 
 def _defaultable(prop: Schema) -> bool:
@@ -116,6 +124,7 @@ def openapi_schema(kind: str) -> Schema:
     spec = to_structural(raw["properties"]["spec"], defs)
     status = to_structural(raw["properties"]["status"], defs, in_status=True)
     status.pop("default", None)
+    status.pop(_OPTIONAL, None)
     _condition_list_semantics(status)
     if kind == "SelfPlayRun":
         spec["properties"]["selfPlay"]["properties"]["taskTypes"]["x-kubernetes-list-type"] = "set"
