@@ -154,7 +154,7 @@ class DeploymentSpec(common.Model):
     artifacts: common.Artifacts = Field(default_factory=common.Artifacts)
     """Artifact store (models are read from it, traffic logs written to it)."""
     port: int = Field(default=3000, ge=1024, le=65535)
-    """HTTP port (local backend: 0 picks a free one)."""
+    """HTTP port of the model server (on the local backend, the port on 127.0.0.1; it must be free)."""
 
     @pydantic.model_validator(mode="after")
     def _traffic_matches(self) -> DeploymentSpec:
