@@ -16,6 +16,7 @@ one program at a time, as `validate` and `check` do.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import random
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -129,19 +130,27 @@ def validate(
 def validate_many(
     items: Sequence[tuple[Proposal, str]], pool: Executor, n_inputs: int, step: int
 ) -> list[buffers.Triplet | buffers.FunctionTask | None]:
-    """`validate` of every (proposal, response), with all their programs in one executor batch."""
+    """`validate` of every (proposal, response), their programs sent as executor batches.
+
+    Round k runs the k-th input of every proposal still valid: one batch for deduction and
+    abduction (one input each), n_inputs batches for induction. As in `validate`, a proposal's
+    first failing input is its last run, so a batch does no work the loop would not have done."""
     if not isinstance(pool, BatchExecutor):
         return [validate(p, response, pool, n_inputs, step) for p, response in items]
     runs = [_plan(p, response, n_inputs, step) for p, response in items]
-    # Every input of an induction proposal runs, even after one fails: the verdict is the same
-    # (any failure rejects it) and the batch needs no second round trip.
-    results = iter(pool.run_programs([(run.code, given) for run in runs if run for given in run.inputs]))
-    out: list[buffers.Triplet | buffers.FunctionTask | None] = []
-    for run in runs:
-        got = [next(results) for _ in run.inputs] if run else []
-        ok = run is not None and all(_usable(r) for r in got)
-        out.append(run.entry(tuple(r.output_repr for r in got)) if run and ok else None)
-    return out
+    alive = {i: run for i, run in enumerate(runs) if run is not None}
+    outputs: dict[int, list[str]] = {i: [] for i in alive}
+    for k in itertools.count():
+        due = [(i, run) for i, run in alive.items() if k < len(run.inputs)]
+        if not due:
+            break
+        results = pool.run_programs([(run.code, run.inputs[k]) for _, run in due])
+        for (i, _), result in zip(due, results, strict=True):
+            if _usable(result):
+                outputs[i].append(result.output_repr)
+            else:
+                del alive[i]
+    return [alive[i].entry(tuple(outputs[i])) if i in alive else None for i in range(len(runs))]
 
 
 def solver_prompt(task: str, entry: buffers.Triplet | buffers.FunctionTask) -> str:
@@ -210,8 +219,10 @@ def check_many(
         return [check(task, entry, response, pool) for entry, response in items]
     graded = [_grade(task, entry, response, pool) for entry, response in items]
     answers = [g for g in graded if isinstance(g, _Answer)]
-    outputs = iter(pool.check_outputs([(a.code, *a.pairs[0]) for a in answers if not a.induction]))
-    functions = iter(pool.check_functions([(a.code, a.pairs) for a in answers if a.induction]))
+    abduction = [(a.code, *a.pairs[0]) for a in answers if not a.induction]
+    induction = [(a.code, a.pairs) for a in answers if a.induction]
+    outputs = iter(pool.check_outputs(abduction) if abduction else [])  # no round trip for nothing
+    functions = iter(pool.check_functions(induction) if induction else [])
     return [
         g if not isinstance(g, _Answer) else _accuracy(next(functions) if g.induction else [next(outputs)])
         for g in graded
