@@ -37,6 +37,7 @@ MASTER = "azr-tiny-master-0"
 LOG_PATH = f"/api/v1/namespaces/{NS}/pods/{MASTER}/log"
 EXAMPLE = yaml.safe_load((pathlib.Path(__file__).parents[3] / "examples/selfplayrun-tiny.yaml").read_text())
 TASKS = ("abduction", "deduction", "induction")
+TOTAL = EXAMPLE["spec"]["selfPlay"]["steps"]
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -72,7 +73,7 @@ def step_line(step: int, solve: float) -> str:
     """A step event as the trainer prints it (flywheel.selfplay.trainer: sorted keys, one line)."""
     per_task = lambda v: dict.fromkeys(TASKS, v)  # noqa: E731
     event = {
-        "event": "step", "step": step, "steps": 4, "buffers": per_task(step + 1),
+        "event": "step", "step": step, "steps": TOTAL, "buffers": per_task(step + 1),
         "validProposalRate": per_task(0.5), "solveRate": per_task(solve), "proposerReward": per_task(0.25),
         "solverReward": per_task(-0.5), "loss": 0.1, "gradNorm": 0.2, "tokens": 99,
         "executor": {"programs": 12, "seconds": 0.1, "programsPerSecond": 120.0},
@@ -122,7 +123,7 @@ async def test_children_are_fence_config_and_job_all_valid_and_owned(emulator: A
 
 
 async def test_per_step_progress_then_result_reach_status(emulator: Any) -> None:
-    log = ["[I] torchrun starting", json.dumps({"event": "start", "step": 0, "steps": 4})]
+    log = ["[I] torchrun starting", json.dumps({"event": "start", "step": 0, "steps": TOTAL})]
     async with conftest.running(make_registry()):
         await tr_tests.create(manifest())
         await start_job(emulator, log)
@@ -131,14 +132,14 @@ async def test_per_step_progress_then_result_reach_status(emulator: Any) -> None
         running = run_status(emulator)
         assert running["phase"] == "Running" and ready(emulator)["status"] == "Unknown"
         assert running["solveRate"] == dict.fromkeys(TASKS, 0.0) and running["buffers"]["induction"] == 2
-        assert running["checkpoint"].endswith("step-000001.pt") and "step 1/4" in running["message"]
+        assert running["checkpoint"].endswith("step-000001.pt") and f"step 1/{TOTAL}" in running["message"]
         log.extend([step_line(2, 0.25), "a stray line {not json", step_line(3, 0.5)[:40]])  # torn last line
         await conftest.eventually(lambda: run_status(emulator).get("step") == 2, what="step 2 in status")
         assert run_status(emulator)["solveRate"]["deduction"] == 0.25
         # The run ends: the Master pod's termination message carries the result.
-        result = {"phase": "Succeeded", "message": "self-play finished at step 4", "step": 4,
+        result = {"phase": "Succeeded", "message": f"self-play finished at step {TOTAL}", "step": TOTAL,
                   "buffers": dict.fromkeys(TASKS, 5), "solveRate": dict.fromkeys(TASKS, 0.75),
-                  "checkpoint": "file:///a/checkpoints/step-000004.pt"}  # fmt: skip
+                  "checkpoint": f"file:///a/checkpoints/step-{TOTAL:06d}.pt"}  # fmt: skip
         terminated = {"exitCode": 0, "reason": "Completed", "message": json.dumps(result)}
         await tr_tests.patch_status("v1", "Pod", MASTER,
                                     {"phase": "Succeeded", "containerStatuses": [{"name": "pytorch", "state": {"terminated": terminated}}]})  # fmt: skip
@@ -150,8 +151,8 @@ async def test_per_step_progress_then_result_reach_status(emulator: Any) -> None
         await asyncio.sleep(0.5)
         assert len(emulator[f"get {LOG_PATH}"]) <= reads + 1  # no log reads once it ended
     final = run_status(emulator)
-    assert final["step"] == 4 and final["solveRate"] == dict.fromkeys(TASKS, 0.75)
-    assert final["checkpoint"].endswith("step-000004.pt") and ready(emulator)["status"] == "True"
+    assert final["step"] == TOTAL and final["solveRate"] == dict.fromkeys(TASKS, 0.75)
+    assert final["checkpoint"].endswith(f"step-{TOTAL:06d}.pt") and ready(emulator)["status"] == "True"
 
 
 async def test_a_deleted_fence_comes_back_and_reconciling_twice_writes_nothing(emulator: Any) -> None:
