@@ -5,7 +5,7 @@ from the buffers as they stand at its start (so proposals made now become solver
 next step on); per task, the proposer batch is generated and validated, every valid proposal is
 posed N times to the solver at the rollout temperature to estimate its solve rate (those
 estimation rollouts are not trained on), then the solver batch is generated and checked.
-Each of those three executor phases goes to the executor as one batch (tasks.validate_many,
+Each of those three executor phases is sent to the executor in batches (tasks.validate_many,
 tasks.check_many): its workers run the phase's programs side by side, with the same verdicts as
 one program at a time.
 """

@@ -7,10 +7,11 @@ runs in fresh state) with a non-empty output; a failing or non-deterministic pro
 never stored with an empty output (the reference's bug, see docs/selfplay.md).
 
 `validate_many` and `check_many` give exactly the verdicts of `validate` and `check` in a loop, in
-the same order, but send one step phase's programs to the executor as one batch
-(`Pool.run_programs`, `check_outputs`, `check_functions`), so its workers run side by side instead
-of the trainer waiting on one program at a time. An executor without the batched methods is called
-one program at a time, as `validate` and `check` do.
+the same order, but send a step phase's programs to the executor as batches (`Pool.run_programs`,
+`check_outputs`, `check_functions`; induction validation: one batch per input position), so its
+workers run side by side instead of the trainer waiting on one program at a time
+(bench/selfplay_validate.py). An executor without the batched methods (tasks.BatchExecutor) is
+called one program at a time, as `validate` and `check` do.
 """
 
 from __future__ import annotations
