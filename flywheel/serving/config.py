@@ -1,18 +1,20 @@
 """The serving config: what one FlywheelService process serves and how, read once at start.
 
 The operator (flywheel.controllers.deployment_children.serving_config) and the local backend
-(flywheel.local.runners.deployment) write this JSON and point ENV_SERVING_CONFIG at it. Without that file, ENV_CHAMPION_URI (and optionally
-ENV_CHALLENGER_URI) alone start a champion-only service with the Deployment defaults. Keys are the
-Deployment's camelCase names, so `traffic`, `batching` and `logging` are copied from the spec as is:
+(flywheel.local.runners.deployment) write this JSON and point ENV_SERVING_CONFIG at it. Without that
+file, ENV_CHAMPION_URI (and optionally ENV_CHALLENGER_URI) alone start a champion-only service with
+the Deployment defaults. Keys are the Deployment's camelCase names, so `traffic`, `batching` and
+`logging` are copied from the spec as is:
 
     {"name": "fraud", "namespace": "default",
      "champion": {"uri": "file:///a/m1", "quantized": true},
      "challenger": {"uri": "file:///a/m2", "quantized": true},            # optional
      "traffic": {"mode": "canary", "challengerPercent": 10, "stickyHeader": "x-request-id"},
-     "batching": {"enabled": true, "maxBatchSize": 64, "maxLatencyMs": 20},
+     "batching": {"enabled": true, "maxBatchSize": 64, "maxLatencyMs": 1000},
      "logging": {"enabled": true, "sampleRate": 1.0, "sink": "file:///a/traffic/fraud",
                  "flushRows": 1000, "flushSeconds": 5},
-     "artifactsUri": "file:///a", "maxRequestRows": 1000, "maxBodyBytes": 4194304}
+     "artifactsUri": "file:///a", "maxRequestRows": 1000, "maxBodyBytes": 4194304,
+     "accessLog": false, "tracing": false}                                   # optional
 """
 
 from __future__ import annotations
@@ -60,6 +62,13 @@ class ServingConfig(common.Model):
     """BentoML worker processes (each loads the models; admin hot swap needs workers: 1)."""
     loader: str = DEFAULT_LOADER
     """`module:function(model_dir, quantized) -> predictor`; tests point it at a fixture model."""
+    access_log: bool = False
+    """BentoML's per-request access log line. Off by default: the Parquet traffic log (`logging`)
+    already records every request, and formatting the line costs worker CPU on every request."""
+    tracing: bool = False
+    """OpenTelemetry spans for /predict. Off by default: BentoML samples no trace unless
+    `tracing.sample_rate` is configured, yet its ASGI middleware still builds a span per request;
+    set true (and configure BentoML's tracing exporter) to trace predictions."""
 
     def sink_uri(self) -> str:
         """Where traffic logs go: logging.sink, else <artifacts>/traffic/<name>."""

@@ -157,8 +157,9 @@ def servers(models: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
     del schema["challenger"]
     started = {
         "schema": Server(work / "schema", schema),
-        "canary": Server(
-            work / "canary", serving(models, "canary", {"mode": "canary", "challengerPercent": 30})
+        "canary": Server(  # and BentoML's access log on (off by default, as on the others)
+            work / "canary",
+            serving(models, "canary", {"mode": "canary", "challengerPercent": 30}, accessLog=True),
         ),
         "shadow": Server(work / "shadow", serving(models, "shadow", {"mode": "shadow"})),
     }

@@ -119,6 +119,18 @@ def test_probes_and_a_valid_request(servers: dict[str, Server]) -> None:
     assert all(0.5 <= p <= 1.0 for p in out["probabilities"])
 
 
+def test_access_log_follows_config(servers: dict[str, Server]) -> None:
+    """BentoML's access log line appears only where the serving config turns it on (accessLog)."""
+    for name in ("schema", "canary"):
+        resp = httpx.post(f"{servers[name].url}/predict", json={"records": [{}]}, timeout=30)
+        assert resp.status_code == 400, resp.text  # a reply is enough: the line logs every status
+    deadline = time.monotonic() + 10
+    while "path=/predict" not in servers["canary"].log_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "path=/predict" in servers["canary"].log_path.read_text()
+    assert "path=/predict" not in servers["schema"].log_path.read_text()
+
+
 def _post_many(url: str, requests: list[dict[str, str]], record: dict[str, Any]) -> list[httpx.Response]:
     with httpx.Client(timeout=30) as client, concurrent.futures.ThreadPoolExecutor(8) as pool:
         return list(

@@ -176,6 +176,30 @@ def test_traffic_log_flushes_by_time(tmp_path: Path) -> None:
     assert log.due()
 
 
+def test_traffic_log_types_columns_and_falls_back_for_mixed_labels(tmp_path: Path) -> None:
+    """Arrow types the columns as documented (UTC timestamps, float features, null probability for
+    regression); a column Arrow cannot type (int and str labels) is written as strings."""
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    plain = traffic.TrafficLogger(f"file://{tmp_path}/plain", flush_rows=10, flush_seconds=60)
+    rows = _rows(3, start)
+    rows[0]["age"], rows[1]["age"] = 30, None  # an int and a null in a float feature
+    for row in rows:
+        row["probability"] = None
+    plain.add(rows)
+    plain.flush()
+    frame = traffic.read(f"file://{tmp_path}/plain")
+    assert str(frame["timestamp"].dt.tz) == "UTC"
+    assert frame["age"].dtype == "float64" and frame["age"].isna().tolist() == [False, True, False]
+    assert frame["probability"].isna().all()
+    mixed = traffic.TrafficLogger(f"file://{tmp_path}/mixed", flush_rows=10, flush_seconds=60)
+    rows = _rows(2, start)
+    rows[0]["prediction"], rows[1]["prediction"] = 1, "yes"
+    mixed.add(rows)
+    assert mixed.flush() is not None
+    back = traffic.read(f"file://{tmp_path}/mixed")
+    assert back["prediction"].tolist() == ["1", "yes"] and back["age"].tolist() == [0.0, 1.0]
+
+
 # --- guard --------------------------------------------------------------------------------------
 async def _call(app: Any, path: str, headers: dict[str, str], chunks: list[bytes]) -> tuple[int, bytes]:
     scope = {
