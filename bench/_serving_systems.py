@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 KSERVE_PYTHON = REPO / ".bench-venv-kserve" / "bin" / "python"
 KSERVE_MODEL = "shuttle"
 # A generous shedding budget: the goal is zero failed requests on a shared 2-core machine, where
-# queueing alone can pass BentoML's 20 ms default; batches still form adaptively below it.
+# queueing at concurrency 64 can pass even the 1000 ms default; batches form adaptively below it.
 BATCHING = {"enabled": True, "maxBatchSize": 64, "maxLatencyMs": 2000}
 ARCHITECTURE = [64, 32]  # examples/trainingrun-local.yaml
 
@@ -141,8 +141,11 @@ def _spawn(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Po
         )
 
 
-def start_flywheel(work: Path, name: str, model_dir: Path, quantized: bool, batching: bool) -> Server:
-    """FlywheelService as deployed: metrics and sampled traffic logging on, one worker."""
+def start_flywheel(
+    work: Path, name: str, model_dir: Path, quantized: bool, batching: bool, observability: bool = False
+) -> Server:
+    """FlywheelService as deployed: metrics and traffic logging on, one worker; BentoML's access
+    log and /predict tracing spans off (the defaults) unless `observability`."""
     home = work / name
     home.mkdir(parents=True, exist_ok=True)
     cfg = {
@@ -151,6 +154,8 @@ def start_flywheel(work: Path, name: str, model_dir: Path, quantized: bool, batc
         "batching": BATCHING if batching else {"enabled": False},
         "logging": {"enabled": True, "sampleRate": 1.0, "sink": (home / "traffic").as_uri()},
         "artifactsUri": (work / "run").as_uri(),
+        "accessLog": observability,
+        "tracing": observability,
     }
     (home / "serving.json").write_text(json.dumps(cfg))
     port = free_port()

@@ -17,7 +17,12 @@ request (all processes of its session, from /proc), which other load on the mach
 
 Goal (issue 4): (a) >= 3x the throughput of (b) at no worse p99, ahead of (c), zero errors.
 
-    python -m bench.serving [--requests 500] [--rounds 2]  ->  table, bench/results/serving.json
+    python -m bench.serving [--requests 500] [--rounds 2] [--bentoml-observability]
+        ->  table, bench/results/serving.json
+
+--bentoml-observability turns BentoML's access log and /predict OpenTelemetry middleware back on
+in (a) and (b) (both off by default in the serving config), to measure what they cost; it writes
+bench/results/serving-observability.json.
 """
 
 from __future__ import annotations
@@ -179,6 +184,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.serving", description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=500, help="requests per cell and round")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--bentoml-observability",
+        action="store_true",
+        help="BentoML access log and /predict tracing middleware on in (a) and (b)",
+    )
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
@@ -188,8 +198,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"trained {model_dir} in {time.monotonic() - started:.1f} s", flush=True)
         servers: dict[str, systems.Server] = {}
         try:
-            servers[SYSTEMS[0]] = systems.start_flywheel(work, SYSTEMS[0], model_dir, True, batching=True)
-            servers[SYSTEMS[1]] = systems.start_flywheel(work, SYSTEMS[1], model_dir, False, batching=False)
+            obs = args.bentoml_observability
+            servers[SYSTEMS[0]] = systems.start_flywheel(work, SYSTEMS[0], model_dir, True, True, obs)
+            servers[SYSTEMS[1]] = systems.start_flywheel(work, SYSTEMS[1], model_dir, False, False, obs)
             servers[SYSTEMS[2]] = systems.start_kserve(work, SYSTEMS[2], model_dir)
             for server in servers.values():
                 server.wait_ready()
@@ -206,15 +217,17 @@ def main(argv: list[str] | None = None) -> None:
         "versions": systems.versions(),
         "batching": systems.BATCHING,
         "goal": "(a) >= 3x the req/s of (b), p99(a) <= p99(b), req/s(a) > req/s(c), per cell; 0 errors",
+        "bentomlObservability": args.bentoml_observability,
         "requestsPerCellRound": args.requests,
         "rounds": args.rounds,
         "results": [{"system": k[0], **v} for k, v in results.items()],
         "checks": checks,
         "errorsTotal": sum(v["errors"] for v in results.values()),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"\nload average before {load_before}, after {os.getloadavg()}; wrote {RESULTS}")
+    path = RESULTS.with_name("serving-observability.json") if args.bentoml_observability else RESULTS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\nload average before {load_before}, after {os.getloadavg()}; wrote {path}")
 
 
 if __name__ == "__main__":
