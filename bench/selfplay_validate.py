@@ -23,6 +23,7 @@ Prints a table; writes bench/results/selfplay_validate.json.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import pathlib
@@ -153,11 +154,28 @@ class Batched(OneAtATime):
         return list(self._timed(len(items), self.pool.check_functions, items))
 
 
+def verdict(entry: buffers.Triplet | buffers.FunctionTask | None) -> Any:
+    """A validation verdict with its output reprs read as values: a set's repr follows the hash seed
+    of the worker that ran it first, and the pool's workers have different seeds, so two equal
+    verdicts may spell a set in different orders (every later use compares values)."""
+    if entry is None:
+        return None
+    if isinstance(entry, buffers.FunctionTask):
+        return (
+            entry.code,
+            entry.inputs,
+            tuple(map(ast.literal_eval, entry.outputs)),
+            entry.message,
+            entry.step,
+        )
+    return (entry.code, entry.input, ast.literal_eval(entry.output), entry.step)
+
+
 def outcome(step: rollout.Step) -> dict[str, Any]:
     """Everything a step decides from the executor's verdicts (rewards, entries, rates)."""
     return {
         "rewards": [(b.task, b.role, b.rewards) for b in step.batches],
-        "entries": step.new_entries,
+        "entries": {task: [verdict(e) for e in entries] for task, entries in step.new_entries.items()},
         "rates": (step.valid_rate, step.solve_rate, step.proposer_reward),
     }
 
