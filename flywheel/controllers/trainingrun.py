@@ -115,7 +115,7 @@ def plan(
     state = pytorchjob.job_state(job)
     if jobstatus.spec_changed(job, resource) and not state.started:
         return _recreate(resource, current, now, job, run, settings)
-    maybe_view = _job_view(state, observed.get("Pod", pytorchjob.master_pod_name(name)), current)
+    maybe_view = _job_view(state, observed, pytorchjob.master_pod_name(name), current)
     if maybe_view is None:  # finished, result already recorded, pod gone: the status is final
         return _finished_without_job(resource, current, now)
     view = maybe_view
@@ -169,7 +169,7 @@ def _finished_without_job(
 
 
 def _job_view(
-    state: pytorchjob.JobState, pod: plans.Manifest | None, current: dict[str, Any]
+    state: pytorchjob.JobState, observed: plans.Observed, pod_name: str, current: dict[str, Any]
 ) -> jobstatus.View | None:
     times = {"startTime": state.start_time, "completionTime": state.completion_time}
     if not state.terminal:
@@ -177,7 +177,8 @@ def _job_view(
         view.extra.append((conditions.TRAINED, "Unknown", state.reason, state.message))
         view.fields.update(times)
         return view
-    raw = pytorchjob.termination_message(pod)
+    # The pod is looked at only now: an observation may read it on demand (flywheel.kube.execute).
+    raw = pytorchjob.termination_message(observed.get("Pod", pod_name))
     if raw is None and current.get("phase") in TERMINAL:
         return None
     fields, result, note = trainingresult.parse(raw)

@@ -20,8 +20,9 @@ and no re-read (measured: bench/operator_throughput.py).
 no kopf annotation) has, as far as we know, no children yet. It is planned from "nothing exists"
 without reading; every object the plan read as absent must be one it creates, and the create
 checks it (409 -> `Stale`: back to observe -> plan, which then sees what is there). Refs the
-plan did not read are read before a second plan needs them. A new TrainingRun then costs no
-404 reads: its job exists after two round trips instead of three. The price, only when a
+plan did not read are read only when a later plan asks for them. A new TrainingRun then costs no
+404 reads and no read of its Master pod (the plan reads it only from a finished job): its job
+exists after two round trips instead of three. The price, only when a
 foreign object holds a child's name: children created before the 409 stay (owned by the
 resource, collected with it) while the status reports the conflict.
 """
@@ -143,7 +144,7 @@ def converge(
     """Plan and apply until the children stop changing (at most MAX_ROUNDS plans), then write the
     composed status once and every round's events. Returns the last plan (its requeue_after and
     permanent_error are what the last reconcile of the step-by-step world would have said).
-    `pending`: refs not read yet (fresh path); read before a second plan needs them."""
+    `pending`: refs not read yet (fresh path); read only if a later plan asks for them."""
     outcome = Outcome(live=dict(observed.objects))
     seen = observed
     before: dict[str, Any] = dict(resource.get("status") or {})
@@ -152,6 +153,7 @@ def converge(
     view = dict(resource)
     for round_ in range(1, MAX_ROUNDS + 1):
         plan = plan_fn(view, seen)
+        outcome.live.update(seen.objects)  # with what a _Lazy read for this plan
         if isinstance(seen, _Assumed):
             _check_assumptions(plan, seen)
         changed = apply_children(plan, seen, outcome, create_only=isinstance(seen, _Assumed))
@@ -161,13 +163,28 @@ def converge(
         # foreground delete finishes after its children), and an error must stop at once.
         if not changed or plan.delete or plan.permanent_error or round_ == MAX_ROUNDS:
             break
-        unread = [ref for ref in pending if ref.key not in seen.objects and ref.key not in changed]
-        seen = plans.Observed(objects={**seen.objects, **changed, **observe(unread).objects})
-        outcome.live.update(seen.objects)
+        unread = [ref for ref in pending if ref.key not in seen.objects]
+        unread += seen.unread.values() if isinstance(seen, _Lazy) else ()
+        seen = _Lazy({**seen.objects, **changed}, [ref for ref in unread if ref.key not in changed])
         pending = ()
         view = {**view, "status": status}
     finish(resource, diff(before, status), events, now, outcome)
     return plan, outcome
+
+
+class _Lazy(plans.Observed):
+    """Refs not read yet are read when a plan first asks for them: a plan that never looks at
+    one costs no request (a job created a moment ago has no finished Master pod to read)."""
+
+    def __init__(self, found: Mapping[str, plans.Manifest], unread: Iterable[plans.Ref]) -> None:
+        super().__init__(objects=dict(found))
+        self.unread = {ref.key: ref for ref in unread}
+
+    def get(self, kind: str, name: str) -> plans.Manifest | None:
+        ref = self.unread.pop(f"{kind}/{name}", None)
+        if ref is not None and (obj := objects.get(ref)) is not None:
+            self.objects[ref.key] = obj
+        return super().get(kind, name)
 
 
 def _check_assumptions(plan: plans.Plan, seen: _Assumed) -> None:

@@ -45,12 +45,11 @@ async def test_a_new_run_is_one_reconcile_with_one_status_write_and_no_echo(emul
         await conftest.eventually(lambda: tr.ready(emulator).get("reason") == "JobCreated", what="JobCreated")
         await asyncio.sleep(0.5)  # the job's ADDED event has come back by now
         counts = sent(emulator, before)
-    # Never reconciled: no 404 reads before the creates; the Master pod (not created by the plan)
-    # is read before the second plan; ONE status patch already saying JobCreated, the event,
-    # kopf's annotation patch; the job's ADDED event (our own write) re-read nothing.
+    # Never reconciled: no 404 reads before the creates; the Master pod is not read either (the
+    # second plan reads it only from a finished job); ONE status patch already saying JobCreated,
+    # the event, kopf's annotation patch; the job's ADDED event (our own write) re-read nothing.
     assert counts == {
         "POST trainingruns": 1,  # the test's own create
-        "GET pods": 1,
         "POST configmaps": 1,
         "POST pytorchjobs": 1,
         "PATCH trainingruns/status": 1,
