@@ -30,6 +30,7 @@ import pathlib
 import platform
 import random
 import re
+import resource
 import statistics
 import sys
 import time
@@ -195,6 +196,16 @@ def filled_store(pool: executor.Pool, sp: selfplayrun.SelfPlay) -> buffers.Buffe
     return store
 
 
+def cpu_seconds(pool: executor.Pool) -> float:
+    """CPU used so far by this process and the pool's zygotes with their reaped jailed children."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    total = usage.ru_utime + usage.ru_stime
+    for pid in pool.worker_pids:
+        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime..cstime
+    return total
+
+
 def measure(pool: executor.Pool, sp: selfplayrun.SelfPlay, rounds: int, loop_every: int) -> dict[str, Any]:
     store = filled_store(pool, sp)
     runs: dict[str, list[dict[str, Any]]] = {"one_at_a_time": [], "batched": []}
@@ -203,9 +214,10 @@ def measure(pool: executor.Pool, sp: selfplayrun.SelfPlay, rounds: int, loop_eve
         order = ["one_at_a_time", "batched"] if r % 2 == 0 else ["batched", "one_at_a_time"]
         for name in order:
             meter = (OneAtATime if name == "one_at_a_time" else Batched)(pool)
-            load, started = os.getloadavg()[0], time.perf_counter()
+            load, cpu, started = os.getloadavg()[0], cpu_seconds(pool), time.perf_counter()
             step = play(meter, store, sp, seed=100 + r, loop_every=loop_every)
             wall = time.perf_counter() - started
+            cpu = cpu_seconds(pool) - cpu
             outcomes.setdefault(r, {})[name] = outcome(step)
             runs[name].append(
                 {
@@ -213,6 +225,8 @@ def measure(pool: executor.Pool, sp: selfplayrun.SelfPlay, rounds: int, loop_eve
                     "executor_wall_s": round(meter.seconds, 3),
                     "executor_calls": meter.calls,
                     "verdicts": meter.verdicts,
+                    "cpu_s": round(cpu, 3),
+                    "cpu_busy_of_all_cores": round(cpu / wall / (os.cpu_count() or 1), 3),
                     "load_before": load,
                 }
             )
@@ -221,6 +235,8 @@ def measure(pool: executor.Pool, sp: selfplayrun.SelfPlay, rounds: int, loop_eve
         name: {
             "executor_wall_s_median": statistics.median(x["executor_wall_s"] for x in rows),
             "step_wall_s_median": statistics.median(x["step_wall_s"] for x in rows),
+            "cpu_s_median": statistics.median(x["cpu_s"] for x in rows),
+            "cpu_busy_median": statistics.median(x["cpu_busy_of_all_cores"] for x in rows),
             "rounds": rows,
         }
         for name, rows in runs.items()
@@ -272,14 +288,18 @@ def _print(report: dict[str, Any]) -> None:
         f"nproc={report['nproc']} cpu={report['cpu']} workers={a['workers']} timeout={a['timeout']}s "
         f"batch={a['batch_size']} rollouts={a['rollouts']} inputs={a['inputs']} rounds={a['rounds']}"
     )
-    print(f"{'workload':<10}{'path':<15}{'exec wall s':>12}{'step wall s':>12}{'calls':>7}{'verdicts':>9}")
+    print(
+        f"{'workload':<10}{'path':<15}{'exec wall s':>12}{'step wall s':>12}{'calls':>7}{'verdicts':>9}"
+        f"{'CPU s':>7}{'CPU busy':>9}"
+    )
     for name, w in report["workloads"].items():
         for path in ("one_at_a_time", "batched"):
             row = w[path]
             first = row["rounds"][0]
             print(
                 f"{name:<10}{path:<15}{row['executor_wall_s_median']:>12.2f}{row['step_wall_s_median']:>12.2f}"
-                f"{first['executor_calls']:>7}{first['verdicts']:>9}"
+                f"{first['executor_calls']:>7}{first['verdicts']:>9}{row['cpu_s_median']:>7.2f}"
+                f"{row['cpu_busy_median']:>9.0%}"
             )
         print(
             f"{'':<10}speedup {w['speedup']:.2f}x, identical verdicts: {w['identical_verdicts']}, "
