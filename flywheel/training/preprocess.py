@@ -9,6 +9,7 @@ workloads need: no pickles, no training code.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -60,12 +61,49 @@ class Preprocessor:
     # --- transform ------------------------------------------------------------------------------
     def features(self, data: pd.DataFrame | Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Rows -> float32 matrix (n, n_inputs); a missing column is a UserError naming it."""
+        fast = self._numeric_fast_path(data)
+        if fast is not None:
+            return fast
         frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(list(data))
         missing = [c.name for c in self.columns if c.name not in frame.columns]
         if missing:
             raise errors.UserError(f"input lacks feature column(s) {missing}: send every model feature")
         blocks = [_encode(c, frame[c.name]) for c in self.columns]
         return np.concatenate(blocks, axis=1).astype(np.float32) if blocks else np.zeros((len(frame), 0))
+
+    def _numeric_fast_path(self, data: pd.DataFrame | Sequence[Mapping[str, Any]]) -> np.ndarray | None:
+        """All-numeric models (the common tabular case): one float64 matrix, scaled in one step.
+        Per-column pandas work costs ~100 us per call, which at one record per request is most
+        of the preprocessing a served request pays. The same numbers as the column path; None
+        (use that path) for categoricals, missing columns or values numpy cannot read as floats."""
+        names = self._numeric_names
+        if names is None or len(data) == 0:
+            return None
+        try:
+            if isinstance(data, pd.DataFrame):
+                if not set(names).issubset(data.columns):
+                    return None
+                values = (data if list(data.columns) == names else data[names]).to_numpy(dtype=np.float64)
+            else:
+                if not all(name in data[0] for name in names):
+                    return None
+                values = np.array([[row.get(n) for n in names] for row in data], dtype=np.float64)
+        except (ValueError, TypeError):
+            return None
+        means, stds = self._scaling
+        scaled: np.ndarray = np.nan_to_num((values - means) / stds, nan=0.0).astype(np.float32)
+        return scaled
+
+    @functools.cached_property
+    def _numeric_names(self) -> list[str] | None:
+        if not self.columns or any(c.type != "numeric" for c in self.columns):
+            return None
+        return [c.name for c in self.columns]
+
+    @functools.cached_property
+    def _scaling(self) -> tuple[np.ndarray, np.ndarray]:
+        means = np.array([c.mean for c in self.columns], dtype=np.float64)
+        return means, np.array([c.std for c in self.columns], dtype=np.float64)
 
     def labels(self, target: pd.Series) -> np.ndarray:
         """Target column -> class indices (int64) or standardised values (float32)."""
