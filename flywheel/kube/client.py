@@ -29,6 +29,7 @@ from typing import Any
 
 import kubernetes.client
 import kubernetes.config
+import urllib3
 
 from flywheel import api
 
@@ -143,6 +144,26 @@ def request(method: str, url_path: str, body: Any = None, content_type: str | No
         return json.loads(text)
     except ValueError:
         return text
+
+
+def open_stream(url_path: str, timeout: urllib3.Timeout) -> urllib3.BaseHTTPResponse:
+    """A GET whose body is read as it arrives (a watch); raises ApiError on a non-2xx answer."""
+    api_client = _api_client()
+    headers = {"Accept": "application/json"}
+    api_client.update_params_for_auth(headers, [], ["BearerToken"])
+    pool = api_client.rest_client.pool_manager
+    answer: urllib3.BaseHTTPResponse = pool.request(
+        "GET",
+        api_client.configuration.host + url_path,
+        headers=headers,
+        preload_content=False,
+        timeout=timeout,
+    )
+    if not 200 <= answer.status <= 299:
+        text = answer.read().decode("utf-8", errors="replace")
+        answer.release_conn()
+        raise _error(answer.status, answer.reason or "", text)
+    return answer
 
 
 def _error(status: int, reason: str, text: str) -> ApiError:

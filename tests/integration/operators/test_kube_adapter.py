@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import time
 from typing import Any
 
 from flywheel.controllers import plans
-from flywheel.kube import execute, objects
+from flywheel.kube import execute, objects, watch
 from tests.integration.operators import conftest
 
 NS = conftest.NAMESPACE
@@ -80,3 +81,26 @@ def test_contains_ignores_server_defaults_but_not_list_shape() -> None:
     assert not objects.contains(live, {"spec": {"containers": [{"name": "a", "image": "y"}]}})
     assert objects.contains({"a": 1}, {"b": None})  # None means "absent"
     assert not objects.contains({"a": 1}, {"a": None})
+
+
+async def test_watch_lists_then_streams_changes_and_stops_at_once(emulator: Any) -> None:
+    """flywheel.kube.watch over real HTTP: listed objects (type None, kind filled in), then each
+    change; stop() cuts the open stream short."""
+    await asyncio.to_thread(objects.apply, config_map("1"))
+    seen: list[tuple[str | None, str, str]] = []
+
+    def on_event(type_: str | None, obj: dict[str, Any]) -> None:
+        seen.append((type_, obj["kind"], obj["data"]["key"]))
+
+    stream = watch.Watch("v1", "configmaps", on_event)
+    stream.start()
+    try:
+        await conftest.eventually(lambda: seen, what="the listed ConfigMap")
+        await asyncio.to_thread(objects.apply, config_map("2"), emulator.live("v1/configmaps", NS)[0])
+        await conftest.eventually(lambda: any(s[2] == "2" for s in seen), what="the change")
+    finally:
+        started = time.monotonic()
+        await asyncio.to_thread(stream.stop)
+        assert time.monotonic() - started < 2  # not waiting for the read timeout
+    assert seen[0] == (None, "ConfigMap", "1")
+    assert seen[-1] == ("MODIFIED", "ConfigMap", "2")

@@ -1,0 +1,81 @@
+"""flywheel.kube.watch's reflector loop without a server (client.request and the event stream
+replaced): resume from the last resourceVersion, relist on 410 Gone, bookmarks only move the
+version, errors back off and retry."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from flywheel.kube import client, watch
+
+
+def job(name: str, version: str) -> dict[str, Any]:
+    return {"kind": "PyTorchJob", "metadata": {"name": name, "resourceVersion": version}}
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
+    """Scripted answers: `lists` for each list request, `streams` (lists of events, or an
+    exception) for each watch request; `asked` records the watch requests' query strings."""
+    script: dict[str, list[Any]] = {"lists": [], "streams": [], "asked": []}
+
+    def request(method: str, path: str, *args: Any) -> dict[str, Any]:
+        return script["lists"].pop(0)
+
+    def events(self: watch.Watch, path: str) -> Iterator[dict[str, Any]]:
+        script["asked"].append(path.split("?", 1)[1])
+        if not script["streams"]:
+            self._stop.set()
+            return
+        answer = script["streams"].pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        yield from answer
+
+    monkeypatch.setattr(client, "request", request)
+    monkeypatch.setattr(watch.Watch, "_events", events)
+    monkeypatch.setattr(watch, "BACKOFF", 0.0)
+    return script
+
+
+def run(server: dict[str, list[Any]]) -> list[tuple[str | None, str]]:
+    seen: list[tuple[str | None, str]] = []
+    stream = watch.Watch("kubeflow.org/v1", "pytorchjobs", lambda t, o: seen.append((t, o["metadata"]["name"])),
+                         label_selector="owner=TrainingRun")  # fmt: skip
+    stream._run()  # in this thread: ends when the script does
+    assert isinstance(stream._stop, threading.Event) and stream._stop.is_set()
+    return seen
+
+
+def test_resumes_from_the_last_version_and_relists_after_gone(server: dict[str, list[Any]]) -> None:
+    server["lists"] = [
+        {
+            "kind": "PyTorchJobList",
+            "metadata": {"resourceVersion": "10"},
+            "items": [{"metadata": {"name": "a"}}],
+        },
+        {"kind": "PyTorchJobList", "metadata": {"resourceVersion": "30"}, "items": []},
+    ]
+    server["streams"] = [
+        [{"type": "ADDED", "object": job("b", "11")}, {"type": "BOOKMARK", "object": job("", "15")}],
+        [{"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old"}}],
+        [{"type": "DELETED", "object": job("b", "31")}],
+    ]
+    assert run(server) == [(None, "a"), ("ADDED", "b"), ("DELETED", "b")]
+    versions = [q.split("resourceVersion=")[1].split("&")[0] for q in server["asked"][:3]]
+    assert versions == ["10", "15", "30"]  # after the list, after the bookmark, after the relist
+    assert all("labelSelector=owner%3DTrainingRun" in q for q in server["asked"])
+
+
+def test_a_failed_stream_is_retried_from_the_same_version(server: dict[str, list[Any]]) -> None:
+    server["lists"] = [{"kind": "PyTorchJobList", "metadata": {"resourceVersion": "5"}, "items": []}]
+    server["streams"] = [
+        client.ApiError(500, "Internal", "boom"),
+        [{"type": "ADDED", "object": job("c", "6")}],
+    ]
+    assert run(server) == [("ADDED", "c")]
+    assert ["resourceVersion=5" in q for q in server["asked"][:2]] == [True, True]
