@@ -30,7 +30,10 @@ from flywheel.controllers import jobstatus, plans, pytorchjob, settings, trainin
 
 COMPONENT = "trainer"
 TERMINAL = jobstatus.TERMINAL
-REQUEUE_ACTIVE = jobstatus.REQUEUE_ACTIVE
+REQUEUE_ACTIVE = 300.0
+"""Seconds before an active run is looked at again with no event. A safety net only: the job's
+watch brings every change of the job (a restart too, which is when a lost ConfigMap is put
+back), so the shared 30 s (jobstatus) would only re-read 500 active runs at 67 requests/s."""
 REQUEUE_RECREATE = jobstatus.REQUEUE_RECREATE
 R_CREATING = jobstatus.R_CREATING
 R_RECREATING = jobstatus.R_RECREATING
@@ -94,6 +97,15 @@ def plan(
     resource: plans.Manifest, observed: plans.Observed, now: datetime.datetime, settings: settings.Settings
 ) -> plans.Plan:
     """Decide children, status and events for a TrainingRun from what was observed (pure)."""
+    out = _plan(resource, observed, now, settings)
+    if out.requeue_after == jobstatus.REQUEUE_ACTIVE:  # jobstatus.finish's, for any active run
+        out.requeue_after = REQUEUE_ACTIVE
+    return out
+
+
+def _plan(
+    resource: plans.Manifest, observed: plans.Observed, now: datetime.datetime, settings: settings.Settings
+) -> plans.Plan:
     meta = resource["metadata"]
     current: dict[str, Any] = resource.get("status") or {}
     try:
