@@ -4,7 +4,14 @@ Writers never leave a half-written object that looks complete: local writes go t
 the same directory and are renamed into place (atomic on POSIX); a directory that must appear whole
 (a model) is written under a temp name and renamed, with its manifest file written last.
 pvc://claim/sub is the claim mounted at contract.ARTIFACTS_MOUNT in pods (FLYWHEEL_PVC_ROOT
-overrides the mount point, e.g. for tests). s3:// goes through fsspec (needs s3fs installed).
+overrides the mount point, e.g. for tests).
+
+s3:// goes through fsspec and s3fs (in the trainer, serving and drift extras). Credentials and the
+endpoint come from the environment as botocore reads it (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+AWS_ENDPOINT_URL for MinIO and other S3 services, or ambient IRSA / workload identity). One S3 PUT is
+atomic per object, so a single file needs no temp name; a folder is published with its completion
+marker (the model card) removed first and uploaded last (put_dir), and read back into a local cache
+only when that marker is there (fetch_dir), because S3 has no directory rename.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -85,20 +93,67 @@ class Store:
             _fs().rm(self.join(rel))
 
     def list(self, rel: str = "") -> list[str]:
-        """Names directly below `rel`, sorted."""
+        """Names directly below `rel`, sorted ([] when nothing is there, as for a new traffic sink)."""
         if self.local_root is not None:
             path = self.local_path(rel)
             return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
-        return sorted(Path(p).name for p in _fs().ls(self.join(rel), detail=False))
+        try:
+            listed = _fs().ls(self.join(rel), detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted(Path(p).name for p in listed)
 
-    def put_dir(self, rel: str, source: Path) -> str:
-        """Publish a finished local directory at `rel` whole, replacing any previous one."""
+    def put_dir(self, rel: str, source: Path, marker: str = contract.MODEL_CARD) -> str:
+        """Publish a finished local directory at `rel` whole, replacing any previous one.
+
+        Local: copied beside the target, then one rename. S3: the old `marker` is deleted first (from
+        then on readers see an incomplete folder, never a mix of old and new files), the other files
+        are uploaded, leftovers of the old folder deleted, and `marker` uploaded last."""
         if self.local_root is not None:
             with staging_dir(self.local_path(rel)) as staging:
                 shutil.copytree(source, staging, dirs_exist_ok=True)
-        else:
-            _fs().put(str(source), self.join(rel), recursive=True)
-        return self.join(rel)
+            return self.join(rel)
+        files = sorted(p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file())
+        fs, base = _fs(), self.join(rel)
+        if fs.exists(f"{base}/{marker}"):
+            fs.rm_file(f"{base}/{marker}")
+        body = [f for f in files if f != marker]
+        if body:  # one call: s3fs uploads the files concurrently
+            fs.put([str(source / f) for f in body], [f"{base}/{f}" for f in body])
+        stale = set(_remote_files(self.join(rel))) - set(files)
+        if stale:
+            fs.rm([f"{base}/{f}" for f in sorted(stale)])
+        if marker in files:
+            fs.put_file(str(source / marker), f"{base}/{marker}")
+        return base
+
+    def fetch_dir(self, rel: str, dest: Path, marker: str = contract.MODEL_CARD) -> Path:
+        """A local directory holding the folder at `rel`, e.g. a model for ONNX Runtime to open.
+
+        file:// and pvc://: the folder itself, nothing copied. S3: downloaded into `dest` (a cache
+        path owned by the caller) under a temp name and renamed into place, so `dest` is complete or
+        absent. Skipped when `dest` already holds the same `marker` as the store: a model's card is
+        written last and names its version, so an equal card means an equal folder. Raises UserError
+        when the remote folder has no `marker` (not written yet, or being rewritten)."""
+        if self.local_root is not None:
+            return self.local_path(rel)
+        card_uri = self.child(rel).join(marker)
+        with _fetch_lock(dest):
+            card = _read_marker(card_uri)
+            if (dest / marker).is_file() and (dest / marker).read_bytes() == card:
+                return dest
+            with staging_dir(dest) as staging:
+                body = [f for f in _remote_files(self.join(rel)) if f != marker]
+                for f in body:  # a key such as "a/../../x" must not land outside the staging folder
+                    if any(part in ("", ".", "..") for part in f.split("/")):
+                        raise errors.UserError(f"{self.join(rel, f)}: refusing to fetch a key with '..'")
+                if body:  # one call: s3fs downloads the files concurrently
+                    base = self.join(rel)
+                    _fs().get([f"{base}/{f}" for f in body], [str(staging / f) for f in body])
+                if _read_marker(card_uri) != card:  # rewritten while we read: do not mix
+                    raise errors.UserError(f"{self.join(rel)} changed while it was read; try again")
+                (staging / marker).write_bytes(card)
+            return dest
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -144,13 +199,49 @@ def staging_dir(final: Path) -> Iterator[Path]:
         raise
 
 
+_FETCH_LOCKS: dict[Path, threading.Lock] = {}
+_FETCH_LOCKS_GUARD = threading.Lock()
+
+
+def _fetch_lock(dest: Path) -> threading.Lock:
+    """One lock per cache folder: two threads fetching the same model must not rename over each
+    other (the second rename would pull the folder from under the first's reader)."""
+    with _FETCH_LOCKS_GUARD:
+        return _FETCH_LOCKS.setdefault(Path(dest).resolve(), threading.Lock())
+
+
+def _read_marker(uri: str) -> bytes:
+    """The bytes of a folder's completion marker (S3); UserError when it is not there."""
+    try:
+        data: bytes = _fs().cat_file(uri)
+    except FileNotFoundError:
+        folder, name = uri.rsplit("/", 1)
+        raise errors.UserError(
+            f"{folder}: no {name}, so the folder is incomplete (not written yet, or being rewritten)"
+        ) from None
+    return data
+
+
+def _remote_files(uri: str) -> list[str]:
+    """Every object below the S3 folder `uri`, as '/'-separated paths relative to it."""
+    base = uri.removeprefix("s3://")
+    try:
+        found = _fs().find(base)
+    except FileNotFoundError:
+        return []
+    return sorted(p.removeprefix(base + "/") for p in found if p.startswith(base + "/"))
+
+
 def _fs() -> Any:
+    """The S3 filesystem. Listings are never cached: other processes (serving replicas, trainers)
+    add files all the time, and s3fs's default cache would hide them from a long-lived process,
+    such as the DriftMonitor operator, forever. fsspec reuses one instance per arguments."""
     try:
         import fsspec
     except ModuleNotFoundError as exc:  # pragma: no cover - fsspec comes with dvc
         raise errors.UserError("s3:// artifacts need fsspec and s3fs: pip install s3fs") from exc
     try:
-        return fsspec.filesystem("s3")
+        return fsspec.filesystem("s3", use_listings_cache=False)
     except ImportError as exc:
         raise errors.UserError("s3:// artifacts need s3fs: pip install s3fs") from exc
 

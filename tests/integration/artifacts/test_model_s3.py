@@ -1,0 +1,75 @@
+"""A real model export published to s3:// by the trainer and opened by the DriftMonitor operator's
+backend (operators.driftmonitor.KubeBackend.model_dir), over real HTTP against moto's S3 emulator
+(see conftest). The model is trained in-process on the Shuttle example (a few seconds)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from flywheel import artifacts, errors
+from flywheel.api import contract, driftmonitor, trainingrun
+from flywheel.data import examples
+from flywheel.drift import evaluate
+from flywheel.training import config, dist, trainer
+from operators import driftmonitor as dm_operator
+
+pytestmark = pytest.mark.slow
+
+
+def train_to(uri: str, data: Path) -> str:
+    """Train and export under `uri` (the run's artifact root); returns the model version."""
+    spec = trainingrun.TrainingRunSpec(
+        data=examples.data_spec("https://example.invalid/datasets.git"),
+        model=examples.model_spec().model_copy(
+            update={"architecture": trainingrun.Architecture(hidden_layers=[8])}
+        ),
+        training=trainingrun.Training(epochs=1, batch_size=256, learning_rate=0.01),
+    )
+    cfg = config.Config(name="shuttle", spec=spec, artifacts_uri=uri, data_path=str(data))
+    with contextlib.redirect_stdout(io.StringIO()):  # the trainer's JSON progress lines
+        result = trainer.run(cfg, dist.init({}))
+    assert result.model is not None
+    return result.model.version
+
+
+def test_export_to_s3_is_opened_by_the_driftmonitor_backend(
+    s3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dm_operator, "CACHE_DIR", tmp_path / "cache")
+    run_root = f"{s3.root}/default/trainingruns/shuttle"
+    version = train_to(run_root, examples.write_period(tmp_path / "p1.csv", 1))
+    model_uri = f"{run_root}/{contract.MODEL_DIR}"
+    store = artifacts.Store(model_uri)
+    assert contract.MODEL_CARD in store.list() and contract.HOLDOUT_FILE in store.list()
+
+    backend = dm_operator.KubeBackend(resolve_commit=lambda data: "0" * 40)
+    local = backend.model_dir(model_uri)
+    assert local.is_relative_to(tmp_path / "cache")
+    assert json.loads((local / contract.MODEL_CARD).read_text())["version"] == version
+    assert sorted(p.name for p in local.iterdir()) == store.list()
+
+    predictor = evaluate.load(local)  # the int8 ONNX model as served, from the fetched copy
+    rows = evaluate.holdout(local)
+    target = examples.model_spec().target
+    assert 0.5 < evaluate.score(predictor, rows, target, driftmonitor.Metric.ACCURACY) <= 1.0
+
+    # The next step finds the same card: no second download (a marker file in the copy survives).
+    (local / "seen").write_text("1")
+    assert backend.model_dir(model_uri) == local and (local / "seen").exists()
+
+
+def test_missing_model_reads_as_an_incomplete_export(
+    s3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As on a PVC: the path has no card, and the readers say so (the step reports it in status)."""
+    monkeypatch.setattr(dm_operator, "CACHE_DIR", tmp_path / "cache")
+    backend = dm_operator.KubeBackend(resolve_commit=lambda data: "0" * 40)
+    missing = backend.model_dir(f"{s3.root}/default/trainingruns/never/model")
+    assert not missing.exists()
+    with pytest.raises(errors.UserError, match=r"no model_card\.json"):
+        evaluate.load(missing)
