@@ -221,23 +221,20 @@ class FlywheelService:
         )
         if self.logger is None or self._rng.random() >= self.config.logging.sample_rate:
             return
-        latency_ms = result.seconds * 1000.0
-        self.logger.add(
-            [
-                {
-                    "timestamp": arrived,
-                    "request_id": request_id,
-                    "role": role,
-                    "served": served,
-                    "model_version": result.version,
-                    **row,
-                    "prediction": pred,
-                    "probability": prob,
-                    "latency_ms": latency_ms,
-                }
-                for row, pred, prob in zip(rows, result.predictions, result.probabilities, strict=True)
-            ]
-        )
+        n = len(rows)
+        columns: traffic.Columns = {
+            "timestamp": [arrived] * n,
+            "request_id": [request_id] * n,
+            "role": [role] * n,
+            "served": [served] * n,
+            "model_version": [result.version] * n,
+        }
+        for name in self.card.feature_names:
+            columns[name] = [row.get(name) for row in rows]
+        columns["prediction"] = list(result.predictions)
+        columns["probability"] = list(result.probabilities)
+        columns["latency_ms"] = [result.seconds * 1000.0] * n
+        self.logger.add_columns(columns)
 
     async def _flush_loop(self) -> None:
         while self.logger is not None:

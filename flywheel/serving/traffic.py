@@ -46,39 +46,57 @@ SUFFIX = ".parquet"
 _HOST = "".join(c if c.isalnum() or c in "-." else "_" for c in socket.gethostname()) or "host"
 
 
+Columns = dict[str, list[Any]]
+
+
 class TrafficLogger:
-    """Buffers rows and writes Parquet files; thread-safe, flushes from the caller's thread."""
+    """Buffers rows and writes Parquet files; thread-safe, flushes from the caller's thread.
+
+    Rows are buffered as columns (one dict of equal-length lists per request): Arrow builds a
+    column from a list ~15x faster than from row dicts, and the flush runs in a worker thread that
+    shares the GIL with the event loop, so its CPU is serving CPU."""
 
     def __init__(self, sink_uri: str, flush_rows: int, flush_seconds: float) -> None:
         self.store = artifacts.Store(sink_uri)
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
-        self._rows: list[dict[str, Any]] = []
+        self._chunks: list[tuple[int, Columns]] = []
+        self._rows = 0
         self._first_at: float | None = None
         self._lock = threading.Lock()
         self._seq = itertools.count()
         self.files_written = 0
 
     def add(self, rows: list[dict[str, Any]]) -> None:
+        """Buffer rows given as dicts (a key missing from a row is null there)."""
+        names = dict.fromkeys(k for row in rows for k in row)
+        self.add_columns({name: [row.get(name) for row in rows] for name in names})
+
+    def add_columns(self, columns: Columns) -> None:
+        """Buffer rows given as columns: equal-length lists, one per column name."""
+        n = len(next(iter(columns.values()), []))
+        if n == 0:
+            return
         with self._lock:
             if not self._rows:
                 self._first_at = time.monotonic()
-            self._rows.extend(rows)
+            self._chunks.append((n, columns))
+            self._rows += n
 
     def due(self) -> bool:
         with self._lock:
             if not self._rows or self._first_at is None:
                 return False
             waited = time.monotonic() - self._first_at
-            return len(self._rows) >= self.flush_rows or waited >= self.flush_seconds
+            return self._rows >= self.flush_rows or waited >= self.flush_seconds
 
     def flush(self) -> str | None:
         """Write what is buffered as one file; return its URI (None when nothing was buffered)."""
         with self._lock:
-            rows, self._rows, self._first_at = self._rows, [], None
-        if not rows:
+            chunks, self._chunks, self._rows, self._first_at = self._chunks, [], 0, None
+        if not chunks:
             return None
-        data = _parquet(rows)
+        data = _parquet(chunks)
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         name = f"{stamp}-{_HOST}-{os.getpid()}-{next(self._seq):06d}{SUFFIX}"
         uri = self.store.write_bytes(name, data)
@@ -86,22 +104,20 @@ class TrafficLogger:
         return uri
 
 
-def _parquet(rows: list[dict[str, Any]]) -> bytes:
-    """The rows as one Parquet file. Arrow builds the columns straight from the row dicts, 3-4x
-    less CPU than a pandas DataFrame (the flush shares the GIL with the event loop, so its CPU is
-    serving CPU). A column Arrow cannot type (say, a label that is an int in one row and a string
-    in the next) is written as strings rather than losing the batch."""
-    try:
-        table = pa.Table.from_pylist(rows)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        names = list(dict.fromkeys(k for row in rows for k in row))
-        table = pa.table({name: _column([row.get(name) for row in rows]) for name in names})
+def _parquet(chunks: list[tuple[int, Columns]]) -> bytes:
+    """The buffered chunks as one Parquet file; a column a chunk lacks is null in its rows."""
+    names = dict.fromkeys(name for _, columns in chunks for name in columns)
+    merged = {name: [v for n, c in chunks for v in c.get(name, [None] * n)] for name in names}
+    table = pa.table({name: _column(values) for name, values in merged.items()})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     return bytes(sink.getvalue().to_pybytes())
 
 
 def _column(values: list[Any]) -> pa.Array:
+    """Arrow infers the type (UTC timestamps, floats, strings, bools); a column it cannot type
+    (say, a label that is an int in one row and a string in the next) is written as strings
+    rather than losing the batch."""
     try:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError):

@@ -200,6 +200,22 @@ def test_traffic_log_types_columns_and_falls_back_for_mixed_labels(tmp_path: Pat
     assert back["prediction"].tolist() == ["1", "yes"] and back["age"].tolist() == [0.0, 1.0]
 
 
+def test_traffic_log_columns_and_rows_share_a_file_and_a_missing_column_is_null(tmp_path: Path) -> None:
+    sink = f"file://{tmp_path}/cols"
+    log = traffic.TrafficLogger(sink, flush_rows=3, flush_seconds=60)
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    log.add(_rows(1, start))
+    columns = {k: [v, v] for k, v in _rows(1, start + datetime.timedelta(seconds=5))[0].items()}
+    del columns["plan"]
+    log.add_columns(columns)
+    log.add_columns({"age": []})  # nothing to log
+    assert log.due()  # 3 rows buffered
+    log.flush()
+    frame = traffic.read(sink)
+    assert len(frame) == 3 and frame["plan"].tolist() == ["pro", None, None]
+    assert frame["timestamp"].tolist() == [pd.Timestamp(start), *[pd.Timestamp(start).replace(second=5)] * 2]
+
+
 # --- guard --------------------------------------------------------------------------------------
 async def _call(app: Any, path: str, headers: dict[str, str], chunks: list[bytes]) -> tuple[int, bytes]:
     scope = {
