@@ -7,13 +7,20 @@ whose cost per request is constant (kube_emulator explains the fix; plain kmock 
 O(requests so far) per request, which penalised the operator making more requests quadratically):
 
 - flywheel: `python -m flywheel operator TrainingRun` (a run never reconciled takes the fresh path:
-  the ConfigMap and the PyTorchJob created without 404 reads, the Master pod read, one status
-  patch that already says JobCreated, an event, kopf's annotation patch: 6 requests; the child
-  watch's ADDED event is recognised as our own write and reconciles nothing);
+  the ConfigMap and the PyTorchJob created without 404 reads, one status patch that already says
+  JobCreated, an event, kopf's annotation patch: 5 requests; the Master pod is read only from a
+  finished job; the job's ADDED event comes through our own watch (flywheel.kube.watch, not
+  kopf's) and is recognised as our own write: it reconciles nothing);
 - bare: a kopf @on.create handler that POSTs the same PyTorchJob (rendered once at start-up, only
-  name, labels and owner reference filled in): no observe, no plan, no status, no ConfigMap.
+  name, labels and owner reference filled in): no observe, no plan, no status, no ConfigMap, no
+  event, no child watch.
 
-Both share kopf settings (annotation storage, 16 worker threads) and the HTTP client. The driver
+Fairness: same kopf (1.45), same settings (operators._startup: annotation storage under
+flywheel.dev/, posting at WARNING, 16 worker threads), same HTTP client for the child's POST,
+same logging set-up (basicConfig at INFO, as `flywheel operator` does; the bare handler used to log
+nothing, which measured no different), same emulator, clusterwide. What
+differs is only what Flywheel does on top: the ConfigMap, the status, the event, the child watch,
+validation and rendering per run. The driver
 waits for one warm-up run's job, then POSTs N TrainingRuns (16 in flight) and timestamps each
 PyTorchJob's ADDED event on its own watch stream. Reported: seconds until every job exists,
 runs/s, p50/p99 of create->job latency, the operator's peak RSS (VmHWM), CPU milliseconds per run
@@ -35,10 +42,28 @@ the operator), and what was done:
   reconcile (the echo is recognised by resourceVersion), one status write (converge folds the
   second plan), no 404 reads for a run never reconciled, independent requests side by side.
 - the official client's call_api cost 0.48 ms CPU per GET (0.94 ms per 404); the lean path 0.29.
-- what is left in the operator is mostly kopf's own event processing (~75% of its CPU): the run's
-  ADDED event, our status write's MODIFIED event, kopf's annotation patch's MODIFIED event, and
-  the child job's ADDED event through @kopf.on.event, against bare's two events; the plan (render
-  of the PyTorchJob) is ~1 ms.
+- what was left in the operator was mostly kopf's own event processing (~75% of its CPU): the
+  run's ADDED event, our status write's MODIFIED event, kopf's annotation patch's MODIFIED event,
+  and the child job's ADDED event through @kopf.on.event, against bare's two events; the plan
+  (render of the PyTorchJob) is ~1 ms.
+
+Ideas measured next (250 runs, modes interleaved in one session, 2-3 trials each, medians; CPU
+per run of operator + emulator; wall figures swing 2x with the other helpers' load, CPU does not):
+
+    idea                                             op ms  emu ms  req  verdict
+    no child watch at all (upper bound, not shipped)  -1.3    -0.2    6  the watch is the cost
+    child watch: own thread (flywheel.kube.watch)     -1.5    -0.3    5  kept (7.40 -> 5.92 op)
+      instead of @kopf.on.event (labels= filter)
+    Master pod read only when the plan needs it       ~0      -0.2    5  kept (6 -> 5 requests)
+    kopf.objects logger at WARNING (no "Handler       +0.2     0.0    5  dropped: within noise
+      succeeded" lines)
+    bare with flywheel's logging set-up               ~0      ~0      2  kept for fairness
+    REQUEUE_ACTIVE 30 s -> 300 s (TrainingRun)         -       -      -  kept: not in a trial's
+      window; at 500 active runs 67 -> 6.7 GETs/s steady
+    kopf storage in status (one write for both)        -       -      -  not done: the issue asks
+      for annotations; and kopf splits status into its own PATCH anyway (patch_obj)
+    create the job before the ConfigMap               -       -      -  not done: a pod would
+      mount a ConfigMap that may not exist yet
 """
 
 from __future__ import annotations
@@ -48,6 +73,7 @@ import asyncio
 import contextlib
 import copy
 import json
+import logging
 import os
 import pathlib
 import platform
@@ -136,6 +162,8 @@ def bare_operator(liveness: str) -> None:
         with contextlib.suppress(client.ApiError):  # 409: already there
             client.request("POST", client.manifest_path(job, collection=True), job)
 
+    # The flywheel operator's logging (operators.main.cli), so both pay for the same log lines.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     kopf.run(registry=registry, standalone=True, clusterwide=True, liveness_endpoint=liveness)
 
 
