@@ -11,9 +11,12 @@ A controller module offers `observe_refs(resource, settings) -> [Ref]` and
   planned without 404 reads, each assumption checked by its create (see that module).
 - Child watch: each child resource is watched cluster-wide with the owner-kind label as the
   server-side selector (flywheel.kube.watch, a thread per child kind, started and stopped by kopf
-  start-up/cleanup handlers); an event enqueues the owner (name from the owner-name label) if kopf
-  handed us that owner (so the operator's namespaces and its peering still decide what it
-  serves). Not `@kopf.on.event`: kopf spent ~1.3 ms of CPU per child event on its one event loop
+  start-up/cleanup handlers); an event enqueues the owner (name from the owner-name label) only
+  if kopf handed us that owner, so --namespace still decides what the operator serves. Known
+  limit: with --peering, a replica that served an owner and then lost the election keeps
+  following that owner's children until it restarts (its reconciles are idempotent: duplicate
+  requests, no divergent writes).
+  Not `@kopf.on.event`: kopf spent ~1.5 ms of CPU per child event on its one event loop
   (measured: bench/operator_throughput.py), for events that are mostly our own writes coming
   back. Not a polling `@kopf.timer`: a job's progress reaches the owner within one watch event,
   and kopf adds a finalizer to every object that has a timer (an extra write, and deletion
