@@ -30,6 +30,10 @@ from flywheel import errors
 from flywheel.api import contract
 
 
+class ChangedWhileRead(RuntimeError):
+    """A folder was republished while fetch_dir copied it: nothing was kept; try again."""
+
+
 class Store:
     """A root URI plus helpers; paths below it are '/'-separated and relative."""
 
@@ -134,7 +138,8 @@ class Store:
         path owned by the caller) under a temp name and renamed into place, so `dest` is complete or
         absent. Skipped when `dest` already holds the same `marker` as the store: a model's card is
         written last and names its version, so an equal card means an equal folder. Raises UserError
-        when the remote folder has no `marker` (not written yet, or being rewritten)."""
+        when the remote folder has no `marker` (not written yet, or being rewritten), and
+        ChangedWhileRead when the marker changed during the download (a retry gets the new one)."""
         if self.local_root is not None:
             return self.local_path(rel)
         card_uri = self.child(rel).join(marker)
@@ -151,7 +156,7 @@ class Store:
                     base = self.join(rel)
                     _fs().get([f"{base}/{f}" for f in body], [str(staging / f) for f in body])
                 if _read_marker(card_uri) != card:  # rewritten while we read: do not mix
-                    raise errors.UserError(f"{self.join(rel)} changed while it was read; try again")
+                    raise ChangedWhileRead(f"{self.join(rel)} changed while it was read; try again")
                 (staging / marker).write_bytes(card)
             return dest
 

@@ -105,3 +105,29 @@ def test_fetch_dir_on_a_local_store_is_the_folder_itself(tmp_path: Path) -> None
     store = artifacts.Store((tmp_path / "models").as_uri())
     assert store.fetch_dir("m", tmp_path / "unused") == model
     assert not (tmp_path / "unused").exists()
+
+
+def test_fetch_dir_keeps_nothing_when_the_folder_is_republished_meanwhile(
+    s3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new card uploaded between the first card read and the end of the download: the copy would
+    mix two versions, so it is dropped and the caller retries."""
+    store = artifacts.Store(s3.root)
+    store.put_dir("m", _model(tmp_path / "v1", "m-1"))
+    real = artifacts._fs()
+
+    class RepublishDuringGet:
+        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+            return getattr(real, name)
+
+        def get(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            real.get(*args, **kwargs)
+            s3.client().put_object(Bucket=s3.bucket, Key="m/model_card.json", Body=b'{"version": "m-2"}')
+
+    with monkeypatch.context() as patched, pytest.raises(artifacts.ChangedWhileRead):
+        patched.setattr(artifacts, "_fs", RepublishDuringGet)
+        store.fetch_dir("m", tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
+    assert json.loads((store.fetch_dir("m", tmp_path / "cache") / contract.MODEL_CARD).read_text()) == {
+        "version": "m-2"
+    }
