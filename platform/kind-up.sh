@@ -3,7 +3,9 @@
 #   platform/kind-up.sh [--with-prometheus] [--images-from-local-build]
 # creates the kind cluster from kind-config.yaml, installs (pinned, see versions.env) the Kubeflow
 # Training Operator v1.9, MinIO (artifact store and DVC remote), optionally kube-prometheus-stack,
-# then the Flywheel chart, and applies the examples. Needs: kind, kubectl, helm, docker.
+# then the Flywheel chart, and applies the first example. Needs: kind, kubectl, helm, docker.
+# Artifacts live in the MinIO bucket s3://flywheel-artifacts (see artifacts.yaml for why not a PVC):
+# workloads in `default` and the DriftMonitor operator in flywheel-system use the same bucket.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
@@ -32,8 +34,8 @@ kubectl -n kubeflow rollout status deploy/training-operator --timeout=300s
 echo "Installing MinIO ${MINIO_CHART_VERSION} (artifacts and DVC remote)"
 helm repo add minio https://charts.min.io/ >/dev/null
 helm upgrade --install minio minio/minio --version "$MINIO_CHART_VERSION" -n flywheel-system --create-namespace \
-  -f "$here/minio-values.yaml" --wait
-kubectl apply -f "$here/artifacts.yaml"
+  -f "$here/minio-values.yaml" --wait --wait-for-jobs   # the buckets exist before anything writes
+kubectl apply -f "$here/artifacts.yaml"   # the S3 credentials Secret in flywheel-system and default
 
 if $with_prometheus; then
   helm repo add prometheus-community https://prometheus-community.github.io/helm-charts >/dev/null
@@ -51,7 +53,7 @@ fi
 echo "Installing Flywheel"
 helm upgrade --install flywheel "$root/helm/flywheel" -n flywheel-system --create-namespace \
   --set metrics.serviceMonitor.enabled="$with_prometheus" \
-  --set artifacts.s3CredentialsSecret=artifacts-s3-credentials --wait
+  --set artifacts.s3CredentialsSecret=artifacts-s3-credentials --wait   # the DriftMonitor reads s3://
 
 kubectl apply -f "$root/examples/trainingrun-minimal.yaml"
-echo "Done. Next: kubectl get flywheel -A"
+echo "Done. Next: kubectl get flywheel -A (artifacts: s3://flywheel-artifacts on MinIO in flywheel-system)"
