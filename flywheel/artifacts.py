@@ -17,6 +17,8 @@ only when that marker is there (fetch_dir), because S3 has no directory rename.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -28,6 +30,8 @@ from urllib.parse import urlparse
 
 from flywheel import errors
 from flywheel.api import contract
+
+logger = logging.getLogger(__name__)
 
 
 class ChangedWhileRead(RuntimeError):
@@ -159,6 +163,23 @@ class Store:
                     raise ChangedWhileRead(f"{self.join(rel)} changed while it was read; try again")
                 (staging / marker).write_bytes(card)
             return dest
+
+
+def local_dir(uri: str, cache_root: Path) -> Path:
+    """A folder on this filesystem holding the complete folder at `uri` (a model, for ONNX Runtime).
+
+    file:// and pvc://: the folder itself. S3: a copy under `cache_root` (one per URI, refreshed when
+    the remote card changes). A remote folder without its card yields a path where nothing is, as a
+    PVC would: readers then report the export as incomplete instead of the caller failing whole."""
+    store = Store(uri)
+    if store.local_root is not None:
+        return store.local_path()
+    dest = cache_root / hashlib.sha256(store.uri.encode()).hexdigest()[:24]
+    try:
+        return store.fetch_dir("", dest)
+    except errors.UserError as exc:
+        logger.warning("%s: %s", uri, exc)
+        return dest.with_name(dest.name + ".incomplete")  # never created
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime
-import hashlib
 import logging
 import os
 import re
@@ -111,19 +110,7 @@ class KubeBackend:
         return self._resolve(data)
 
     def model_dir(self, uri: str) -> Path:
-        """The model folder on this filesystem: the PVC mount itself for pvc://, else a copy in the
-        cache (one per URI, refreshed when the remote card changes). A remote folder without its
-        card yields a path where nothing is, as a PVC would: the readers then report the export as
-        incomplete in status, instead of the whole step failing."""
-        store = artifacts.Store(uri)
-        if store.local_root is not None:
-            return store.local_path()
-        dest = CACHE_DIR / "models" / hashlib.sha256(store.uri.encode()).hexdigest()[:24]
-        try:
-            return store.fetch_dir("", dest)
-        except errors.UserError as exc:
-            logger.warning("model %s: %s", uri, exc)
-            return dest.with_name(dest.name + ".incomplete")  # never created
+        return artifacts.local_dir(uri, CACHE_DIR / "models")
 
     def traffic_sink(self, deployment: dict[str, Any]) -> str:
         """spec.logging.sink, else <artifacts.uri>/traffic/<name> (what the serving config says)."""

@@ -158,12 +158,8 @@ def agreement(task: str, fp32: np.ndarray, int8: np.ndarray) -> dict[str, float]
 
 
 def _publish(store: artifacts.Store, staged: Path) -> None:
-    if store.local_root is not None:
-        store.put_dir(contract.MODEL_DIR, staged)  # copied beside the target, then one rename
-        return
-    files = sorted(staged.iterdir(), key=lambda p: p.name == contract.MODEL_CARD)  # card last
-    for file in files:
-        store.child(contract.MODEL_DIR).write_bytes(file.name, file.read_bytes())
+    """Local: copied beside the target, then one rename. S3: the card is replaced last (put_dir)."""
+    store.put_dir(contract.MODEL_DIR, staged)
 
 
 @contextlib.contextmanager

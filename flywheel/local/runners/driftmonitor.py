@@ -97,7 +97,7 @@ class LocalBackend:
         return str(resolved.lineage.commit)
 
     def model_dir(self, uri: str) -> Path:
-        return artifacts.Store(uri).local_path()
+        return artifacts.local_dir(uri, self.ctx.home / "cache" / "models")
 
     def traffic_sink(self, deployment: Manifest) -> str:
         from flywheel.local.runners import deployment as deployment_runner
