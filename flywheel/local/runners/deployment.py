@@ -23,12 +23,13 @@ The process side (start, readiness, hot swap, bookkeeping files) is deployment_p
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from typing import Any
 
 import pydantic
 
-from flywheel import errors
+from flywheel import artifacts, errors
 from flywheel.api import common, conditions, contract
 from flywheel.api import deployment as api
 from flywheel.controllers import deployment_children as children
@@ -117,6 +118,19 @@ def sink_uri(ctx: Context, manifest: Manifest) -> str:
     )
 
 
+def _with_card_version(model: models.Model) -> models.Model:
+    """A uri model's version from its card (a TrainingRun's comes with its status), so status shows
+    which model is served after a promotion or rollback by uri."""
+    if model.version is not None:
+        return model
+    try:
+        card = json.loads(artifacts.Store(model.uri).read_bytes(contract.MODEL_CARD))
+    except (OSError, ValueError, errors.UserError):
+        return model  # the server's own load reports an unreadable card
+    version = card.get("version") if isinstance(card, dict) else None
+    return model._replace(version=str(version)) if version else model
+
+
 class _Server:
     """One Deployment's server: its desired config, its process, its status."""
 
@@ -131,25 +145,27 @@ class _Server:
     # --- the reconcile ----------------------------------------------------------------------------
     def reconcile(self, follow: bool, start: bool = True) -> bool:
         observed = self._observed()
-        champion = models.resolve(self.dep.spec.champion, observed)
-        if champion.model is None:
-            return self._no_champion(champion)
+        resolution = models.resolve(self.dep.spec.champion, observed)
+        if resolution.model is None:
+            return self._no_champion(resolution)
+        champion = _with_card_version(resolution.model)
         challenger = None
         if self.dep.spec.challenger is not None:
             challenger = models.resolve(self.dep.spec.challenger, observed).model
-        want = self._config(champion.model, challenger)
+            challenger = challenger and _with_card_version(challenger)
+        want = self._config(champion, challenger)
         port = self.dep.spec.port
         served = process.served(self.ctx, self.name, port)  # what the live server serves, if any
         if served == want:
-            self._serving(champion.model, challenger, observed, port)
+            self._serving(champion, challenger, observed, port)
             self.ctx.console.print(f"deployment/{self.name}: already serving at {process.endpoint(port)}")
         elif served is not None and process.swappable(served, want):
-            self._swap(port, want, champion.model, challenger, observed)
+            self._swap(port, want, champion, challenger, observed)
         elif start:
-            if not self._start(want, champion.model, challenger, observed):
+            if not self._start(want, champion, challenger, observed):
                 return False
         else:  # promote() on a stopped Deployment: the spec is recorded; the next run serves it
-            self._record_rollback(champion.model)
+            self._record_rollback(champion)
             return True
         return self._follow() if follow else True
 
