@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gc
 import hmac
 import logging
 import os
@@ -99,6 +100,11 @@ class FlywheelService:
         self._swap_lock = asyncio.Lock()
         log.info("Loaded models: %s", {r: s.model.version for r, s in self.scorers.items()})
         self._cache_api_callers()
+        # Everything loaded so far (BentoML, torch, pandas, the models) lives as long as the
+        # process: move it out of the garbage collector's sight, or each full collection walks
+        # it all and stalls every in-flight request (110-190 ms on 2 cores: the p99 under load).
+        gc.collect()
+        gc.freeze()
         self._ready = True
 
     def _cache_api_callers(self) -> None:
