@@ -174,7 +174,26 @@ def start_flywheel(
     return Server(name, url, "/predict", "flywheel", proc, home / "server.log", "/readyz")
 
 
-def start_kserve(work: Path, name: str, model_dir: Path) -> Server:
+def _kserve_log_config(home: Path) -> Path:
+    """KServe's logging with uvicorn's per-request access line off: Flywheel's service runs with
+    BentoML's access log off (its default), so neither side pays for one."""
+    stream = {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
+    config = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {"stderr": stream},
+        "loggers": {
+            "kserve": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+            "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+            "uvicorn.access": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+        },
+    }
+    path = home / "logging.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def start_kserve(work: Path, name: str, model_dir: Path, access_log: bool = False) -> Server:
     """KServe's ModelServer (one uvicorn worker) over the same int8 ONNX file and preprocessor."""
     if not KSERVE_PYTHON.exists():
         raise SystemExit(f"{KSERVE_PYTHON} is missing: create the venv with kserve and onnxruntime")
@@ -185,6 +204,8 @@ def start_kserve(work: Path, name: str, model_dir: Path) -> Server:
     cmd = [str(KSERVE_PYTHON), str(REPO / "bench" / "_kserve_server.py"), "--model_dir", str(model_dir)]
     cmd += ["--model_name", KSERVE_MODEL, "--http_port", str(port), "--grpc_port", str(free_port())]
     cmd += ["--enable_latency_logging", "false"]
+    if not access_log:
+        cmd += ["--log_config_file", str(_kserve_log_config(home))]
     proc = _spawn(cmd, env, home / "server.log")
     url = f"http://127.0.0.1:{port}"
     ready = f"/v1/models/{KSERVE_MODEL}"

@@ -17,11 +17,12 @@ request (all processes of its session, from /proc), which other load on the mach
 
 Goal (issue 4): (a) >= 3x the throughput of (b) at no worse p99, ahead of (c), zero errors.
 
-    python -m bench.serving [--requests 500] [--rounds 2] [--bentoml-observability]
+    python -m bench.serving [--requests 2000] [--rounds 2] [--bentoml-observability]
         ->  table, bench/results/serving.json
 
 --bentoml-observability turns BentoML's access log and /predict OpenTelemetry middleware back on
-in (a) and (b) (both off by default in the serving config), to measure what they cost; it writes
+in (a) and (b) (both off by default in the serving config), and KServe's uvicorn access log in (c)
+(off otherwise, for parity), to measure what they cost; it writes
 bench/results/serving-observability.json.
 """
 
@@ -182,7 +183,7 @@ def print_table(results: dict[tuple[str, int, int], dict[str, Any]], checks: lis
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.serving", description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=500, help="requests per cell and round")
+    parser.add_argument("--requests", type=int, default=2000, help="requests per cell and round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument(
         "--bentoml-observability",
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
             obs = args.bentoml_observability
             servers[SYSTEMS[0]] = systems.start_flywheel(work, SYSTEMS[0], model_dir, True, True, obs)
             servers[SYSTEMS[1]] = systems.start_flywheel(work, SYSTEMS[1], model_dir, False, False, obs)
-            servers[SYSTEMS[2]] = systems.start_kserve(work, SYSTEMS[2], model_dir)
+            servers[SYSTEMS[2]] = systems.start_kserve(work, SYSTEMS[2], model_dir, access_log=obs)
             for server in servers.values():
                 server.wait_ready()
             records = systems.traffic_records(2000)
