@@ -156,7 +156,7 @@ def main(argv: list[str]) -> int:
         print(_line(results[-1]), flush=True)
     out = {
         "benchmark": "drift_delay",
-        "command": "python -m bench.drift_delay " + " ".join(argv),
+        "command": " ".join(["python -m bench.drift_delay", *argv]),
         "features": list(stream.columns),
         "reference_rows": len(reference),
         "pre_onset_rows": len(before),
