@@ -11,7 +11,8 @@ The model is the same int8 ONNX file and preprocessor Flywheel serves, loaded wi
 the two servers differ only in the serving stack. `predict` is synchronous, like KServe's own
 sklearn and xgboost servers: KServe calls it on the event loop, one request at a time, unbatched.
 KServe's extra per-request latency log line is off (`--enable_latency_logging false`, set by the
-bench); its access log stays on, as BentoML's does in Flywheel's service.
+bench), and so is its access log, as BentoML's is by default in Flywheel's service
+(`--bentoml-observability` turns both back on).
 
     .bench-venv-kserve/bin/python bench/_kserve_server.py --model_dir DIR --model_name shuttle \
         --http_port 8080

@@ -117,7 +117,7 @@ class KubeBackend:
         spec = deployment.get("spec") or {}
         sink = (spec.get("logging") or {}).get("sink")
         root = (spec.get("artifacts") or {}).get("uri") or api.common.Artifacts().uri
-        return str(sink or "/".join([root.rstrip("/"), contract.TRAFFIC_DIR, deployment["metadata"]["name"]]))
+        return str(sink or contract.traffic_sink(root, deployment["metadata"]["name"]))
 
     def cache_dir(self) -> Path:
         return CACHE_DIR

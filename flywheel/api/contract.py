@@ -66,6 +66,12 @@ HOLDOUT_FILE = "holdout.parquet"  # the holdout rows (features + target) the Dri
 RESULT_FILE = "result.json"
 TRAFFIC_DIR = "traffic"
 
+
+def traffic_sink(artifacts_uri: str, deployment: str) -> str:
+    """A Deployment's traffic log when spec.logging.sink is empty: <artifacts>/traffic/<name>, on
+    Kubernetes and on the local backend alike (what the DriftMonitor reads)."""
+    return "/".join([artifacts_uri.rstrip("/"), TRAFFIC_DIR, deployment])
+
 # --- Ports ----------------------------------------------------------------------------------------
 SERVING_PORT = 3000
 METRICS_PORT = 8080  # operator metrics (FLYWHEEL_METRICS_PORT overrides; 0 turns them off)

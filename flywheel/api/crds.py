@@ -68,10 +68,10 @@ def to_structural(node: Any, defs: dict[str, Schema], *, in_status: bool = False
             optional = rest.get("default", ...) is None
             if optional:
                 rest.pop("default")
-            out = to_structural({**options[0], **rest}, defs, in_status=in_status)
+            single = to_structural({**options[0], **rest}, defs, in_status=in_status)
             if optional:  # null by default: absent stays absent (no `default: {}` from the parent)
-                out[_OPTIONAL] = True
-            return out
+                single[_OPTIONAL] = True
+            return single
     out: Schema = {}
     for key, value in node.items():
         if key in ("title", "$defs"):

@@ -46,7 +46,7 @@ def serving_config(
     """The JSON flywheel.serving.config.ServingConfig reads (ENV_SERVING_CONFIG)."""
     spec = dep.spec
     logging = spec.logging.to_dict()
-    logging.setdefault("sink", "/".join([spec.artifacts.uri.rstrip("/"), contract.TRAFFIC_DIR, dep.name]))
+    logging.setdefault("sink", contract.traffic_sink(spec.artifacts.uri, dep.name))
     out: dict[str, Any] = {
         "name": dep.name,
         "namespace": dep.namespace,

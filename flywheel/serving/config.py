@@ -74,7 +74,7 @@ class ServingConfig(common.Model):
         """Where traffic logs go: logging.sink, else <artifacts>/traffic/<name>."""
         if self.logging.sink:
             return self.logging.sink
-        return "/".join([self.artifacts_uri.rstrip("/"), contract.TRAFFIC_DIR, self.name])
+        return contract.traffic_sink(self.artifacts_uri, self.name)
 
 
 def load(env: Mapping[str, str] | None = None) -> ServingConfig:

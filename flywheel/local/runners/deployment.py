@@ -113,9 +113,7 @@ def sink_uri(ctx: Context, manifest: Manifest) -> str:
     dep = plans.validate_spec(api.Deployment, manifest)
     if dep.spec.logging.sink:
         return dep.spec.logging.sink
-    return "/".join(
-        [artifacts_root(ctx, dep).rstrip("/"), api.Deployment.PLURAL, dep.name, contract.TRAFFIC_DIR]
-    )
+    return contract.traffic_sink(artifacts_root(ctx, dep), dep.name)
 
 
 def _with_card_version(model: models.Model) -> models.Model:

@@ -182,7 +182,7 @@ def test_serve_promote_under_load_then_notice_the_dead_server(home: Any) -> None
 
     # Traffic was logged where INTERFACES.md says, readable by a DriftMonitor.
     sink = runner.sink_uri(ctx, final)
-    assert sink == (home / "artifacts/deployments/shuttle/traffic").as_uri()
+    assert sink == (home / "artifacts/traffic/shuttle").as_uri()
     deadline = time.monotonic() + 10
     while len(frame := traffic.read(sink)) < len(load.seen) and time.monotonic() < deadline:
         time.sleep(0.3)
