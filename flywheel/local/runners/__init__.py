@@ -36,6 +36,7 @@ from typing import Any
 
 from rich import console as rich_console
 
+from flywheel.api import common
 from flywheel.local import store as store_mod
 from flywheel.local import supervisor as supervisor_mod
 
@@ -75,6 +76,11 @@ class Context:
             console=console or rich_console.Console(stderr=True),
             detach=detach,
         )
+
+    def artifacts_uri(self, uri: str) -> str:
+        """A manifest's artifacts.uri on this machine: the in-cluster default (a PVC no one mounts
+        here) means <home>/artifacts."""
+        return f"file://{self.home / 'artifacts'}" if uri == common.Artifacts().uri else uri
 
     def cores(self) -> int:
         """CPU cores this process may use (the affinity mask, not the machine's count)."""

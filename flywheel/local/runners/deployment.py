@@ -30,7 +30,7 @@ from typing import Any
 import pydantic
 
 from flywheel import artifacts, errors
-from flywheel.api import common, conditions, contract
+from flywheel.api import conditions, contract
 from flywheel.api import deployment as api
 from flywheel.controllers import deployment_children as children
 from flywheel.controllers import deployment_models as models
@@ -104,8 +104,7 @@ def observe(ctx: Context, manifest: Manifest) -> Manifest:
 
 def artifacts_root(ctx: Context, dep: api.Deployment) -> str:
     """spec.artifacts.uri, or <home>/artifacts when it is the in-cluster default."""
-    uri = dep.spec.artifacts.uri
-    return f"file://{ctx.home / 'artifacts'}" if uri == common.Artifacts().uri else uri
+    return ctx.artifacts_uri(dep.spec.artifacts.uri)
 
 
 def sink_uri(ctx: Context, manifest: Manifest) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from flywheel import api, artifacts
-from flywheel.api import common, conditions
+from flywheel.api import conditions
 from flywheel.api import trainingrun as tr_api
 from flywheel.controllers import driftmonitor as controller
 from flywheel.controllers import plans
@@ -108,7 +108,7 @@ class LocalBackend:
         return self.ctx.home / "cache" / "drift"
 
     def artifacts_uri(self, uri: str) -> str:
-        return f"file://{self.ctx.home / 'artifacts'}" if uri == common.Artifacts().uri else uri
+        return self.ctx.artifacts_uri(uri)
 
 
 def run(ctx: runners.Context, manifest: Manifest) -> bool:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from flywheel import artifacts
-from flywheel.api import common, conditions, contract
+from flywheel.api import conditions, contract
 from flywheel.api import selfplayrun as api
 from flywheel.controllers import plans, selfplayresult
 from flywheel.local import progress, supervisor, torchrun
@@ -85,9 +85,7 @@ class _Job:
         self.namespace = self.resource.namespace
         self.generation = int(manifest["metadata"].get("generation") or 1)
         self.status = status_mod.Writer(ctx, manifest)
-        uri = self.spec.artifacts.uri
-        if uri == common.Artifacts().uri:  # the in-cluster default means nothing here
-            uri = f"file://{ctx.home / 'artifacts'}"
+        uri = ctx.artifacts_uri(self.spec.artifacts.uri)
         self.artifacts_root = uri
         self.root = artifacts.run_root(uri, self.namespace, api.SelfPlayRun.PLURAL, self.name)
         self.run_dir = ctx.supervisor.run_dir(KIND, self.name)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from flywheel import artifacts, errors
-from flywheel.api import common, conditions, contract
+from flywheel.api import conditions, contract
 from flywheel.api import trainingrun as api
 from flywheel.controllers import plans
 from flywheel.local import progress, torchrun
@@ -82,9 +82,7 @@ class _Job:
         self.namespace = self.resource.namespace
         self.generation = int(manifest["metadata"].get("generation") or 1)
         self.status = status_mod.Writer(ctx, manifest)
-        uri = self.spec.artifacts.uri
-        if uri == common.Artifacts().uri:  # the in-cluster default means nothing here
-            uri = f"file://{ctx.home / 'artifacts'}"
+        uri = ctx.artifacts_uri(self.spec.artifacts.uri)
         self.root = artifacts.run_root(uri, self.namespace, api.TrainingRun.PLURAL, self.name)
         self.run_dir = ctx.supervisor.run_dir(KIND, self.name)
         self.result_path = self.run_dir / contract.RESULT_FILE
