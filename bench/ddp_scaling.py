@@ -23,6 +23,8 @@ from pathlib import Path
 
 from sklearn import datasets
 
+from bench import _common
+
 RESULTS = Path(__file__).parent / "results" / "ddp_scaling.json"
 ROWS, FEATURES, BATCH, EPOCHS = 24_000, 40, 128, 2
 
@@ -112,8 +114,7 @@ def main() -> None:
         "runs": rows,
         **summary,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(meta, indent=2))
+    _common.write_results(RESULTS, meta)
     print(f"wrote {RESULTS}")
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import sys
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench import _common
 from flywheel.api import driftmonitor
 from flywheel.data import examples
 from flywheel.drift import checks, reports, window
@@ -181,28 +181,16 @@ def main(argv: list[str]) -> int:
         "evidently_import_s": round(import_s, 2),
         "machine": {
             "nproc": os.cpu_count(),
-            "cpu": _cpu(),
+            "cpu": _common.cpu_model(),
             "python": platform.python_version(),
             "load_avg_1m": round(os.getloadavg()[0], 2),
         },
         "repeats": args.repeats,
         "results": results,
     }
-    path = Path("bench/results/drift_check.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
+    path = _common.write_results(_common.RESULTS_DIR / "drift_check.json", out)
     print(f"wrote {path}")
     return 0
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

@@ -21,16 +21,15 @@ Per window size W:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from bench import _common
 from flywheel.api import driftmonitor
 from flywheel.data import examples
 from flywheel.drift import checks
@@ -163,29 +162,15 @@ def main(argv: list[str]) -> int:
         "resolution_rows": args.resolution,
         "machine": {
             "nproc": os.cpu_count(),
-            "cpu": _cpu(),
+            "cpu": _common.cpu_model(),
             "python": platform.python_version(),
             "load_avg_1m": round(os.getloadavg()[0], 2),
         },
         "results": results,
     }
-    path = Path("bench/results/drift_delay.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(out, indent=2))
-    os.replace(tmp, path)
+    path = _common.write_results(_common.RESULTS_DIR / "drift_delay.json", out)
     print(f"wrote {path}")
     return 0
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

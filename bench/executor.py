@@ -37,6 +37,8 @@ import tempfile
 import time
 from typing import Any
 
+from bench import _common
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 BASELINE_REV = "78f7a29"  # executor before this work: compile, json and literal_eval in every fork
 
@@ -357,20 +359,15 @@ def main() -> None:
     if args.profile:
         report["profile"] = profile()
     _print(report)
-    out = REPO / "bench" / "results" / "executor.json"
-    out.parent.mkdir(exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, out)
+    _common.write_results(_common.RESULTS_DIR / "executor.json", report)
 
 
 def _report(args: argparse.Namespace, summaries: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
-    cpuinfo = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
     new, old = summaries["new"], summaries["old"]
     return {
         "command": "python -m bench.executor " + " ".join(sys.argv[1:]),
         "nproc": os.cpu_count(),
-        "cpu": next((line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line), "?"),
+        "cpu": _common.cpu_model(),
         "python": platform.python_version(),
         "workers": args.workers,
         "compare_rev": args.compare_rev,

@@ -89,6 +89,8 @@ from typing import Any
 import aiohttp
 import yaml
 
+from bench import _common
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "operator_throughput.json"
 EXAMPLE = ROOT / "examples" / "trainingrun-minimal.yaml"
@@ -360,13 +362,8 @@ def report(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {"nproc": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
+    info: dict[str, Any] = {"nproc": os.cpu_count(), "cpu": _common.cpu_model(),
                             "python": platform.python_version()}  # fmt: skip
-    with contextlib.suppress(OSError):
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
     with contextlib.suppress(OSError):
         info["loadavg_at_start"] = pathlib.Path("/proc/loadavg").read_text().split()[:3]
     return info
@@ -395,7 +392,6 @@ def main() -> None:
                     flush=True,
                 )
     summary = report(results)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "benchmark": "operator_throughput",
         "command": "python -m bench.operator_throughput " + " ".join(sys.argv[1:]),
@@ -405,9 +401,7 @@ def main() -> None:
         "linearity": summary["linearity"],
         "goal": "flywheel >= 0.8 x bare throughput; per-run cost flat in N",
     }
-    tmp = RESULTS.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, RESULTS)
+    _common.write_results(RESULTS, payload)
     print(f"wrote {RESULTS.relative_to(ROOT)}")
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import io
-import json
 import os
 import platform
 import statistics
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 from sklearn import datasets, model_selection, preprocessing
 
+from bench import _common
 from flywheel.training import model as mlp
 
 warnings.filterwarnings("ignore")
@@ -190,8 +190,7 @@ def _report(rows: list[dict]) -> None:
         "model": "MLP 40-512-256-3",
         "rows": rows,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(meta, indent=2))
+    _common.write_results(RESULTS, meta)
     print(f"wrote {RESULTS}")
 
 

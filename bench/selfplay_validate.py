@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
 import os
 import pathlib
 import platform
@@ -37,6 +36,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from bench import _common
 from flywheel.api import selfplayrun
 from flywheel.selfplay import buffers, executor, policy, rollout
 
@@ -266,19 +266,15 @@ def main() -> None:
             "clean": measure(pool, sp, args.rounds, loop_every=0),
             "timeouts": measure(pool, sp, args.rounds, loop_every=16),
         }
-    cpuinfo = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
     report = {
         "command": "python -m bench.selfplay_validate " + " ".join(sys.argv[1:]),
         "nproc": os.cpu_count(),
-        "cpu": next((line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line), "?"),
+        "cpu": _common.cpu_model(),
         "python": platform.python_version(),
         "args": vars(args),
         "workloads": workloads,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=str))
-    os.replace(tmp, RESULTS)
+    _common.write_results(RESULTS, report, default=str)
     _print(report)
 
 

@@ -29,7 +29,6 @@ bench/results/serving-observability.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -37,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import _common
 from bench import _serving_load as load
 from bench import _serving_systems as systems
 
@@ -75,15 +75,7 @@ def tree_cpu_seconds(root: int) -> float:
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version()}
+    return {"nproc": os.cpu_count(), "cpu": _common.cpu_model(), "python": platform.python_version()}
 
 
 def measure(
@@ -226,8 +218,7 @@ def main(argv: list[str] | None = None) -> None:
         "errorsTotal": sum(v["errors"] for v in results.values()),
     }
     path = RESULTS.with_name("serving-observability.json") if args.bentoml_observability else RESULTS
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
+    _common.write_results(path, out)
     print(f"\nload average before {load_before}, after {os.getloadavg()}; wrote {path}")
 
 
