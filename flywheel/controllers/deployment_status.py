@@ -12,7 +12,7 @@ from typing import Any
 
 import pydantic
 
-from flywheel.api import conditions, contract, loading
+from flywheel.api import conditions, contract
 from flywheel.api import deployment as api
 from flywheel.controllers import deployment_models as models
 from flywheel.controllers import deployment_pods as pods
@@ -97,9 +97,7 @@ def invalid(
     resource: plans.Manifest, current: dict[str, Any], exc: pydantic.ValidationError, now: datetime.datetime
 ) -> plans.Plan:
     """Ready=False InvalidSpec with every problem named, and a permanent error."""
-    where = f"{resource.get('kind')}/{resource['metadata'].get('name')}"
-    problems = [line.removeprefix(f"{where}: ") for line in loading.error_lines(where, exc)]
-    message = "; ".join(problems) + "; fix the field and re-apply"
+    message = plans.spec_problems(resource, exc) + "; fix the field and re-apply"
     rows = [(conditions.READY, "False", conditions.R_INVALID_SPEC, message)]
     out = finish(resource, current, now, rows, conditions.FAILED, {}, stalled=True)
     out.permanent_error = message

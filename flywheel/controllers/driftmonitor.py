@@ -29,7 +29,7 @@ from typing import Any
 
 import pydantic
 
-from flywheel.api import common, conditions, contract, loading
+from flywheel.api import common, conditions, contract
 from flywheel.api import driftmonitor as api
 from flywheel.api import trainingrun as tr_api
 from flywheel.controllers import driftmonitor_decisions as decisions
@@ -318,9 +318,7 @@ def _drift_row(monitor: api.DriftMonitor, observed: Observed, merged: dict[str, 
 def _invalid(
     resource: plans.Manifest, current: dict[str, Any], exc: pydantic.ValidationError, now: datetime.datetime
 ) -> plans.Plan:
-    where = f"{resource.get('kind')}/{resource['metadata'].get('name')}"
-    problems = [line.removeprefix(f"{where}: ") for line in loading.error_lines(where, exc)]
-    message = "; ".join(problems) + "; fix the field and re-apply"
+    message = plans.spec_problems(resource, exc) + "; fix the field and re-apply"
     generation = resource["metadata"].get("generation")
     conds = plans.set_condition(
         list(current.get("conditions") or []),

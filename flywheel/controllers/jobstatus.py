@@ -14,7 +14,7 @@ from typing import Any
 
 import pydantic
 
-from flywheel.api import conditions, contract, loading
+from flywheel.api import conditions, contract
 from flywheel.controllers import plans, pytorchjob
 
 TERMINAL = (conditions.SUCCEEDED, conditions.FAILED)
@@ -63,9 +63,7 @@ def spec_changed(job: plans.Manifest, resource: plans.Manifest) -> bool:
 def invalid(
     resource: plans.Manifest, current: dict[str, Any], exc: pydantic.ValidationError, now: datetime.datetime
 ) -> plans.Plan:
-    where = f"{resource.get('kind')}/{resource['metadata'].get('name')}"
-    problems = [line.removeprefix(f"{where}: ") for line in loading.error_lines(where, exc)]
-    message = "; ".join(problems) + "; fix the field and re-apply (nothing was created)"
+    message = plans.spec_problems(resource, exc) + "; fix the field and re-apply (nothing was created)"
     view = View(conditions.FAILED, "False", conditions.R_INVALID_SPEC, message, stalled=True)
     out = finish(resource, current, now, view, None)
     out.permanent_error = message

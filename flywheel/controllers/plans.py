@@ -14,7 +14,9 @@ import hashlib
 import json
 from typing import Any, TypeVar
 
-from flywheel.api import common, contract
+import pydantic
+
+from flywheel.api import common, contract, loading
 
 Manifest = dict[str, Any]
 R = TypeVar("R", bound=common.Resource)
@@ -168,6 +170,13 @@ class Observed:
 
     def get(self, kind: str, name: str) -> Manifest | None:
         return self.objects.get(f"{kind}/{name}")
+
+
+def spec_problems(resource: Manifest, exc: pydantic.ValidationError) -> str:
+    """Every problem validate_spec found, one clause each naming its field, '; '-joined (the status
+    message of an InvalidSpec condition, without the `Kind/name: ` prefix the CLI prints)."""
+    where = f"{resource.get('kind')}/{resource['metadata'].get('name')}"
+    return "; ".join(line.removeprefix(f"{where}: ") for line in loading.error_lines(where, exc))
 
 
 def validate_spec(cls: type[R], resource: Manifest) -> R:
