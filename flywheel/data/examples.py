@@ -129,7 +129,8 @@ def data_spec(repo: str, rev: str = "period-1") -> trainingrun.Data:
     return trainingrun.Data(repo=repo, rev=rev, path=DATA_PATH)
 
 
-def _git(root: Path, *args: str) -> str:
+def git(root: Path, *args: str) -> str:
+    """Run git in `root` as the example's author; its stdout, stripped."""
     env = {**os.environ, **_GIT_ENV}
     done = subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True, text=True)
     return done.stdout.strip()
@@ -144,39 +145,61 @@ def make_repo(root: Path, *, periods: int = 2) -> ExampleRepo:
     root = root.resolve()
     if root.exists() and any(root.iterdir()):
         raise FileExistsError(f"{root} is not empty")
-    root.mkdir(parents=True, exist_ok=True)
-    remote_dir = root.with_name(root.name + ".dvc-remote")
-    remote_dir.mkdir(parents=True, exist_ok=True)
-    _git(root, "init", "-q", "-b", "main")
-    with dvcenv.quiet():  # DVC logs git hints meant for a terminal at INFO
-        commits, hashes = _commit_periods(root, remote_dir, periods)
+    remote_dir = init_repo(root)
+    commits, hashes = {}, {}
+    for n in range(1, periods + 1):
+        tag = f"period-{n}"
+        commits[tag], hashes[tag] = commit_period(
+            root, n, periods, f"Data: shuttle period {n} of {periods} (by mission time)"
+        )
     return ExampleRepo(root, remote_dir, DATA_PATH, commits, hashes)
 
 
-def _commit_periods(root: Path, remote_dir: Path, periods: int) -> tuple[dict[str, str], dict[str, str]]:
+def init_repo(root: Path) -> Path:
+    """git init + DVC init with a local remote `<root>.dvc-remote`, DVC's files committed; the remote."""
     import dvc.repo
 
-    repo = dvc.repo.Repo.init(str(root))
-    try:
-        with repo.config.edit() as conf:
-            conf["core"]["analytics"] = False
-            conf["core"]["remote"] = "local"
-            conf["remote"]["local"] = {"url": str(remote_dir)}
-        _git(root, "add", ".dvc", ".dvcignore")
-        _git(root, "commit", "-q", "-m", "Initialise DVC with a local remote")
-        commits, hashes = {}, {}
-        for n in range(1, periods + 1):
-            write_period(root / DATA_PATH, n, periods=periods)
+    root.mkdir(parents=True, exist_ok=True)
+    remote_dir = root.with_name(root.name + ".dvc-remote")
+    remote_dir.mkdir(parents=True, exist_ok=True)
+    git(root, "init", "-q", "-b", "main")
+    with dvcenv.quiet():  # DVC logs git hints meant for a terminal at INFO
+        repo = dvc.repo.Repo.init(str(root))
+        try:
+            with repo.config.edit() as conf:
+                conf["core"]["analytics"] = False
+                conf["core"]["remote"] = "local"
+                conf["remote"]["local"] = {"url": str(remote_dir)}
+        finally:
+            repo.close()
+    git(root, "add", ".dvc", ".dvcignore")
+    git(root, "commit", "-q", "-m", "Initialise DVC with a local remote")
+    return remote_dir
+
+
+def commit_period(root: Path, n: int, periods: int, message: str) -> tuple[str, str]:
+    """Write period n's rows, track them with DVC, commit on main, tag `period-n`, push to the DVC
+    remote: (commit, DVC content hash). A period committed by a crashed earlier call but not tagged
+    is tagged, not committed twice."""
+    import dvc.repo
+
+    with dvcenv.quiet():
+        write_period(root / DATA_PATH, n, periods=periods)
+        repo = dvc.repo.Repo(str(root))
+        try:
             (stage,) = repo.add(str(root / DATA_PATH))
-            hashes[f"period-{n}"] = stage.outs[0].hash_info.value
-            _git(root, "add", f"{DATA_PATH}.dvc", str(Path(DATA_PATH).parent / ".gitignore"))
-            _git(root, "commit", "-q", "-m", f"Data: shuttle period {n} of {periods} (by mission time)")
-            _git(root, "tag", f"period-{n}")
-            commits[f"period-{n}"] = _git(root, "rev-parse", "HEAD")
+            git(root, "add", f"{DATA_PATH}.dvc", str(Path(DATA_PATH).parent / ".gitignore"))
+            if _staged(root):
+                git(root, "commit", "-q", "-m", message)
+            git(root, "tag", f"period-{n}")
             repo.push()
-    finally:
-        repo.close()
-    return commits, hashes
+        finally:
+            repo.close()
+    return git(root, "rev-parse", "HEAD"), str(stage.outs[0].hash_info.value)
+
+
+def _staged(root: Path) -> bool:
+    return subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=root, check=False).returncode == 1
 
 
 def main(argv: list[str]) -> int:

@@ -20,8 +20,8 @@ def test_periods_are_committed_in_order_tagged_pushed_and_reused(tmp_path: Path)
 
     second, created = dataset.commit_period(root, 2)
     assert created and second != first
-    assert dataset.git(root, "rev-parse", "main") == second
-    assert dataset.git(root, "rev-list", "--count", "main") == "3"  # DVC init, period 1, period 2
+    assert examples.git(root, "rev-parse", "main") == second
+    assert examples.git(root, "rev-list", "--count", "main") == "3"  # DVC init, period 1, period 2
     remote = tmp_path / "shuttle.dvc-remote"
     assert len([p for p in remote.rglob("*") if p.is_file()]) == 2  # both versions pushed
     data = pd.read_csv(root / examples.DATA_PATH)
