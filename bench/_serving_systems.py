@@ -35,14 +35,15 @@ KSERVE_MODEL = "shuttle"
 # A generous shedding budget: the goal is zero failed requests on a shared 2-core machine, where
 # queueing at concurrency 64 can pass even the 1000 ms default; batches form adaptively below it.
 BATCHING = {"enabled": True, "maxBatchSize": 64, "maxLatencyMs": 2000}
-ARCHITECTURE = [64, 32]  # examples/trainingrun-local.yaml
+ARCHITECTURE = (64, 32)  # examples/trainingrun-local.yaml
 
 
-def train(work: Path) -> Path:
-    """Train the Shuttle model with the repository's trainer; return the exported model directory."""
+def train(work: Path, hidden: tuple[int, ...] = ARCHITECTURE) -> Path:
+    """Train the Shuttle model with the repository's trainer (hidden layers `hidden`, through the
+    TrainingRun's model.architecture.hiddenLayers); return the exported model directory."""
     data = examples.write_period(work / "shuttle-period-1.csv", 1)
     model = examples.model_spec().to_dict()
-    model["architecture"] = {"hiddenLayers": ARCHITECTURE}
+    model["architecture"] = {"hiddenLayers": list(hidden)}
     spec = {
         "data": examples.data_spec(str(work)).to_dict(),
         "model": model,

@@ -1,7 +1,8 @@
 """Serving throughput and latency: Flywheel's BentoML service vs itself unbatched vs KServe.
 
-One model (the Shuttle MLP 9-64-32-2 trained by `python -m flywheel.training` on period 1 of the example
-data, exported as fp32 torch and ONNX Runtime int8), three real HTTP servers started side by side
+One model (a Shuttle MLP trained by `python -m flywheel.training` on period 1 of the example data,
+exported as fp32 torch and ONNX Runtime int8; hidden layers from `--hidden`, default 64,32 as in
+examples/trainingrun-local.yaml), three real HTTP servers started side by side
 (bench/_serving_systems.py):
 
   (a) flywheel-int8-batched  FlywheelService, int8, adaptive batching (maxBatchSize 64)
@@ -17,18 +18,25 @@ request (all processes of its session, from /proc), which other load on the mach
 
 Goal (issue 4): (a) >= 3x the throughput of (b) at no worse p99, ahead of (c), zero errors.
 
-    python -m bench.serving [--requests 2000] [--rounds 2] [--bentoml-observability]
-        ->  table, bench/results/serving.json
+    python -m bench.serving [--hidden 64,32] [--requests 2000] [--rounds 2] [--bentoml-observability]
+        ->  table, bench/results/serving.json (serving-h1024x1024x1024.json for --hidden 1024,1024,1024)
+
+--hidden sets the MLP's hidden layers (the TrainingRun's model.architecture.hiddenLayers); all three
+systems serve that one trained model. With the default 9-64-32-2 model a request costs ~0.5 ms of
+HTTP handling and ~0.01 ms of model, so batching has little to share; 1024,1024,1024 (2.1M
+multiply-adds per row: the width of MLPerf DLRM's top MLP, the upper end of the MLP search space of
+Gorishniy et al. 2021 "Revisiting Deep Learning Models for Tabular Data") is a production-size
+tabular model whose compute matters (torch fp32 ~0.2 ms per single row on one EPYC core).
 
 --bentoml-observability turns BentoML's access log and /predict OpenTelemetry middleware back on
 in (a) and (b) (both off by default in the serving config), and KServe's uvicorn access log in (c)
-(off otherwise, for parity), to measure what they cost; it writes
-bench/results/serving-observability.json.
+(off otherwise, for parity), to measure what they cost; it writes serving-observability*.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import tempfile
@@ -173,8 +181,40 @@ def print_table(results: dict[tuple[str, int, int], dict[str, Any]], checks: lis
         )
 
 
+def hidden_layers(text: str) -> tuple[int, ...]:
+    """`--hidden 1024,1024,1024` -> (1024, 1024, 1024)."""
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive widths, got {text!r}")
+    return sizes
+
+
+def results_path(hidden: tuple[int, ...], observability: bool) -> Path:
+    """serving.json for the default model, serving-h1024x1024x1024.json for others."""
+    stem = "serving-observability" if observability else "serving"
+    if hidden != systems.ARCHITECTURE:
+        stem += "-h" + "x".join(str(h) for h in hidden)
+    return RESULTS.with_name(stem + ".json")
+
+
+def describe(model_dir: Path) -> str:
+    """The trained MLP's shape from its model card, e.g. 'Shuttle MLP 9-64-32-2'."""
+    arch = json.loads((model_dir / "model_card.json").read_text())["architecture"]
+    shape = [arch["n_inputs"], *arch["hidden"], arch["n_outputs"]]
+    return "Shuttle MLP " + "-".join(str(n) for n in shape)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.serving", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--hidden",
+        type=hidden_layers,
+        default=systems.ARCHITECTURE,
+        help="hidden layer widths, comma-separated (default 64,32)",
+    )
     parser.add_argument("--requests", type=int, default=2000, help="requests per cell and round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument(
@@ -187,8 +227,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         work = Path(tmp)
         started = time.monotonic()
-        model_dir = systems.train(work)
-        print(f"trained {model_dir} in {time.monotonic() - started:.1f} s", flush=True)
+        model_dir = systems.train(work, args.hidden)
+        model = describe(model_dir)
+        print(f"trained {model} in {time.monotonic() - started:.1f} s", flush=True)
         servers: dict[str, systems.Server] = {}
         try:
             obs = args.bentoml_observability
@@ -206,7 +247,8 @@ def main(argv: list[str] | None = None) -> None:
     print_table(results, checks)
     out = {
         "machine": {**machine(), "loadAverageBefore": load_before, "loadAverageAfter": os.getloadavg()},
-        "model": "Shuttle MLP 9-64-32-2 (flywheel.training, period 1); int8 = ONNX Runtime dynamic QInt8",
+        "model": f"{model} (flywheel.training, period 1); int8 = ONNX Runtime dynamic QInt8",
+        "hiddenLayers": list(args.hidden),
         "versions": systems.versions(),
         "batching": systems.BATCHING,
         "goal": "(a) >= 3x the req/s of (b), p99(a) <= p99(b), req/s(a) > req/s(c), per cell; 0 errors",
@@ -217,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
         "checks": checks,
         "errorsTotal": sum(v["errors"] for v in results.values()),
     }
-    path = RESULTS.with_name("serving-observability.json") if args.bentoml_observability else RESULTS
+    path = results_path(args.hidden, args.bentoml_observability)
     _common.write_results(path, out)
     print(f"\nload average before {load_before}, after {os.getloadavg()}; wrote {path}")
 
