@@ -1,10 +1,11 @@
-"""The traffic a check reads: the newest logged rows the champion served, capped by sampling.
+"""The traffic a check reads: the newest logged rows the champion answered, capped by sampling.
 
 flywheel.serving.traffic writes one row per scored record with every feature as its own column (see
 that module's schema), one row for the model that answered and, in shadow mode, one more for the
 challenger that scored the same request (served=false). Drift is measured on what callers sent, once
-per record, so "current" traffic is the rows the champion served; the shadow rows are the
-challenger's copy of the same requests and feed `shadow_stats` instead.
+per record, so "current" traffic is the rows the champion served and scored (not those marked with
+an `error`); the shadow rows are the challenger's copy of the same requests and feed `shadow_stats`
+instead, with the failures of both roles.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def read(sink_uri: str, window: driftmonitor.Window, now: datetime.datetime, see
     `now`, oldest first, sampled (seeded, order kept) down to window.maxRows."""
     since = _since(window, now)
     if window.rows is None or since is not None:
-        frame = _served(traffic.read(sink_uri, since=since))
+        frame = _answered(traffic.read(sink_uri, since=since))
         if since is not None:
             frame = frame[frame["timestamp"] <= pd.Timestamp(_aware(now))]
     else:
@@ -55,14 +56,15 @@ def sample(frame: pd.DataFrame, max_rows: int, seed: int = 0) -> pd.DataFrame:
 def shadow_stats(
     sink_uri: str, window: driftmonitor.Window, now: datetime.datetime
 ) -> decide.ShadowStats | None:
-    """Error rate and p99 latency of champion and challenger on the same shadowed requests, or None
-    when the window holds no shadow rows.
+    """Error rate and p99 latency of champion and challenger on the shadowed requests, or None when
+    the window holds no shadow rows.
 
     Compared only from the first to the last shadow row (before it no challenger was deployed; after
-    it shadow scoring may still be in flight). The log has a row only for a successful scoring, so a
-    request the champion served without a challenger row counts as a challenger error, and a row with
-    no prediction as an error of its role. This assumes logging.sampleRate 1 while shadowing: with
-    per-row sampling a dropped challenger row is indistinguishable from a failed one."""
+    it shadow scoring may still be in flight). The service logs a failed scoring as rows with an
+    `error` (see flywheel.serving.traffic), and samples whole requests, so: the challenger's error
+    rate is its failed shadowed requests over its shadowed requests, the champion's its failed
+    requests over the requests it answered in that span, and each p99 is over its role's successful
+    requests. Logs written before the `error` column existed are read as before (_inferred_stats)."""
     since = _since(window, now)
     frame = traffic.read(sink_uri, last_rows=None if window.rows is None else 2 * window.rows, since=since)
     shadow = frame[(frame["role"] == CHALLENGER) & ~frame["served"].astype(bool)]
@@ -71,6 +73,32 @@ def shadow_stats(
     start, end = shadow["timestamp"].min(), shadow["timestamp"].max()
     champion = _served(frame)
     champion = champion[(champion["timestamp"] >= start) & (champion["timestamp"] <= end)]
+    if traffic.ERROR not in frame.columns:
+        return _inferred_stats(champion, shadow)
+    challenger = _per_request(shadow)
+    answered = _per_request(champion)
+    return decide.ShadowStats(
+        champion_error_rate=float(answered["failed"].mean()) if len(answered) else 0.0,
+        challenger_error_rate=float(challenger["failed"].mean()),
+        champion_p99_ms=_p99(answered.loc[~answered["failed"], "latency_ms"]),
+        challenger_p99_ms=_p99(challenger.loc[~challenger["failed"], "latency_ms"]),
+        rows=len(challenger),
+    )
+
+
+def _per_request(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per request: whether any of its rows failed, and its latency (the same on each row)."""
+    failed = rows[traffic.ERROR].notna()
+    return (
+        pd.DataFrame({"failed": failed, "latency_ms": rows["latency_ms"]})
+        .groupby(rows["request_id"], sort=False)
+        .agg(failed=("failed", "any"), latency_ms=("latency_ms", "first"))
+    )
+
+
+def _inferred_stats(champion: pd.DataFrame, shadow: pd.DataFrame) -> decide.ShadowStats | None:
+    """Logs without `error` had a row only for a successful scoring: a request the champion served
+    without a challenger row counts as a challenger error (right only with sampleRate 1)."""
     requests = champion.drop_duplicates("request_id")
     if requests.empty:
         return None
@@ -95,7 +123,7 @@ def _last_served(sink_uri: str, rows: int) -> pd.DataFrame:
     frames: list[pd.DataFrame] = []
     count = 0
     for name in reversed(names):
-        frame = _served(pd.read_parquet(io.BytesIO(store.read_bytes(name))))
+        frame = _answered(pd.read_parquet(io.BytesIO(store.read_bytes(name))))
         frames.append(frame)
         count += len(frame)
         if count >= rows:
@@ -107,9 +135,18 @@ def _last_served(sink_uri: str, rows: int) -> pd.DataFrame:
 
 
 def _served(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows the champion served, failed ones included (they carry an `error`)."""
     if frame.empty:
         return frame
     return frame[(frame["role"] == CHAMPION) & frame["served"].astype(bool)]
+
+
+def _answered(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows the champion served and scored: the traffic drift is measured on."""
+    frame = _served(frame)
+    if frame.empty or traffic.ERROR not in frame.columns:
+        return frame
+    return frame[frame[traffic.ERROR].isna()]
 
 
 def _p99(latency: pd.Series) -> float | None:

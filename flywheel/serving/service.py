@@ -14,12 +14,14 @@ POST /admin/promote {"uri": <model dir>, "quantized": true}   (Bearer token; see
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import gc
 import hmac
 import logging
 import os
 import random
+import time
 import uuid
 from typing import Any
 
@@ -141,19 +143,23 @@ class FlywheelService:
         has_challenger = routing.CHALLENGER in self.scorers
         role = routing.choose(traffic_cfg, has_challenger, headers.get(traffic_cfg.sticky_header), self._rng)
         rows = [r if isinstance(r, dict) else r.model_dump() for r in records]
+        entry = self._entry(rows, request_id, arrived)
+        started = time.perf_counter()
         try:
             result = await self.scorers[role].score(rows)
         except scoring.Overloaded as exc:
             metrics.error(role, "overloaded")
+            self._log_failure(entry, role, True, "overloaded", started)
             ctx.response.status_code = 503  # BentoML copies ctx's status onto any reply
             body = {"error": str(exc), "request_id": request_id}
             return responses.JSONResponse(body, status_code=503)  # type: ignore[return-value]
-        except Exception:
+        except Exception as exc:
             metrics.error(role, "model")
+            self._log_failure(entry, role, True, _model_error(exc), started)
             raise
-        self._record(role, True, result, rows, request_id, arrived)
+        self._record(entry, role, True, result)
         if routing.shadows(traffic_cfg, has_challenger):
-            self._spawn(self._shadow(rows, request_id, arrived))
+            self._spawn(self._shadow(entry))
         ctx.response.headers["x-flywheel-model-role"] = role
         ctx.response.headers["x-flywheel-model-version"] = result.version
         return Prediction(
@@ -206,27 +212,28 @@ class FlywheelService:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _shadow(self, rows: list[dict[str, Any]], request_id: str, arrived: datetime.datetime) -> None:
+    def _entry(self, rows: list[dict[str, Any]], request_id: str, arrived: datetime.datetime) -> _Entry:
+        """What the traffic log needs of a request. Sampling is decided here, once per request, so
+        a sampled request's champion and shadow rows (and failures) are all logged, or none."""
+        sampled = self.logger is not None and self._rng.random() < self.config.logging.sample_rate
+        return _Entry(rows, request_id, arrived, sampled)
+
+    async def _shadow(self, entry: _Entry) -> None:
+        started = time.perf_counter()
         try:
-            result = await self.scorers[routing.CHALLENGER].score(rows)
+            result = await self.scorers[routing.CHALLENGER].score(entry.rows)
         except scoring.Overloaded:
             metrics.error(routing.CHALLENGER, "overloaded")
+            self._log_failure(entry, routing.CHALLENGER, False, "overloaded", started)
             return
-        except Exception:
-            log.exception("Shadow scoring failed for request %s", request_id)
+        except Exception as exc:
+            log.exception("Shadow scoring failed for request %s", entry.request_id)
             metrics.error(routing.CHALLENGER, "model")
+            self._log_failure(entry, routing.CHALLENGER, False, _model_error(exc), started)
             return
-        self._record(routing.CHALLENGER, False, result, rows, request_id, arrived)
+        self._record(entry, routing.CHALLENGER, False, result)
 
-    def _record(
-        self,
-        role: str,
-        served: bool,
-        result: scoring.Result,
-        rows: list[dict[str, Any]],
-        request_id: str,
-        arrived: datetime.datetime,
-    ) -> None:
+    def _record(self, entry: _Entry, role: str, served: bool, result: scoring.Result) -> None:
         metrics.observe(
             role,
             result.version,
@@ -236,21 +243,42 @@ class FlywheelService:
             result.probabilities,
             self.card.task,
         )
-        if self.logger is None or self._rng.random() >= self.config.logging.sample_rate:
+        if entry.sampled:
+            outputs = (list(result.predictions), list(result.probabilities), [None] * len(entry.rows))
+            self._log(entry, role, served, result.version, result.seconds, outputs)
+
+    def _log_failure(self, entry: _Entry, role: str, served: bool, error: str, started: float) -> None:
+        """Rows that say this role failed on the request: no prediction, `error` says why."""
+        if entry.sampled:
+            n = len(entry.rows)
+            version = self.scorers[role].model.version
+            seconds = time.perf_counter() - started
+            self._log(entry, role, served, version, seconds, ([None] * n, [None] * n, [error] * n))
+
+    def _log(
+        self,
+        entry: _Entry,
+        role: str,
+        served: bool,
+        version: str,
+        seconds: float,
+        outputs: tuple[list[Any], list[float | None], list[str | None]],
+    ) -> None:
+        if self.logger is None:  # never: an entry is sampled only when there is a logger
             return
-        n = len(rows)
+        n = len(entry.rows)
         columns: traffic.Columns = {
-            "timestamp": [arrived] * n,
-            "request_id": [request_id] * n,
+            "timestamp": [entry.arrived] * n,
+            "request_id": [entry.request_id] * n,
             "role": [role] * n,
             "served": [served] * n,
-            "model_version": [result.version] * n,
+            "model_version": [version] * n,
         }
         for name in self.card.feature_names:
-            columns[name] = [row.get(name) for row in rows]
-        columns["prediction"] = list(result.predictions)
-        columns["probability"] = list(result.probabilities)
-        columns["latency_ms"] = [result.seconds * 1000.0] * n
+            columns[name] = [row.get(name) for row in entry.rows]
+        columns["prediction"], columns["probability"], errors_ = outputs
+        columns["latency_ms"] = [seconds * 1000.0] * n
+        columns[traffic.ERROR] = errors_
         self.logger.add_columns(columns)
 
     async def _flush_loop(self) -> None:
@@ -261,6 +289,21 @@ class FlywheelService:
                     await anyio.to_thread.run_sync(self.logger.flush)
                 except Exception:  # keep serving; the next flush retries with new rows
                     log.exception("Writing traffic log to %s failed", self.logger.store.uri)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    """One request as the traffic log sees it; `sampled`: its rows are logged (all of them)."""
+
+    rows: list[dict[str, Any]]
+    request_id: str
+    arrived: datetime.datetime
+    sampled: bool
+
+
+def _model_error(exc: Exception) -> str:
+    """The traffic log's `error` for a model that raised: short, one line."""
+    return " ".join(f"model: {type(exc).__name__}: {exc}".split())[:200]
 
 
 def _check_same_schema(current: models.LoadedModel, new: models.LoadedModel) -> None:

@@ -1,8 +1,10 @@
 """Request and prediction logging: sampled, buffered, written as Parquet files; read back for drift.
 
-Each served request (with probability logging.sampleRate) adds one row per record, for the model
-that answered it and, in shadow mode, for the challenger that scored it too. Rows are buffered and
-written as one Parquet file when flushRows are waiting or flushSeconds have passed since the first.
+Sampling is per request: with probability logging.sampleRate a request is logged whole, one row per
+record for the model that answered it and, in shadow mode, one per record for the challenger that
+scored it too (so a DriftMonitor can pair them); otherwise none of its rows is. A scoring that
+failed is logged too, its rows marked by `error`. Rows are buffered and written as one Parquet file
+when flushRows are waiting or flushSeconds have passed since the first.
 Files are written atomically (temp + rename, or one S3 PUT) under the sink:
 
     <sink>/<UTC time of flush: %Y%m%dT%H%M%S.%fZ>-<host>-<pid>-<seq>.parquet
@@ -20,6 +22,11 @@ Schema (one row per scored record):
     prediction     string | float64    class label (classification) or value (regression)
     probability    float64             probability of the predicted class (null for regression)
     latency_ms     float64             time spent scoring the request's batch, queueing included
+                                       (for a failure: until it failed)
+    error          string              null when the model scored the request; else why it failed
+                                       ("overloaded", "model: <exception>"), prediction and
+                                       probability are then null. Added later: files written
+                                       before it lack the column (read back as null)
 """
 
 from __future__ import annotations
@@ -40,7 +47,8 @@ import pyarrow.parquet as pq
 from flywheel import artifacts
 
 FIXED_COLUMNS = ("timestamp", "request_id", "role", "served", "model_version")
-OUTPUT_COLUMNS = ("prediction", "probability", "latency_ms")
+OUTPUT_COLUMNS = ("prediction", "probability", "latency_ms", "error")
+ERROR = "error"
 RESERVED = frozenset(FIXED_COLUMNS + OUTPUT_COLUMNS)
 SUFFIX = ".parquet"
 _HOST = "".join(c if c.isalnum() or c in "-." else "_" for c in socket.gethostname()) or "host"
@@ -108,18 +116,23 @@ def _parquet(chunks: list[tuple[int, Columns]]) -> bytes:
     """The buffered chunks as one Parquet file; a column a chunk lacks is null in its rows."""
     names = dict.fromkeys(name for _, columns in chunks for name in columns)
     merged = {name: [v for n, c in chunks for v in c.get(name, [None] * n)] for name in names}
-    table = pa.table({name: _column(values) for name, values in merged.items()})
+    table = pa.table({name: _column(values, _TYPES.get(name)) for name, values in merged.items()})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     return bytes(sink.getvalue().to_pybytes())
 
 
-def _column(values: list[Any]) -> pa.Array:
-    """Arrow infers the type (UTC timestamps, floats, strings, bools); a column it cannot type
-    (say, a label that is an int in one row and a string in the next) is written as strings
-    rather than losing the batch."""
+# Columns whose type is fixed, not inferred: `error` is null in almost every row, and a file where
+# it is null throughout would otherwise get Arrow's null type instead of string.
+_TYPES: dict[str, pa.DataType] = {ERROR: pa.string()}
+
+
+def _column(values: list[Any], type_: pa.DataType | None = None) -> pa.Array:
+    """Arrow infers the type (UTC timestamps, floats, strings, bools) unless `type_` is given; a
+    column it cannot type (say, a label that is an int in one row and a string in the next) is
+    written as strings rather than losing the batch."""
     try:
-        return pa.array(values)
+        return pa.array(values, type=type_)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return pa.array([None if v is None else str(v) for v in values], type=pa.string())
 
