@@ -186,8 +186,9 @@ def _run_measure(root: pathlib.Path | str, programs: int, workers: int) -> dict[
 # today's jail and fork in both. The last phase is rusage minus the in-child clock: perf puts
 # do_exit under 1% of samples, so read it as exit plus accounting skew. Prints one JSON object.
 PROFILE_SCRIPT = r"""
-import ast, gc, json, marshal, mmap, os, resource, statistics, struct, sys, tempfile, time
 import _worker as W
+W.SAFE_MODULES.update(W._safe_modules())  # first: it imports `random` without its at-fork hook
+import ast, gc, json, marshal, mmap, os, resource, statistics, struct, sys, tempfile, time
 N = int(sys.argv[1])
 CODE = "from collections import Counter\ndef f(s):\n    return dict(Counter(s))"
 CALL = "f('abracadabra')"
@@ -198,7 +199,6 @@ NEW = COMMON + ["new: unmarshal code", "audit hook + gc", "new: pristine builtin
                 "shape + repr", "new: text result"]
 jail = tempfile.mkdtemp()
 os.chmod(jail, 0o555)
-W.SAFE_MODULES.update(W._safe_modules())
 W.SAFE_BUILTINS.update(W._safe_builtins())
 devnull = os.open(os.devnull, os.O_RDWR)
 report = W._isolate_zygote(jail)
@@ -242,7 +242,7 @@ for i in range(2 * N):
     r, w = os.pipe()
     gc.freeze()  # the rows kept here must not become the child's young generation
     c0, f0 = time.thread_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    pid = os.fork()
+    pid = W._fork()  # with its reseed of random, as in the zygote
     if pid == 0:
         os.close(r); child(old, w)
     c1, f1 = time.thread_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt

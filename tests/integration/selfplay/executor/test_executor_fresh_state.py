@@ -63,6 +63,19 @@ def test_builtins_are_pristine_for_each_call_and_each_execution(pool: executor.P
     assert [o.get("repr") for o in two["outcomes"]] == ["1"]
 
 
+def test_each_fork_draws_from_a_freshly_seeded_random_generator() -> None:
+    # `statistics.NormalDist.samples` draws from `random`'s global generator. The zygote reseeds it
+    # before every fork (the child no longer does): two forks of one zygote must not draw alike.
+    draw = "from statistics import NormalDist\ndef f(x):\n    return NormalDist().samples(x)"
+    job = {"code": draw, "calls": ["f(4)"], "mode": "value"}
+    with executor.Pool(workers=1, timeout_s=2.0) as own:
+        results = _raw(own, [job, job, job])
+        assert own.run_program(draw, "4").kind == "nondeterministic"  # one worker: both runs forked alike
+    draws = [r["outcomes"][0]["repr"] for r in results]
+    assert all(r["outcomes"][0]["status"] == "ok" for r in results), results
+    assert len(set(draws)) == 3, draws
+
+
 def test_a_timeout_crash_or_memory_bomb_fails_only_its_own_program() -> None:
     normal = ("def f(x):\n    return [x, x * 2]", "3")
     with executor.Pool(workers=2, timeout_s=0.5, memory_mb=256) as own:
