@@ -21,6 +21,8 @@ COMMANDS: dict[str, str] = {
     "run": "flywheel.local.commands:run",
     "get": "flywheel.local.commands:get",
     "logs": "flywheel.local.commands:logs",
+    "approve": "flywheel.local.actions:approve",
+    "rollback": "flywheel.local.actions:rollback",
     "demo": "flywheel.demo:cli",
     "operator": "operators.main:cli",
 }
@@ -55,6 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("logs", help="print a local resource's workload logs")
     p.add_argument("ref", help="KIND/NAME, e.g. trainingrun/iris")
+    p.add_argument("--home", default=DEFAULT_HOME)
+
+    p = sub.add_parser("approve", help="promote a DriftMonitor's pending challenger (local backend)")
+    p.add_argument("ref", help="the monitor: NAME or driftmonitor/NAME")
+    p.add_argument("challenger", nargs="?", help="default: the last decision's, when it is pending")
+    p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("--home", default=DEFAULT_HOME)
+
+    p = sub.add_parser("rollback", help="serve a Deployment's previous champion again (local backend)")
+    p.add_argument("ref", help="the Deployment: NAME or deployment/NAME")
+    p.add_argument("-n", "--namespace", default="default")
     p.add_argument("--home", default=DEFAULT_HOME)
 
     p = sub.add_parser("demo", help="the whole loop locally: train, serve, drift, retrain, promote")

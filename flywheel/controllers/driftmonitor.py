@@ -17,6 +17,9 @@ decides, level-based from what exists, never from what happened last:
   champion has changed meanwhile). Re-applying any write is a no-op, so an operator restarted
   anywhere in between converges to the same single decision.
 - A Failed challenger is recorded as rejected, with its message; nothing is promoted.
+- A `pending` win (promotion.autoPromote false) is promoted when the monitor carries the annotation
+  ANNOTATION_APPROVE naming it (see driftmonitor_decisions); a refused approval is said in the
+  Promoted condition and in one Warning event.
 - Conditions: Ready (always), DriftDetected, Retraining, Promoted.
 """
 
@@ -56,6 +59,8 @@ R_PROMOTED = decisions.R_PROMOTED
 R_REJECTED = decisions.R_REJECTED
 R_PENDING = decisions.R_PENDING
 R_CHALLENGER_FAILED = decisions.R_CHALLENGER_FAILED
+R_APPROVAL_IGNORED = "ApprovalIgnored"
+ANNOTATION_APPROVE = decisions.ANNOTATION_APPROVE
 DECISION_REASONS = decisions.DECISION_REASONS
 Evaluation = decisions.Evaluation
 decision_of = decisions.decision_of
@@ -277,6 +282,12 @@ def _conditions(
             f"{last['challenger']}: {last['reason']}",
         )
     )
+    problem = decisions.approval_problem(resource, observed.deployment, challengers(resource, observed.runs))
+    if problem:
+        promoted = (promoted[0], promoted[1], f"{promoted[2]}; {problem}")
+        old_promoted = plans.get_condition(current.get("conditions"), conditions.PROMOTED) or {}
+        if old_promoted.get("message") != promoted[2]:
+            out.events.append(plans.Event(R_APPROVAL_IGNORED, problem, "Warning"))
     generation = resource["metadata"].get("generation")
     conds = list(current.get("conditions") or [])
     rows = [

@@ -7,6 +7,15 @@ order flywheel.drift.loop.apply and flywheel.kube.execute both keep):
 2. the challenger TrainingRun: the annotation ANNOTATION_DECISION;
 3. the monitor's status (lastDecision, lastPromotion, rollbackTarget), then events.
 `decide` reads these back, so whatever a step cut short left behind is completed, never re-decided.
+
+Approval (promotion.autoPromote false): a challenger that won is recorded `pending`. A person approves
+it by annotating the monitor, `flywheel.dev/approve: <challenger>` (`kubectl annotate`, a GitOps
+manifest, or `flywheel approve` locally); the next step promotes it through the same three writes.
+The annotation is level-based, never cleared: it is inert once its challenger is promoted, and it
+may be set before the decision (it then applies when the decision comes out pending). It is refused,
+and the Promoted condition says why, when the challenger is not this monitor's, was rejected, or was
+evaluated against a champion that has been replaced since (it was never compared with the current
+one: retrain instead).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from flywheel.controllers import plans
 
 ANNOTATION_DECISION = f"{contract.ANNOTATION_PREFIX}/decision"
 ANNOTATION_PROMOTION = f"{contract.ANNOTATION_PREFIX}/promotion"
+ANNOTATION_APPROVE = f"{contract.ANNOTATION_PREFIX}/approve"
 R_PROMOTED = "Promoted"
 R_REJECTED = "Rejected"
 R_PENDING = "AwaitingApproval"
@@ -74,15 +84,31 @@ def decide(
     promotion = promotion_of(deployment)
     active = (((resource.get("status") or {}).get("retrain")) or {}).get("active") or []
     done: list[dict[str, Any]] = []
+    approved = approval_of(resource)
+    last = str((((resource.get("status") or {}).get("lastDecision")) or {}).get("time") or "")
     for run in runs:
         name = run["metadata"]["name"]
         recorded = decision_of(run)
-        if recorded is not None:
+        promoted_here = (promotion.get("decision") or {}).get("challenger") == name
+        pending = recorded is not None and recorded["decision"] == "pending"
+        if pending and promoted_here:
+            recorded = None  # an approval cut short after its Deployment write: complete it below
+        previous: str | None
+        if (
+            pending
+            and recorded
+            and approved == name
+            and deployment
+            and not refusal(name, recorded, promotion)
+        ):
+            decision, previous = _approved(recorded, now), _champion_text(deployment)
+            out.patch_resources.append(_promotion_patch(deployment, name, decision, previous))
+        elif recorded is not None:
             done.append({"decision": recorded, **_extra(promotion, name)})
-            if name in active:  # decided by a step that stopped before its status and events
+            if name in active or str(recorded["time"]) > last:  # a step stopped before status and events
                 out.events.append(_decision_event(recorded))
             continue
-        if (promotion.get("decision") or {}).get("challenger") == name and deployment is not None:
+        elif promoted_here and deployment is not None:
             # A step that stopped after writing the Deployment: take its decision, re-apply its patch
             # (a no-op on the API server; the local backend re-tries the hot swap).
             decision, previous = promotion["decision"], promotion.get("previousChampion")
@@ -99,7 +125,53 @@ def decide(
         out.patch_resources.append(_annotate(run, ANNOTATION_DECISION, {"decision": decision}))
         out.events.append(_decision_event(decision))
         done.append({"decision": decision, "previousChampion": previous, "new": True})
-    return done
+    # newest last: an approval is a later decision than those of challengers started after it
+    return sorted(done, key=lambda d: str(d["decision"]["time"]))
+
+
+def approval_of(resource: plans.Manifest) -> str | None:
+    """The challenger named by the monitor's ANNOTATION_APPROVE, or None."""
+    value = ((resource.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_APPROVE)
+    return str(value).strip() or None if value is not None else None
+
+
+def refusal(name: str, recorded: dict[str, Any] | None, promotion: dict[str, Any]) -> str | None:
+    """Why approving challenger `name` cannot promote it (None: it can, or it is already promoted,
+    or it is undecided and the approval waits for its decision)."""
+    if recorded is None or recorded["decision"] == "promoted":
+        return None
+    if recorded["decision"] == "rejected":
+        return f"it was rejected ({recorded['reason']}); only a pending decision can be approved"
+    since = (promotion.get("decision") or {}).get("time")
+    if since and str(since) > str(recorded["time"]):
+        return (
+            f"the champion was replaced at {since}, after {name} was evaluated at {recorded['time']}; "
+            "it was never compared with the current champion: let the monitor retrain instead"
+        )
+    return None
+
+
+def approval_problem(
+    resource: plans.Manifest, deployment: plans.Manifest | None, runs: list[plans.Manifest]
+) -> str | None:
+    """What is wrong with the monitor's approval annotation, for the Promoted condition, or None."""
+    name = approval_of(resource)
+    if name is None:
+        return None
+    run = next((r for r in runs if r["metadata"]["name"] == name), None)
+    if run is None:
+        names = ", ".join(r["metadata"]["name"] for r in runs) or "none yet"
+        why = f"it is not a challenger of this monitor (challengers: {names})"
+    else:
+        why = refusal(name, decision_of(run), promotion_of(deployment)) or ""
+    return f"{ANNOTATION_APPROVE}={name} is ignored: {why}" if why else None
+
+
+def _approved(recorded: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
+    """The pending decision, now promoted by a person: same comparison, new time and reason."""
+    reason = str(recorded["reason"]).replace(" (autoPromote is false: recorded, not applied)", "")
+    return {**recorded, "decision": "promoted", "time": plans.now_rfc3339(now),
+            "reason": f"{reason}; approved ({ANNOTATION_APPROVE})"}  # fmt: skip
 
 
 def _decision(ev: Evaluation, now: datetime.datetime) -> dict[str, Any]:

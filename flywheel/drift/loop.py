@@ -107,9 +107,15 @@ class Analysis(Protocol):
 
 
 def step(
-    backend: Backend, resource: Manifest, now: datetime.datetime, analysis: Analysis | None = None
+    backend: Backend,
+    resource: Manifest,
+    now: datetime.datetime,
+    analysis: Analysis | None = None,
+    work: bool = True,
 ) -> StepResult:
-    """Check (when due) -> maybe retrain -> evaluate finished challengers -> decide -> apply."""
+    """Check (when due) -> maybe retrain -> evaluate finished challengers -> decide -> apply.
+    work=False skips the check, the retrain and the evaluations: only recorded decisions and
+    approvals are carried out (what `flywheel approve` needs at once, in seconds)."""
     analysis = analysis or EvidentlyAnalysis(backend)
     ns = resource["metadata"].get("namespace") or "default"
     try:
@@ -121,12 +127,12 @@ def step(
     deployment = backend.get(api.Deployment.KIND, monitor.spec.deployment_ref, ns)
     observed = controller.Observed(deployment=deployment, runs=backend.list(api.TrainingRun.KIND, ns))
     result = StepResult(plans.Plan())
-    champion = champion_model(backend, deployment, observed.runs) if deployment else None
+    champion = champion_model(backend, deployment, observed.runs) if deployment and work else None
     if deployment is not None and champion is not None and is_due(resource, monitor, now):
         result.check = _check(backend, analysis, monitor, champion[0], deployment, now)
         observed.check, observed.check_note = result.check.status, result.check.note
         observed.check_reason = result.check.reason
-    if controller.retrain_reason(resource, observed, now) is not None:
+    if work and controller.retrain_reason(resource, observed, now) is not None:
         try:
             observed.commit = backend.resolve_commit(monitor.spec.retrain.template.data)
         except errors.UserError as exc:  # the template's data cannot be had: say so, retry next step

@@ -109,6 +109,10 @@ class Supervisor:
         except (FileNotFoundError, json.JSONDecodeError, TypeError):
             return None
 
+    def forget(self, kind: str, name: str) -> None:
+        """Drop the record of a workload's (stopped) process."""
+        (self.run_dir(kind, name) / "process.json").unlink(missing_ok=True)
+
     def alive(self, info: ProcessInfo) -> bool:
         """Whether the recorded process still runs (and is the same process, not a recycled pid)."""
         child = self._children.get(info.pid)

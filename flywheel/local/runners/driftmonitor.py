@@ -38,6 +38,7 @@ Manifest = dict[str, Any]
 TERMINAL = (conditions.SUCCEEDED, conditions.FAILED)
 MAX_SLEEP = 5.0
 """Seconds between looks while waiting for the next check (Ctrl-C stays responsive)."""
+R_LOOP_EXITED = "MonitorNotRunning"
 
 
 class LocalBackend:
@@ -123,6 +124,7 @@ def run(ctx: runners.Context, manifest: Manifest) -> bool:
         )
         return True
     ctx.supervisor.stop(KIND, name)  # one loop per monitor: this one replaces a detached one
+    ctx.supervisor.forget(KIND, name)  # so `flywheel get` does not take it for a dead detached loop
     try:
         forever(ctx, name, namespace)
     except KeyboardInterrupt:
@@ -131,6 +133,30 @@ def run(ctx: runners.Context, manifest: Manifest) -> bool:
         ctx.console.print(f"driftmonitor/{name}: {message}")
         raise
     return True
+
+
+def observe(ctx: runners.Context, manifest: Manifest) -> Manifest:
+    """Notice a detached loop that is gone (killed, crashed, a reboot): nothing monitors any more,
+    so Ready turns False saying so, once. A status that already says why it stopped is kept."""
+    meta = manifest["metadata"]
+    name, namespace = meta["name"], meta.get("namespace") or "default"
+    info = ctx.supervisor.find(KIND, name)
+    status = manifest.get("status") or {}
+    ready = plans.get_condition(status.get("conditions"), conditions.READY) or {}
+    if info is None or ctx.supervisor.alive(info) or ready.get("status") == "False":
+        return manifest
+    message = (
+        f"the background monitor (pid {info.pid}) is not running; see `flywheel logs "
+        f"driftmonitor/{name}`, then start it again with `flywheel run -f FILE --detach`"
+    )
+    conds = plans.set_condition(
+        list(status.get("conditions") or []), conditions.READY, "False", R_LOOP_EXITED, message,
+        ctx.now(), meta.get("generation"),
+    )  # fmt: skip
+    update = {"phase": conditions.PENDING, "message": message, "conditions": conds}
+    ctx.store.patch_status(KIND, name, update, namespace)
+    ctx.store.add_event(KIND, name, R_LOOP_EXITED, message, "Warning", namespace)
+    return ctx.store.get(KIND, name, namespace) or manifest
 
 
 def forever(ctx: runners.Context, name: str, namespace: str) -> None:

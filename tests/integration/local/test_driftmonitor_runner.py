@@ -168,3 +168,39 @@ def test_no_drift_no_retrain_and_detached_loop_records_a_missing_deployment(
     finally:
         detached.supervisor.stop("DriftMonitor", "shuttle")
     assert not detached.supervisor.alive(info)
+
+
+@pytest.mark.slow
+def test_a_pending_win_is_promoted_by_approve_and_undone_by_rollback(workdir: Any) -> None:
+    """`flywheel approve` and `flywheel rollback` through the CLI on a real challenger (trained by
+    torchrun); the verdict is injected as in the tests above."""
+    from flywheel import cli
+
+    cwd, _ = workdir
+    clock = [NOW]
+    ctx = context(cwd, "home-approve", clock)
+    monitor = seed(ctx)
+    monitor["spec"]["promotion"]["autoPromote"] = False
+    monitor = ctx.store.put(monitor)
+    runner.run_once(ctx, monitor, Injected(drifted=True, win=True))
+    status = stored(ctx, "DriftMonitor", "shuttle")["status"]
+    assert status["lastDecision"]["decision"] == "pending"
+    assert stored(ctx, "Deployment", "shuttle")["spec"]["champion"] == {"fromTrainingRun": "shuttle"}
+    home = ["--home", str(ctx.home)]
+    assert cli.main(["rollback", "deployment/shuttle", *home]) == 1  # nothing promoted yet: a clear no
+    assert cli.main(["approve", "dm/shuttle", "shuttle-9", *home]) == 1  # not one of its challengers
+
+    assert cli.main(["approve", "driftmonitor/shuttle", *home]) == 0  # the pending one by default
+    assert stored(ctx, "Deployment", "shuttle")["spec"]["champion"] == {"fromTrainingRun": "shuttle-1"}
+    decision = stored(ctx, "DriftMonitor", "shuttle")["status"]["lastDecision"]
+    assert decision["decision"] == "promoted" and decision["challenger"] == "shuttle-1"
+    assert decision["reason"].endswith(f"approved ({dm.ANNOTATION_APPROVE})")
+    reasons = [e["reason"] for e in ctx.store.events("DriftMonitor", "shuttle")]
+    assert reasons.count(dm.R_PROMOTED) == 1 and reasons.count(dm.R_PENDING) == 1
+
+    assert cli.main(["rollback", "shuttle", *home]) == 0
+    assert stored(ctx, "Deployment", "shuttle")["spec"]["champion"] == {"fromTrainingRun": "shuttle"}
+    # the monitor does not fight the person: its recorded decision stands, nothing is re-promoted
+    again = runner.run_once(ctx, stored(ctx, "DriftMonitor", "shuttle"), Injected(drifted=False, win=True))
+    assert again.plan.patch_resources == []
+    assert stored(ctx, "Deployment", "shuttle")["spec"]["champion"] == {"fromTrainingRun": "shuttle"}

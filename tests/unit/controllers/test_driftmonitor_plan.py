@@ -369,3 +369,108 @@ def test_a_second_promotion_cut_short_before_status_still_moves_rollback_target(
     assert status["lastPromotion"] == plans.now_rfc3339(at(3))
     assert status["rollbackTarget"] == "file:///art/ml/trainingruns/shuttle-1/model"
     assert world.dep_patches == 2
+
+
+# --- approval of a pending win (promotion.autoPromote false) --------------------------------------
+def pending_world(name: str = "shuttle-1") -> World:
+    """A monitor without autoPromote whose first challenger won and is recorded pending."""
+    world = World(monitor(promotion={"autoPromote": False}))
+    world.step(NOW, check=check(True, 0))
+    world.finish(name)
+    world.step(at(2), evaluations={name: evaluation(name, "pending")})
+    assert world.monitor["status"]["lastDecision"]["decision"] == "pending" and world.dep_patches == 0
+    return world
+
+
+def approve(world: World, name: str) -> None:
+    world.monitor["metadata"]["annotations"] = {dm.ANNOTATION_APPROVE: name}
+
+
+def test_approving_a_pending_win_promotes_it_once() -> None:
+    world = pending_world()
+    approve(world, "shuttle-1")
+    world.step(at(3))
+    world.step(at(4))
+    assert world.dep_patches == 1
+    assert world.deployment is not None
+    assert world.deployment["spec"]["champion"] == {"fromTrainingRun": "shuttle-1"}
+    status = world.monitor["status"]
+    assert status["lastDecision"]["decision"] == "promoted"
+    assert status["lastDecision"]["reason"] == f"accuracy 0.85 -> 0.97; approved ({dm.ANNOTATION_APPROVE})"
+    assert status["lastDecision"]["challengerValue"] == 0.97  # the comparison stays the evaluated one
+    assert status["rollbackTarget"] == "file:///art/ml/trainingruns/shuttle-v1/model"
+    assert world.cond("Promoted")["status"] == "True"
+    assert sum(e.reason == dm.R_PROMOTED for e in world.events) == 1
+
+
+def test_an_approval_given_before_the_decision_applies_once_it_is_pending() -> None:
+    world = World(monitor(promotion={"autoPromote": False}))
+    world.step(NOW, check=check(True, 0))
+    approve(world, "shuttle-1")
+    world.step(at(1))
+    assert world.cond("Promoted")["reason"] == "NoDecision"  # undecided: the approval waits quietly
+    world.finish("shuttle-1")
+    world.step(at(2), evaluations={"shuttle-1": evaluation("shuttle-1", "pending")})
+    world.step(at(3))
+    assert world.monitor["status"]["lastDecision"]["decision"] == "promoted" and world.dep_patches == 1
+
+
+@pytest.mark.parametrize("crash_after", [0, 1, 2])
+def test_an_approval_cut_short_anywhere_converges_to_one_promotion(crash_after: int) -> None:
+    """Writes of the approving step: 0 Deployment patch, 1 challenger annotation, 2 status."""
+    world = pending_world()
+    approve(world, "shuttle-1")
+    world.step(at(3), crash_after=crash_after)
+    world.step(at(4))
+    world.step(at(5))
+    assert world.dep_patches == 1
+    recorded = json.loads(world.runs["shuttle-1"]["metadata"]["annotations"][dm.ANNOTATION_DECISION])
+    assert recorded["decision"]["decision"] == "promoted"
+    assert world.monitor["status"]["lastDecision"]["decision"] == "promoted"
+    assert sum(e.reason == dm.R_PROMOTED for e in world.events) == 1
+
+
+def test_approving_a_rejected_challenger_is_refused_and_said_once() -> None:
+    world = World(monitor(promotion={"autoPromote": False}))
+    world.step(NOW, check=check(True, 0))
+    world.finish("shuttle-1")
+    world.step(at(2), evaluations={"shuttle-1": evaluation("shuttle-1", "rejected", 0.9, 0.8)})
+    approve(world, "shuttle-1")
+    world.step(at(3))
+    world.step(at(4))
+    assert world.dep_patches == 0
+    message = world.cond("Promoted")["message"]
+    assert f"{dm.ANNOTATION_APPROVE}=shuttle-1 is ignored: it was rejected" in message
+    ignored = [e for e in world.events if e.reason == dm.R_APPROVAL_IGNORED]
+    assert len(ignored) == 1 and ignored[0].type == "Warning"
+
+
+def test_approving_an_unknown_challenger_names_the_real_ones() -> None:
+    world = pending_world()
+    approve(world, "shuttle-9")
+    world.step(at(3))
+    assert world.dep_patches == 0
+    assert "not a challenger of this monitor (challengers: shuttle-1)" in world.cond("Promoted")["message"]
+
+
+def test_a_pending_win_evaluated_before_the_champion_changed_cannot_be_approved() -> None:
+    world = World(
+        monitor(promotion={"autoPromote": False}, retrain={"maxConcurrent": 2, "cooldownSeconds": 0})
+    )
+    world.step(NOW, check=check(True, 0))
+    world.step(at(1), check=check(True, 1))
+    world.finish("shuttle-1")
+    world.finish("shuttle-2")
+    world.step(
+        at(2),
+        evaluations={n: evaluation(n, "pending") for n in ("shuttle-1", "shuttle-2")},
+    )
+    approve(world, "shuttle-2")
+    world.step(at(3))
+    assert world.deployment is not None
+    assert world.deployment["spec"]["champion"] == {"fromTrainingRun": "shuttle-2"}
+    approve(world, "shuttle-1")
+    world.step(at(4))
+    assert world.dep_patches == 1  # shuttle-1 was compared with shuttle-v1, not with shuttle-2
+    assert "the champion was replaced at" in world.cond("Promoted")["message"]
+    assert world.monitor["status"]["lastDecision"]["challenger"] == "shuttle-2"
