@@ -72,6 +72,7 @@ def traffic_sink(artifacts_uri: str, deployment: str) -> str:
     Kubernetes and on the local backend alike (what the DriftMonitor reads)."""
     return "/".join([artifacts_uri.rstrip("/"), TRAFFIC_DIR, deployment])
 
+
 # --- Ports ----------------------------------------------------------------------------------------
 SERVING_PORT = 3000
 METRICS_PORT = 8080  # operator metrics (FLYWHEEL_METRICS_PORT overrides; 0 turns them off)

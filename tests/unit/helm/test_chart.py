@@ -119,7 +119,7 @@ def test_chart_crds_equal_crds_dir_and_are_kept():
 def test_values_schema_rejects_a_typo():
     with pytest.raises(Exception, match="replicas"):
         render({"operators": {"trainingrun": {"replicas": "two"}}})
-    with pytest.raises(Exception, match="(?i)additional"):
+    with pytest.raises(Exception, match=r"(?i)additional"):
         render({"operatorz": {}})
 
 
