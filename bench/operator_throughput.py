@@ -99,7 +99,8 @@ IN_FLIGHT = 16
 JOBS_PATH = "/apis/kubeflow.org/v1/namespaces/default/pytorchjobs"
 RUNS_PATH = "/apis/flywheel.dev/v1alpha1/namespaces/default/trainingruns"
 PER_OBJECT = ("FETCH", "CREATE", "UPDATE", "DELETE")
-MODES = ("bare", "flywheel")
+MODES = ("bare", "bare-same-writes", "flywheel")
+BASELINES = ("bare", "bare-same-writes")
 
 
 def run_manifest(name: str) -> dict[str, Any]:
@@ -164,9 +165,75 @@ def bare_operator(liveness: str) -> None:
         with contextlib.suppress(client.ApiError):  # 409: already there
             client.request("POST", client.manifest_path(job, collection=True), job)
 
+    _run(registry, liveness)
+
+
+def _run(registry: Any, liveness: str) -> None:
+    import kopf
+
     # The flywheel operator's logging (operators.main.cli), so both pay for the same log lines.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     kopf.run(registry=registry, standalone=True, clusterwide=True, liveness_endpoint=liveness)
+
+
+def same_writes_templates() -> tuple[list[dict[str, Any]], dict[str, Any], list[Any]]:
+    """What Flywheel writes for a new run, taken once from its own controller: the children
+    ([ConfigMap, PyTorchJob]), the status patch after both plan rounds, and the events."""
+    import datetime
+
+    from flywheel.controllers import plans, trainingrun
+    from flywheel.controllers import settings as settings_mod
+    from flywheel.kube import execute
+
+    sample = run_manifest("template")
+    sample["metadata"].update(uid="template", generation=1)
+    config = settings_mod.Settings.from_env()
+    now = datetime.datetime.now(datetime.UTC)
+    first = trainingrun.plan(sample, plans.Observed(), now, config)
+    seen = plans.Observed(objects={execute._key(m): m for m in first.apply})
+    status = execute.status_patch(sample, first)
+    second = trainingrun.plan({**sample, "status": status}, seen, now, config)
+    status = execute.merge(status, execute.status_patch(sample, second))
+    events = first.events + [e for e in second.events if e not in first.events]
+    return first.apply, status, events
+
+
+def bare_same_writes_operator(liveness: str) -> None:
+    """kopf with one create handler making Flywheel's writes for a new run (ConfigMap POST,
+    PyTorchJob POST, status PATCH beside an Event POST), all rendered once at start-up: no
+    validation, no planning, no child watch. What the issue's writes cost by themselves."""
+    import concurrent.futures
+    import datetime
+
+    import kopf
+
+    from flywheel.controllers import plans
+    from flywheel.kube import client, objects
+    from operators import _startup
+
+    children, status, events = same_writes_templates()
+    side = concurrent.futures.ThreadPoolExecutor(max_workers=16)
+    registry = kopf.OperatorRegistry()
+    _startup.register(registry)
+
+    @kopf.on.create("flywheel.dev", "v1alpha1", "trainingruns", registry=registry)
+    def create(body: kopf.Body, **_: Any) -> None:
+        owner = {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": dict(body["metadata"])}
+        for template in children:  # the ConfigMap first: the job's pods mount it
+            child = copy.deepcopy(template)
+            name = child["metadata"]["name"].replace("template", owner["metadata"]["name"], 1)
+            extra = {k: v for k, v in template["metadata"].items() if k == "annotations"}
+            child["metadata"] = {**plans.child_metadata(owner, name, "trainer"), **extra}
+            with contextlib.suppress(client.ApiError):  # 409: already there
+                client.request("POST", client.manifest_path(child, collection=True), child)
+        now = datetime.datetime.now(datetime.UTC)
+        posts = [side.submit(objects.post_event, owner, event, now) for event in events]
+        patch = {**status, "observedGeneration": owner["metadata"].get("generation")}
+        path = client.manifest_path(owner, sub="status")
+        client.request("PATCH", path, body={"status": patch}, content_type=objects.MERGE_PATCH)
+        concurrent.futures.wait(posts)
+
+    _run(registry, liveness)
 
 
 # --- The driver -----------------------------------------------------------------------------------
@@ -270,7 +337,12 @@ def trial(mode: str, n: int) -> dict[str, Any]:
             if mode == "flywheel":
                 cmd = [sys.executable, "-m", "flywheel", "operator", "TrainingRun", "--liveness", liveness]
             else:
-                cmd = [*me, "_bare", liveness]
+                cmd = [*me, f"_{mode}", liveness]
+            if os.environ.get("BENCH_PYSPY"):  # profile the operator: collapsed stacks, GIL holder
+                out = pathlib.Path(os.environ["BENCH_PYSPY"]) / f"{mode}-{n}.txt"
+                spy = pathlib.Path(sys.executable).with_name("py-spy")
+                record = ["record", "--gil", "--format", "raw", "-r", "1000", "-o", str(out)]
+                cmd = [str(spy), *record, "--", *cmd]
             operator = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
             pids = {"operator": operator.pid, "emulator": emulator.pid}
             result = asyncio.run(drive(f"http://127.0.0.1:{port}", n, pids))
@@ -278,7 +350,8 @@ def trial(mode: str, n: int) -> dict[str, Any]:
         finally:
             for proc in (operator, emulator):
                 if proc is not None:
-                    proc.terminate()
+                    spied = proc is operator and os.environ.get("BENCH_PYSPY")
+                    proc.send_signal(signal.SIGINT) if spied else proc.terminate()  # py-spy: write out
                     try:
                         proc.wait(15)
                     except subprocess.TimeoutExpired:
@@ -299,23 +372,27 @@ def _median(rows: list[dict[str, Any]], key: str) -> float:
 
 
 def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per size: flywheel/bare ratios of throughput (wall) and of CPU per run (operator plus
-    emulator; load-independent), medians over repeats; per mode: linearity of the per-run cost."""
+    """Per size: flywheel over each baseline, as ratios of throughput (wall) and of CPU per run
+    (operator plus emulator; load-independent), medians over repeats; per mode: linearity of the
+    per-run cost (at each size over the smallest size)."""
     sizes = sorted({r["runs"] for r in results})
     rows = {(m, n): [r for r in results if r["mode"] == m and r["runs"] == n] for m in MODES for n in sizes}
     cpu = {
         k: [r["operator_cpu_ms_per_run"] + r["emulator_cpu_ms_per_run"] for r in v] for k, v in rows.items()
     }
-    ratios: dict[str, dict[int, float]] = {"throughput": {}, "cpu_per_run": {}}
+    ratios: dict[str, dict[str, dict[int, float]]] = {}
+    for base in BASELINES:
+        by: dict[str, dict[int, float]] = {"throughput": {}, "cpu_per_run": {}}
+        for n in sizes:
+            if rows[base, n] and rows["flywheel", n]:
+                by["throughput"][n] = round(
+                    _median(rows["flywheel", n], "runs_per_s") / _median(rows[base, n], "runs_per_s"), 3
+                )
+                by["cpu_per_run"][n] = round(
+                    statistics.median(cpu[base, n]) / statistics.median(cpu["flywheel", n]), 3
+                )
+        ratios[base] = by
     linearity: dict[str, dict[str, dict[int, float]]] = {}
-    for n in sizes:
-        if rows["bare", n] and rows["flywheel", n]:
-            ratios["throughput"][n] = round(
-                _median(rows["flywheel", n], "runs_per_s") / _median(rows["bare", n], "runs_per_s"), 3
-            )
-            ratios["cpu_per_run"][n] = round(
-                statistics.median(cpu["bare", n]) / statistics.median(cpu["flywheel", n]), 3
-            )
     for mode in MODES:
         done = [n for n in sizes if rows[mode, n]]
         if not done:
@@ -350,8 +427,9 @@ def report(results: list[dict[str, Any]]) -> dict[str, Any]:
         cells = [r[k] for k in keys]
         print("".join(f"{c:>15}" for c in cells))
     summary = summarize(results)
-    for what, by_n in summary["ratios"].items():
-        print(f"flywheel / bare ({what}):", ", ".join(f"{n} runs: {x:.0%}" for n, x in by_n.items()))
+    for base, by in summary["ratios"].items():
+        for what, by_n in by.items():
+            print(f"flywheel / {base} ({what}):", ", ".join(f"{n} runs: {x:.0%}" for n, x in by_n.items()))
     for mode, lin in summary["linearity"].items():
         for what, by_n in lin.items():
             print(
@@ -380,6 +458,9 @@ def main() -> None:
     if rest[:1] == ["_bare"]:
         bare_operator(rest[1])
         return
+    if rest[:1] == ["_bare-same-writes"]:
+        bare_same_writes_operator(rest[1])
+        return
     host = machine()
     results = []
     for n in (int(s) for s in args.sizes.split(",")):
@@ -397,9 +478,10 @@ def main() -> None:
         "command": "python -m bench.operator_throughput " + " ".join(sys.argv[1:]),
         "machine": host,
         "results": results,
-        "flywheel_over_bare": summary["ratios"],
+        "flywheel_over": summary["ratios"],
         "linearity": summary["linearity"],
         "goal": "flywheel >= 0.8 x bare throughput; per-run cost flat in N",
+        "loadavg_at_end": pathlib.Path("/proc/loadavg").read_text().split()[:3],
     }
     _common.write_results(RESULTS, payload)
     print(f"wrote {RESULTS.relative_to(ROOT)}")

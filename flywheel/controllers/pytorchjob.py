@@ -21,7 +21,6 @@ Shape (facts from shared/reference/pytorchjob-rdma.md, sections 1 and 4):
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 from typing import Any
@@ -80,7 +79,7 @@ def render_job(
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": plans.child_metadata(owner, cm_name, component),
-        "data": {contract.CONFIG_FILE: json.dumps(config, indent=2, sort_keys=True)},
+        "data": {contract.CONFIG_FILE: config_text(config)},
     }
     template = _pod_template(
         owner,
@@ -96,9 +95,11 @@ def render_job(
         settings=settings,
         secrets=secrets,
     )
+    # The template is built fresh per call, so Master takes it as is; Worker gets its own copy: the
+    # two must not alias (adapters and YAML dumps see them).
     replica_specs: dict[str, Any] = {"Master": _replica(1, run_policy, template)}
     if resources.replicas > 1:
-        replica_specs["Worker"] = _replica(resources.replicas - 1, run_policy, template)
+        replica_specs["Worker"] = _replica(resources.replicas - 1, run_policy, _copy(template))
     metadata = plans.child_metadata(owner, name, component)
     queue_label = _kueue_queue(scheduling)
     if queue_label:
@@ -118,14 +119,53 @@ def render_job(
     return job, config_map
 
 
+def config_text(config: dict[str, Any]) -> str:
+    """`json.dumps(config, indent=2, sort_keys=True)`, byte for byte, at a fraction of the cost.
+
+    With `indent` json falls back to its pure-Python encoder (0.2 ms for a TrainingRun's config,
+    half of rendering a job). The config is the run's name and namespace around a spec that many
+    runs share, so each top-level value is indented once per distinct value (cached by its compact
+    C-encoded text, which fixes the indented text: same values, same key order, whitespace aside)
+    and nested one level here (no newline can occur inside a JSON string).
+    """
+    if not config or not all(isinstance(key, str) for key in config):
+        return json.dumps(config, indent=2, sort_keys=True)
+    items = []
+    for key in sorted(config):
+        value = config[key]
+        if value and isinstance(value, dict | list):
+            text = _indented(json.dumps(value, sort_keys=True), value).replace("\n", "\n  ")
+        else:
+            text = json.dumps(value)
+        items.append(f"  {json.dumps(key)}: {text}")
+    return "{\n" + ",\n".join(items) + "\n}"
+
+
+_INDENTED: dict[str, str] = {}
+_INDENTED_MAX = 256
+
+
+def _indented(compact: str, value: Any) -> str:
+    text = _INDENTED.get(compact)
+    if text is None:
+        if len(_INDENTED) >= _INDENTED_MAX:
+            _INDENTED.clear()
+        text = _INDENTED[compact] = json.dumps(value, indent=2, sort_keys=True)
+    return text
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of JSON data (dicts, lists, scalars): 2.5x faster than copy.deepcopy."""
+    if isinstance(value, dict):
+        return {key: _copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy(item) for item in value]
+    return value
+
+
 def _replica(replicas: int, run_policy: common.RunPolicy, template: dict[str, Any]) -> dict[str, Any]:
     # restartPolicy belongs on the replica; the operator overwrites (and warns about) a pod-level one.
-    # A copy per replica type: the two templates must not alias (adapters and YAML dumps see them).
-    return {
-        "replicas": replicas,
-        "restartPolicy": str(run_policy.restart_policy),
-        "template": copy.deepcopy(template),
-    }
+    return {"replicas": replicas, "restartPolicy": str(run_policy.restart_policy), "template": template}
 
 
 def _kueue_queue(scheduling: common.Scheduling) -> str | None:

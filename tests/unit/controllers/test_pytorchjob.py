@@ -287,6 +287,39 @@ def test_same_spec_same_manifests() -> None:
     assert job["metadata"]["annotations"][pytorchjob.ANNOTATION_GENERATION] == "2"
 
 
+def test_replica_templates_do_not_alias() -> None:
+    job, _ = render(upstream.trainingrun(resources={"replicas": 3}))
+    specs = job["spec"]["pytorchReplicaSpecs"]
+    assert specs["Master"]["template"] == specs["Worker"]["template"]
+    container(job, "Worker")["env"].append({"name": "X", "value": "1"})
+    assert specs["Master"]["template"] != specs["Worker"]["template"]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {},
+        {"b": [], "a": {}, "c": None, "d": "two\nlines", "e": 1.5},
+        {"spec": {"z": [1, 2.5, {"q": [True, None]}], "a": {"\u00e9": "\u00fc"}}, "name": "n"},
+        {"k": {"2": 1, "10": [[]]}, "n": float("nan"), "i": [float("inf")]},
+    ],
+)
+def test_config_text_is_json_dumps_byte_for_byte(config: dict[str, Any]) -> None:
+    expected = json.dumps(config, indent=2, sort_keys=True)
+    assert pytorchjob.config_text(config) == expected
+    assert pytorchjob.config_text(copy.deepcopy(config)) == expected  # from the cache
+
+
+def test_config_map_text_is_the_indented_sorted_config() -> None:
+    manifest = upstream.trainingrun(resources={"replicas": 2})
+    for name in ("first", "second"):  # the second renders the shared spec from the cache
+        manifest["metadata"]["name"] = name
+        _, config_map = render(manifest)
+        text = config_map["data"][contract.CONFIG_FILE]
+        assert text == json.dumps(json.loads(text), indent=2, sort_keys=True)
+        assert json.loads(text)["name"] == name
+
+
 def test_image_from_spec_else_settings() -> None:
     job, _ = render(upstream.trainingrun())
     assert container(job)["image"] == SETTINGS.trainer_image
