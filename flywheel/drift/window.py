@@ -130,7 +130,7 @@ def _last_served(sink_uri: str, rows: int) -> pd.DataFrame:
             break
     if not frames:
         return pd.DataFrame(columns=[*traffic.FIXED_COLUMNS, *traffic.OUTPUT_COLUMNS])
-    out = pd.concat(reversed(frames), ignore_index=True)
+    out = traffic.concat(list(reversed(frames)))
     return out.sort_values("timestamp", kind="stable", ignore_index=True).tail(rows)
 
 

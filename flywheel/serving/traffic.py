@@ -124,7 +124,12 @@ def _parquet(chunks: list[tuple[int, Columns]]) -> bytes:
 
 # Columns whose type is fixed, not inferred: `error` is null in almost every row, and a file where
 # it is null throughout would otherwise get Arrow's null type instead of string.
-_TYPES: dict[str, pa.DataType] = {ERROR: pa.string()}
+# (probability and latency: a file of failures only would otherwise hold them as null, not float).
+_TYPES: dict[str, pa.DataType] = {
+    ERROR: pa.string(),
+    "probability": pa.float64(),
+    "latency_ms": pa.float64(),
+}
 
 
 def _column(values: list[Any], type_: pa.DataType | None = None) -> pa.Array:
@@ -135,6 +140,16 @@ def _column(values: list[Any], type_: pa.DataType | None = None) -> pa.Array:
         return pa.array(values, type=type_)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+
+
+def concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Frames read from several files as one, every column of any of them kept (in first-seen
+    order; null where a file lacks it, as files from before `error` do). A column that is null
+    throughout one file (say, `prediction` in a file of failures only) is left out of that file
+    before concatenating: it adds only nulls, and pandas deprecates letting it type the result."""
+    names = list(dict.fromkeys(c for f in frames for c in f.columns))
+    kept = [f.loc[:, f.notna().any().to_numpy()] if len(f) else f for f in frames]
+    return pd.concat(kept, ignore_index=True).reindex(columns=names)
 
 
 def _stamp(name: str) -> datetime.datetime | None:
@@ -165,7 +180,7 @@ def read(sink_uri: str, last_rows: int | None = None, since: datetime.datetime |
             break
     if not frames:
         return pd.DataFrame(columns=[*FIXED_COLUMNS, *OUTPUT_COLUMNS])
-    out = pd.concat(reversed(frames), ignore_index=True)
+    out = concat(list(reversed(frames)))
     out = out.sort_values("timestamp", kind="stable", ignore_index=True)
     if since is not None:
         out = out[out["timestamp"] >= pd.Timestamp(since)].reset_index(drop=True)
