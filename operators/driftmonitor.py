@@ -4,8 +4,9 @@ A DriftMonitor is a schedule, not a desired state, so it is driven by time as we
 
 - `@kopf.on.resume/create/update`: a step now (a new spec, or an operator that just started).
 - a short `@kopf.timer` (TIMER_SECONDS): a step only when the schedule says a check is due
-  (schedule.is_due on the stored status) or a challenger is still undecided; otherwise nothing, so
-  an idle monitor costs one comparison per tick and no API call.
+  (schedule.is_due on the stored status), a challenger is still undecided, or a flywheel.dev/approve
+  annotation is not yet carried out (see wants_step); otherwise nothing, so an idle monitor costs
+  one comparison per tick and no API call.
 - `@kopf.on.event` on TrainingRuns labelled as this kind's children: a challenger that finished is
   evaluated within one watch event.
 
@@ -34,10 +35,11 @@ from typing import Any
 import kopf
 
 from flywheel import api, artifacts, errors
-from flywheel.api import contract
+from flywheel.api import conditions, contract
 from flywheel.api import driftmonitor as dm_api
 from flywheel.api import trainingrun as tr_api
 from flywheel.controllers import driftmonitor as controller
+from flywheel.controllers import driftmonitor_decisions as decisions
 from flywheel.controllers import plans
 from flywheel.controllers import settings as settings_mod
 from flywheel.drift import loop
@@ -127,10 +129,19 @@ class KubeBackend:
 
 
 def wants_step(body: dict[str, Any], now: datetime.datetime) -> bool:
-    """A check is due, or a challenger is still undecided (its decision may be waiting)."""
+    """A check is due, a challenger is still undecided (its decision may be waiting), or an approval
+    names the last decision and status does not show it carried out or refused yet. (kopf's update
+    handler never sees the approval: annotations under its storage prefix, flywheel.dev/, are not
+    part of the diff it watches; so approvals are picked up by this timer, within one tick.)"""
     status = body.get("status") or {}
     if (status.get("retrain") or {}).get("active"):
         return True
+    approval = decisions.approval_of(body)
+    last = status.get("lastDecision") or {}
+    if approval and last.get("challenger") == approval and last.get("decision") != "promoted":
+        promoted = plans.get_condition(status.get("conditions"), conditions.PROMOTED) or {}
+        if f"{decisions.ANNOTATION_APPROVE}={approval} is ignored" not in str(promoted.get("message")):
+            return True
     try:
         monitor = controller.validate(body)
     except ValueError:

@@ -123,7 +123,7 @@ def succeeded(name: str) -> dict[str, Any]:
             "model": {"version": f"{name}-v", "cardUri": f"{uri}/model_card.json"}}  # fmt: skip
 
 
-async def seed(repo: str) -> dict[str, Any]:
+async def seed(repo: str, auto_promote: bool = True) -> dict[str, Any]:
     """The champion run (Succeeded), its Deployment, and the monitor."""
     spec = {"data": {"repo": repo, "path": "data.csv"}, "model": {"task": "classification", "target": "y"}}
     await create({"apiVersion": "flywheel.dev/v1alpha1", "kind": "TrainingRun",
@@ -135,7 +135,8 @@ async def seed(repo: str) -> dict[str, Any]:
     return await create({
         "apiVersion": "flywheel.dev/v1alpha1", "kind": "DriftMonitor", "metadata": {"name": "mon", "namespace": NS},
         "spec": {"deploymentRef": "svc", "schedule": {"intervalSeconds": 60},
-                 "retrain": {"cooldownSeconds": 600, "template": template}},
+                 "retrain": {"cooldownSeconds": 600, "template": template},
+                 "promotion": {"autoPromote": auto_promote}},
     })  # fmt: skip
 
 
@@ -217,6 +218,28 @@ async def test_succeeded_challenger_is_decided_once(emulator: Any, data_repo: An
     assert decision["challengerVersion"] == "mon-1-v" and decision["championVersion"] == "champ-v"
 
 
+async def test_a_pending_win_is_promoted_when_the_monitor_is_annotated(emulator: Any, data_repo: Any) -> None:
+    """`kubectl annotate driftmonitor mon flywheel.dev/approve=mon-1`: an update event, one step."""
+    analysis, clock = Injected(), Clock()
+    async with conftest.running(make_registry(analysis, clock)):
+        await seed(data_repo[0], auto_promote=False)
+        await conftest.eventually(lambda: challengers(emulator), what="the challenger")
+        await patch_status("TrainingRun", "mon-1", succeeded("mon-1"))
+        await conftest.eventually(lambda: status(emulator).get("lastDecision"), what="the decision")
+        assert status(emulator)["lastDecision"]["decision"] == "pending"
+        assert deployment_patches(emulator) == 0
+        path = client.path("flywheel.dev/v1alpha1", "DriftMonitor", NS, "mon")
+        body = {"metadata": {"annotations": {dm.ANNOTATION_APPROVE: "mon-1"}}}
+        await call("PATCH", path, body, objects.MERGE_PATCH)
+        await conftest.eventually(
+            lambda: status(emulator)["lastDecision"]["decision"] == "promoted", what="the approval"
+        )
+        await asyncio.sleep(0.4)
+    assert live(emulator, DEPLOYMENTS, "svc")["spec"]["champion"] == {"fromTrainingRun": "mon-1"}
+    assert deployment_patches(emulator) == 1 and analysis.evaluations == 1
+    assert monitor_events(emulator, dm.R_PROMOTED) == 1 and monitor_events(emulator, dm.R_PENDING) == 1
+
+
 @pytest.mark.slow  # two operator lifetimes, one of them retrying against a failing API
 async def test_restart_between_promotion_and_bookkeeping_converges_to_one_decision(
     emulator: Any, data_repo: Any
@@ -245,3 +268,25 @@ async def test_restart_between_promotion_and_bookkeeping_converges_to_one_decisi
     annotation = live(emulator, RUNS, "mon-1")["metadata"]["annotations"][dm.ANNOTATION_DECISION]
     assert json.loads(annotation)["decision"] == status(emulator)["lastDecision"]
     assert monitor_events(emulator, dm.R_PROMOTED) == 1
+
+
+def test_the_timer_steps_for_an_approval_until_status_shows_it_carried_out_or_refused() -> None:
+    """Pure: operator.wants_step on bodies as the timer sees them (no check due, nothing active)."""
+    ignored = f"{dm.ANNOTATION_APPROVE}=mon-1 is ignored: it was rejected"
+
+    def body(approve: str | None, decision: str, promoted_message: str = "") -> dict[str, Any]:
+        notes = {dm.ANNOTATION_APPROVE: approve} if approve else {}
+        conds = [{"type": "Promoted", "status": "False", "reason": "x", "message": promoted_message}]
+        return {
+            "apiVersion": "flywheel.dev/v1alpha1", "kind": "DriftMonitor",
+            "metadata": {"name": "mon", "namespace": NS, "annotations": notes},
+            "spec": {"deploymentRef": "svc", "schedule": {"intervalSeconds": 60}},
+            "status": {"lastCheckTime": plans.now_rfc3339(T0), "conditions": conds,
+                       "lastDecision": {"challenger": "mon-1", "decision": decision}},
+        }  # fmt: skip
+
+    assert not operator.wants_step(body(None, "pending"), T0)
+    assert operator.wants_step(body("mon-1", "pending"), T0)
+    assert not operator.wants_step(body("mon-1", "promoted"), T0)
+    assert operator.wants_step(body("mon-1", "rejected"), T0)  # to say why it is refused, once
+    assert not operator.wants_step(body("mon-1", "rejected", ignored), T0)
