@@ -244,7 +244,8 @@ class FlywheelService:
             self.card.task,
         )
         if entry.sampled:
-            outputs = (list(result.predictions), list(result.probabilities), [None] * len(entry.rows))
+            errors_: list[str | None] = [None] * len(entry.rows)
+            outputs = (list(result.predictions), list(result.probabilities), errors_)
             self._log(entry, role, served, result.version, result.seconds, outputs)
 
     def _log_failure(self, entry: _Entry, role: str, served: bool, error: str, started: float) -> None:
