@@ -4,6 +4,8 @@ The revision is resolved to a commit (recorded: a tag can move, a commit cannot)
 file's md5 is read from the committed .dvc metadata, and the file is fetched into a local cache
 directory named by that md5, so a second resolve of the same content costs a git lookup and no
 transfer. The file's md5 is checked after the fetch: the lineage must describe the bytes trained on.
+spec.data.validation.file (expectations kept in git beside the data) is read at the same commit, so
+the gate checks the data against the expectations of its own revision, locally and in a pod alike.
 
 Every failure is a UserError naming the spec.data field at fault and the fix, with credentials
 redacted (see credentials.py).
@@ -31,6 +33,8 @@ class Resolved:
 
     local_path: Path
     lineage: trainingrun.DataLineage
+    expectations: Path | None = None
+    """spec.data.validation.file as committed at lineage.commit, when set."""
 
 
 def resolve(data: trainingrun.Data, cache_dir: Path, env: Mapping[str, str] | None = None) -> Resolved:
@@ -54,6 +58,7 @@ def _resolve(data: trainingrun.Data, cache_dir: Path, creds: credentials.Credent
         commit = repo.get_rev()
         remote_config = creds.remote_config(_check_remote(data, repo))
         md5, size = _tracked(data, repo)
+        expectations = _expectations(data, repo, cache_dir / "expectations" / commit)
         target = cache_dir / md5 / Path(data.path).name
         cached = target.is_file() and (target.parent / META_FILE).is_file()
         if not cached and not remote_config:
@@ -67,7 +72,23 @@ def _resolve(data: trainingrun.Data, cache_dir: Path, creds: credentials.Credent
         repo=creds.redact(data.repo), rev=data.rev, commit=commit, path=data.path, hash=md5,
         size=size, rows=meta.get("rows"),
     )  # fmt: skip
-    return Resolved(local_path=target, lineage=lineage)
+    return Resolved(local_path=target, lineage=lineage, expectations=expectations)
+
+
+def _expectations(data: trainingrun.Data, repo: Any, folder: Path) -> Path | None:
+    """spec.data.validation.file from git at the opened commit, copied to `folder`."""
+    name = data.validation.file
+    if not name:
+        return None
+    inside = "/" + Path(name).as_posix().lstrip("/")
+    if not repo.fs.isfile(inside):
+        raise errors.UserError(
+            f"spec.data.validation.file: {name!r} is not in {data.repo}@{data.rev}; "
+            "commit it there (a path relative to the repository root) or unset it"
+        )
+    target = folder / Path(name).name
+    artifacts.atomic_write_text(target, repo.fs.read_text(inside))
+    return target
 
 
 def _repo_url(repo: str, creds: credentials.Credentials) -> str:

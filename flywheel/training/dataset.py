@@ -45,30 +45,12 @@ def locate(cfg: config_mod.Config) -> Source:
     from flywheel.data import gate, resolve  # lazy: DVC and GX are heavy and only needed here
 
     resolved = resolve.resolve(cfg.spec.data, cache_dir())
-    path = Path(resolved if isinstance(resolved, (str, os.PathLike)) else resolved.path)
-    lineage = cfg.lineage or _lineage_of(resolved, cfg.spec.data)
+    path = resolved.local_path
+    lineage = cfg.lineage or resolved.lineage
     if not cfg.spec.data.validation.enabled:
         return Source(str(path), _complete(lineage, path))
-    report = gate.validate(path, cfg.spec)
-    passed = bool(getattr(report, "success", getattr(report, "passed", report)))
-    return Source(str(path), _complete(lineage, path), passed, _summary(report))
-
-
-def _lineage_of(resolved: object, data: trainingrun.Data) -> trainingrun.DataLineage:
-    lineage = getattr(resolved, "lineage", None)
-    if isinstance(lineage, trainingrun.DataLineage):
-        return lineage
-    fields = {k: getattr(resolved, k, None) for k in ("commit", "hash", "size", "rows")}
-    return trainingrun.DataLineage(repo=data.repo, rev=data.rev, path=data.path, **fields)
-
-
-def _summary(report: object) -> dict[str, Any] | None:
-    for attr in ("summary", "to_dict", "model_dump"):
-        value = getattr(report, attr, None)
-        if value is not None:
-            out = value() if callable(value) else value
-            return dict(out) if isinstance(out, dict) else {"summary": out}
-    return None
+    result = gate.validate(path, cfg.spec, resolved.expectations)
+    return Source(str(path), _complete(lineage, path), result.success, result.to_status())
 
 
 def _complete(lineage: trainingrun.DataLineage, path: Path) -> trainingrun.DataLineage:

@@ -108,9 +108,9 @@ class _Job:
         )
         with progress.Bars(self.ctx.console) as bars:
             resolved = self._resolve(bars)
-            if resolved is None or not self._gate(resolved[0]):
+            if resolved is None or not self._gate(resolved):
                 return False
-            data_path, lineage = resolved
+            data_path, lineage = Path(resolved.local_path), _as_dict(resolved.lineage)
             info = self._start(data_path, lineage)
             if self.ctx.detach:
                 self.ctx.console.print(
@@ -129,7 +129,8 @@ class _Job:
             exit_code = self._follow(live, bars)
         return self.finish(exit_code)
 
-    def _resolve(self, bars: progress.Bars) -> tuple[Path, dict[str, Any]] | None:
+    def _resolve(self, bars: progress.Bars) -> Any:
+        """The data resolved (flywheel.data.resolve.Resolved), or None when the run failed on it."""
         from flywheel.data import resolve as data
 
         bars.update("data", total=None, note=f"{self.spec.data.path}@{self.spec.data.rev}")
@@ -147,7 +148,7 @@ class _Job:
             {"data": lineage},
             (conditions.DATA_RESOLVED, "True", conditions.R_SUCCEEDED, f"{self.spec.data.path} resolved"),
         )
-        return Path(resolved.local_path), lineage
+        return resolved
 
     def _repo(self) -> str:
         """data.repo with relative paths made absolute; the example repo is created on first use."""
@@ -162,7 +163,7 @@ class _Job:
             examples.make_repo(path)
         return str(path)
 
-    def _gate(self, data_path: Path) -> bool:
+    def _gate(self, resolved: Any) -> bool:
         if not self.spec.data.validation.enabled:
             self.status.patch(
                 {}, (conditions.DATA_VALIDATED, "True", conditions.R_SUCCEEDED, "validation disabled")
@@ -170,12 +171,8 @@ class _Job:
             return True
         from flywheel.data import gate
 
-        extra = None
-        if self.spec.data.validation.file:
-            extra = Path(self._repo()) / self.spec.data.validation.file
-            if not extra.is_file():
-                message = f"data.validation.file {self.spec.data.validation.file!r} is not in {self._repo()}"
-                return self.status.fail(conditions.R_INVALID_SPEC, message, conditions.DATA_VALIDATED)
+        # validation.file comes from the repository at the resolved commit (flywheel.data.resolve)
+        data_path, extra = Path(resolved.local_path), resolved.expectations
         result = gate.validate(data_path, self.spec, extra)
         if not result.success:
             lines = result.summary.splitlines() or ["see status.validation"]
