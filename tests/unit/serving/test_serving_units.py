@@ -102,7 +102,8 @@ def test_config_mistakes_are_one_line_user_errors(
 def test_record_model_is_strict_and_typed_from_the_card() -> None:
     rows = pydantic.TypeAdapter(schema.records_type(CARD, max_rows=3))
     ok = rows.validate_python([{"age": 30, "plan": "pro"}, {"age": 200.5, "plan": "free", "score": None}])
-    assert ok[0].score is None and ok[1].age == 200.5  # out of the training range is served (drift shows)
+    # Plain dicts; a nullable feature may be absent. Out of the training range is served (drift shows).
+    assert ok == [{"age": 30.0, "plan": "pro"}, {"age": 200.5, "plan": "free", "score": None}]
     bad = [
         ([{"age": "30", "plan": "pro"}], ("0", "age")),
         ([{"age": float("nan"), "plan": "pro"}], ("0", "age")),
