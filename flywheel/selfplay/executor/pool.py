@@ -51,7 +51,7 @@ Kind = Literal[
 WORKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_worker.py")
 STARTUP_TIMEOUT_S = 30.0
 MAX_FRAME_BYTES = 8 * 1024 * 1024
-CHUNK = 16  # proposals per worker request in run_programs: amortises the pipe round trip
+CHUNK = 16  # at most this many proposals per worker request in run_programs (see _chunk_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,7 +274,8 @@ class Pool:
         prepared = [_prepare(code, inputs) for code, inputs in items]
         verdicts: list[ExecResult | None] = [p if isinstance(p, ExecResult) else None for p in prepared]
         runnable = [(index, job) for index, job in enumerate(prepared) if not isinstance(job, ExecResult)]
-        chunks = [runnable[start : start + CHUNK] for start in range(0, len(runnable), CHUNK)]
+        size = _chunk_size(len(runnable), len(self._all))
+        chunks = [runnable[start : start + size] for start in range(0, len(runnable), size)]
         for chunk, results in zip(
             chunks, self.map(self._run_twice, [(chunk,) for chunk in chunks]), strict=True
         ):
@@ -340,6 +341,13 @@ class Pool:
 
     def check_functions(self, items: Iterable[tuple[str, Sequence[tuple[str, str]]]]) -> list[list[bool]]:
         return self.map(self.check_function, items)
+
+
+def _chunk_size(items: int, workers: int) -> int:
+    """Proposals per request: up to CHUNK (amortises the pipe round trip), but small enough that a
+    small batch still gives every worker pair about two chunks (each chunk runs on two workers)."""
+    pairs = max(1, workers // 2)
+    return max(1, min(CHUNK, -(-items // (2 * pairs))))
 
 
 def _prepare(code: str, inputs: str) -> ExecResult | dict[str, Any]:

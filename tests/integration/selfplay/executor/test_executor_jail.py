@@ -34,6 +34,24 @@ def _needs(pool: executor.Pool, layer: str) -> None:
         pytest.skip(f"isolation layer {layer!r} is not available on this kernel/user")
 
 
+def test_a_slow_child_and_the_next_ones_beside_it_never_share_a_uid(pool: executor.Pool) -> None:
+    # The first child outlives SLOW_AFTER_S, so the zygote starts the second beside it.
+    _needs(pool, "setuid")
+    slow = "n = 0\nwhile n < 3_000_000:\n    n += 1\nreturn os['getuid']()"
+    jobs = [
+        {
+            "code": f"def f(x):\n    os = {OS}\n" + textwrap.indent(body, "    "),
+            "calls": ["f(1)"],
+            "mode": "value",
+            "audit_hook": False,
+        }
+        for body in (slow, "return os['getuid']()")
+    ]
+    (results,) = pool._execute([jobs])
+    uids = [int(result["outcomes"][0]["repr"]) for result in results]
+    assert uids[0] != uids[1] and all(60000 <= uid < 65000 for uid in uids), uids
+
+
 def test_runs_as_an_unprivileged_uid(pool: executor.Pool) -> None:
     _needs(pool, "setuid")
     outcome = _raw(pool, "return [os['getuid'](), os['geteuid'](), os['getgid']()]")
