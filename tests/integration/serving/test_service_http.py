@@ -242,6 +242,7 @@ def test_traffic_log_reads_back_with_documented_schema(
     assert frame[categorical["name"]].isin(categorical["categories"]).all()
     assert frame["prediction"].isin(card["classes"]).all()
     assert frame["probability"].between(1 / 3, 1.0).all() and (frame["latency_ms"] > 0).all()
+    assert frame[traffic.ERROR].isna().all()  # every scoring succeeded (failures: test_shadow_logging)
     tail = traffic.read(sink, last_rows=5)
     assert len(tail) == 5 and tail["timestamp"].tolist() == frame["timestamp"].tail(5).tolist()
     cut = frame["timestamp"].iloc[len(frame) // 2].to_pydatetime()
