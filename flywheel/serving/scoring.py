@@ -149,8 +149,7 @@ class Scorer:
 
     def _rows(self, model: models.LoadedModel, records: Records) -> list[Row]:
         started = time.perf_counter()
-        frame = _frame(records, model.card)
-        preds, probs = models.outputs(model, frame)
+        preds, probs = models.outputs(model, records if model.takes_records else _frame(records, model.card))
         version = model.version
         out = [(p, q, version) for p, q in zip(preds, probs, strict=True)]
         self._last_call_s = time.perf_counter() - started

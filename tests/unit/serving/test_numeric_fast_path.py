@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from flywheel import errors
-from flywheel.api import trainingrun
+from flywheel.api import deployment, trainingrun
 from flywheel.serving import models, scoring
-from flywheel.training import preprocess
+from flywheel.training import inference, preprocess
 
 TRAIN = pd.DataFrame({"a": [1.0, 2.0, 4.0, np.nan], "b": [10.0, 0.0, 5.0, 7.0], "y": ["p", "q", "p", "q"]})
 PREP = preprocess.fit(TRAIN, TRAIN["y"], trainingrun.ModelSpec(task="classification", target="y"))
@@ -74,3 +74,47 @@ def test_scoring_frame_is_one_float_block_for_numeric_cards_and_from_records_oth
     mixed = [{"a": 1.0, "c": "x"}]
     card = _card({"name": "a", "type": "numeric"}, {"name": "c", "type": "categorical", "categories": ["x"]})
     assert scoring._frame(mixed, card)["c"].tolist() == ["x"]
+
+
+class _Spy(inference.Predictor):
+    """Flywheel's own predictor with a fixed linear runner, noting what each call was given."""
+
+    seen: list[type]
+
+    def predict(self, data: Any) -> inference.Prediction:
+        self.seen.append(type(data))
+        return super().predict(data)
+
+
+def _spy(card: dict[str, Any]) -> _Spy:
+    weights = np.array([[1.0, -1.0], [0.5, 2.0]], dtype=np.float32)
+    spy = _Spy(card=card, preprocessor=PREP, quantized=True, runner=lambda x: x @ weights)
+    spy.seen = []
+    return spy
+
+
+async def test_flywheel_predictor_on_numeric_cards_scores_records_without_a_dataframe() -> None:
+    numeric = _card({"name": "a", "type": "numeric"}, {"name": "b", "type": "numeric"})
+    nullable = _card({"name": "a", "type": "numeric", "nullable": True}, {"name": "b", "type": "numeric"})
+    assert models._takes_records(_spy(numeric.raw), numeric)
+    assert not models._takes_records(_spy(nullable.raw), nullable)  # a record may omit "a"
+    assert not models._takes_records(_foreign_predictor(), numeric)  # a foreign predictor gets a DataFrame
+    records = [{"a": 3.0, "b": 1.0}, {"a": -2.0, "b": 7.5}, {"a": 1e6, "b": 0.0}]
+    results = []
+    for takes_records in (True, False):
+        spy = _spy(numeric.raw)
+        model = models.LoadedModel("file:///m", True, numeric, spy, takes_records)
+        off = deployment.Batching(enabled=False)
+        results.append(await scoring.Scorer(model, off).score(records))
+        assert spy.seen == [list if takes_records else pd.DataFrame]
+    assert results[0].predictions == results[1].predictions
+    assert results[0].probabilities == results[1].probabilities
+    assert len(set(results[0].predictions)) == 2  # both classes: the rows really differ
+
+
+def _foreign_predictor() -> Any:
+    class Foreign:
+        def predict(self, frame: pd.DataFrame) -> tuple[list[str], list[float]]:
+            return ["p"] * len(frame), [1.0] * len(frame)
+
+    return Foreign()
