@@ -20,7 +20,12 @@ ROOT = Path(__file__).resolve().parents[2]
 PLATFORM = ROOT / "platform"
 KIND_UP = (PLATFORM / "kind-up.sh").read_text()
 # The examples of the kind path: what kind-up.sh applies and what the DriftMonitor loop needs.
-KIND_EXAMPLES = ["trainingrun-minimal.yaml", "deployment.yaml", "driftmonitor.yaml"]
+KIND_EXAMPLES = [
+    "trainingrun-minimal.yaml",
+    "trainingrun-candidate.yaml",
+    "deployment.yaml",
+    "driftmonitor.yaml",
+]
 CREDENTIAL_KEYS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"}
 
 

@@ -89,7 +89,9 @@ def test_empty_or_missing_sink_gives_an_empty_frame(tmp_path: Path) -> None:
     assert window.shadow_stats((tmp_path / "nothing").as_uri(), _window(), NOW) is None
 
 
-def test_shadow_stats_count_missing_shadow_rows_as_challenger_errors(tmp_path: Path) -> None:
+def test_shadow_stats_on_logs_before_the_error_column_count_missing_shadow_rows_as_errors(
+    tmp_path: Path,
+) -> None:
     champion = _rows(0, 200)
     shadow = [
         r for r in _rows(0, 200, role="challenger", served=False) if r["request_id"] not in {"r3", "r7"}
