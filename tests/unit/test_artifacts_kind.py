@@ -19,13 +19,8 @@ from flywheel.api import loading
 ROOT = Path(__file__).resolve().parents[2]
 PLATFORM = ROOT / "platform"
 KIND_UP = (PLATFORM / "kind-up.sh").read_text()
-# The examples of the kind path: what kind-up.sh applies and what the DriftMonitor loop needs.
-KIND_EXAMPLES = [
-    "trainingrun-minimal.yaml",
-    "trainingrun-candidate.yaml",
-    "deployment.yaml",
-    "driftmonitor.yaml",
-]
+# The examples of the kind path: the set examples/kustomization.yaml applies (kubectl apply -k).
+KIND_EXAMPLES = yaml.safe_load((ROOT / "examples" / "kustomization.yaml").read_text())["resources"]
 CREDENTIAL_KEYS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"}
 
 

@@ -1,22 +1,25 @@
-"""The kind examples a DriftMonitor depends on resolve within examples/ (offline: no cluster here):
-examples/driftmonitor.yaml watches the Deployment of examples/deployment.yaml, whose champion and
-challenger are models that TrainingRun examples produce, so `kubectl apply -f examples/` leaves no
-reference dangling."""
+"""The kind examples a DriftMonitor depends on resolve within the set examples/kustomization.yaml
+applies (offline: no cluster here): examples/driftmonitor.yaml watches the Deployment of
+examples/deployment.yaml, whose champion and challenger are models that TrainingRun examples of the
+set produce, so `kubectl apply -k examples/` leaves no reference dangling and no name clashes."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import yaml
 
 from flywheel import artifacts
 from flywheel.api import contract, loading
 from flywheel.api import trainingrun as tr_api
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+KUSTOMIZED = yaml.safe_load((EXAMPLES / "kustomization.yaml").read_text())["resources"]
 
 
 def _by_kind(kind: str, *files: str) -> dict[tuple[str, str], dict]:
     out = {}
-    for name in files or [p.name for p in sorted(EXAMPLES.glob("*.yaml"))]:
+    for name in files or KUSTOMIZED:
         for resource in loading.load_file(EXAMPLES / name):
             manifest = resource.to_manifest()
             if manifest["kind"] == kind:
@@ -58,3 +61,14 @@ def test_the_kind_driftmonitor_watches_the_kind_deployment() -> None:
     ((namespace, _), monitor), *rest = _by_kind("DriftMonitor", "driftmonitor.yaml").items()
     assert rest == []
     assert (namespace, monitor["spec"]["deploymentRef"]) in _by_kind("Deployment", "deployment.yaml")
+
+
+def test_the_kustomized_set_has_one_resource_per_name_and_exists() -> None:
+    seen: dict[tuple[str, str, str], str] = {}
+    for name in KUSTOMIZED:
+        for resource in loading.load_file(EXAMPLES / name):  # raises on an invalid example
+            meta = resource.to_manifest()["metadata"]
+            key = (resource.KIND, meta.get("namespace") or "default", meta["name"])
+            assert key not in seen, f"{key} is in both {seen.get(key)} and {name}"
+            seen[key] = name
+    assert {kind for kind, _, _ in seen} == {"TrainingRun", "Deployment", "DriftMonitor"}
