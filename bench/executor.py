@@ -242,7 +242,7 @@ for i in range(2 * N):
     r, w = os.pipe()
     gc.freeze()  # the rows kept here must not become the child's young generation
     c0, f0 = time.thread_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    pid = W._fork()  # with its reseed of random, as in the zygote
+    pid = os.fork()
     if pid == 0:
         os.close(r); child(old, w)
     c1, f1 = time.thread_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt

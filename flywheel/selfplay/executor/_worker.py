@@ -157,27 +157,32 @@ MAX_SLOW = 2
 SIGKILL = int(signal.SIGKILL)  # a plain int: ctypes converts an IntEnum the slow way, in every fork
 
 
-def _random_without_fork_hook() -> Any:
-    """`random` (imported by `statistics`), without its hook that reseeds it in every forked child.
+def _unseeded(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("sandbox: unseeded random draws are not allowed (pass a seed)")
 
-    That hook ran in each jailed child: ~45 copy-on-write faults (half of a fork's return path).
-    The zygote reseeds the generator itself before each fork instead (`_fork`), so every child
-    still starts from its own fresh seed (`statistics.NormalDist.samples` draws from it)."""
+
+def _random_without_global_generator() -> None:
+    """Import `random` (which `statistics` imports) without its at-fork hook, and without its global
+    generator.
+
+    The hook reseeded that generator in every forked child: ~45 copy-on-write faults per execution.
+    Inside the sandbox the generator is reachable only through `statistics.NormalDist.samples`
+    without a seed; such a draw is non-deterministic, so the program would be rejected anyway: it
+    now fails at once (`samples(n, seed=...)` uses its own seeded generator and still works)."""
     register = os.register_at_fork
     os.register_at_fork = lambda **hooks: None  # type: ignore[assignment]
     try:
         import random
     finally:
         os.register_at_fork = register
-    return random
+    for name, value in vars(random).items():
+        if getattr(value, "__self__", None) is random._inst:  # random.gauss, random.random, ...
+            setattr(random, name, _unseeded)
 
 
 def _safe_modules() -> dict[str, Any]:
     """Filtered module copies: public, non-module attributes only (no `typing.sys` detours)."""
-    random = _random_without_fork_hook()
-    # The C-level seed of the module's generator: no Python frame (and so fewer faults) per fork.
-    # random.Random.seed would also reset gauss_next, which only a child's gauss() ever sets.
-    RESEED.append(super(random.Random, random._inst).seed)
+    _random_without_global_generator()
     safe = {}
     for name in ALLOWED_MODULES:
         real = __import__(name)
@@ -191,7 +196,6 @@ def _safe_modules() -> dict[str, Any]:
 
 
 SAFE_MODULES: dict[str, Any] = {}  # filled in main(): importing this file must stay cheap
-RESEED: list[Any] = []  # reseeds `random`'s global generator from urandom; set by _safe_modules()
 
 
 def _safe_import(
@@ -407,7 +411,7 @@ def _start(
     """Fork one jailed child for `job`: its state, or the `crashed` result if fork failed."""
     read_fd, write_fd = os.pipe()
     try:
-        pid = _fork()
+        pid = os.fork()
     except OSError as exc:
         os.close(read_fd)
         os.close(write_fd)
@@ -436,22 +440,48 @@ def _finish(child: dict[str, Any], job: dict[str, Any], timed_out: bool, timeout
     return {"status": "crashed", "error": f"sandbox child died (signal/exit {code}) without a result"}
 
 
-def _read(child: dict[str, Any], limit: int) -> bool:
-    """Read what the child wrote; True once it is done (EOF, or more than `limit` bytes: garbage)."""
-    chunk = os.read(child["fd"], 65536)
-    child["size"] += len(chunk)
-    if child["size"] > limit:
-        return True  # garbage: what it wrote so far is parsed (and fails), the rest never read
-    child["chunks"].append(chunk)
-    return not chunk
-
-
-def _next_job(jobs: list[dict[str, Any]], pending: list[int], results: list[Any]) -> int | None:
-    """The first pending job that may start: a repeat (`skip_after_failure`) waits for its first run."""
-    for index in pending:
-        if not jobs[index].get("skip_after_failure") or results[index - 1] is not None:
-            return index
-    return None
+def _run_alone(
+    index: int,
+    job: dict[str, Any],
+    report: dict[str, Any],
+    devnull: int,
+    opts: dict[str, Any],
+    slow_after: float | None,
+) -> dict[str, Any]:
+    """Run `job` in slot 0 while no other child runs: its result, or, once it has run longer than
+    `slow_after`, its state as `_start` gives it (to be served by `_wait` beside the next jobs)."""
+    read_fd, write_fd = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        os.close(read_fd)
+        os.close(write_fd)
+        return {"status": "crashed", "error": f"fork failed: {errno.errorcode.get(exc.errno or 0, str(exc))}"}
+    if pid == 0:
+        os.close(read_fd)
+        _child(job, report, write_fd, devnull, opts, 0)
+    os.close(write_fd)
+    started = time.monotonic()
+    timeout, limit = opts["timeout"], 64 * 1024 + 64 * opts["max_chars"]
+    until = started + (timeout if slow_after is None else min(slow_after, timeout))
+    chunks, size = [], 0
+    while True:
+        left = until - time.monotonic()
+        if left <= 0:
+            break
+        ready, _, _ = select.select([read_fd], [], [], left)
+        if not ready:
+            continue
+        chunk = os.read(read_fd, 65536)
+        size += len(chunk)
+        if not chunk or size > limit:
+            child = {"pid": pid, "fd": read_fd, "chunks": chunks}
+            return _finish(child, job, False, timeout)
+        chunks.append(chunk)
+    child = {"pid": pid, "fd": read_fd, "index": index, "slot": 0, "started": started, "chunks": chunks}
+    if slow_after is None or slow_after >= timeout:
+        return _finish(child, job, True, timeout)
+    return {**child, "size": size}
 
 
 def _wait(
@@ -460,26 +490,31 @@ def _wait(
     results: list[Any],
     opts: dict[str, Any],
     until: float | None = None,
-    watch: int | None = None,
 ) -> None:
-    """Serve every running child (read, reap, time out) until the child on fd `watch` is done (any
-    child when None) or the clock reaches `until`."""
+    """Serve the running children (read, reap, time out) until one is done or the clock reaches
+    `until`. Lean on purpose: every page the zygote writes after a fork is a fault of its own."""
     timeout, limit = opts["timeout"], 64 * 1024 + 64 * opts["max_chars"]
-    while running:
+    while True:
         now = time.monotonic()
-        wake = min(child["started"] for child in running.values()) + timeout
-        if until is not None:
-            if now >= until:
+        oldest = min(child["started"] for child in running.values())
+        wake = oldest + timeout if until is None else min(oldest + timeout, until)
+        if wake <= now:
+            if until is not None and until <= now < oldest + timeout:
                 return
-            wake = min(wake, until)
-        ready, _, _ = select.select(list(running), [], [], max(0.0, wake - now))
-        done = [fd for fd in ready if _read(running[fd], limit)]
-        now = time.monotonic()
-        late = [fd for fd, child in running.items() if now - child["started"] >= timeout and fd not in done]
-        for fd in done + late:
+            fd = next(fd for fd, child in running.items() if child["started"] == oldest)
             child = running.pop(fd)
-            results[child["index"]] = _finish(child, jobs[child["index"]], fd in late, timeout)
-        if (done or late) and (watch is None or watch not in running):
+            results[child["index"]] = _finish(child, jobs[child["index"]], True, timeout)
+            return
+        ready, _, _ = select.select(list(running), [], [], wake - now)
+        for fd in ready:
+            child = running[fd]
+            chunk = os.read(fd, 65536)
+            child["size"] += len(chunk)
+            if chunk and child["size"] <= limit:
+                child["chunks"].append(chunk)
+                continue
+            del running[fd]  # EOF, or more than `limit` bytes (garbage: parsed as far as read, fails)
+            results[child["index"]] = _finish(child, jobs[child["index"]], False, timeout)
             return
 
 
@@ -490,35 +525,46 @@ def _run_batch(
 
     One child at a time, except that a child running past SLOW_AFTER_S (a program heading for its
     timeout) stops holding up the jobs behind it: up to MAX_SLOW such children run on beside the
-    next one, each under its own sandbox uid (`slot`), so concurrent siblings never share a uid."""
+    next one, each under its own sandbox uid (`slot`), so concurrent siblings never share a uid.
+    A repeat (`skip_after_failure`) whose first run is still going is taken up later."""
     results: list[Any] = [None] * len(jobs)
-    pending, running = list(range(len(jobs))), {}  # running: result fd -> child state
-    while pending or running:
-        index = _next_job(jobs, pending, results) if len(running) <= MAX_SLOW else None
-        if index is None:
-            if not running:  # cannot happen (a repeat's first run comes first); never spin
-                return [result or {"status": "crashed", "error": "not scheduled"} for result in results]
-            _wait(running, jobs, results, opts)
+    queue, running, waiting = list(range(len(jobs))), {}, 0  # running: result fd -> child state
+    while queue or running:
+        if not queue or len(running) > MAX_SLOW or waiting >= len(queue):
+            _wait(running, jobs, results, opts)  # nothing may start: wait for a child to finish
+            waiting = 0
             continue
-        pending.remove(index)
-        if jobs[index].get("skip_after_failure") and not _succeeded(results[index - 1]):
-            results[index] = {"status": "skipped", "error": "an earlier run failed"}
+        index = queue.pop(0)
+        job = jobs[index]
+        if job.get("skip_after_failure"):
+            if results[index - 1] is None:  # its first run is still going
+                queue.append(index)
+                waiting += 1
+                continue
+            if not _succeeded(results[index - 1]):
+                results[index] = {"status": "skipped", "error": "an earlier run failed"}
+                continue
+        waiting = 0
+        if not running:  # the common case, kept as lean as the zygote's loop before slow children
+            outcome = _run_alone(index, job, report, devnull, opts, SLOW_AFTER_S if queue else None)
+            if "pid" in outcome:
+                running[outcome["fd"]] = outcome
+            else:
+                results[index] = outcome
             continue
-        slot = min(set(range(MAX_SLOW + 1)) - {c["slot"] for c in running.values()}) if running else 0
-        child = _start(index, jobs[index], report, devnull, opts, slot)
+        slot = min(set(range(MAX_SLOW + 1)) - {c["slot"] for c in running.values()})
+        child = _start(index, job, report, devnull, opts, slot)
         if "pid" not in child:
             results[index] = child
             continue
         running[child["fd"]] = child
-        until = child["started"] + SLOW_AFTER_S if pending else None
-        _wait(running, jobs, results, opts, until, child["fd"])
+        # Wait for this child, but past SLOW_AFTER_S go on with the next job (if there is one).
+        until = child["started"] + SLOW_AFTER_S if queue else None
+        while child["fd"] in running and results[index] is None:
+            _wait(running, jobs, results, opts, until)
+            if until is not None and time.monotonic() >= until:
+                break
     return results
-
-
-def _fork() -> int:
-    """os.fork() with a fresh `random` seed for the child (see `_random_without_fork_hook`)."""
-    RESEED[0]()
-    return os.fork()
 
 
 def _succeeded(result: dict[str, Any]) -> bool:

@@ -63,17 +63,14 @@ def test_builtins_are_pristine_for_each_call_and_each_execution(pool: executor.P
     assert [o.get("repr") for o in two["outcomes"]] == ["1"]
 
 
-def test_each_fork_draws_from_a_freshly_seeded_random_generator() -> None:
-    # `statistics.NormalDist.samples` draws from `random`'s global generator. The zygote reseeds it
-    # before every fork (the child no longer does): two forks of one zygote must not draw alike.
-    draw = "from statistics import NormalDist\ndef f(x):\n    return NormalDist().samples(x)"
-    job = {"code": draw, "calls": ["f(4)"], "mode": "value"}
-    with executor.Pool(workers=1, timeout_s=2.0) as own:
-        results = _raw(own, [job, job, job])
-        assert own.run_program(draw, "4").kind == "nondeterministic"  # one worker: both runs forked alike
-    draws = [r["outcomes"][0]["repr"] for r in results]
-    assert all(r["outcomes"][0]["status"] == "ok" for r in results), results
-    assert len(set(draws)) == 3, draws
+def test_unseeded_random_draws_fail_and_seeded_ones_are_deterministic(pool: executor.Pool) -> None:
+    # `statistics.NormalDist.samples` is the sandbox's one way to `random`'s global generator, which
+    # no longer exists in the zygote (nor its reseed in every fork): an unseeded draw fails at once.
+    draw = "from statistics import NormalDist\ndef f(seed):\n    return NormalDist().samples(3, seed=seed)"
+    unseeded, seeded, again = pool.run_programs([(draw, "None"), (draw, "7"), (draw, "7")])
+    assert unseeded.kind == "error" and "unseeded random" in (unseeded.error or ""), unseeded
+    assert seeded.ok and seeded.output_repr == again.output_repr, (seeded, again)
+    assert len(eval(seeded.output_repr or "")) == 3
 
 
 def test_a_timeout_crash_or_memory_bomb_fails_only_its_own_program() -> None:
