@@ -456,21 +456,13 @@ def _run_alone(
 ) -> dict[str, Any]:
     """Run `job` in slot 0 while no other child runs: its result, or, once it has run longer than
     `slow_after`, its state as `_start` gives it (to be served by `_wait` beside the next jobs)."""
-    read_fd, write_fd = os.pipe()
-    try:
-        pid = os.fork()
-    except OSError as exc:
-        os.close(read_fd)
-        os.close(write_fd)
-        return {"status": "crashed", "error": f"fork failed: {errno.errorcode.get(exc.errno or 0, str(exc))}"}
-    if pid == 0:
-        os.close(read_fd)
-        _child(job, report, write_fd, devnull, opts, 0)
-    os.close(write_fd)
-    started = time.monotonic()
+    child = _start(index, job, report, devnull, opts, 0)
+    if "status" in child:  # fork failed
+        return child
+    read_fd, started, chunks = child["fd"], child["started"], child["chunks"]
     timeout, limit = opts["timeout"], 64 * 1024 + 64 * opts["max_chars"]
     until = started + (timeout if slow_after is None else min(slow_after, timeout))
-    chunks, size = [], 0
+    size = 0
     while True:
         left = until - time.monotonic()
         if left <= 0:
@@ -481,13 +473,12 @@ def _run_alone(
         chunk = os.read(read_fd, 65536)
         size += len(chunk)
         if not chunk or size > limit:
-            child = {"pid": pid, "fd": read_fd, "chunks": chunks}
             return _finish(child, job, False, timeout)
         chunks.append(chunk)
-    child = {"pid": pid, "fd": read_fd, "index": index, "slot": 0, "started": started, "chunks": chunks}
     if slow_after is None or slow_after >= timeout:
         return _finish(child, job, True, timeout)
-    return {**child, "size": size}
+    child["size"] = size
+    return child
 
 
 def _wait(
