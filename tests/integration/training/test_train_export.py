@@ -99,13 +99,21 @@ def test_regression_metrics_and_int8_close_to_fp32(tmp_path, monkeypatch, capsys
 
 
 def test_gate_failure_exits_1_with_a_failed_result_and_nothing_trained(tmp_path, monkeypatch, capsys):
-    """flywheel.data's resolver and gate are replaced by fakes here (the real ones need a DVC repo;
-    they are exercised by the data helper's tests): this checks the trainer's side of the contract."""
+    """flywheel.data's resolver and gate are replaced by fakes returning their real result types (the
+    real ones need a DVC repo; tests/integration/data/test_expectations_at_rev.py runs this same
+    path on one): this checks the trainer's side of the contract."""
+    from flywheel.api import trainingrun
+    from flywheel.data import gate as real_gate
+    from flywheel.data import resolve as real_resolve
+
     data = fixtures.breast_cancer_csv(tmp_path / "bc.csv")
+    lineage = trainingrun.DataLineage(repo="r", rev="main", path="bc.csv", commit="c0ffee")
+    failure = {"expectation": "min_rows", "column": None, "observed": 3, "message": "too few rows"}
+    verdict = real_gate.GateResult(success=False, evaluated=1, failures=[failure], summary="too few rows")
     resolve = types.ModuleType("flywheel.data.resolve")
-    resolve.resolve = lambda spec, cache: types.SimpleNamespace(path=str(data), commit="c0ffee", hash=None)
+    resolve.resolve = lambda spec, cache: real_resolve.Resolved(local_path=data, lineage=lineage)
     gate = types.ModuleType("flywheel.data.gate")
-    gate.validate = lambda path, spec: types.SimpleNamespace(success=False, summary={"failed": ["min_rows"]})
+    gate.validate = lambda path, spec, extra=None: verdict
     monkeypatch.setitem(sys.modules, "flywheel.data.resolve", resolve)
     monkeypatch.setitem(sys.modules, "flywheel.data.gate", gate)
     monkeypatch.setattr("flywheel.data.resolve", resolve, raising=False)
@@ -116,7 +124,7 @@ def test_gate_failure_exits_1_with_a_failed_result_and_nothing_trained(tmp_path,
     root = fixtures.run_root(tmp_path)
     assert not (root / contract.MODEL_DIR).exists() and not (root / contract.CHECKPOINTS_DIR).exists()
     compact = json.loads((tmp_path / "termination-log").read_text())
-    assert compact["phase"] == "Failed" and compact["validation"] == {"failed": ["min_rows"]}
+    assert compact["phase"] == "Failed" and compact["validation"] == verdict.to_status()
     assert (
         compact["data"]["commit"] == "c0ffee"
         and compact["data"]["hash"] == hashlib.md5(data.read_bytes()).hexdigest()
