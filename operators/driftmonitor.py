@@ -140,7 +140,7 @@ def wants_step(body: dict[str, Any], now: datetime.datetime) -> bool:
     last = status.get("lastDecision") or {}
     if approval and last.get("challenger") == approval and last.get("decision") != "promoted":
         promoted = plans.get_condition(status.get("conditions"), conditions.PROMOTED) or {}
-        if f"{decisions.ANNOTATION_APPROVE}={approval} is ignored" not in str(promoted.get("message")):
+        if decisions.ignored(approval) not in str(promoted.get("message")):
             return True
     try:
         monitor = controller.validate(body)

@@ -164,7 +164,12 @@ def approval_problem(
         why = f"it is not a challenger of this monitor (challengers: {names})"
     else:
         why = refusal(name, decision_of(run), promotion_of(deployment)) or ""
-    return f"{ANNOTATION_APPROVE}={name} is ignored: {why}" if why else None
+    return f"{ignored(name)}: {why}" if why else None
+
+
+def ignored(name: str) -> str:
+    """How a refused approval of `name` starts, in the Promoted condition's message."""
+    return f"{ANNOTATION_APPROVE}={name} is ignored"
 
 
 def _approved(recorded: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
