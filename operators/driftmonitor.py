@@ -7,6 +7,11 @@ A DriftMonitor is a schedule, not a desired state, so it is driven by time as we
   (schedule.is_due on the stored status), a challenger is still undecided, or a flywheel.dev/approve
   annotation is not yet carried out (see wants_step); otherwise nothing, so an idle monitor costs
   one comparison per tick and no API call.
+- a `@kopf.index` of DriftMonitors by (namespace, deploymentRef), kept by kopf's watch: the timer
+  asks it whether this monitor owns its Deployment (flywheel.controllers.driftmonitor_claims) with
+  no API call, so a monitor that an older one blocks steps only when that changes (the owner is
+  deleted or points elsewhere: it takes over within one tick). The step itself lists the
+  namespace's DriftMonitors once and decides from that list, not from the index.
 - `@kopf.on.event` on TrainingRuns labelled as this kind's children: a challenger that finished is
   evaluated within one watch event.
 
@@ -39,6 +44,7 @@ from flywheel.api import conditions, contract
 from flywheel.api import driftmonitor as dm_api
 from flywheel.api import trainingrun as tr_api
 from flywheel.controllers import driftmonitor as controller
+from flywheel.controllers import driftmonitor_claims as claims
 from flywheel.controllers import driftmonitor_decisions as decisions
 from flywheel.controllers import plans
 from flywheel.controllers import settings as settings_mod
@@ -128,12 +134,36 @@ class KubeBackend:
         return uri
 
 
-def wants_step(body: dict[str, Any], now: datetime.datetime) -> bool:
-    """A check is due, a challenger is still undecided (its decision may be waiting), or an approval
+INDEX = "driftmonitor_claims"
+"""The kopf in-memory index of DriftMonitors by (namespace, deploymentRef): who may own what."""
+
+
+def claim_entry(body: dict[str, Any]) -> dict[Any, Any]:
+    """The index entry of one DriftMonitor: the fields driftmonitor_claims reads, nothing more."""
+    meta = body.get("metadata") or {}
+    ref = (body.get("spec") or {}).get("deploymentRef")
+    keep = {k: meta.get(k) for k in ("name", "namespace", "creationTimestamp", "deletionTimestamp")}
+    return {(meta.get("namespace") or "default", ref): {"metadata": keep, "spec": {"deploymentRef": ref}}}
+
+
+def wants_step(
+    body: dict[str, Any], now: datetime.datetime, peers: list[dict[str, Any]] | None = None
+) -> bool:
+    """The ownership seen in `peers` (the index's monitors naming the same Deployment) differs from
+    what status says; else, while another monitor owns the Deployment, never (so a waiting monitor
+    costs no API call per tick and takes over within a tick of the owner's deletion). Otherwise: a
+    check is due, a challenger is still undecided (its decision may be waiting), or an approval
     names the last decision and status does not show it carried out or refused yet. (kopf's update
     handler never sees the approval: annotations under its storage prefix, flywheel.dev/, are not
     part of the diff it watches; so approvals are picked up by this timer, within one tick.)"""
     status = body.get("status") or {}
+    ready = plans.get_condition(status.get("conditions"), conditions.READY) or {}
+    owner = claims.claimed_by(body, peers)
+    if owner is not None:  # step once to say so, then wait
+        said = (ready.get("reason"), ready.get("message"))
+        return said != (controller.R_CLAIMED, claims.message(body, owner))
+    if peers is not None and ready.get("reason") == controller.R_CLAIMED:
+        return True  # the owner is gone: take over now
     if (status.get("retrain") or {}).get("active"):
         return True
     approval = decisions.approval_of(body)
@@ -189,8 +219,16 @@ def register(
             group, version, plural, id="step-driftmonitor", backoff=reconcile.RETRY_BACKOFF, registry=registry
         )(on_change)
 
-    async def on_timer(body: kopf.Body, **_: Any) -> None:
-        if wants_step(copy.deepcopy(dict(body)), now()):
+    def index(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        return claim_entry(dict(body))
+
+    kopf.index(group, version, plural, id=INDEX, registry=registry)(index)
+
+    async def on_timer(body: kopf.Body, **kwargs: Any) -> None:
+        resource = copy.deepcopy(dict(body))
+        key = next(iter(claim_entry(resource)))
+        peers = [dict(p) for p in kwargs[INDEX].get(key, [])]
+        if wants_step(resource, now(), peers):
             await on_change(body)
 
     kopf.timer(group, version, plural, id="driftmonitor-schedule", interval=timer_seconds or TIMER_SECONDS,

@@ -21,6 +21,9 @@ decides, level-based from what exists, never from what happened last:
   ANNOTATION_APPROVE naming it (see driftmonitor_decisions); a refused approval is said in the
   Promoted condition and in one Warning event.
 - Conditions: Ready (always), DriftDetected, Retraining, Promoted.
+- Ownership (flywheel.controllers.driftmonitor_claims): when `Observed.monitors` shows an older
+  DriftMonitor naming the same Deployment, this one does nothing (no retrain, no decision, no
+  approval) and says so: Ready False, reason DeploymentClaimed, one Warning event per change.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import pydantic
 from flywheel.api import common, conditions, contract
 from flywheel.api import driftmonitor as api
 from flywheel.api import trainingrun as tr_api
+from flywheel.controllers import driftmonitor_claims as claims
 from flywheel.controllers import driftmonitor_decisions as decisions
 from flywheel.controllers import plans
 
@@ -60,6 +64,7 @@ R_REJECTED = decisions.R_REJECTED
 R_PENDING = decisions.R_PENDING
 R_CHALLENGER_FAILED = decisions.R_CHALLENGER_FAILED
 R_APPROVAL_IGNORED = "ApprovalIgnored"
+R_CLAIMED = claims.R_CLAIMED
 ANNOTATION_APPROVE = decisions.ANNOTATION_APPROVE
 DECISION_REASONS = decisions.DECISION_REASONS
 Evaluation = decisions.Evaluation
@@ -85,6 +90,8 @@ class Observed:
     commit_error: str | None = None
     """Why that commit could not be resolved (the retrain waits; Retraining says why)."""
     evaluations: dict[str, decisions.Evaluation] = dataclasses.field(default_factory=dict)
+    monitors: list[plans.Manifest] | None = None
+    """DriftMonitors in the monitor's namespace (who owns the Deployment); None: not observed."""
 
 
 def validate(resource: plans.Manifest) -> api.DriftMonitor:
@@ -152,6 +159,9 @@ def plan(resource: plans.Manifest, observed: Observed, now: datetime.datetime) -
         monitor = validate(resource)
     except pydantic.ValidationError as exc:
         return _invalid(resource, current, exc, now)
+    owner = claims.claimed_by(resource, observed.monitors)
+    if owner is not None:
+        return _claimed(resource, current, owner, now)
     out = plans.Plan()
     status: dict[str, Any] = dict(observed.check or {})
     runs = challengers(resource, observed.runs)
@@ -324,6 +334,39 @@ def _drift_row(monitor: api.DriftMonitor, observed: Observed, merged: dict[str, 
         f"drifted: {', '.join(columns) or 'none'}"
     )
     return ("True", R_DRIFTED, text) if merged["drifted"] else ("False", R_NO_DRIFT, text)
+
+
+def _claimed(
+    resource: plans.Manifest, current: dict[str, Any], owner: str, now: datetime.datetime
+) -> plans.Plan:
+    """Another monitor owns the Deployment: only say so (the event once per owner), and look again
+    soon, so this one takes over shortly after the owner is deleted."""
+    message = claims.message(resource, owner)
+    waiting = f"not checking: {message}"
+    generation = resource["metadata"].get("generation")
+    conds = list(current.get("conditions") or [])
+    rows = [
+        (conditions.READY, "False", message),
+        (conditions.DRIFT_DETECTED, "Unknown", waiting),
+        (conditions.RETRAINING, "False", f"not retraining: driftmonitor/{owner} owns the Deployment"),
+    ]
+    for type_, value, text in rows:
+        conds = plans.set_condition(conds, type_, value, R_CLAIMED, text, now, generation)
+    if plans.get_condition(conds, conditions.PROMOTED) is None:
+        conds = plans.set_condition(
+            conds, conditions.PROMOTED, "False", "NoDecision", "no challenger decided yet", now, generation
+        )
+    status = {
+        "observedGeneration": generation,
+        "phase": conditions.PENDING,
+        "message": message,
+        "conditions": conds,
+    }
+    out = plans.Plan(status={k: v for k, v in status.items() if v is not None}, requeue_after=REQUEUE_ACTIVE)
+    old = plans.get_condition(current.get("conditions"), conditions.READY) or {}
+    if old.get("reason") != R_CLAIMED or old.get("message") != message:
+        out.events.append(plans.Event(R_CLAIMED, message, "Warning"))
+    return out
 
 
 def _invalid(

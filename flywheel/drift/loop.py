@@ -2,7 +2,9 @@
 
     step(backend, monitor, now, analysis=None) -> StepResult
 
-reads the monitor's Deployment and TrainingRuns, runs the drift check when schedule.is_due says so,
+lists the DriftMonitors of the namespace (an older one naming the same Deployment owns it: this one
+then only says so, see flywheel.controllers.driftmonitor_claims), reads the monitor's Deployment
+and TrainingRuns, runs the drift check when schedule.is_due says so,
 resolves the data commit when the controller announces a retrain, evaluates every Succeeded
 challenger the controller names, asks flywheel.controllers.driftmonitor.plan what to do, and carries
 the plan out in a fixed order: create children, patch other resources (the Deployment's champion
@@ -39,6 +41,7 @@ from flywheel.api import conditions
 from flywheel.api import driftmonitor as dm_api
 from flywheel.api import trainingrun as tr_api
 from flywheel.controllers import driftmonitor as controller
+from flywheel.controllers import driftmonitor_claims as claims
 from flywheel.controllers import plans
 from flywheel.drift import decide, schedule
 
@@ -74,6 +77,8 @@ class StepResult:
     evaluations: dict[str, controller.Evaluation] = dataclasses.field(default_factory=dict)
     decisions: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     """status.lastDecision-shaped decisions made or completed by this step."""
+    claimed_by: str | None = None
+    """The older DriftMonitor that owns this one's Deployment: this step did nothing but say so."""
 
 
 class Backend(Protocol):
@@ -124,8 +129,15 @@ def step(
         plan = controller.plan(resource, controller.Observed(), now)
         apply(backend, resource, plan)
         return StepResult(plan)
+    monitors = backend.list(api.DriftMonitor.KIND, ns)  # who owns the Deployment (one list per step)
+    owner = claims.claimed_by(resource, monitors)
+    if owner is not None:  # another monitor's Deployment: no check, no retrain, no decision
+        plan = controller.plan(resource, controller.Observed(monitors=monitors), now)
+        apply(backend, resource, plan)
+        return StepResult(plan, claimed_by=owner)
     deployment = backend.get(api.Deployment.KIND, monitor.spec.deployment_ref, ns)
-    observed = controller.Observed(deployment=deployment, runs=backend.list(api.TrainingRun.KIND, ns))
+    runs = backend.list(api.TrainingRun.KIND, ns)
+    observed = controller.Observed(deployment=deployment, runs=runs, monitors=monitors)
     result = StepResult(plans.Plan())
     champion = champion_model(backend, deployment, observed.runs) if deployment and work else None
     if deployment is not None and champion is not None and is_due(resource, monitor, now):

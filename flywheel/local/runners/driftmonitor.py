@@ -13,6 +13,9 @@ runner's hot swap (flywheel.local.runners.deployment.promote).
 - `run_once(ctx, manifest) -> loop.StepResult`: exactly one round (a step; the training of any
   challenger it started or left unfinished; a second step that evaluates and decides). `flywheel
   demo` calls it.
+- Two monitors on one Deployment: the store's other DriftMonitors are listed every step; one that
+  does not own the Deployment (an older monitor names it) does nothing, trains none of its
+  challengers, says why in Ready, and takes over at its next step once the owner is deleted.
 """
 
 from __future__ import annotations
@@ -184,6 +187,8 @@ def run_once(
     backend = LocalBackend(ctx)
     first = loop.step(backend, manifest, ctx.now(), analysis)
     _print(ctx, manifest, first)
+    if first.claimed_by is not None:  # an older monitor owns the Deployment: train nothing either
+        return first
     if not _train_challengers(ctx, manifest):
         return first
     stored = ctx.store.get(

@@ -1,0 +1,82 @@
+"""Which DriftMonitor owns a Deployment when several name it, pure.
+
+Two DriftMonitors whose spec.deploymentRef names the same Deployment (a GitOps copy-paste, a renamed
+monitor applied beside the old one) would both retrain on the same drift and both promote, fighting
+over spec.champion. As Kubernetes does for two HPAs on one target, the conflict is reported, not
+raced: among the monitors of one namespace that name the same Deployment, the oldest
+(metadata.creationTimestamp, ties broken by name: timestamps have one-second resolution, so a
+`kubectl apply -f dir/` often creates both in the same second) owns it. The others do nothing and
+say who owns it in Ready (reason DeploymentClaimed); when the owner is deleted (or points elsewhere)
+the next one owns it at its next step.
+
+The rule reads only metadata and the raw spec.deploymentRef, so it is stable: a monitor whose other
+fields are invalid still holds its claim (fixing it does not flip ownership), and a monitor being
+deleted (deletionTimestamp set, e.g. waiting on a finalizer) no longer does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+from collections.abc import Iterable
+
+from flywheel.controllers import plans
+
+R_CLAIMED = "DeploymentClaimed"
+_LATEST = datetime.datetime.max.replace(tzinfo=datetime.UTC)
+
+
+def owner(resource: plans.Manifest, monitors: Iterable[plans.Manifest]) -> plans.Manifest:
+    """The monitor that owns `resource`'s Deployment among `monitors` (possibly `resource` itself).
+
+    `monitors` are the DriftMonitors as listed (this one included or not; other namespaces and other
+    Deployments are ignored). `resource` itself always takes part, with its own metadata."""
+    name, namespace, ref = _identity(resource)
+    rivals = {name: resource}
+    for other in monitors:
+        other_name, other_namespace, other_ref = _identity(other)
+        if other_name == name or other_namespace != namespace or other_ref != ref:
+            continue
+        if (other.get("metadata") or {}).get("deletionTimestamp"):
+            continue  # going away: it no longer holds the Deployment
+        rivals[other_name] = other
+    return min(rivals.values(), key=_age)
+
+
+def claimed_by(resource: plans.Manifest, monitors: Iterable[plans.Manifest] | None) -> str | None:
+    """The name of the other monitor that owns this one's Deployment, or None when this one owns it
+    (or when the other monitors were not observed)."""
+    if monitors is None:
+        return None
+    first = owner(resource, monitors)
+    name = first["metadata"]["name"]
+    return None if name == resource["metadata"]["name"] else str(name)
+
+
+def message(resource: plans.Manifest, owner_name: str) -> str:
+    """Ready's message for a monitor that does not own its Deployment: who does, and the fix."""
+    name, _, ref = _identity(resource)
+    return (
+        f"Deployment {ref} is monitored by driftmonitor/{owner_name} (the oldest DriftMonitor naming "
+        f"it); driftmonitor/{name} does nothing while it does: delete one of them or point "
+        "spec.deploymentRef elsewhere"
+    )
+
+
+def _identity(resource: plans.Manifest) -> tuple[str, str, str | None]:
+    meta = resource.get("metadata") or {}
+    ref = (resource.get("spec") or {}).get("deploymentRef")
+    return str(meta.get("name")), str(meta.get("namespace") or "default"), None if ref is None else str(ref)
+
+
+def _age(resource: plans.Manifest) -> tuple[datetime.datetime, str]:
+    """Oldest first; a monitor without a creationTimestamp (not stored yet) is the newest."""
+    meta = resource.get("metadata") or {}
+    stamp = meta.get("creationTimestamp")
+    created = _LATEST
+    if stamp:
+        with contextlib.suppress(ValueError):  # unreadable: counts as the newest
+            created = datetime.datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=datetime.UTC)
+    return created, str(meta.get("name"))
