@@ -14,7 +14,8 @@ Files are written atomically (temp + rename, or one S3 PUT) under the sink:
 Schema (one row per scored record):
 
     timestamp      timestamp[us, UTC]  when the request arrived
-    request_id     string              the x-request-id header, or a generated UUID
+    request_id     string              the x-request-id header, or a generated id (32 hex digits:
+                                       a random per-process prefix and a counter)
     role           string              champion | challenger
     served         bool                this model's answer went back to the caller (false: shadow)
     model_version  string              the model card's version
@@ -34,10 +35,12 @@ from __future__ import annotations
 import datetime
 import io
 import itertools
+import operator
 import os
 import socket
 import threading
 import time
+import typing
 from typing import Any
 
 import pandas as pd
@@ -57,6 +60,23 @@ _HOST = "".join(c if c.isalnum() or c in "-." else "_" for c in socket.gethostna
 Columns = dict[str, list[Any]]
 
 
+class Request(typing.NamedTuple):
+    """One request's rows for one model, as the service has them: the log's columns are built at
+    flush time for all buffered requests at once (per request, building a dict of lists cost more
+    than writing the Parquet did). `errors` None: no row failed."""
+
+    arrived_us: int  # microseconds since the epoch, UTC
+    request_id: str
+    role: str
+    served: bool
+    model_version: str
+    records: list[dict[str, Any]]  # the request's records, keyed by feature name
+    predictions: list[Any]
+    probabilities: list[float | None]
+    latency_ms: float
+    errors: list[str | None] | None = None
+
+
 class TrafficLogger:
     """Buffers rows and writes Parquet files; thread-safe, flushes from the caller's thread.
 
@@ -68,12 +88,14 @@ class TrafficLogger:
         self.store = artifacts.Store(sink_uri)
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
-        self._chunks: list[tuple[int, Columns]] = []
+        self._chunks: list[tuple[int, Columns | Request]] = []
         self._rows = 0
         self._first_at: float | None = None
         self._lock = threading.Lock()
         self._seq = itertools.count()
         self.files_written = 0
+        # The feature columns of requests (add_request), in order: set by the service.
+        self.features: tuple[str, ...] = ()
 
     def add(self, rows: list[dict[str, Any]]) -> None:
         """Buffer rows given as dicts (a key missing from a row is null there)."""
@@ -82,7 +104,13 @@ class TrafficLogger:
 
     def add_columns(self, columns: Columns) -> None:
         """Buffer rows given as columns: equal-length lists, one per column name."""
-        n = len(next(iter(columns.values()), []))
+        self._buffer(len(next(iter(columns.values()), [])), columns)
+
+    def add_request(self, request: Request) -> None:
+        """Buffer one request's rows (one per record), its features named by `features`."""
+        self._buffer(len(request.records), request)
+
+    def _buffer(self, n: int, columns: Columns | Request) -> None:
         if n == 0:
             return
         with self._lock:
@@ -104,7 +132,7 @@ class TrafficLogger:
             chunks, self._chunks, self._rows, self._first_at = self._chunks, [], 0, None
         if not chunks:
             return None
-        data = _parquet(chunks)
+        data = _parquet(chunks, self.features)
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         name = f"{stamp}-{_HOST}-{os.getpid()}-{next(self._seq):06d}{SUFFIX}"
         uri = self.store.write_bytes(name, data)
@@ -112,11 +140,17 @@ class TrafficLogger:
         return uri
 
 
-def _parquet(chunks: list[tuple[int, Columns]]) -> bytes:
+def _parquet(chunks: list[tuple[int, Columns | Request]], features: tuple[str, ...]) -> bytes:
     """The buffered chunks as one Parquet file; a column a chunk lacks is null in its rows."""
-    names = dict.fromkeys(name for _, columns in chunks for name in columns)
-    merged = {name: [v for n, c in chunks for v in c.get(name, [None] * n)] for name in names}
-    table = pa.table({name: _column(values, _TYPES.get(name)) for name, values in merged.items()})
+    types = _TYPES
+    if all(isinstance(c, Request) for _, c in chunks):  # the service's case: timestamps as ints
+        merged = _request_columns([c for _, c in chunks if isinstance(c, Request)], features)
+        types = {**_TYPES, "timestamp": _TIMESTAMP}
+    else:
+        dicts = [(n, c if isinstance(c, dict) else _request_dicts(c, features)) for n, c in chunks]
+        names = dict.fromkeys(name for _, columns in dicts for name in columns)
+        merged = {name: [v for n, c in dicts for v in c.get(name) or [None] * n] for name in names}
+    table = pa.table({name: _column(values, types.get(name)) for name, values in merged.items()})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     return bytes(sink.getvalue().to_pybytes())
@@ -130,6 +164,54 @@ _TYPES: dict[str, pa.DataType] = {
     "probability": pa.float64(),
     "latency_ms": pa.float64(),
 }
+
+
+_TIMESTAMP = pa.timestamp("us", tz="UTC")  # what Arrow infers from the service's aware datetimes
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def _request_columns(requests: list[Request], features: tuple[str, ...]) -> Columns:
+    """Requests as columns, in the order (and with the types) rows logged as dicts had."""
+    counts = [len(r.records) for r in requests]
+
+    def repeated(values: list[Any]) -> list[Any]:
+        if all(n == 1 for n in counts):
+            return values
+        return list(itertools.chain.from_iterable(map(itertools.repeat, values, counts)))
+
+    columns: Columns = {
+        "timestamp": repeated([r.arrived_us for r in requests]),
+        "request_id": repeated([r.request_id for r in requests]),
+        "role": repeated([r.role for r in requests]),
+        "served": repeated([r.served for r in requests]),
+        "model_version": repeated([r.model_version for r in requests]),
+    }
+    records = [record for r in requests for record in r.records]
+    columns.update(zip(features, _transpose(records, features), strict=True))
+    columns["prediction"] = [p for r in requests for p in r.predictions]
+    columns["probability"] = [p for r in requests for p in r.probabilities]
+    columns["latency_ms"] = repeated([r.latency_ms for r in requests])
+    columns[ERROR] = [e for r, n in zip(requests, counts, strict=True) for e in (r.errors or [None] * n)]
+    return columns
+
+
+def _request_dicts(request: Request, features: tuple[str, ...]) -> Columns:
+    """One request's columns beside rows added as dicts: its timestamp as a datetime, as theirs."""
+    columns = _request_columns([request], features)
+    stamp = _EPOCH + datetime.timedelta(microseconds=request.arrived_us)
+    columns["timestamp"] = [stamp] * len(request.records)
+    return columns
+
+
+def _transpose(records: list[dict[str, Any]], names: tuple[str, ...]) -> list[list[Any]]:
+    """Feature columns of the records: C-level itemgetter + zip when every record has every
+    feature (validated records do), else a lookup per value (a missing one is null)."""
+    if len(names) > 1:
+        try:
+            return [list(col) for col in zip(*map(operator.itemgetter(*names), records), strict=True)]
+        except KeyError:
+            pass
+    return [[record.get(name) for record in records] for name in names]
 
 
 def _column(values: list[Any], type_: pa.DataType | None = None) -> pa.Array:
