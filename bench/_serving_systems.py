@@ -135,18 +135,25 @@ class Server:
         return self.log_path.read_text(errors="replace")[-3000:]
 
 
-def _spawn(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def _spawn(cmd: list[str], env: dict[str, str], log_path: Path, cwd: Path = REPO) -> subprocess.Popen[bytes]:
     with log_path.open("wb") as log:
         return subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
 
 def start_flywheel(
-    work: Path, name: str, model_dir: Path, quantized: bool, batching: bool, observability: bool = False
+    work: Path,
+    name: str,
+    model_dir: Path,
+    quantized: bool,
+    batching: bool,
+    observability: bool = False,
+    source: Path = REPO,
 ) -> Server:
     """FlywheelService as deployed: metrics and traffic logging on, one worker; BentoML's access
-    log and /predict tracing spans off (the defaults) unless `observability`."""
+    log and /predict tracing spans off (the defaults) unless `observability`. `source`: the
+    checkout whose flywheel package serves (bench._serving_ab compares two)."""
     home = work / name
     home.mkdir(parents=True, exist_ok=True)
     cfg = {
@@ -165,12 +172,12 @@ def start_flywheel(
         contract.ENV_SERVING_CONFIG: str(home / "serving.json"),
         "BENTOML_HOME": str(home / "bentoml"),
         "BENTOML_DO_NOT_TRACK": "true",
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": str(source),
         "OMP_NUM_THREADS": "1",
     }
     cmd = [sys.executable, "-m", "bentoml", "serve", contract.SERVING_SERVICE]
     cmd += ["--host", "127.0.0.1", "--port", str(port)]
-    proc = _spawn(cmd, env, home / "server.log")
+    proc = _spawn(cmd, env, home / "server.log", source)
     url = f"http://127.0.0.1:{port}"
     return Server(name, url, "/predict", "flywheel", proc, home / "server.log", "/readyz")
 
