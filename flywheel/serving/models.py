@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -101,20 +102,26 @@ def parse_card(raw: dict[str, Any]) -> Card:
     )
 
 
+# s3:// models are downloaded here, one folder per URI, refreshed when the remote card changes and
+# pruned (artifacts.local_dir); FLYWHEEL_CACHE_DIR is the operators' cache root too (an emptyDir).
+_DEFAULT_CACHE = Path(tempfile.gettempdir()) / "flywheel-cache"
+CACHE_ROOT = Path(os.environ.get("FLYWHEEL_CACHE_DIR", _DEFAULT_CACHE)) / "models"
+
+
 def local_dir(uri: str) -> Path:
-    """A local directory for a model URI (s3:// is downloaded to a temp dir once)."""
-    store = artifacts.Store(uri)
-    if store.local_root is not None:
-        return store.local_root
-    target = Path(tempfile.mkdtemp(prefix="flywheel-model-"))
-    artifacts._fs().get(store.uri + "/", str(target), recursive=True)
-    return target
+    """A local directory holding the complete model at `uri`: the folder itself for file:// and
+    pvc://; for s3:// a cached copy, fetched only when the remote card changed, and never a model
+    caught half-written (its card is uploaded last and checked again after the download)."""
+    return artifacts.local_dir(uri, CACHE_ROOT)
 
 
 def read_card(uri: str) -> Card:
-    path = local_dir(uri) / contract.MODEL_CARD
+    return _card_at(local_dir(uri), uri)
+
+
+def _card_at(path: Path, uri: str) -> Card:
     try:
-        return parse_card(json.loads(path.read_text()))
+        return parse_card(json.loads((path / contract.MODEL_CARD).read_text()))
     except FileNotFoundError as exc:
         raise errors.UserError(f"model {uri}: no {contract.MODEL_CARD} there") from exc
 
@@ -128,7 +135,7 @@ def resolve_loader(spec: str) -> Callable[[Path, bool], Predictor]:
 def load(uri: str, quantized: bool, loader: str) -> LoadedModel:
     """Load a model directory once: its card and a predictor (int8 when asked and present)."""
     path = local_dir(uri)
-    card = read_card(uri)
+    card = _card_at(path, uri)
     # The exporter names its int8 file in the card (ONNX today); older layouts use QUANTIZED_FILE.
     int8_file = card.raw.get("files", {}).get("quantized") or contract.QUANTIZED_FILE
     use_int8 = quantized and (path / int8_file).exists()

@@ -15,6 +15,8 @@ from flywheel import artifacts, errors
 from flywheel.api import contract, driftmonitor, trainingrun
 from flywheel.data import examples
 from flywheel.drift import evaluate
+from flywheel.serving import config as serving_config
+from flywheel.serving import models as serving_models
 from flywheel.training import config, dist, trainer
 from operators import driftmonitor as dm_operator
 
@@ -73,3 +75,26 @@ def test_missing_model_reads_as_an_incomplete_export(
     assert not missing.exists()
     with pytest.raises(errors.UserError, match=r"no model_card\.json"):
         evaluate.load(missing)
+
+
+def test_serving_loads_the_s3_model_from_one_cached_copy(
+    s3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The serving pod's path: the card and the predictor come from one download (it used to fetch
+    the whole model into a new temp folder on every card read and load, and never removed them)."""
+    monkeypatch.setattr(serving_models, "CACHE_ROOT", tmp_path / "cache")
+    run_root = f"{s3.root}/default/trainingruns/shuttle"
+    version = train_to(run_root, examples.write_period(tmp_path / "p1.csv", 1))
+    model_uri = f"{run_root}/{contract.MODEL_DIR}"
+
+    assert serving_models.read_card(model_uri).version == version
+    (only,) = (tmp_path / "cache").iterdir()
+    (only / "seen").write_text("1")  # survives unless the model is downloaded again
+    loaded = serving_models.load(model_uri, quantized=True, loader=serving_config.DEFAULT_LOADER)
+    assert loaded.quantized and loaded.card.version == version
+    assert (only / "seen").exists() and list((tmp_path / "cache").iterdir()) == [only]
+    row = examples.period_frame(1, part="traffic", labelled=False, rows=5)
+    assert len(loaded.predictor.predict(row).predictions) == 5
+
+    with pytest.raises(errors.UserError, match=r"no model_card\.json"):
+        serving_models.read_card(f"{s3.root}/default/trainingruns/never/model")

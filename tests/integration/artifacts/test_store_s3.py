@@ -4,6 +4,8 @@ see conftest): bytes, listings, removal, and publishing and fetching whole folde
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,39 @@ def test_fetch_dir_keeps_nothing_when_the_folder_is_republished_meanwhile(
     assert json.loads((store.fetch_dir("m", tmp_path / "cache") / contract.MODEL_CARD).read_text()) == {
         "version": "m-2"
     }
+
+
+def test_local_dir_keeps_only_the_most_recently_used_models(
+    s3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long-lived process fetching one model after another (the DriftMonitor operator, a serving
+    pod across promotions) keeps `keep` of them; a model used again counts as recent."""
+    monkeypatch.setattr(artifacts, "CACHE_MIN_AGE_S", 0.0)
+    store = artifacts.Store(s3.root)
+    uris = {v: store.put_dir(v, _model(tmp_path / "src" / v, v)) for v in ("m1", "m2", "m3")}
+    cache = tmp_path / "cache"
+    first = artifacts.local_dir(uris["m1"], cache, keep=2)
+    second = artifacts.local_dir(uris["m2"], cache, keep=2)
+    assert artifacts.local_dir(uris["m1"], cache, keep=2) == first  # m1 used again: newest
+    third = artifacts.local_dir(uris["m3"], cache, keep=2)
+    assert sorted(p.name for p in cache.iterdir()) == sorted([first.name, third.name])
+    assert not second.exists()
+    assert json.loads((first / contract.MODEL_CARD).read_text()) == {"version": "m1"}
+    # Pruned is not lost: the next use fetches it again.
+    assert json.loads((artifacts.local_dir(uris["m2"], cache, keep=2) / contract.MODEL_CARD).read_text()) == {
+        "version": "m2"
+    }
+
+
+def test_prune_cache_spares_recent_entries_and_staging_folders(tmp_path: Path) -> None:
+    """Entries past `keep` go only once unused for `min_age_s` (a reader may hold the path), and a
+    fetch's own dot-named staging or previous copy is never touched."""
+    now = time.time()
+    ages = {"newest": 0, "recent": 60, "old": 3600, "older": 7200, ".old.staging": 9000}
+    for name, age in ages.items():
+        (tmp_path / name).mkdir()
+        os.utime(tmp_path / name, (now - age, now - age))
+    removed = artifacts.prune_cache(tmp_path, keep=1, min_age_s=600)
+    assert sorted(p.name for p in removed) == ["old", "older"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".old.staging", "newest", "recent"]
+    assert artifacts.prune_cache(tmp_path / "absent", keep=1) == []
