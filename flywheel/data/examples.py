@@ -136,16 +136,18 @@ def git(root: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
-def make_repo(root: Path, *, periods: int = 2) -> ExampleRepo:
+def make_repo(root: Path, *, periods: int = 2, remote: dict[str, str] | None = None) -> ExampleRepo:
     """Create a git + DVC repository at `root` (empty or absent) with one tag per period.
 
     The DVC remote is the directory `<root>.dvc-remote` beside it, so cloning the repository
-    elsewhere still finds it by absolute path."""
+    elsewhere still finds it by absolute path; `remote` (DVC remote options: url, endpointurl, ...)
+    replaces it, e.g. an s3 bucket a cluster reaches (see publish.py). Its credentials stay out of
+    the repository: DVC reads them from the environment when it pushes."""
     dvcenv.ensure_offline()
     root = root.resolve()
     if root.exists() and any(root.iterdir()):
         raise FileExistsError(f"{root} is not empty")
-    remote_dir = init_repo(root)
+    remote_dir = init_repo(root, remote)
     commits, hashes = {}, {}
     for n in range(1, periods + 1):
         tag = f"period-{n}"
@@ -155,8 +157,9 @@ def make_repo(root: Path, *, periods: int = 2) -> ExampleRepo:
     return ExampleRepo(root, remote_dir, DATA_PATH, commits, hashes)
 
 
-def init_repo(root: Path) -> Path:
-    """git init + DVC init with a local remote `<root>.dvc-remote`, DVC's files committed; the remote."""
+def init_repo(root: Path, remote: dict[str, str] | None = None) -> Path:
+    """git init + DVC init with a local remote `<root>.dvc-remote` (or `remote`, named "storage"),
+    DVC's files committed; the local remote directory (created even when unused)."""
     import dvc.repo
 
     root.mkdir(parents=True, exist_ok=True)
@@ -168,12 +171,13 @@ def init_repo(root: Path) -> Path:
         try:
             with repo.config.edit() as conf:
                 conf["core"]["analytics"] = False
-                conf["core"]["remote"] = "local"
-                conf["remote"]["local"] = {"url": str(remote_dir)}
+                name = "storage" if remote else "local"
+                conf["core"]["remote"] = name
+                conf["remote"][name] = dict(remote) if remote else {"url": str(remote_dir)}
         finally:
             repo.close()
     git(root, "add", ".dvc", ".dvcignore")
-    git(root, "commit", "-q", "-m", "Initialise DVC with a local remote")
+    git(root, "commit", "-q", "-m", "Initialise DVC with its remote")
     return remote_dir
 
 
