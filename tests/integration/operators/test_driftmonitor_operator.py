@@ -24,6 +24,7 @@ import kopf
 import pytest
 
 from flywheel.controllers import driftmonitor as dm
+from flywheel.controllers import driftmonitor_claims as claims
 from flywheel.controllers import plans
 from flywheel.drift import decide, loop
 from flywheel.kube import client, objects
@@ -290,3 +291,80 @@ def test_the_timer_steps_for_an_approval_until_status_shows_it_carried_out_or_re
     assert not operator.wants_step(body("mon-1", "promoted"), T0)
     assert operator.wants_step(body("mon-1", "rejected"), T0)  # to say why it is refused, once
     assert not operator.wants_step(body("mon-1", "rejected", ignored), T0)
+
+
+def ready(em: Any, name: str) -> dict[str, Any]:
+    conds = (live(em, MONITORS, name).get("status") or {}).get("conditions")
+    return plans.get_condition(conds, "Ready") or {}
+
+
+def steps_of(em: Any, name: str) -> int:
+    """GETs of the monitor by name: each step re-reads it once (kopf's watch lists, it never GETs one)."""
+    return sum(
+        1 for r in em.requests()
+        if r.method == "GET" and r.name == name and r.resource and r.resource.plural == "driftmonitors"
+    )  # fmt: skip
+
+
+async def test_a_second_monitor_on_the_same_deployment_waits_and_takes_over_when_the_first_goes(
+    emulator: Any, data_repo: Any
+) -> None:
+    """`twin` names the Deployment `mon` monitors (created later, or in the same second: `mon` sorts
+    first): it says who owns it, once, steps no more while it waits, and never retrains or
+    promotes; deleting `mon` hands the Deployment to `twin` within a timer tick."""
+    analysis, clock = Injected(), Clock()
+    async with conftest.running(make_registry(analysis, clock)):
+        first = await seed(data_repo[0])
+        await conftest.eventually(lambda: challengers(emulator), what="mon's challenger")
+        twin = {k: first[k] for k in ("apiVersion", "kind", "spec")}
+        await create({**twin, "metadata": {"name": "twin", "namespace": NS}})
+        await conftest.eventually(
+            lambda: ready(emulator, "twin").get("reason") == dm.R_CLAIMED, what="claimed"
+        )
+        assert ready(emulator, "twin")["status"] == "False"
+        assert "driftmonitor/mon" in ready(emulator, "twin")["message"]
+        waiting = steps_of(emulator, "twin")
+        await asyncio.sleep(0.6)  # three timer ticks: the index says it waits; no step, no API call
+        assert steps_of(emulator, "twin") == waiting
+        await patch_status("TrainingRun", "mon-1", succeeded("mon-1"))
+        await conftest.eventually(lambda: status(emulator).get("lastDecision"), what="mon's decision")
+        await asyncio.sleep(0.4)
+        assert live(emulator, DEPLOYMENTS, "svc")["spec"]["champion"] == {"fromTrainingRun": "mon-1"}
+        assert deployment_patches(emulator) == 1 and analysis.checks == 1 and analysis.evaluations == 1
+        assert not [o for o in emulator.live(RUNS, NS) if o["metadata"]["name"].startswith("twin")]
+        twin_status = live(emulator, MONITORS, "twin")["status"]
+        assert "lastCheckTime" not in twin_status and "lastDecision" not in twin_status
+        claimed = [e for e in emulator.live("v1/events", NS) if e["involvedObject"]["name"] == "twin"]
+        assert [(e["reason"], e["type"]) for e in claimed] == [(dm.R_CLAIMED, "Warning")]
+
+        # A person rolls back first: deleting mon garbage-collects its challengers, mon-1 included
+        # (the ownerReference), and twin can only check a Deployment whose champion exists.
+        body = {"spec": {"champion": {"fromTrainingRun": "champ"}}}
+        await call(
+            "PATCH", client.path("flywheel.dev/v1alpha1", "Deployment", NS, "svc"), body, objects.MERGE_PATCH
+        )
+        await call("DELETE", client.path("flywheel.dev/v1alpha1", "DriftMonitor", NS, "mon"))
+        await conftest.eventually(
+            lambda: live(emulator, RUNS, "twin-1"), what="twin's own challenger after the takeover"
+        )
+        assert ready(emulator, "twin").get("reason") != dm.R_CLAIMED and analysis.checks == 2
+
+
+def test_the_timer_steps_a_blocked_monitor_only_when_its_ownership_changes() -> None:
+    """Pure: operator.wants_step with the index's peers (no API call per tick while blocked)."""
+
+    def body(name: str, created: str, reason: str = "", message: str = "") -> dict[str, Any]:
+        conds = [{"type": "Ready", "status": "False", "reason": reason, "message": message}]
+        return {
+            "apiVersion": "flywheel.dev/v1alpha1", "kind": "DriftMonitor",
+            "metadata": {"name": name, "namespace": NS, "creationTimestamp": created},
+            "spec": {"deploymentRef": "svc"}, "status": {"conditions": conds, "retrain": {"active": ["x-1"]}},
+        }  # fmt: skip
+
+    owner = body("mon", "2026-03-01T10:00:00Z")
+    twin = body("twin", "2026-03-01T11:00:00Z")
+    peers = [next(iter(operator.claim_entry(b).values())) for b in (owner, twin)]
+    assert operator.wants_step(twin, T0, peers)  # not said yet
+    said = body("twin", "2026-03-01T11:00:00Z", dm.R_CLAIMED, claims.message(twin, "mon"))
+    assert not operator.wants_step(said, T0, peers)  # said: wait, even with a challenger active
+    assert operator.wants_step(said, T0, peers[1:])  # the owner left the index: take over
