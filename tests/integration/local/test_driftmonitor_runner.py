@@ -204,3 +204,34 @@ def test_a_pending_win_is_promoted_by_approve_and_undone_by_rollback(workdir: An
     again = runner.run_once(ctx, stored(ctx, "DriftMonitor", "shuttle"), Injected(drifted=False, win=True))
     assert again.plan.patch_resources == []
     assert stored(ctx, "Deployment", "shuttle")["spec"]["champion"] == {"fromTrainingRun": "shuttle"}
+
+
+def test_a_second_monitor_on_the_same_deployment_waits_and_takes_over(workdir: Any) -> None:
+    """Two monitors in one local home name one Deployment: the later one does nothing (no check, no
+    training of a challenger it left unfinished) and says who owns it; deleting the owner from the
+    store hands the Deployment over at the next round. Nothing is trained (no drift is injected)."""
+    cwd, _ = workdir
+    clock = [NOW]
+    ctx = context(cwd, "home-twins", clock)
+    seed(ctx)
+    twin = copy.deepcopy(stored(ctx, "DriftMonitor", "shuttle"))
+    twin["metadata"] = {"name": "twin"}
+    twin = ctx.store.put(twin)
+    leftover = dm.challenger_manifest(twin, dm.validate(twin), 1, "c" * 40, "drift", NOW)
+    ctx.store.put(leftover)  # unfinished: a round that owned the Deployment would train it now
+    analysis = Injected(drifted=False, win=False)
+    for _ in range(2):
+        result = runner.run_once(ctx, stored(ctx, "DriftMonitor", "twin"), analysis)
+        assert result.claimed_by == "shuttle" and result.check is None and analysis.checks == []
+    assert (stored(ctx, "TrainingRun", "twin-1").get("status") or {}).get("phase") is None  # not trained
+    ready = plans.get_condition(stored(ctx, "DriftMonitor", "twin")["status"]["conditions"], "Ready")
+    assert ready is not None and (ready["status"], ready["reason"]) == ("False", dm.R_CLAIMED)
+    assert "driftmonitor/shuttle" in ready["message"]
+    reasons = [e["reason"] for e in ctx.store.events("DriftMonitor", "twin")]
+    assert reasons == [dm.R_CLAIMED]  # once, not once per round
+    ctx.store.delete("TrainingRun", "twin-1")  # so the takeover round trains nothing here
+    ctx.store.delete("DriftMonitor", "shuttle")
+    result = runner.run_once(ctx, stored(ctx, "DriftMonitor", "twin"), analysis)
+    assert result.claimed_by is None and len(analysis.checks) == 1
+    ready = plans.get_condition(stored(ctx, "DriftMonitor", "twin")["status"]["conditions"], "Ready")
+    assert ready is not None and ready["status"] == "True"
