@@ -3,7 +3,9 @@
 #   platform/kind-up.sh [--with-prometheus] [--images-from-local-build]
 # creates the kind cluster from kind-config.yaml, installs (pinned, see versions.env) the Kubeflow
 # Training Operator v1.9, MinIO (artifact store and DVC remote), optionally kube-prometheus-stack,
-# then the Flywheel chart, and applies the first example. Needs: kind, kubectl, helm, docker.
+# then the Flywheel chart, publishes the example dataset in the cluster (example-data.yaml: a git
+# repository served at http://example-data.flywheel-system.svc.cluster.local:8080/shuttle.git, its DVC
+# data in s3://flywheel-dvc on MinIO) and applies the first example. Needs: kind, kubectl, helm, docker.
 # Artifacts live in the MinIO bucket s3://flywheel-artifacts (see artifacts.yaml for why not a PVC):
 # workloads in `default` and the DriftMonitor operator in flywheel-system use the same bucket.
 set -euo pipefail
@@ -50,10 +52,16 @@ if $local_images; then
   done
 fi
 
+echo "Publishing the example dataset (git over HTTP, DVC data in s3://flywheel-dvc)"
+kubectl apply -f "$here/example-data.yaml"   # builds while the chart installs
+
 echo "Installing Flywheel"
 helm upgrade --install flywheel "$root/helm/flywheel" -n flywheel-system --create-namespace \
   --set metrics.serviceMonitor.enabled="$with_prometheus" \
   --set artifacts.s3CredentialsSecret=artifacts-s3-credentials --wait   # the DriftMonitor reads s3://
 
+# The examples' data.repo: ready only once its data is pushed and its git is served.
+kubectl -n flywheel-system rollout status deploy/example-data --timeout=600s
 kubectl apply -f "$root/examples/trainingrun-minimal.yaml"
-echo "Done. Next: kubectl get flywheel -A (artifacts: s3://flywheel-artifacts on MinIO in flywheel-system)"
+echo "Done. Next: kubectl get flywheel -A; kubectl apply -k examples/ for the whole loop"
+echo "(artifacts: s3://flywheel-artifacts on MinIO in flywheel-system; data: see platform/example-data.yaml)"
