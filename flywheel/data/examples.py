@@ -40,6 +40,10 @@ _GIT_ENV = {
     "GIT_COMMITTER_NAME": "Flywheel Example",
     "GIT_COMMITTER_EMAIL": "example@flywheel.dev",
     "GIT_CONFIG_NOSYSTEM": "1",
+    # Fixed dates make the commits (and tags) a function of the data alone: a rebuilt example repo,
+    # e.g. after the in-cluster publisher restarts, has the commits that earlier lineage recorded.
+    "GIT_AUTHOR_DATE": "2026-01-01T00:00:00+00:00",
+    "GIT_COMMITTER_DATE": "2026-01-01T00:00:00+00:00",
 }
 
 

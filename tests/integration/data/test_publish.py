@@ -92,5 +92,6 @@ def test_rebuild_replaces_a_previous_build_with_the_same_commits(served: tuple[s
     refs = (root / publish.PUBLIC / publish.REPO_NAME / "info" / "refs").read_text()
     assert "refs/tags/period-1" in refs and "refs/tags/period-2" in refs
     bare = publish.build(root)
+    assert (bare / "info" / "refs").read_text() == refs  # same commits: recorded lineage still resolves
     assert not bare.with_name(publish.REPO_NAME + ".tmp").exists()
     assert "origin" not in examples.git(bare, "remote")
