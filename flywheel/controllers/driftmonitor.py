@@ -161,7 +161,7 @@ def plan(resource: plans.Manifest, observed: Observed, now: datetime.datetime) -
         return _invalid(resource, current, exc, now)
     owner = claims.claimed_by(resource, observed.monitors)
     if owner is not None:
-        return _claimed(resource, current, owner, now)
+        return claims.plan(resource, current, owner, now, REQUEUE_ACTIVE)
     out = plans.Plan()
     status: dict[str, Any] = dict(observed.check or {})
     runs = challengers(resource, observed.runs)
@@ -334,39 +334,6 @@ def _drift_row(monitor: api.DriftMonitor, observed: Observed, merged: dict[str, 
         f"drifted: {', '.join(columns) or 'none'}"
     )
     return ("True", R_DRIFTED, text) if merged["drifted"] else ("False", R_NO_DRIFT, text)
-
-
-def _claimed(
-    resource: plans.Manifest, current: dict[str, Any], owner: str, now: datetime.datetime
-) -> plans.Plan:
-    """Another monitor owns the Deployment: only say so (the event once per owner), and look again
-    soon, so this one takes over shortly after the owner is deleted."""
-    message = claims.message(resource, owner)
-    waiting = f"not checking: {message}"
-    generation = resource["metadata"].get("generation")
-    conds = list(current.get("conditions") or [])
-    rows = [
-        (conditions.READY, "False", message),
-        (conditions.DRIFT_DETECTED, "Unknown", waiting),
-        (conditions.RETRAINING, "False", f"not retraining: driftmonitor/{owner} owns the Deployment"),
-    ]
-    for type_, value, text in rows:
-        conds = plans.set_condition(conds, type_, value, R_CLAIMED, text, now, generation)
-    if plans.get_condition(conds, conditions.PROMOTED) is None:
-        conds = plans.set_condition(
-            conds, conditions.PROMOTED, "False", "NoDecision", "no challenger decided yet", now, generation
-        )
-    status = {
-        "observedGeneration": generation,
-        "phase": conditions.PENDING,
-        "message": message,
-        "conditions": conds,
-    }
-    out = plans.Plan(status={k: v for k, v in status.items() if v is not None}, requeue_after=REQUEUE_ACTIVE)
-    old = plans.get_condition(current.get("conditions"), conditions.READY) or {}
-    if old.get("reason") != R_CLAIMED or old.get("message") != message:
-        out.events.append(plans.Event(R_CLAIMED, message, "Warning"))
-    return out
 
 
 def _invalid(

@@ -9,6 +9,9 @@ raced: among the monitors of one namespace that name the same Deployment, the ol
 say who owns it in Ready (reason DeploymentClaimed); when the owner is deleted (or points elsewhere)
 the next one owns it at its next step.
 
+`claimed_by(resource, monitors)` says whether another monitor owns this one's Deployment;
+`plan(...)` is the whole step of a monitor that waits (driftmonitor.plan returns it).
+
 The rule reads only metadata and the raw spec.deploymentRef, so it is stable: a monitor whose other
 fields are invalid still holds its claim (fixing it does not flip ownership), and a monitor being
 deleted (deletionTimestamp set, e.g. waiting on a finalizer) no longer does.
@@ -19,7 +22,10 @@ from __future__ import annotations
 import contextlib
 import datetime
 from collections.abc import Iterable
+from typing import Any
 
+from flywheel.api import conditions
+from flywheel.controllers import driftmonitor_decisions as decisions
 from flywheel.controllers import plans
 
 R_CLAIMED = "DeploymentClaimed"
@@ -61,6 +67,41 @@ def message(resource: plans.Manifest, owner_name: str) -> str:
         f"it); driftmonitor/{name} does nothing while it does: delete one of them or point "
         "spec.deploymentRef elsewhere"
     )
+
+
+def plan(
+    resource: plans.Manifest, current: dict[str, Any], owner: str, now: datetime.datetime, requeue: float
+) -> plans.Plan:
+    """Another monitor owns the Deployment: only say so (the event once per owner), and look again
+    after `requeue` seconds, so this one takes over shortly after the owner is deleted (the
+    operator steps it sooner, from its index)."""
+    said = message(resource, owner)
+    owns = f"driftmonitor/{owner} owns the Deployment"
+    generation = resource["metadata"].get("generation")
+    conds = list(current.get("conditions") or [])
+    rows = [
+        (conditions.READY, "False", said),
+        (conditions.DRIFT_DETECTED, "Unknown", f"not checking: {said}"),
+        (conditions.RETRAINING, "False", f"not retraining: {owns}"),
+    ]
+    promoted = plans.get_condition(conds, conditions.PROMOTED) or {}
+    approval = decisions.approval_of(resource)
+    if approval:  # a person may be waiting on it: say it is not carried out, and why
+        note = f"{decisions.ANNOTATION_APPROVE}={approval} is not carried out: {owns}"
+        rows.append((conditions.PROMOTED, promoted.get("status") or "False", note))
+    for type_, value, text in rows:
+        conds = plans.set_condition(conds, type_, value, R_CLAIMED, text, now, generation)
+    if not promoted and not approval:
+        conds = plans.set_condition(
+            conds, conditions.PROMOTED, "False", "NoDecision", "no challenger decided yet", now, generation
+        )
+    status = {"observedGeneration": generation, "phase": conditions.PENDING, "message": said}
+    status["conditions"] = conds
+    out = plans.Plan(status={k: v for k, v in status.items() if v is not None}, requeue_after=requeue)
+    old = plans.get_condition(current.get("conditions"), conditions.READY) or {}
+    if old.get("reason") != R_CLAIMED or old.get("message") != said:
+        out.events.append(plans.Event(R_CLAIMED, said, "Warning"))
+    return out
 
 
 def _identity(resource: plans.Manifest) -> tuple[str, str, str | None]:

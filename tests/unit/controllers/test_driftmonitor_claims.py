@@ -64,6 +64,13 @@ def test_a_blocked_monitor_plans_nothing_but_saying_so_once_and_takes_over_later
     assert [(e.reason, e.type) for e in first.events] == [(dm.R_CLAIMED, "Warning")]
     twin["status"] = first.status
     assert dm.plan(twin, observed, NOW).events == []  # the next tick: no second event
+    twin["metadata"]["annotations"] = {dm.ANNOTATION_APPROVE: "twin-1"}
+    approved = dm.plan(twin, observed, NOW)
+    assert approved.patch_resources == [] and approved.apply == []
+    promoted = plans.get_condition(approved.status["conditions"], conditions.PROMOTED)
+    assert promoted is not None and promoted["reason"] == dm.R_CLAIMED
+    assert "is not carried out: driftmonitor/shuttle owns" in promoted["message"]
+    del twin["metadata"]["annotations"]
     observed.monitors = [twin]  # the owner was deleted
     takeover = dm.plan(twin, observed, NOW)
     assert [m["metadata"]["name"] for m in takeover.apply] == ["twin-1"]
