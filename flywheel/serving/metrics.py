@@ -8,6 +8,7 @@ Labels stay low-cardinality: role (champion | challenger), model version, class 
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import functools
 from typing import Any
@@ -68,18 +69,48 @@ def _child(metric: str, *values: str) -> Any:
     return child
 
 
+# Counter increments of one event-loop iteration, written as one inc() per label set: a batch's
+# requests all finish in one iteration, and each inc() is a locked mmap write plus a getpid()
+# syscall in prometheus_client's multiprocess mode. Written in the next iteration, before /metrics
+# can be asked again. Histograms have no bulk observe, so they are observed at once.
+_pending: collections.Counter[tuple[str, ...]] = collections.Counter()
+_scheduled = False
+
+
+def _count(key: tuple[str, ...], amount: int = 1) -> None:
+    global _scheduled
+    _pending[key] += amount
+    if _scheduled:
+        return
+    try:
+        asyncio.get_running_loop().call_soon(_write_counts)
+    except RuntimeError:  # no event loop in this thread: write now
+        _write_counts()
+    else:
+        _scheduled = True
+
+
+def _write_counts() -> None:
+    global _scheduled
+    _scheduled = False
+    pending = list(_pending.items())
+    _pending.clear()
+    for (metric, *values), amount in pending:
+        _child(metric, *values).inc(amount)
+
+
 def observe(
     role: str, version: str, served: bool, seconds: float, preds: list[Any], probs: list[Any], task: str
 ) -> None:
-    _child("requests", role, version, "true" if served else "false").inc()
+    _count(("requests", role, version, "true" if served else "false"))
     _child("latency", role).observe(seconds)
     if task != "classification":
         return
     if len(preds) == 1:  # most requests: no Counter
-        _child("predictions", role, str(preds[0])).inc()
+        _count(("predictions", role, str(preds[0])))
     else:
         for label, count in collections.Counter(map(str, preds)).items():
-            _child("predictions", role, label).inc(count)
+            _count(("predictions", role, label), count)
     histogram = _child("probability", role)
     for prob in probs:
         if prob is not None:
