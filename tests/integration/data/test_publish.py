@@ -6,8 +6,10 @@ cluster); tests/unit/data/test_publish.py checks the DVC config written for it i
 from __future__ import annotations
 
 import collections.abc
+import socket
 import subprocess
-import threading
+import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,20 +23,41 @@ from flywheel.data import examples, publish, resolve
 pytestmark = pytest.mark.slow  # builds a real DVC repository (~5-10 s)
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> collections.abc.Iterator[tuple[str, Path]]:
-    """(base URL, publisher directory) of a published repository served on a free port."""
+    """(base URL, publisher directory): the pod's command, `python -m flywheel.data.publish DIR
+    --serve PORT`, run for real, waited for as the readiness probe does (GET info/refs)."""
     root = tmp_path_factory.mktemp("publish")
-    bare = publish.build(root)
-    httpd = publish.server(bare.parent, 0, host="127.0.0.1")
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flywheel.data.publish", str(root), f"--serve={port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
     try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", root
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, "the publisher exited"
+            try:
+                with urllib.request.urlopen(f"{base}/{publish.REPO_NAME}/info/refs", timeout=2) as got:
+                    assert got.status == 200
+                break
+            except urllib.error.URLError:
+                assert time.monotonic() < deadline, "the publisher never became ready"
+                time.sleep(0.2)
+        # Ready only once published: the served repository is complete, the staging name gone.
+        assert (root / publish.PUBLIC / publish.REPO_NAME / "info" / "refs").is_file()
+        assert not (root / publish.PUBLIC / (publish.REPO_NAME + ".tmp")).exists()
+        yield base, root
     finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
+        proc.terminate()
+        proc.wait(10)
 
 
 def test_both_tags_resolve_over_http_with_different_rows(served: tuple[str, Path], tmp_path: Path) -> None:
