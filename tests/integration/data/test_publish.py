@@ -80,6 +80,8 @@ def test_both_tags_resolve_over_http_with_different_rows(served: tuple[str, Path
 def test_served_repository_is_read_only(served: tuple[str, Path], tmp_path: Path) -> None:
     base, root = served
     url = f"{base}/{publish.REPO_NAME}"
+    with urllib.request.urlopen(f"{url}/HEAD", timeout=5) as head:  # the manifest's liveness probe
+        assert head.read().strip() == b"ref: refs/heads/main"
     for method, path, code in (
         ("POST", "git-receive-pack", 403),
         ("POST", "info/refs", 403),

@@ -63,6 +63,7 @@ def test_cluster_examples_point_at_the_served_repository() -> None:
     assert _args().serve == _container()["ports"][0]["containerPort"]
     probe = _container()["readinessProbe"]["httpGet"]
     assert probe["path"] == f"/{publish.REPO_NAME}/info/refs"
+    assert _container()["livenessProbe"]["httpGet"]["path"] == f"/{publish.REPO_NAME}/HEAD"
 
 
 def test_remote_is_a_minio_bucket_with_the_secrets_endpoint() -> None:
