@@ -4,7 +4,9 @@ A decision is keyed by the challenger's name and recorded on durable objects in 
 order flywheel.drift.loop.apply and flywheel.kube.execute both keep):
 1. on promotion, the Deployment: spec.champion = fromTrainingRun <challenger>, and the annotation
    ANNOTATION_PROMOTION (the decision as JSON, with the previous champion), in one write;
-2. the challenger TrainingRun: the annotation ANNOTATION_DECISION;
+2. the challenger TrainingRun: the annotation ANNOTATION_DECISION and, when it was promoted, the
+   monitor's ownerReference dropped in the same write: the Deployment serves it now, so deleting
+   the monitor must not garbage-collect it (nor the rollback target, promoted the same way before);
 3. the monitor's status (lastDecision, lastPromotion, rollbackTarget), then events.
 `decide` reads these back, so whatever a step cut short left behind is completed, never re-decided.
 
@@ -105,6 +107,8 @@ def decide(
             out.patch_resources.append(_promotion_patch(deployment, name, decision, previous))
         elif recorded is not None:
             done.append({"decision": recorded, **_extra(promotion, name)})
+            if recorded["decision"] == "promoted" and _owned(run, resource):  # promoted by an older release
+                out.patch_resources.append(_released(run, resource, _ref(run)))
             if name in active or str(recorded["time"]) > last:  # a step stopped before status and events
                 out.events.append(_decision_event(recorded))
             continue
@@ -122,7 +126,10 @@ def decide(
                 out.patch_resources.append(_promotion_patch(deployment, name, decision, previous))
         else:
             continue
-        out.patch_resources.append(_annotate(run, ANNOTATION_DECISION, {"decision": decision}))
+        record = _annotate(run, ANNOTATION_DECISION, {"decision": decision})
+        out.patch_resources.append(
+            _released(run, resource, record) if decision["decision"] == "promoted" else record
+        )
         out.events.append(_decision_event(decision))
         done.append({"decision": decision, "previousChampion": previous, "new": True})
     # newest last: an approval is a later decision than those of challengers started after it
@@ -228,16 +235,32 @@ def _promotion_patch(
 
 
 def _annotate(obj: plans.Manifest, key: str, value: dict[str, Any]) -> plans.Manifest:
+    patch = _ref(obj)
+    patch["metadata"]["annotations"] = {key: json.dumps(value, sort_keys=True)}
+    return patch
+
+
+def _ref(obj: plans.Manifest) -> plans.Manifest:
+    """The start of a patch to `obj`: what names it."""
     meta = obj["metadata"]
     return {
         "apiVersion": obj.get("apiVersion", common.API_VERSION),
         "kind": obj["kind"],
-        "metadata": {
-            "name": meta["name"],
-            "namespace": meta.get("namespace") or "default",
-            "annotations": {key: json.dumps(value, sort_keys=True)},
-        },
+        "metadata": {"name": meta["name"], "namespace": meta.get("namespace") or "default"},
     }
+
+
+def _owned(run: plans.Manifest, monitor: plans.Manifest) -> bool:
+    uid = monitor["metadata"].get("uid")
+    return any(ref.get("uid") == uid for ref in run["metadata"].get("ownerReferences") or [])
+
+
+def _released(run: plans.Manifest, monitor: plans.Manifest, patch: plans.Manifest) -> plans.Manifest:
+    """`patch` that also drops the monitor's ownerReference from `run` (None: the field goes)."""
+    uid = monitor["metadata"].get("uid")
+    kept = [ref for ref in run["metadata"].get("ownerReferences") or [] if ref.get("uid") != uid]
+    patch["metadata"]["ownerReferences"] = kept or None
+    return patch
 
 
 def _champion_text(deployment: plans.Manifest) -> str:

@@ -146,13 +146,15 @@ def patch_status(resource: Mapping[str, Any], patch: Mapping[str, Any]) -> bool:
 
 
 def patch_spec(patch: Mapping[str, Any]) -> bool:
-    """Merge a patch (apiVersion, kind, metadata name/namespace, spec/labels/annotations) into a
-    Flywheel resource; False when it already said so."""
+    """Merge a patch (apiVersion, kind, metadata name/namespace, spec/labels/annotations/
+    ownerReferences) into a Flywheel resource; False when it already said so."""
     live = get(ref_of(patch))
     if live is None:
         raise client.ApiError(404, "NotFound", f"{patch['kind']} {patch['metadata']['name']} does not exist")
     body = {key: value for key, value in patch.items() if key in ("metadata", "spec")}
-    meta = {k: v for k, v in body.get("metadata", {}).items() if k in ("labels", "annotations")}
+    meta = {
+        k: v for k, v in body.get("metadata", {}).items() if k in ("labels", "annotations", "ownerReferences")
+    }
     body = {**body, "metadata": meta} if meta else {k: v for k, v in body.items() if k != "metadata"}
     if contains(live, body):
         return False

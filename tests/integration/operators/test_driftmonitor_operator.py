@@ -211,10 +211,13 @@ async def test_succeeded_challenger_is_decided_once(emulator: Any, data_repo: An
         assert deployment_patches(emulator) == 1
         assert status(emulator)["rollbackTarget"] == "trainingrun/champ"
         assert monitor_events(emulator, dm.R_PROMOTED) == 1
+        # Served now: deleting the monitor must not garbage-collect it.
+        assert "ownerReferences" not in live(emulator, RUNS, "mon-1")["metadata"]
     else:
         assert decision["decision"] == "rejected" and champion == {"fromTrainingRun": "champ"}
         assert deployment_patches(emulator) == 0
         assert monitor_events(emulator, dm.R_REJECTED) == 1
+        assert [r["name"] for r in live(emulator, RUNS, "mon-1")["metadata"]["ownerReferences"]] == ["mon"]
     assert (decision["championValue"], decision["challengerValue"]) == (0.80, 0.95 if win else 0.70)
     assert decision["challengerVersion"] == "mon-1-v" and decision["championVersion"] == "champ-v"
 
@@ -337,12 +340,8 @@ async def test_a_second_monitor_on_the_same_deployment_waits_and_takes_over_when
         claimed = [e for e in emulator.live("v1/events", NS) if e["involvedObject"]["name"] == "twin"]
         assert [(e["reason"], e["type"]) for e in claimed] == [(dm.R_CLAIMED, "Warning")]
 
-        # A person rolls back first: deleting mon garbage-collects its challengers, mon-1 included
-        # (the ownerReference), and twin can only check a Deployment whose champion exists.
-        body = {"spec": {"champion": {"fromTrainingRun": "champ"}}}
-        await call(
-            "PATCH", client.path("flywheel.dev/v1alpha1", "Deployment", NS, "svc"), body, objects.MERGE_PATCH
-        )
+        # mon-1, promoted, no longer belongs to mon: deleting mon leaves the served model alone.
+        assert "ownerReferences" not in live(emulator, RUNS, "mon-1")["metadata"]
         await call("DELETE", client.path("flywheel.dev/v1alpha1", "DriftMonitor", NS, "mon"))
         await conftest.eventually(
             lambda: live(emulator, RUNS, "twin-1"), what="twin's own challenger after the takeover"

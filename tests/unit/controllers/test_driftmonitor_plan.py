@@ -219,6 +219,8 @@ def test_winning_challenger_is_promoted_once_with_figures_and_rollback_target() 
     (event,) = [e for e in plan.events if e.reason == dm.R_PROMOTED]
     for text in ("shuttle-1-abc", "v1", "0.8500", "0.9700", COMMIT):
         assert text in event.message
+    # Served now: no longer garbage-collected with the monitor (released in the decision's write).
+    assert "ownerReferences" not in world.runs["shuttle-1"]["metadata"]
     # Nothing left to evaluate; the next steps patch nothing.
     assert dm.to_evaluate(world.monitor, world.observed()) == []
     for minutes in (3, 4):
@@ -236,6 +238,22 @@ def test_losing_challenger_leaves_the_champion_and_records_the_rejection() -> No
     assert "rollbackTarget" not in world.monitor["status"]
     assert [e.type for e in plan.events if e.reason == dm.R_REJECTED] == ["Warning"]
     assert world.cond("Promoted")["status"] == "False"
+    assert [r["uid"] for r in world.runs["shuttle-1"]["metadata"]["ownerReferences"]] == ["uid-dm"]
+
+
+def test_a_champion_promoted_by_an_older_release_is_released_from_the_monitor_once() -> None:
+    """Before promotions dropped the monitor's ownerReference, deleting the monitor garbage-collected
+    the TrainingRun its Deployment serves. A step now releases such a champion once, and only it."""
+    world = World(monitor())
+    world.step(NOW, check=check(True, 0))
+    world.finish("shuttle-1")
+    world.step(at(2), evaluations={"shuttle-1": evaluation("shuttle-1")})
+    meta = world.runs["shuttle-1"]["metadata"]
+    meta["ownerReferences"] = [{"kind": "DriftMonitor", "name": "shuttle", "uid": "uid-dm"}, {"uid": "other"}]
+    (patch,) = world.step(at(3)).patch_resources
+    assert patch["metadata"] == {"name": "shuttle-1", "namespace": "ml", "ownerReferences": [{"uid": "other"}]}
+    assert world.runs["shuttle-1"]["metadata"]["ownerReferences"] == [{"uid": "other"}]
+    assert world.step(at(4)).patch_resources == [] and world.dep_patches == 1
 
 
 def test_a_win_without_auto_promote_is_recorded_pending_and_not_patched() -> None:
@@ -401,6 +419,7 @@ def test_approving_a_pending_win_promotes_it_once() -> None:
     assert status["rollbackTarget"] == "file:///art/ml/trainingruns/shuttle-v1/model"
     assert world.cond("Promoted")["status"] == "True"
     assert sum(e.reason == dm.R_PROMOTED for e in world.events) == 1
+    assert "ownerReferences" not in world.runs["shuttle-1"]["metadata"]
 
 
 def test_an_approval_given_before_the_decision_applies_once_it_is_pending() -> None:
