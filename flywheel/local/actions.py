@@ -17,6 +17,7 @@ import argparse
 from typing import Any
 
 from flywheel import api, errors
+from flywheel.controllers import driftmonitor_claims as claims
 from flywheel.controllers import driftmonitor_decisions as decisions
 from flywheel.local import commands, runners
 
@@ -34,6 +35,12 @@ def approve(args: argparse.Namespace) -> int:
         raise errors.UserError(
             f"driftmonitor/{meta['name']} has no pending decision to approve ({said}); "
             "name the challenger: flywheel approve dm/NAME CHALLENGER"
+        )
+    owner = claims.claimed_by(monitor, ctx.store.list(api.DriftMonitor.KIND, args.namespace))
+    if owner is not None:  # checked before the annotation is written: it would wait there, level-based
+        raise errors.UserError(
+            f"driftmonitor/{meta['name']} does not own its Deployment (driftmonitor/{owner} does) and "
+            f"promotes nothing: approve on {owner}, or delete one of the two monitors"
         )
     annotations = {**(meta.get("annotations") or {}), decisions.ANNOTATION_APPROVE: challenger}
     monitor = ctx.store.put({**monitor, "metadata": {**meta, "annotations": annotations}})

@@ -229,6 +229,13 @@ def test_a_second_monitor_on_the_same_deployment_waits_and_takes_over(workdir: A
     assert "driftmonitor/shuttle" in ready["message"]
     reasons = [e["reason"] for e in ctx.store.events("DriftMonitor", "twin")]
     assert reasons == [dm.R_CLAIMED]  # once, not once per round
+    # `flywheel approve` on the waiting monitor says so and writes no approval that would lie in wait.
+    from flywheel import cli
+
+    assert cli.main(["approve", "dm/twin", "twin-1", "--home", str(ctx.home)]) == 1
+    assert dm.ANNOTATION_APPROVE not in (
+        stored(ctx, "DriftMonitor", "twin")["metadata"].get("annotations") or {}
+    )
     ctx.store.delete("TrainingRun", "twin-1")  # so the takeover round trains nothing here
     ctx.store.delete("DriftMonitor", "shuttle")
     result = runner.run_once(ctx, stored(ctx, "DriftMonitor", "twin"), analysis)
