@@ -48,7 +48,7 @@ def remote_options(url: str | None, endpoint_url: str | None = None) -> dict[str
 
 def build(root: Path, remote: dict[str, str] | None = None) -> Path:
     """Build the example repository under `root`/work, push its data, and publish a bare copy at
-    `root`/public/shuttle.git ready for dumb HTTP; the bare repository's path.
+    `root`/public/shuttle.git ready for `git http-backend`; the bare repository's path.
 
     Whatever an earlier (crashed or restarted) build left is replaced: the data is deterministic,
     so a rebuild yields the same DVC hashes and the push is a no-op for objects already there."""
