@@ -31,6 +31,9 @@ tabular model whose compute matters (torch fp32 ~0.2 ms per single row on one EP
 --bentoml-observability turns BentoML's access log and /predict OpenTelemetry middleware back on
 in (a) and (b) (both off by default in the serving config), and KServe's uvicorn access log in (c)
 (off otherwise, for parity), to measure what they cost; it writes serving-observability*.json.
+
+To measure a change to Flywheel's own per-request code, `python -m bench._serving_ab --base DIR`
+runs (a) from this tree and from a baseline checkout side by side and prints server CPU ms/request.
 """
 
 from __future__ import annotations

@@ -117,6 +117,10 @@ def test_probes_and_a_valid_request(servers: dict[str, Server]) -> None:
     assert resp.headers["x-flywheel-model-version"] == out["model"]["version"]
     assert len(out["predictions"]) == 2 and set(out["predictions"]) <= {"yes", "no"}
     assert all(0.5 <= p <= 1.0 for p in out["probabilities"])
+    # Without x-request-id the server makes one: 32 hex digits (per-process random prefix and a
+    # counter), a new one per request.
+    made = [httpx.post(f"{url}/predict", json={"records": [GOOD]}).json()["request_id"] for _ in range(3)]
+    assert len(set(made)) == 3 and all(len(i) == 32 and int(i, 16) >= 0 for i in made)
 
 
 def test_access_log_follows_config(servers: dict[str, Server]) -> None:
