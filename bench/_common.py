@@ -24,6 +24,11 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def machine() -> dict[str, Any]:
+    """The host every result file names: core count, CPU model, Python version."""
+    return {"nproc": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version()}
+
+
 def write_results(path: Path, data: Any, **dumps: Any) -> Path:
     """Write `data` as JSON (indent 2) to `path` atomically, so a killed run never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)

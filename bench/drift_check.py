@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -179,12 +178,7 @@ def main(argv: list[str]) -> int:
         "benchmark": "drift_check",
         "columns": len(ref.columns),
         "evidently_import_s": round(import_s, 2),
-        "machine": {
-            "nproc": os.cpu_count(),
-            "cpu": _common.cpu_model(),
-            "python": platform.python_version(),
-            "load_avg_1m": round(os.getloadavg()[0], 2),
-        },
+        "machine": {**_common.machine(), "load_avg_1m": round(os.getloadavg()[0], 2)},
         "repeats": args.repeats,
         "results": results,
     }

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from typing import Any
@@ -160,12 +159,7 @@ def main(argv: list[str]) -> int:
         "reference_rows": len(reference),
         "pre_onset_rows": len(before),
         "resolution_rows": args.resolution,
-        "machine": {
-            "nproc": os.cpu_count(),
-            "cpu": _common.cpu_model(),
-            "python": platform.python_version(),
-            "load_avg_1m": round(os.getloadavg()[0], 2),
-        },
+        "machine": {**_common.machine(), "load_avg_1m": round(os.getloadavg()[0], 2)},
         "results": results,
     }
     path = _common.write_results(_common.RESULTS_DIR / "drift_delay.json", out)

@@ -28,7 +28,6 @@ import concurrent.futures
 import json
 import os
 import pathlib
-import platform
 import resource
 import statistics
 import subprocess
@@ -366,9 +365,7 @@ def _report(args: argparse.Namespace, summaries: dict[str, Any], baseline: dict[
     new, old = summaries["new"], summaries["old"]
     return {
         "command": "python -m bench.executor " + " ".join(sys.argv[1:]),
-        "nproc": os.cpu_count(),
-        "cpu": _common.cpu_model(),
-        "python": platform.python_version(),
+        **_common.machine(),
         "workers": args.workers,
         "compare_rev": args.compare_rev,
         "new": new,

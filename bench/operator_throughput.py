@@ -97,7 +97,6 @@ import json
 import logging
 import os
 import pathlib
-import platform
 import signal
 import socket
 import statistics
@@ -461,8 +460,7 @@ def report(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {"nproc": os.cpu_count(), "cpu": _common.cpu_model(),
-                            "python": platform.python_version()}  # fmt: skip
+    info = _common.machine()
     with contextlib.suppress(OSError):
         info["loadavg_at_start"] = pathlib.Path("/proc/loadavg").read_text().split()[:3]
     return info

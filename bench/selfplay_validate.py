@@ -26,7 +26,6 @@ import argparse
 import ast
 import os
 import pathlib
-import platform
 import random
 import re
 import resource
@@ -268,9 +267,7 @@ def main() -> None:
         }
     report = {
         "command": "python -m bench.selfplay_validate " + " ".join(sys.argv[1:]),
-        "nproc": os.cpu_count(),
-        "cpu": _common.cpu_model(),
-        "python": platform.python_version(),
+        **_common.machine(),
         "args": vars(args),
         "workloads": workloads,
     }

@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -83,10 +82,6 @@ def tree_cpu_seconds(root: int) -> float:
         if node == root:
             total += spent
     return total / CLK_TCK
-
-
-def machine() -> dict[str, Any]:
-    return {"nproc": os.cpu_count(), "cpu": _common.cpu_model(), "python": platform.python_version()}
 
 
 def measure(
@@ -249,7 +244,11 @@ def main(argv: list[str] | None = None) -> None:
     checks = verdicts(results)
     print_table(results, checks)
     out = {
-        "machine": {**machine(), "loadAverageBefore": load_before, "loadAverageAfter": os.getloadavg()},
+        "machine": {
+            **_common.machine(),
+            "loadAverageBefore": load_before,
+            "loadAverageAfter": os.getloadavg(),
+        },
         "model": f"{model} (flywheel.training, period 1); int8 = ONNX Runtime dynamic QInt8",
         "hiddenLayers": list(args.hidden),
         "versions": systems.versions(),
