@@ -135,7 +135,7 @@ def retrain_reason(resource: plans.Manifest, observed: Observed, now: datetime.d
     latest = {**(resource.get("status") or {}), **(observed.check or {})}
     if latest.get("drifted") is not True or not latest.get("lastCheckTime"):
         return None
-    checked = _time(latest["lastCheckTime"])
+    checked = plans.parse_rfc3339(latest["lastCheckTime"])
     runs = challengers(resource, observed.runs)
     started = _last_started(resource, runs)
     if started is not None and (
@@ -236,7 +236,7 @@ def _undecided(runs: list[plans.Manifest], decided: Sequence[dict[str, Any]] = (
 def _last_started(resource: plans.Manifest, runs: list[plans.Manifest]) -> datetime.datetime | None:
     stamps = [((resource.get("status") or {}).get("retrain") or {}).get("lastStarted")]
     stamps += [((r["metadata"].get("annotations") or {}).get(ANNOTATION_TRIGGERED_AT)) for r in runs]
-    times = [_time(s) for s in stamps if s]
+    times = [plans.parse_rfc3339(s) for s in stamps if s]
     return max(times) if times else None
 
 
@@ -368,12 +368,8 @@ def _until_next_check(spec: api.DriftMonitorSpec, status: dict[str, Any], now: d
     last = status.get("lastCheckTime")
     if not last:
         return 0.0
-    due = _time(last) + _seconds(spec.schedule.interval_seconds)
+    due = plans.parse_rfc3339(last) + _seconds(spec.schedule.interval_seconds)
     return max(0.0, (due - now).total_seconds())
-
-
-def _time(text: str) -> datetime.datetime:
-    return datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00")).astimezone(datetime.UTC)
 
 
 def _seconds(value: float) -> datetime.timedelta:

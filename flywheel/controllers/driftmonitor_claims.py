@@ -117,7 +117,5 @@ def _age(resource: plans.Manifest) -> tuple[datetime.datetime, str]:
     created = _LATEST
     if stamp:
         with contextlib.suppress(ValueError):  # unreadable: counts as the newest
-            created = datetime.datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-        if created.tzinfo is None:
-            created = created.replace(tzinfo=datetime.UTC)
+            created = plans.parse_rfc3339(stamp)
     return created, str(meta.get("name"))

@@ -58,6 +58,13 @@ def now_rfc3339(now: datetime.datetime) -> str:
     return now.astimezone(datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
+def parse_rfc3339(text: str) -> datetime.datetime:
+    """An RFC 3339 time as the API server and now_rfc3339 write it, as an aware UTC datetime (a
+    time without an offset is read as UTC). Raises ValueError when it is not one."""
+    parsed = datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)).astimezone(datetime.UTC)
+
+
 def set_condition(
     conditions: list[dict[str, Any]],
     type_: str,
