@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import concurrent.futures
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -147,7 +148,10 @@ class _Worker:
         self.proc.wait()
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream is not None:
-                stream.close()
+                # A send that failed on a dead worker leaves its bytes buffered; close() flushes them
+                # again and raises BrokenPipeError, although it still closes the descriptor.
+                with contextlib.suppress(OSError):
+                    stream.close()
         self.log.close()
 
 

@@ -99,3 +99,17 @@ def test_programs_heading_for_a_timeout_do_not_hold_up_their_batch() -> None:
 )
 def test_chunk_size_spreads_small_batches_and_caps_large_ones(items: int, workers: int, size: int) -> None:
     assert executor.pool._chunk_size(items, workers) == size
+
+
+def test_a_worker_that_died_before_a_send_is_replaced_without_a_broken_pipe() -> None:
+    """The race CI hit: the worker is dead before the send, so the request stays in the pipe's
+    buffer and closing that pipe raised BrokenPipeError out of the replacement."""
+    with executor.Pool(workers=2, timeout_s=5.0) as own:
+        victim = own._all[0]
+        os.kill(victim.proc.pid, signal.SIGKILL)  # our own child process, by pid
+        victim.proc.wait()  # dead for sure before the send below
+        assert victim.send({"id": 0, "jobs": [], "opts": {}}) is False
+        results = own.run_programs([(DOUBLE, str(i)) for i in range(4)])
+        assert {r.kind for r in results} <= {"ok", "crashed"}
+        assert own.replaced >= 1 and len(own.worker_pids) == 2
+        assert own.run_program(DOUBLE, "3").output_repr == "6"
