@@ -59,6 +59,17 @@ def test_example_becomes_ready(platform, example):
     assert obj["status"]["model"]["quantizedUri"]
 
 
+def test_minimal_run_trained_on_period_1_of_the_published_dataset(platform, tmp_path):
+    """platform/example-data.yaml builds the same example repository as this local copy; the
+    cluster's TrainingRun must have pulled period-1's bytes from MinIO through it."""
+    from flywheel.data import examples
+
+    expected = examples.make_repo(tmp_path / "shuttle").hashes["period-1"]
+    kubectl("apply", "-f", str(ROOT / "examples" / "trainingrun-minimal.yaml"))
+    data = wait_ready("trainingruns", "shuttle-minimal")["status"]["data"]
+    assert data["rev"] == "period-1" and data["hash"] == expected
+
+
 def test_server_side_dry_run_accepts_every_example(platform):
     for path in sorted((ROOT / "examples").glob("*.yaml")):
         kubectl("apply", "--dry-run=server", "-f", str(path))
