@@ -71,6 +71,24 @@ def invalid(
     return out
 
 
+def recreate(
+    resource: plans.Manifest,
+    current: dict[str, Any],
+    now: datetime.datetime,
+    job: plans.Manifest,
+    rendered: tuple[plans.Manifest, ...],
+    message: str,
+) -> plans.Plan:
+    """The spec changed before the job started any pod: delete what was rendered, then create anew."""
+    view = View(conditions.PENDING, "Unknown", R_RECREATING, message)
+    out = finish(resource, current, now, view, job["metadata"]["name"])
+    out.requeue_after = REQUEUE_RECREATE
+    if not job["metadata"].get("deletionTimestamp"):  # the delete is already on its way
+        out.delete = list(rendered)
+        out.events = [plans.Event(R_RECREATING, message)]  # once, even when the phase stays Pending
+    return out
+
+
 def finish(
     resource: plans.Manifest,
     current: dict[str, Any],

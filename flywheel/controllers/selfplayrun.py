@@ -160,7 +160,8 @@ def plan(
     state = pytorchjob.job_state(job)
     changed = jobstatus.spec_changed(job, resource)
     if changed and not state.started:
-        return _recreate(resource, current, now, job, run, settings)
+        message = f"spec changed before {name} started any pod; replacing it"
+        return jobstatus.recreate(resource, current, now, job, _render(resource, run, settings), message)
     pod = observed.get("Pod", pytorchjob.master_pod_name(name))
     maybe_view = _job_view(state, pod, current, run.spec.self_play.steps, log_tail)
     if maybe_view is None:  # finished, result already recorded, pod gone: the status is final
@@ -179,24 +180,6 @@ def plan(
         if observed.get("ConfigMap", pytorchjob.config_map_name(meta["name"])) is None and not changed:
             apply.append(_render(resource, run, settings)[1])
     return jobstatus.finish(resource, current, now, view, name, apply=apply)
-
-
-def _recreate(
-    resource: plans.Manifest,
-    current: dict[str, Any],
-    now: datetime.datetime,
-    job: plans.Manifest,
-    run: api.SelfPlayRun,
-    settings: settings.Settings,
-) -> plans.Plan:
-    name = job["metadata"]["name"]
-    message = f"spec changed before {name} started any pod; replacing it"
-    view = jobstatus.View(conditions.PENDING, "Unknown", jobstatus.R_RECREATING, message)
-    out = jobstatus.finish(resource, current, now, view, name)
-    out.requeue_after = jobstatus.REQUEUE_RECREATE
-    if not job["metadata"].get("deletionTimestamp"):
-        out.delete = list(_render(resource, run, settings))
-    return out
 
 
 def _job_view(

@@ -126,7 +126,8 @@ def _plan(
         return jobstatus.finish(resource, current, now, view, name)
     state = pytorchjob.job_state(job)
     if jobstatus.spec_changed(job, resource) and not state.started:
-        return _recreate(resource, current, now, job, run, settings)
+        message = f"spec changed before PyTorchJob {name} started any pod; replacing it"
+        return jobstatus.recreate(resource, current, now, job, _render(resource, run, settings), message)
     maybe_view = _job_view(state, observed, pytorchjob.master_pod_name(name), current)
     if maybe_view is None:  # finished, result already recorded, pod gone: the status is final
         return _finished_without_job(resource, current, now)
@@ -143,25 +144,6 @@ def _plan(
     if missing and not state.terminal and not changed:
         apply = [_render(resource, run, settings)[1]]  # restarted pods need their config back
     return jobstatus.finish(resource, current, now, view, name, apply=apply)
-
-
-def _recreate(
-    resource: plans.Manifest,
-    current: dict[str, Any],
-    now: datetime.datetime,
-    job: plans.Manifest,
-    run: api.TrainingRun,
-    settings: settings.Settings,
-) -> plans.Plan:
-    name = job["metadata"]["name"]
-    message = f"spec changed before PyTorchJob {name} started any pod; replacing it"
-    view = jobstatus.View(conditions.PENDING, "Unknown", R_RECREATING, message)
-    out = jobstatus.finish(resource, current, now, view, name)
-    out.requeue_after = REQUEUE_RECREATE
-    if not job["metadata"].get("deletionTimestamp"):
-        out.delete = list(_render(resource, run, settings))
-        out.events = [plans.Event(R_RECREATING, message)]  # says more than the phase change
-    return out
 
 
 def _finished_without_job(

@@ -13,7 +13,7 @@ import pytest
 
 from flywheel.api import conditions, contract
 from flywheel.api import selfplayrun as api
-from flywheel.controllers import plans, pytorchjob, selfplayrun, settings
+from flywheel.controllers import jobstatus, plans, pytorchjob, selfplayrun, settings
 from flywheel.selfplay import config, trainer
 from tests.unit.controllers import upstream
 
@@ -108,6 +108,20 @@ def test_first_reconcile_creates_the_fence_before_the_job() -> None:
     out = selfplayrun.plan(manifest, observed(manifest, None), T0, SETTINGS)
     assert [m["kind"] for m in out.apply] == ["NetworkPolicy", "ConfigMap", "PyTorchJob"]
     assert out.status["phase"] == conditions.PENDING and out.requeue_after is not None
+
+
+def test_spec_change_before_pods_started_recreates_the_job_and_says_so_once() -> None:
+    started = resource()
+    job = job_with(started, ("Created", "True"), ("Suspended", "True"))  # not admitted yet
+    edited = resource(selfPlay={"steps": 7})
+    edited["metadata"]["generation"] = 2
+    edited["status"] = {"phase": conditions.PENDING}  # no phase change: the event must come anyway
+    out = selfplayrun.plan(edited, observed(started, job), T0, SETTINGS)
+    assert [m["kind"] for m in out.delete] == ["PyTorchJob", "ConfigMap"] and out.apply == []
+    assert [e.reason for e in out.events] == [jobstatus.R_RECREATING]
+    job["metadata"]["deletionTimestamp"] = "2026-01-01T12:00:01Z"
+    waiting = selfplayrun.plan(edited, observed(started, job), T0, SETTINGS)
+    assert waiting.delete == [] and waiting.events == []
 
 
 def test_running_job_restores_a_missing_policy() -> None:
