@@ -166,6 +166,10 @@ class Store:
             return dest
 
 
+# Where downloaded models are cached, in every process: FLYWHEEL_CACHE_DIR, else the temp dir (an
+# emptyDir in the operator and serving pods). Serving keeps its models under "models" there, as the
+# DriftMonitor operator does.
+CACHE_ROOT = Path(os.environ.get("FLYWHEEL_CACHE_DIR", Path(tempfile.gettempdir()) / "flywheel-cache"))
 CACHE_KEEP = 8  # models kept in a download cache: champion, challenger and recent candidates
 CACHE_MIN_AGE_S = 600.0  # an entry used this recently is never pruned (a reader may hold its path)
 

@@ -54,7 +54,7 @@ from operators import reconcile
 
 KIND = api.DriftMonitor.KIND
 TIMER_SECONDS = float(os.environ.get("FLYWHEEL_DRIFT_TIMER_SECONDS", "10"))
-CACHE_DIR = Path(os.environ.get("FLYWHEEL_CACHE_DIR", "/tmp/flywheel-cache"))  # an emptyDir in the pod
+CACHE_DIR = artifacts.CACHE_ROOT  # an emptyDir in the pod
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 logger = logging.getLogger("flywheel.operator")
 Clock = Callable[[], datetime.datetime]

@@ -15,8 +15,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -103,9 +101,8 @@ def parse_card(raw: dict[str, Any]) -> Card:
 
 
 # s3:// models are downloaded here, one folder per URI, refreshed when the remote card changes and
-# pruned (artifacts.local_dir); FLYWHEEL_CACHE_DIR is the operators' cache root too (an emptyDir).
-_DEFAULT_CACHE = Path(tempfile.gettempdir()) / "flywheel-cache"
-CACHE_ROOT = Path(os.environ.get("FLYWHEEL_CACHE_DIR", _DEFAULT_CACHE)) / "models"
+# pruned (artifacts.local_dir).
+CACHE_ROOT = artifacts.CACHE_ROOT / "models"
 
 
 def local_dir(uri: str) -> Path:
