@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flywheel import artifacts, errors
 from flywheel.api import conditions, contract
@@ -26,6 +26,9 @@ from flywheel.controllers import plans
 from flywheel.local import progress, torchrun
 from flywheel.local.runners import Context
 from flywheel.local.runners import status as status_mod
+
+if TYPE_CHECKING:  # DVC behind it is heavy: imported when a run resolves its data
+    from flywheel.data.resolve import Resolved
 
 KIND = api.TrainingRun.KIND
 EXAMPLE_REPO = ".flywheel/datasets/example"
@@ -110,7 +113,7 @@ class _Job:
             resolved = self._resolve(bars)
             if resolved is None or not self._gate(resolved):
                 return False
-            data_path, lineage = Path(resolved.local_path), _as_dict(resolved.lineage)
+            data_path, lineage = resolved.local_path, _as_dict(resolved.lineage)
             info = self._start(data_path, lineage)
             if self.ctx.detach:
                 self.ctx.console.print(
@@ -129,8 +132,8 @@ class _Job:
             exit_code = self._follow(live, bars)
         return self.finish(exit_code)
 
-    def _resolve(self, bars: progress.Bars) -> Any:
-        """The data resolved (flywheel.data.resolve.Resolved), or None when the run failed on it."""
+    def _resolve(self, bars: progress.Bars) -> Resolved | None:
+        """The data resolved, or None when the run failed on it."""
         from flywheel.data import resolve as data
 
         bars.update("data", total=None, note=f"{self.spec.data.path}@{self.spec.data.rev}")
@@ -163,7 +166,7 @@ class _Job:
             examples.make_repo(path)
         return str(path)
 
-    def _gate(self, resolved: Any) -> bool:
+    def _gate(self, resolved: Resolved) -> bool:
         if not self.spec.data.validation.enabled:
             self.status.patch(
                 {}, (conditions.DATA_VALIDATED, "True", conditions.R_SUCCEEDED, "validation disabled")
@@ -172,7 +175,7 @@ class _Job:
         from flywheel.data import gate
 
         # validation.file comes from the repository at the resolved commit (flywheel.data.resolve)
-        data_path, extra = Path(resolved.local_path), resolved.expectations
+        data_path, extra = resolved.local_path, resolved.expectations
         result = gate.validate(data_path, self.spec, extra)
         if not result.success:
             lines = result.summary.splitlines() or ["see status.validation"]
