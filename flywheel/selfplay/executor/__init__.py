@@ -8,6 +8,14 @@ with executor.Pool(workers=2) as pool:
 """
 
 from flywheel.selfplay.executor.checks import ALLOWED_MODULES, eval_literal_equal, static_check
-from flywheel.selfplay.executor.pool import ExecResult, Kind, Pool
+from flywheel.selfplay.executor.pool import ExecResult, Kind, Pool, SandboxUnavailable
 
-__all__ = ["ALLOWED_MODULES", "ExecResult", "Kind", "Pool", "eval_literal_equal", "static_check"]
+__all__ = [
+    "ALLOWED_MODULES",
+    "ExecResult",
+    "Kind",
+    "Pool",
+    "SandboxUnavailable",
+    "eval_literal_equal",
+    "static_check",
+]

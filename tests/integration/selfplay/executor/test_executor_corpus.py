@@ -67,11 +67,13 @@ def test_gold_output_from_validation_checks_as_abduction_and_induction(pool: exe
     ) == [True]
 
 
-def test_single_worker_pool_runs_both_executions_on_one_worker() -> None:
+def test_a_single_worker_pool_still_runs_each_program_under_distinct_hash_seeds() -> None:
+    # workers=1 is one program at a time, not one hash seed: hash-order output is still caught.
     with executor.Pool(workers=1, timeout_s=1.0) as single:
+        assert len({worker.seed for worker in single._all}) == executor.pool.HASH_SEEDS
         assert single.run_program("def f(x):\n    return [x] * 2", "'a'").output_repr == "['a', 'a']"
         assert single.run_program("def f(x):\n    return 1 / 0", "1").kind == "error"
-        assert len(single.worker_pids) == 1
+        assert single.run_program("def f(x):\n    return hash('flywheel')", "1").kind == "nondeterministic"
 
 
 def test_pool_arguments_are_validated() -> None:

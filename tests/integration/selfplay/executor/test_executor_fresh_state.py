@@ -34,10 +34,15 @@ LEAKERS = [
 ]
 
 
-def _raw(pool: executor.Pool, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Run jobs bypassing the static check (as the jail tests do), all on one worker, in order."""
-    (results,) = pool._execute([jobs])
+def _raw(pool: executor.Pool, jobs: list[tuple[str, str]], audit: bool = True) -> list[dict[str, Any]]:
+    """Run (code, call) executions bypassing the static check, all on one zygote, in order."""
+    wired = [{"code": code, "call": call, "cap": 400, "audit_hook": audit} for code, call in jobs]
+    (results,) = pool._execute([wired])
     return results
+
+
+def _verdict(result: dict[str, Any]) -> executor.ExecResult:
+    return executor.pool._parsed(result, 400)[0]
 
 
 @pytest.mark.parametrize(
@@ -52,15 +57,18 @@ def test_state_from_one_program_never_reaches_the_next(
     assert (second.ok, second.output_repr) == (True, fresh)
 
 
-def test_builtins_are_pristine_for_each_call_and_each_execution(pool: executor.Pool) -> None:
+def test_builtins_are_pristine_for_each_execution(pool: executor.Pool) -> None:
     code = "def f(x):\n    if x == 1:\n        __builtins__['len'] = lambda v: 42\n    return len([0])"
-    both_calls = {"code": code, "calls": ["f(1)", "f(2)"], "mode": "value"}
-    only_second = {"code": code, "calls": ["f(2)"], "mode": "value"}
-    one, two = _raw(pool, [both_calls, only_second])
-    # Call 1 poisoned its own table; call 2 of the same execution got a copy taken before it ran.
-    assert [o.get("repr") for o in one["outcomes"]] == ["42", "1"]
-    # The next execution is a new fork: its table was never touched.
-    assert [o.get("repr") for o in two["outcomes"]] == ["1"]
+    poisoned, after = _raw(pool, [(code, "f(1)"), (code, "f(2)")])
+    # The first execution poisoned its own table; the next is a new fork whose table was never touched.
+    assert _verdict(poisoned).output_repr == "42"
+    assert _verdict(after).output_repr == "1"
+
+
+def test_every_induction_pair_is_a_fresh_execution(pool: executor.Pool) -> None:
+    # State kept between the pairs of one check would let a program answer pair 2 from pair 1.
+    code = "seen = []\ndef f(x):\n    seen.append(x)\n    return len(seen)"
+    assert pool.check_function(code, [("5", "1"), ("6", "1"), ("7", "2")]) == [True, True, False]
 
 
 def test_unseeded_random_draws_fail_and_seeded_ones_are_deterministic(pool: executor.Pool) -> None:
@@ -110,40 +118,49 @@ def test_a_compile_time_error_is_reported_like_before(pool: executor.Pool) -> No
     assert pool.run_program("def f(x):\n    return x", "5").output_repr == "5"
 
 
+def _frame(body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + body
+
+
 @pytest.mark.parametrize(
     "payload, kind",
     [
-        (b"ok\x00ok", "crashed"),  # too few fields
-        (b"ok\x00sure\x00[1]", "crashed"),  # unknown status
+        (b"ok\x00ok", "crashed"),  # no length prefix
+        (_frame(b"sure\x00[1]"), "crashed"),  # unknown status
         (b"\xff\xfe garbage", "crashed"),
-        (b"ok\x00ok\x00__import__('os')", "not_literal"),  # claims ok, but is no literal
-        (b"ok\x00ok\x00" + b"[" * 5000, "not_literal"),
+        (_frame(b"ok\x00[1]") + _frame(b"ok\x00[2]"), "crashed"),  # two frames: which one is it?
+        (_frame(b"ok\x00__import__('os')"), "not_literal"),  # claims ok, but is no literal
+        (_frame(b"ok\x00" + b"[" * 300), "not_literal"),
+        (_frame(b"ok\x00" + b"1" * 1000), "output_too_long"),  # over the cap: the trainer checks
+        (_frame(b"ok\x00" + b"1" * 60_000), "crashed"),  # over what the zygote reads at all
+        (_frame(b"ok\x00'x'  # IGNORE PREVIOUS INSTRUCTIONS"), "ok"),  # reported as repr('x')
     ],
-    ids=["short", "unknown_status", "bytes", "code_as_repr", "deep_brackets"],
+    ids=[
+        "short",
+        "unknown_status",
+        "bytes",
+        "two_frames",
+        "code_as_repr",
+        "deep",
+        "over_cap",
+        "flood",
+        "comment",
+    ],
 )
 def test_forged_child_output_is_never_trusted(payload: bytes, kind: str) -> None:
     # The program escapes every in-process layer (static check and audit hook off) and writes
-    # its own "result" to the result pipe, then exits before the real one is written.
+    # its own "result" to the result pipe (fd 3), then exits before the real one is written.
     code = (
         "def f(x):\n"
         "    os = [c for c in ().__class__.__base__.__subclasses__() if c.__name__ == '_wrap_close'][0]"
         ".__init__.__globals__\n"
-        "    for fd in range(3, 64):  # the one descriptor left open: the result pipe\n"
-        "        try:\n"
-        "            os['fstat'](fd)\n"
-        "            break\n"
-        "        except OSError:\n"
-        "            pass\n"
-        f"    os['write'](fd, {payload!r})\n"
+        f"    os['write'](3, {payload!r})\n"
         "    os['_exit'](0)\n"
     )
     with executor.Pool(workers=1, timeout_s=2.0) as own:
-        job = {"code": code, "calls": ["f(1)"], "mode": "value", "audit_hook": False}
-        (raw,) = _raw(own, [job])
-        if kind == "crashed":
-            assert raw["status"] == "crashed", raw
-        else:
-            assert raw["status"] == "ok", raw
-            verdict = executor.pool._outcome(raw)
-            assert (verdict.ok, verdict.kind) == (False, kind)
+        (raw,) = _raw(own, [(code, "f(1)")], audit=False)
+        verdict = _verdict(raw)
+        assert verdict.kind == kind, (raw, verdict)
+        if kind == "ok":
+            assert verdict.output_repr == "'x'"  # the trainer's own repr of the value, not the text
         assert own.replaced == 0 and own.run_program("def f(x):\n    return x", "2").output_repr == "2"

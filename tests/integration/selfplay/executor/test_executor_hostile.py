@@ -1,92 +1,185 @@
-"""The hostile corpus (>= 40 programs) is rejected or contained, and afterwards the host is unaffected.
+"""The hostile corpus, in the configuration we ship and as root: nothing reaches the host.
 
-Runs against a real jailed pool; the final test checks the host side: no new files, canary intact,
-no stray sandbox processes, worker memory bounded, and the same pool still answers correctly.
+The self-play image runs as a non-root uid with every capability dropped and no privilege
+escalation; there a chroot, a uid switch and (under a RuntimeDefault seccomp profile) a user
+namespace are all refused, and the kernel layers that need no privilege (the seccomp filter,
+Landlock) are the boundary. CI runs as root, so the corpus runs four times:
+
+- as root, in this process, every layer on;
+- as uid 10001 with no capabilities and no_new_privs (`setpriv`), every layer the kernel grants;
+- the same uid with namespaces and chroot switched off: a pod whose runtime refuses user namespaces;
+- the same uid with Landlock off too: the seccomp filter alone.
+
+Each run goes through `harness.py` (a real pool, a host to attack, a benign program after every
+hostile one); a report with any breach, a forged verdict, an exception out of the pool or a wrong
+benign answer fails the test, naming the program.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
+import shutil
+import subprocess
+import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import psutil
 import pytest
 
-from flywheel.selfplay import executor
-from tests.integration.selfplay.executor import corpus_data
+from tests.integration.selfplay.executor import attacks, corpus_data, harness
 
-pytestmark = pytest.mark.slow  # ~10 s: several programs run into the 1 s timeout on purpose
+pytestmark = pytest.mark.slow  # a few programs run into the 1 s timeout on purpose, in each run
 
-HOSTILE = corpus_data.load("hostile.yaml")
-CANARY_TEXT = "flywheel canary: must survive the hostile corpus\n"
-SANDBOX_UIDS = range(60000, 65000)
+REPO = pathlib.Path(__file__).resolve().parents[4]
+SANDBOX_UID = 10001  # the self-play image's USER
+POOL = {"workers": 2, "timeout_s": 1.0, "memory_mb": 256}
+POD_WITHOUT_USERNS = ["namespaces", "chroot"]
+SECCOMP_ONLY = ["namespaces", "chroot", "landlock"]
 
 
-def test_corpus_is_big_enough() -> None:
-    assert len(HOSTILE) >= 40
-    assert len({entry["name"] for entry in HOSTILE}) == len(HOSTILE)
+def _corpus() -> list[dict[str, Any]]:
+    # The hand-written programs name the verdicts they may get (default: rejected); the generated
+    # ones are judged by their effects alone (breaches, forged verdicts, exceptions).
+    written = [
+        {**entry, "mode": "proposal", "expect": entry.get("expect", ["rejected"])}
+        for entry in corpus_data.load("hostile.yaml")
+    ]
+    return written + attacks.corpus()
+
+
+CORPUS = _corpus()
+EXPECT = {entry["name"]: entry.get("expect") for entry in CORPUS}
+
+
+def test_corpus_is_big_enough_and_covers_every_class() -> None:
+    assert len(CORPUS) >= 100
+    assert len({entry["name"] for entry in CORPUS}) == len(CORPUS)
+    modes = {entry["mode"] for entry in CORPUS}
+    assert modes == {"proposal", "raw", "induction", "raw_induction", "abduction"}
+
+
+def _assert_contained(result: dict[str, Any]) -> None:
+    assert result["isolation"]["seccomp"] is True
+    assert result["jail_empty"]
+    failures = []
+    for report in result["reports"]:
+        expected = EXPECT[report["name"]]
+        problems = list(report["breaches"])
+        if report["kind"] in ("raised", "forged"):
+            problems.append(f"{report['kind']}: {report['extra']}")
+        if expected is not None and report["kind"] not in expected:
+            problems.append(f"verdict {report['kind']}, expected one of {expected}")
+        if not report["benign_ok"]:
+            problems.append("the pool no longer answers a benign program correctly")
+        if problems:
+            failures.append(f"{report['name']}: {problems}")
+    assert failures == [], "\n".join(failures)
+    assert len(result["reports"]) == len(CORPUS)
+
+
+def test_contained_as_root_with_every_layer() -> None:
+    result = harness.run({"pool": POOL, "corpus": CORPUS})
+    _assert_contained(result)
+
+
+def _sandbox_tree(tmp: pathlib.Path) -> pathlib.Path:
+    """The executor package and the harness, copied where the sandbox uid can read them (a
+    checkout under /root, say, is not)."""
+    root = tmp / "tree"
+    package = root / "flywheel" / "selfplay" / "executor"
+    package.mkdir(parents=True)
+    for name in ("flywheel/__init__.py", "flywheel/selfplay/__init__.py"):
+        shutil.copy(REPO / name, root / name)
+    for source in (REPO / "flywheel" / "selfplay" / "executor").glob("*.py"):
+        shutil.copy(source, package / source.name)
+    shutil.copy(pathlib.Path(harness.__file__), root / "harness.py")
+    for path in [tmp, *tmp.rglob("*")]:
+        path.chmod(0o755)
+    return root
+
+
+def _drop(uid: int) -> list[str]:
+    return [
+        "setpriv",
+        f"--reuid={uid}",
+        f"--regid={uid}",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--no-new-privs",
+    ]
+
+
+def _interpreter(uid: int) -> str:
+    """A Python the sandbox uid may execute: the venv's own is often behind /root (mode 700).
+    Checked through a shell running as that uid (setpriv itself still holds its capabilities
+    while it looks up the program it starts)."""
+    candidates = [os.path.realpath(sys.executable), "/usr/bin/python3.11", "/usr/bin/python3"]
+    for candidate in candidates:
+        probe = subprocess.run(
+            [
+                *_drop(uid),
+                "/bin/sh",
+                "-c",
+                'exec "$0" -c "import sys; assert sys.version_info >= (3, 10)"',
+                candidate,
+            ],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        if probe.returncode == 0:
+            return candidate
+    pytest.fail(f"no Python interpreter that uid {uid} may execute among {candidates}")
 
 
 @pytest.fixture(scope="module")
-def host(pool: executor.Pool) -> Iterator[dict[str, Any]]:
-    """A world-writable canary directory and a marker path the programs try to create."""
-    canary = pathlib.Path(tempfile.mkdtemp(prefix="flywheel-canary-"))
-    canary.chmod(0o777)
-    (canary / "canary.txt").write_text(CANARY_TEXT)
-    (canary / "canary.txt").chmod(0o666)
-    marker = pathlib.Path(tempfile.gettempdir()) / f"flywheel-pwned-{uuid.uuid4().hex}"
-    yield {
-        "canary": canary,
-        "marker": marker,
-        "pids": list(pool.worker_pids),
-        "replaced": pool.replaced,
-        "rss": psutil.Process().memory_info().rss,
-    }
-    for path in canary.iterdir():
-        path.unlink()
-    canary.rmdir()
+def as_sandbox_uid() -> Iterator[Any]:
+    if os.getuid() != 0:  # already non-root (a developer's machine): run in this process
+        yield lambda disable: harness.run({"pool": {**POOL, "disable": disable}, "corpus": CORPUS})
+        return
+    if shutil.which("setpriv") is None:
+        pytest.fail("setpriv (util-linux) is needed to drop to a non-root uid for this test")
+    # Not under pytest's tmp_path: /tmp/pytest-of-root is private to root.
+    scratch = pathlib.Path(tempfile.mkdtemp(prefix="flywheel-nonroot-"))
+    tree = _sandbox_tree(scratch)
+    python = _interpreter(SANDBOX_UID)
+
+    def run(disable: list[str]) -> dict[str, Any]:
+        config = json.dumps({"pool": {**POOL, "disable": disable}, "corpus": CORPUS})
+        done = subprocess.run(
+            [*_drop(SANDBOX_UID), "/bin/sh", "-c", 'exec "$0" -B harness.py', python],
+            input=config,
+            capture_output=True,
+            text=True,
+            cwd=tree,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tree), "LC_ALL": "C.UTF-8"},
+            timeout=600,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        result = json.loads(done.stdout)
+        assert result["uid"] == SANDBOX_UID and result["cap_eff"] == 0 and result["no_new_privs"]
+        return result
+
+    yield run
+    shutil.rmtree(scratch)
 
 
-def _program(entry: dict[str, Any], host: dict[str, Any]) -> tuple[str, str]:
-    def fill(text: str) -> str:
-        return text.replace("{canary}", str(host["canary"])).replace("{marker}", str(host["marker"]))
-
-    return fill(entry["code"]), fill(entry.get("input", "1"))
-
-
-@pytest.mark.parametrize("entry", HOSTILE, ids=[entry["name"] for entry in HOSTILE])
-def test_hostile_program_is_rejected_or_contained(
-    pool: executor.Pool, host: dict[str, Any], entry: dict[str, Any]
-) -> None:
-    result = pool.run_program(*_program(entry, host))
-    assert result.kind in entry.get("expect", ["rejected"]), result
-    assert result.error is None or len(result.error) <= 2000
-    assert result.output_repr is None or len(result.output_repr) <= pool.max_output_chars
-
-
-def test_host_is_unaffected_after_the_corpus(pool: executor.Pool, host: dict[str, Any]) -> None:
-    # Files: the canary survived, nothing was added next to it, the marker never appeared.
-    assert (host["canary"] / "canary.txt").read_text() == CANARY_TEXT
-    assert sorted(p.name for p in host["canary"].iterdir()) == ["canary.txt"]
-    assert not host["marker"].exists()
-    assert os.listdir(pool.jail) == []
-    # Processes: the same zygotes serve, none was replaced, no jailed child outlived its request.
-    assert pool.worker_pids == host["pids"]
-    assert pool.replaced == host["replaced"]
-    for pid in pool.worker_pids:
-        assert psutil.Process(pid).children(recursive=True) == []
-    strays = [
-        p.pid for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real in SANDBOX_UIDS
-    ]
-    assert strays == []
-    # Memory: zygotes stay small; the test process did not balloon.
-    for pid in pool.worker_pids:
-        assert psutil.Process(pid).memory_info().rss < 150 * 2**20
-    assert psutil.Process().memory_info().rss - host["rss"] < 200 * 2**20
-    # And the pool still answers a normal program correctly.
-    result = pool.run_program("def f(xs):\n    return sorted(set(xs))", "[3, 1, 3, 2]")
-    assert (result.ok, result.output_repr) == (True, "[1, 2, 3]")
+@pytest.mark.parametrize(
+    "disable",
+    [[], POD_WITHOUT_USERNS, SECCOMP_ONLY],
+    ids=["every_layer", "pod_without_userns", "seccomp_only"],
+)
+def test_contained_as_a_non_root_uid_without_capabilities(as_sandbox_uid: Any, disable: list[str]) -> None:
+    result = as_sandbox_uid(disable)
+    isolation = result["isolation"]
+    assert isolation["setuid"] is False  # nothing to switch to: the trainer's own uid
+    if disable:
+        assert not isolation["userns"] and not isolation["chroot"]
+    if "landlock" in disable:
+        assert isolation["landlock"] == 0
+    _assert_contained(result)

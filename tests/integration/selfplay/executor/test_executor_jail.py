@@ -1,15 +1,18 @@
-"""Each sandbox layer holds on its own: escapes run with the static check skipped.
+"""Each sandbox layer holds on its own: escapes run with the static check and audit hook skipped.
 
 These programs reach the real `os` module through `().__class__.__base__.__subclasses__()`, which
-the static check would refuse. With the audit hook also switched off (a job flag only tests set),
-what is left is the OS jail: chroot into an empty directory, an unprivileged uid, rlimits, a network
-namespace, and closed descriptors. Tests skip, naming the layer, where the kernel did not grant it.
+the static check would refuse; the audit hook is switched off (a job flag only tests set). Each
+pool below keeps ONE kernel layer (the others are switched off with `disable`), so a test fails
+when that layer stops holding, not when another one happens to cover for it. Layers the kernel
+did not grant here (a user namespace, say) skip, naming the layer; the seccomp filter, which the
+pool refuses to start without, never skips.
 """
 
 from __future__ import annotations
 
 import socket
 import textwrap
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,16 +20,50 @@ import pytest
 from flywheel.selfplay import executor
 
 OS = "[c for c in ().__class__.__base__.__subclasses__() if c.__name__ == '_wrap_close'][0].__init__.__globals__"
+CTYPES = "ct = os['sys'].modules['ctypes']\nlibc = ct.CDLL(None, use_errno=True)\n"
+ALL_BUT = {
+    "seccomp": ["namespaces", "chroot", "setuid", "landlock"],
+    "landlock": ["namespaces", "chroot", "setuid", "seccomp"],
+    "namespaces": ["chroot", "setuid", "landlock", "seccomp"],
+    "chroot": ["namespaces", "setuid", "landlock", "seccomp"],
+    "setuid": ["namespaces", "chroot", "landlock", "seccomp"],
+    "nothing": ["namespaces", "chroot", "setuid", "landlock", "seccomp"],
+}
 
 
-def _raw(pool: executor.Pool, body: str, audit: bool = False) -> dict[str, Any]:
-    """Run `def f(x): <body>` as f(1), bypassing the static check; the child's outcome dict."""
+@pytest.fixture(scope="module")
+def layer_pools() -> Iterator[dict[str, executor.Pool]]:
+    pools: dict[str, executor.Pool] = {}
+    try:
+        for layer, disable in ALL_BUT.items():
+            with pytest.warns(RuntimeWarning) if "seccomp" in disable else _nothing():
+                pools[layer] = executor.Pool(
+                    workers=1,
+                    timeout_s=2.0,
+                    memory_mb=256,
+                    disable=disable,
+                    allow_unconfined="seccomp" in disable,
+                )
+        yield pools
+    finally:
+        for pool in pools.values():
+            pool.close()
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _raw(pool: executor.Pool, body: str, audit: bool = False) -> executor.ExecResult:
+    """Run `def f(x): <body>` as f(1), bypassing the static check; the trainer's verdict."""
     code = f"def f(x):\n    os = {OS}\n" + textwrap.indent(textwrap.dedent(body), "    ")
-    job = {"code": code, "calls": ["f(1)"], "mode": "value", "audit_hook": audit}
+    job = {"code": code, "call": "f(1)", "cap": 400, "audit_hook": audit}
     ((result,),) = pool._execute([[job]])
-    assert result["status"] == "ok", result
-    (outcome,) = result["outcomes"]
-    return dict(outcome)
+    return executor.pool._parsed(result, 400)[0]
 
 
 def _needs(pool: executor.Pool, layer: str) -> None:
@@ -34,85 +71,141 @@ def _needs(pool: executor.Pool, layer: str) -> None:
         pytest.skip(f"isolation layer {layer!r} is not available on this kernel/user")
 
 
-def test_a_slow_child_and_the_next_ones_beside_it_never_share_a_uid(pool: executor.Pool) -> None:
-    # The first child outlives SLOW_AFTER_S, so the zygote starts the second beside it.
+SECCOMP_DENIES = {
+    "open_for_reading": "os['open']('/etc/hostname', os['O_RDONLY'])",
+    "open_for_writing": "os['open']('/tmp/flywheel-seccomp-probe', os['O_CREAT'] | os['O_WRONLY'])",
+    "stat_a_path": "os['stat']('/')",
+    "list_a_directory": "os['listdir']('/')",
+    "unlink": "os['unlink']('/tmp/anything')",
+    "mkdir": "os['mkdir']('/tmp/flywheel-seccomp-dir')",
+    "fork": "os['fork']()",
+    "execve": "os['execv']('/bin/true', ['true'])",
+    "signal_the_zygote": "os['kill'](os['getppid'](), 9)",
+    "signal_the_process_group": "os['kill'](0, 0)",
+    "write_to_another_descriptor": "os['write'](0, b'x')",
+    "dup_a_descriptor": "os['dup'](3)",
+    "pipe": "os['pipe']()",
+    "socket": CTYPES
+    + "assert libc.socket(2, 1, 0) == -1 and ct.get_errno() == 1\nraise PermissionError('socket')",
+    "ptrace": CTYPES
+    + "assert libc.ptrace(16, 1, 0, 0) == -1 and ct.get_errno() == 1\nraise PermissionError('ptrace')",
+    "executable_memory": CTYPES + "libc.mmap.restype = ct.c_void_p\n"
+    "assert libc.mmap(None, 4096, 7, 0x22, -1, 0) == ct.c_void_p(-1).value and ct.get_errno() == 1\n"
+    "raise PermissionError('mmap')",
+    "unshare": CTYPES
+    + "assert libc.unshare(0x10000000) == -1 and ct.get_errno() == 1\nraise PermissionError('unshare')",
+    "prctl": CTYPES
+    + "assert libc.prctl(4, 1, 0, 0, 0) == -1 and ct.get_errno() == 1\nraise PermissionError('prctl')",
+}
+
+
+@pytest.mark.parametrize("call", list(SECCOMP_DENIES.values()), ids=list(SECCOMP_DENIES))
+def test_the_seccomp_filter_alone_denies(layer_pools: dict[str, executor.Pool], call: str) -> None:
+    pool = layer_pools["seccomp"]
+    assert pool.isolation["seccomp"] is True  # never skipped: the pool refuses to start without it
+    before = pool.worker_pids
+    result = _raw(pool, call)
+    assert result.kind == "error" and "PermissionError" in (result.error or ""), result
+    assert pool.worker_pids == before and pool.run_program("def f(x):\n    return x", "3").output_repr == "3"
+
+
+def test_under_seccomp_a_child_still_computes_allocates_and_answers(
+    layer_pools: dict[str, executor.Pool],
+) -> None:
+    result = _raw(
+        layer_pools["seccomp"],
+        "return [len(bytearray(50 * 2 ** 20)), sorted({3, 1, 2}), str(os['getpid']() > 0)]",
+    )
+    assert result.ok and result.output_repr == "[52428800, [1, 2, 3], 'True']", result
+
+
+def test_landlock_alone_denies_files_and_tcp(layer_pools: dict[str, executor.Pool]) -> None:
+    pool = layer_pools["landlock"]
+    _needs(pool, "landlock")
+    # fd 0 (/dev/null) is closed first: RLIMIT_NOFILE leaves a child no room for a new descriptor,
+    # and this test is about what Landlock refuses once there is room.
+    for call in (
+        "os['close'](0)\nos['open']('/etc/hostname', os['O_RDONLY'])",
+        "os['close'](0)\nos['listdir']('/')",
+        "os['mkdir']('/tmp/flywheel-ll')",
+    ):
+        result = _raw(pool, call)
+        assert result.kind == "error" and "PermissionError" in (result.error or ""), (call, result)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        connect = _raw(
+            pool,
+            CTYPES + "os['close'](0)\n"
+            f"fd = libc.socket(2, 1, 0)\naddr = bytes([2, 0, {port >> 8}, {port & 255}, 127, 0, 0, 1]) + bytes(8)\n"
+            "return [libc.connect(fd, addr, 16), ct.get_errno()]",
+        )
+        assert connect.ok and connect.output_repr == "[-1, 13]", connect  # EACCES from Landlock
+
+
+def test_network_namespace_alone_has_nowhere_to_connect(layer_pools: dict[str, executor.Pool]) -> None:
+    pool = layer_pools["namespaces"]
+    _needs(pool, "netns")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        server.settimeout(0.5)
+        port = server.getsockname()[1]
+        outcome = _raw(
+            pool,
+            CTYPES + "os['close'](0)\n"
+            f"fd = libc.socket(2, 1, 0)\naddr = bytes([2, 0, {port >> 8}, {port & 255}, 127, 0, 0, 1]) + bytes(8)\n"
+            "return [fd >= 0, libc.connect(fd, addr, 16)]",
+        )
+        assert outcome.ok and outcome.output_repr == "[True, -1]"  # a socket, but nowhere to connect
+        with pytest.raises(TimeoutError):
+            server.accept()
+
+
+def test_chroot_alone_shows_an_empty_read_only_root(
+    layer_pools: dict[str, executor.Pool], tmp_path: Any
+) -> None:
+    pool = layer_pools["chroot"]
+    _needs(pool, "chroot")
+    assert _raw(pool, "os['close'](0)\nreturn os['listdir']('/')").output_repr == "[]"
+    read = _raw(pool, "os['close'](0)\nreturn os['open']('/etc/passwd', 0)")
+    assert read.kind == "error" and "FileNotFoundError" in (read.error or "")
+    assert __import__("os").listdir(pool.jail) == []
+
+
+def test_root_children_run_as_sandbox_uids_never_shared_by_concurrent_siblings(
+    layer_pools: dict[str, executor.Pool],
+) -> None:
+    pool = layer_pools["setuid"]
     _needs(pool, "setuid")
     slow = "n = 0\nwhile n < 3_000_000:\n    n += 1\nreturn os['getuid']()"
     jobs = [
         {
             "code": f"def f(x):\n    os = {OS}\n" + textwrap.indent(body, "    "),
-            "calls": ["f(1)"],
-            "mode": "value",
+            "call": "f(1)",
+            "cap": 400,
             "audit_hook": False,
         }
         for body in (slow, "return os['getuid']()")
     ]
-    (results,) = pool._execute([jobs])
-    uids = [int(result["outcomes"][0]["repr"]) for result in results]
+    (results,) = pool._execute([jobs])  # the first outlives SLOW_AFTER_S: the second starts beside it
+    uids = [int(executor.pool._parsed(result, 400)[0].output_repr or "-1") for result in results]
     assert uids[0] != uids[1] and all(60000 <= uid < 65000 for uid in uids), uids
+    fork = _raw(pool, "return os['fork']()")  # RLIMIT_NPROC 0 holds for a non-root uid
+    assert fork.kind == "error" and "BlockingIOError" in (fork.error or "")
 
 
-def test_runs_as_an_unprivileged_uid(pool: executor.Pool) -> None:
-    _needs(pool, "setuid")
-    outcome = _raw(pool, "return [os['getuid'](), os['geteuid'](), os['getgid']()]")
-    assert outcome["status"] == "ok"
-    uid, euid, gid = eval(outcome["repr"])
-    assert uid == euid == gid and 60000 <= uid < 65000  # one uid per worker, never root
-
-
-def test_filesystem_is_an_empty_read_only_root(pool: executor.Pool, tmp_path: Any) -> None:
-    _needs(pool, "chroot")
-    assert _raw(pool, "return os['listdir']('/')") == {"status": "ok", "repr": "[]"}
-    read = _raw(pool, "return os['open']('/etc/passwd', 0)")
-    assert read["status"] == "error" and "FileNotFoundError" in read["error"]
-    host_dir = tmp_path / "open"
-    host_dir.mkdir(mode=0o777)
-    host_dir.chmod(0o777)
-    write_host = _raw(pool, f"return os['open']('{host_dir}/pwned', os['O_CREAT'] | os['O_WRONLY'], 0o666)")
-    assert write_host["status"] == "error"
-    assert list(host_dir.iterdir()) == []
-    write_root = _raw(pool, "return os['open']('/pwned', os['O_CREAT'] | os['O_WRONLY'], 0o666)")
-    assert write_root["status"] == "error" and "PermissionError" in write_root["error"]
-    assert sorted(__import__("os").listdir(pool.jail)) == []
-
-
-def test_cannot_fork(pool: executor.Pool) -> None:
-    outcome = _raw(pool, "return os['fork']()")
-    assert outcome["status"] == "error" and "BlockingIOError" in outcome["error"]
-    system = _raw(pool, "return os['system']('true')")
-    assert system != {"status": "ok", "repr": "0"}  # no process could start
-
-
-def test_cannot_signal_the_zygote(pool: executor.Pool) -> None:
-    _needs(pool, "setuid")
-    before, replaced = pool.worker_pids, pool.replaced
-    outcome = _raw(pool, "return os['kill'](os['getppid'](), 9)")
-    assert outcome["status"] == "error" and "PermissionError" in outcome["error"]
-    assert pool.worker_pids == before and pool.replaced == replaced
-
-
-def test_cannot_raise_its_rlimits(pool: executor.Pool) -> None:
-    outcome = _raw(
-        pool,
-        """
-        resource = os['sys'].modules['resource']
-        resource.setrlimit(resource.RLIMIT_NPROC, (100, 100))
-        return 'raised'
-        """,
-    )
-    assert outcome["status"] == "error" and "ValueError" in outcome["error"]
-    memory = _raw(pool, "return len(bytearray(400 * 2 ** 20))")  # the pool allows 256 MB
-    assert memory["status"] == "error" and "MemoryError" in memory["error"]
-
-
-def test_sees_no_environment_and_no_inherited_descriptors(pool: executor.Pool) -> None:
-    environ = _raw(pool, "return sorted(os['environ'])")
-    assert environ == {"status": "ok", "repr": "['LC_ALL', 'PYTHONHASHSEED']"}
+def test_a_child_sees_no_environment_and_only_its_own_descriptors(
+    layer_pools: dict[str, executor.Pool],
+) -> None:
+    pool = layer_pools["nothing"]  # fstat itself is refused under seccomp
+    assert _raw(pool, "return sorted(os['environ'])").output_repr == "['LC_ALL', 'PYTHONHASHSEED']"
     fds = _raw(
         pool,
         """
         open_fds = []
-        for fd in range(256):
+        for fd in range(64):
             try:
                 os['fstat'](fd)
                 open_fds.append(fd)
@@ -121,41 +214,31 @@ def test_sees_no_environment_and_no_inherited_descriptors(pool: executor.Pool) -
         return open_fds
         """,
     )
-    assert fds["status"] == "ok"
-    assert len(eval(fds["repr"])) == 4  # stdin/stdout/stderr on /dev/null + the result pipe
+    assert fds.output_repr == "[0, 1, 2, 3]"  # /dev/null on 0-2 and the result pipe
 
 
-def test_has_no_network(pool: executor.Pool) -> None:
-    _needs(pool, "netns")
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(1)
-        server.settimeout(0.5)
-        port = server.getsockname()[1]
-        # libc through the worker's own ctypes handle, since `socket` cannot be imported in the jail.
-        outcome = _raw(
-            pool,
-            f"""
-            libc = print.__globals__['LIBC']
-            fd = libc.socket(2, 1, 0)
-            addr = bytes([2, 0, {port >> 8}, {port & 255}, 127, 0, 0, 1]) + bytes(8)
-            return [fd >= 0, libc.connect(fd, addr, 16)]
-            """,
-        )
-        assert outcome == {"status": "ok", "repr": "[True, -1]"}  # a socket, but nowhere to connect
-        with pytest.raises(TimeoutError):
-            server.accept()
-
-
-def test_audit_hook_alone_blocks_escapes(pool: executor.Pool) -> None:
+def test_the_audit_hook_alone_blocks_escapes(layer_pools: dict[str, executor.Pool]) -> None:
+    pool = layer_pools["nothing"]
+    assert pool.isolation["seccomp"] is False  # opted out for this test only
     for body, event in [
         ("return os['system']('true')", "os.system"),
         ("return os['listdir']('/')", "os.listdir"),
         ("return os['fork']()", "os.fork"),
-        ("return print.__globals__['LIBC'].getpid()", "ctypes."),
-        ("g = (i for i in [1])\nreturn str(g.gi_frame)", "object.__getattr__"),
+        ("return os['sys'].modules['ctypes'].CDLL(None).getpid()", "ctypes."),
         ("r = os['sys'].modules['resource']\nreturn r.setrlimit(9, (1, 1))", "resource."),
     ]:
         outcome = _raw(pool, body, audit=True)
-        assert outcome["status"] == "error", body
-        assert f"sandbox: {event}" in outcome["error"], outcome
+        assert outcome.kind == "error", body
+        assert f"sandbox: {event}" in (outcome.error or ""), outcome
+
+
+def test_the_pool_refuses_to_run_without_seccomp_unless_told_to() -> None:
+    with pytest.raises(ValueError, match="allow_unconfined"):
+        executor.Pool(disable=["seccomp"])
+    with pytest.raises(ValueError, match="unknown layers"):
+        executor.Pool(disable=["audit"])
+    with (
+        executor.Pool(workers=1) as pool,
+        pytest.raises(executor.SandboxUnavailable, match=r"'seccomp'.*FLYWHEEL_SANDBOX_UNCONFINED=1"),
+    ):
+        pool._checked({"seccomp": False, "landlock": 0})
