@@ -73,6 +73,11 @@ class Executor(common.Model):
     """Address-space limit per worker."""
     workers: int = Field(default=4, ge=1, le=256)
     """Pre-forked sandbox workers per rank."""
+    user_namespace: bool = False
+    """Run the pods in their own user namespace (`hostUsers: false`): root in the pod maps to an
+    unprivileged host uid. Needs Kubernetes 1.33+ (or the UserNamespacesSupport gate) and a runtime
+    and filesystem that support idmapped mounts. The sandbox's seccomp filter and Landlock do not
+    depend on it; they stack on the RuntimeDefault profile either way."""
 
 
 class SelfPlayRunSpec(common.Model):

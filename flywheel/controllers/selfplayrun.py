@@ -55,6 +55,9 @@ def render_children(resource: plans.Manifest, settings: settings.Settings) -> li
     The policy comes first so the pods never run unfenced."""
     run = plans.validate_spec(api.SelfPlayRun, resource)
     job, config_map = _render(resource, run, settings)
+    if run.spec.executor.user_namespace:
+        for replica in job["spec"]["pytorchReplicaSpecs"].values():
+            replica["template"]["spec"]["hostUsers"] = False
     return [network_policy(resource, run), config_map, job]
 
 

@@ -21,7 +21,10 @@ def _pool(cfg: config.Config) -> Any:
     from flywheel.selfplay import executor
 
     ex = cfg.spec.executor
-    return executor.Pool(workers=ex.workers, timeout_s=ex.timeout_seconds, memory_mb=ex.memory_mb)
+    try:
+        return executor.Pool(workers=ex.workers, timeout_s=ex.timeout_seconds, memory_mb=ex.memory_mb)
+    except executor.SandboxUnavailable as exc:  # the node's kernel or runtime, not a crash: say so
+        raise errors.UserError(str(exc)) from None
 
 
 def _report_failure(message: str) -> None:

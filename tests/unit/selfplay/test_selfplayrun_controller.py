@@ -49,6 +49,24 @@ def test_children_are_policy_configmap_job_and_pass_upstream_checks() -> None:
     assert selfplayrun.render_children(manifest, SETTINGS) == [netpol, config_map, job]
 
 
+def test_sandbox_pods_drop_every_capability_and_may_ask_for_their_own_user_namespace() -> None:
+    # The executor's seccomp filter and Landlock stack on RuntimeDefault without privileges; the
+    # pod keeps the restricted baseline either way, and hostUsers: false is opt-in.
+    _, _, plain = selfplayrun.render_children(resource(resources={"replicas": 2}), SETTINGS)
+    _, _, userns = selfplayrun.render_children(
+        resource(resources={"replicas": 2}, executor={"userNamespace": True}), SETTINGS
+    )
+    for job, host_users in ((plain, None), (userns, False)):
+        for replica in job["spec"]["pytorchReplicaSpecs"].values():
+            pod = replica["template"]["spec"]
+            assert pod.get("hostUsers") == host_users
+            assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+            for container in pod["containers"]:
+                context = container["securityContext"]
+                assert context["capabilities"]["drop"] == ["ALL"] and "add" not in context["capabilities"]
+                assert context["allowPrivilegeEscalation"] is False and context["runAsNonRoot"] is True
+
+
 def selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
     wanted = policy["spec"]["podSelector"]["matchLabels"]
     return all(labels.get(k) == v for k, v in wanted.items())

@@ -128,9 +128,9 @@ def _attack(pool: Any, executor: Any, entry: dict[str, Any], host: Host) -> tupl
     """Run one entry the way its `mode` says: (verdict kind, texts it produced, extra)."""
     code, mode = host.fill(entry["code"]), entry.get("mode", "proposal")
     inputs = host.fill(entry.get("input", "1"))
-    if mode == "proposal":
+    if mode in ("proposal", "benign"):
         result = pool.run_program(code, inputs)
-        return result.kind, [result.output_repr or "", result.error or ""], None
+        return result.kind, [result.output_repr or "", result.error or ""], result.output_repr
     if mode == "raw":  # the static check and the audit hook skipped: the kernel layers alone
         job = {"code": code, "call": f"f({inputs})", "cap": pool.max_output_chars, "audit_hook": False}
         ((raw,),) = pool._execute([[job]])

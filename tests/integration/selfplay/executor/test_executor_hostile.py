@@ -17,6 +17,7 @@ benign answer fails the test, naming the program.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import pathlib
@@ -29,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.selfplay.executor import attacks, corpus_data, harness
+from tests.integration.selfplay.executor import attacks, benign, corpus_data, harness, test_executor_benign
 
 pytestmark = pytest.mark.slow  # a few programs run into the 1 s timeout on purpose, in each run
 
@@ -52,6 +53,10 @@ def _corpus() -> list[dict[str, Any]]:
 
 CORPUS = _corpus()
 EXPECT = {entry["name"]: entry.get("expect") for entry in CORPUS}
+# The benign corpus rides along in every run: the same layers must still give plain Python's answers.
+BENIGN = [
+    {"name": name, "mode": "benign", "code": code, "input": inputs} for name, code, inputs in benign.PROGRAMS
+]
 
 
 def test_corpus_is_big_enough_and_covers_every_class() -> None:
@@ -64,8 +69,16 @@ def test_corpus_is_big_enough_and_covers_every_class() -> None:
 def _assert_contained(result: dict[str, Any]) -> None:
     assert result["isolation"]["seccomp"] is True
     assert result["jail_empty"]
+    assert len(result["reports"]) == len(CORPUS) + len(BENIGN)
+    hostile, ordinary = result["reports"][: len(CORPUS)], result["reports"][len(CORPUS) :]
+    rejected = [report["name"] for report in ordinary if report["kind"] != "ok"]
+    assert len(rejected) <= 0.02 * len(BENIGN), rejected
+    for report, (name, code, inputs) in zip(ordinary, benign.PROGRAMS, strict=True):
+        if report["kind"] == "ok":
+            expected = ast.literal_eval(test_executor_benign._plain(code, inputs))
+            assert ast.literal_eval(report["extra"]) == expected, (name, report)
     failures = []
-    for report in result["reports"]:
+    for report in hostile:
         expected = EXPECT[report["name"]]
         problems = list(report["breaches"])
         if report["kind"] in ("raised", "forged"):
@@ -77,11 +90,10 @@ def _assert_contained(result: dict[str, Any]) -> None:
         if problems:
             failures.append(f"{report['name']}: {problems}")
     assert failures == [], "\n".join(failures)
-    assert len(result["reports"]) == len(CORPUS)
 
 
 def test_contained_as_root_with_every_layer() -> None:
-    result = harness.run({"pool": POOL, "corpus": CORPUS})
+    result = harness.run({"pool": POOL, "corpus": CORPUS + BENIGN})
     _assert_contained(result)
 
 
@@ -139,7 +151,7 @@ def _interpreter(uid: int) -> str:
 @pytest.fixture(scope="module")
 def as_sandbox_uid() -> Iterator[Any]:
     if os.getuid() != 0:  # already non-root (a developer's machine): run in this process
-        yield lambda disable: harness.run({"pool": {**POOL, "disable": disable}, "corpus": CORPUS})
+        yield lambda disable: harness.run({"pool": {**POOL, "disable": disable}, "corpus": CORPUS + BENIGN})
         return
     if shutil.which("setpriv") is None:
         pytest.fail("setpriv (util-linux) is needed to drop to a non-root uid for this test")
@@ -149,7 +161,7 @@ def as_sandbox_uid() -> Iterator[Any]:
     python = _interpreter(SANDBOX_UID)
 
     def run(disable: list[str]) -> dict[str, Any]:
-        config = json.dumps({"pool": {**POOL, "disable": disable}, "corpus": CORPUS})
+        config = json.dumps({"pool": {**POOL, "disable": disable}, "corpus": CORPUS + BENIGN})
         done = subprocess.run(
             [*_drop(SANDBOX_UID), "/bin/sh", "-c", 'exec "$0" -B harness.py', python],
             input=config,
