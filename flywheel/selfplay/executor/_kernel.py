@@ -59,6 +59,7 @@ _ALLOW = {
     "sched_yield": (24, 124),
     "close": (3, 57),
     "fstat": (5, 80),
+    "getrusage": (98, 165),
 }
 # Allowed only on the child's own descriptors (argument 0): /dev/null on 1 and 2, the result pipe.
 _WRITE = {"write": (1, 64), "writev": (20, 66)}

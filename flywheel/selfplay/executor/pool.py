@@ -547,7 +547,7 @@ def _parsed(result: dict[str, Any], cap: int) -> tuple[ExecResult, object]:
     if len(text) > cap:
         return _failed("output_too_long", f"output repr has {len(text)} > {cap} chars"), None
     known, value = checks.literal(text)
-    canonical = _repr(value) if known else None
+    canonical = _repr(value, text) if known else None
     if canonical is None:
         return _failed("not_literal", "output repr does not round-trip as a literal"), None
     if len(canonical) > cap:
@@ -555,14 +555,17 @@ def _parsed(result: dict[str, Any], cap: int) -> tuple[ExecResult, object]:
     return ExecResult(ok=True, output_repr=canonical, error=None, kind="ok"), value
 
 
-def _repr(value: object) -> str | None:
-    """The repr of a parsed literal, if it parses back to an equal value (nan and inf do not)."""
+def _repr(value: object, text: str) -> str | None:
+    """The repr of a literal parsed from `text`, if it parses back to an equal value (nan and inf
+    do not: `1e999` parses to inf). The usual case, a child's own repr, is its own canonical form."""
     try:
-        text = repr(value)
+        canonical = repr(value)
     except Exception:
         return None
-    known, again = checks.literal(text)
-    return text if known and _equal(again, value) else None
+    if canonical == text:
+        return canonical
+    known, again = checks.literal(canonical)
+    return canonical if known and _equal(again, value) else None
 
 
 def _equal(a: object, b: object) -> bool:

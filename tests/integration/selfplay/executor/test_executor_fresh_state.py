@@ -8,6 +8,8 @@ round trip. Each test runs on a real jailed pool.
 
 from __future__ import annotations
 
+import os
+import secrets
 from typing import Any
 
 import pytest
@@ -164,3 +166,39 @@ def test_forged_child_output_is_never_trusted(payload: bytes, kind: str) -> None
         if kind == "ok":
             assert verdict.output_repr == "'x'"  # the trainer's own repr of the value, not the text
         assert own.replaced == 0 and own.run_program("def f(x):\n    return x", "2").output_repr == "2"
+
+
+def _memory_holds(pid: int, needles: list[bytes]) -> list[bytes]:
+    """Which needles occur in the process's writable memory (what every later fork inherits)."""
+    found = set()
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
+        for line in maps:
+            addresses, perms = line.split()[:2]
+            if not perms.startswith("rw"):
+                continue
+            start, end = (int(part, 16) for part in addresses.split("-"))
+            try:
+                mem.seek(start)
+                chunk = mem.read(end - start)
+            except OSError:
+                continue
+            found.update(needle for needle in needles if needle in chunk)
+    return sorted(found)
+
+
+@pytest.mark.skipif(
+    os.getuid() != 0, reason="reading a non-dumpable zygote's memory needs root (CI runs as root)"
+)
+def test_a_zygote_keeps_no_program_input_or_output_for_later_forks_to_find() -> None:
+    # A child can read all of its own memory (no filter stops that), and its memory is a copy of
+    # the zygote's at fork time: so no program, input or output may stay in the zygote after use.
+    # Otherwise a solver could find the reference program or its gold outputs there.
+    tokens = [secrets.token_hex(12) for _ in range(3)]
+    code = f"def f(s):\n    return s[::-1] + '{tokens[0]}'"
+    with executor.Pool(workers=2, timeout_s=2.0) as own:
+        result = own.run_program(code, repr(tokens[1][::-1]))
+        assert result.ok and tokens[1] + tokens[0] in (result.output_repr or "")
+        assert own.check_function(code, [(repr(tokens[1][::-1]), repr(tokens[1] + tokens[0]))]) == [True]
+        needles = [token.encode() for token in tokens] + [token[::-1].encode() for token in tokens]
+        for pid in own.worker_pids:
+            assert _memory_holds(pid, needles) == [], pid

@@ -23,13 +23,13 @@ import os
 import pathlib
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from bench import _nonroot
 from tests.integration.selfplay.executor import attacks, benign, corpus_data, harness, test_executor_benign
 
 pytestmark = pytest.mark.slow  # a few programs run into the 1 s timeout on purpose, in each run
@@ -97,73 +97,22 @@ def test_contained_as_root_with_every_layer() -> None:
     _assert_contained(result)
 
 
-def _sandbox_tree(tmp: pathlib.Path) -> pathlib.Path:
-    """The executor package and the harness, copied where the sandbox uid can read them (a
-    checkout under /root, say, is not)."""
-    root = tmp / "tree"
-    package = root / "flywheel" / "selfplay" / "executor"
-    package.mkdir(parents=True)
-    for name in ("flywheel/__init__.py", "flywheel/selfplay/__init__.py"):
-        shutil.copy(REPO / name, root / name)
-    for source in (REPO / "flywheel" / "selfplay" / "executor").glob("*.py"):
-        shutil.copy(source, package / source.name)
-    shutil.copy(pathlib.Path(harness.__file__), root / "harness.py")
-    for path in [tmp, *tmp.rglob("*")]:
-        path.chmod(0o755)
-    return root
-
-
-def _drop(uid: int) -> list[str]:
-    return [
-        "setpriv",
-        f"--reuid={uid}",
-        f"--regid={uid}",
-        "--clear-groups",
-        "--inh-caps=-all",
-        "--bounding-set=-all",
-        "--no-new-privs",
-    ]
-
-
-def _interpreter(uid: int) -> str:
-    """A Python the sandbox uid may execute: the venv's own is often behind /root (mode 700).
-    Checked through a shell running as that uid (setpriv itself still holds its capabilities
-    while it looks up the program it starts)."""
-    candidates = [os.path.realpath(sys.executable), "/usr/bin/python3.11", "/usr/bin/python3"]
-    for candidate in candidates:
-        probe = subprocess.run(
-            [
-                *_drop(uid),
-                "/bin/sh",
-                "-c",
-                'exec "$0" -c "import sys; assert sys.version_info >= (3, 10)"',
-                candidate,
-            ],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        if probe.returncode == 0:
-            return candidate
-    pytest.fail(f"no Python interpreter that uid {uid} may execute among {candidates}")
-
-
 @pytest.fixture(scope="module")
 def as_sandbox_uid() -> Iterator[Any]:
     if os.getuid() != 0:  # already non-root (a developer's machine): run in this process
         yield lambda disable: harness.run({"pool": {**POOL, "disable": disable}, "corpus": CORPUS + BENIGN})
         return
-    if shutil.which("setpriv") is None:
-        pytest.fail("setpriv (util-linux) is needed to drop to a non-root uid for this test")
     # Not under pytest's tmp_path: /tmp/pytest-of-root is private to root.
     scratch = pathlib.Path(tempfile.mkdtemp(prefix="flywheel-nonroot-"))
-    tree = _sandbox_tree(scratch)
-    python = _interpreter(SANDBOX_UID)
+    tree = _nonroot.copy_files(REPO, _nonroot.EXECUTOR_FILES, scratch / "tree")
+    shutil.copy(pathlib.Path(harness.__file__), tree / "harness.py")
+    _nonroot.readable(scratch)
+    python = _nonroot.interpreter(SANDBOX_UID)
 
     def run(disable: list[str]) -> dict[str, Any]:
         config = json.dumps({"pool": {**POOL, "disable": disable}, "corpus": CORPUS + BENIGN})
         done = subprocess.run(
-            [*_drop(SANDBOX_UID), "/bin/sh", "-c", 'exec "$0" -B harness.py', python],
+            _nonroot.command(SANDBOX_UID, python, "-B", "harness.py"),
             input=config,
             capture_output=True,
             text=True,
