@@ -1,7 +1,8 @@
 """Checks of rendered PyTorchJobs against the real upstream definitions, shared by the tests.
 
 Three independent sources, none written by us:
-- the Training Operator v1.9.4 CRD schema (shared/upstream/kubeflow.org_pytorchjobs.yaml),
+- the Training Operator v1.9.4 CRD schema (tests/upstream/kubeflow.org_pytorchjobs.yaml, vendored
+  byte for byte with its provenance in tests/upstream/README.md, so a clone stands alone),
 - the operator's validating-webhook rules the schema does not express (listed in its README),
 - the kubeflow-training 1.9.4 SDK's typed models (every field name and type must exist there),
 plus the official Kubernetes 1.30 schemas (kubernetes-validate, strict) for core objects.
@@ -21,7 +22,7 @@ import kubernetes_validate
 import yaml
 
 REPO = Path(__file__).resolve().parents[3]
-CRD = REPO / ".." / "shared" / "upstream" / "kubeflow.org_pytorchjobs.yaml"
+CRD = REPO / "tests" / "upstream" / "kubeflow.org_pytorchjobs.yaml"
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 K8S_VERSION = "1.30"
 
