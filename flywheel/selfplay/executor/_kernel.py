@@ -55,7 +55,6 @@ _ALLOW = {
     "getgid": (104, 176),
     "getegid": (108, 177),
     "getrandom": (318, 278),
-    "futex": (202, 98),
     "sched_yield": (24, 124),
     "close": (3, 57),
     "fstat": (5, 80),
@@ -65,6 +64,10 @@ _ALLOW = {
 _WRITE = {"write": (1, 64), "writev": (20, 66)}
 # Allowed only without PROT_EXEC (argument 2): no new executable memory, so no injected code.
 _NO_EXEC = {"mmap": (9, 222), "mprotect": (10, 226)}
+# Allowed only as a private wait or wake (argument 1): a shared futex on a page every process maps
+# (libc's) would be a channel between sandboxed processes, namespaces or not.
+_FUTEX = {"futex": (202, 98)}
+_PRIVATE_FUTEX_OPS = (128, 129, 137, 138, 384, 393)  # WAIT, WAKE, WAIT/WAKE_BITSET | PRIVATE (| REALTIME)
 _ARCHES = {"x86_64": (0, 0xC000003E), "aarch64": (1, 0xC00000B7)}
 
 PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
@@ -72,7 +75,7 @@ RET_KILL_PROCESS, RET_ERRNO, RET_ALLOW = 0x80000000, 0x00050000, 0x7FFF0000
 EPERM, PROT_EXEC, X32_SYSCALL_BIT = 1, 0x4, 0x40000000
 # classic BPF opcodes
 _LD_W_ABS, _JEQ_K, _JGE_K, _JSET_K, _RET_K = 0x20, 0x15, 0x35, 0x45, 0x06
-_NR, _ARCH, _ARG0_LO, _ARG2_LO = 0, 4, 16, 32
+_NR, _ARCH, _ARG0_LO, _ARG1_LO, _ARG2_LO = 0, 4, 16, 24, 32
 
 CLONE_NEWUSER, CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS = 0x10000000, 0x40000000, 0x08000000, 0x04000000
 _LANDLOCK_CREATE_RULESET, _LANDLOCK_RESTRICT_SELF = 444, 446  # the same number on every arch
@@ -104,6 +107,7 @@ def assemble(machine: str | None = None) -> list[tuple[int, int, int, int]]:
     plain = sorted(numbers[column] for numbers in _ALLOW.values())
     writes = [numbers[column] for numbers in _WRITE.values()]
     no_exec = [numbers[column] for numbers in _NO_EXEC.values()]
+    futex = [numbers[column] for numbers in _FUTEX.values()]
     # Instructions with symbolic targets, resolved once every label's position is known.
     code: list[tuple[int, Any, Any, int]] = [
         (_LD_W_ABS, 0, 0, _ARCH),
@@ -116,6 +120,7 @@ def assemble(machine: str | None = None) -> list[tuple[int, int, int, int]]:
     code += [(_JEQ_K, "allow", 0, nr) for nr in plain]
     code += [(_JEQ_K, "fd", 0, nr) for nr in writes]
     code += [(_JEQ_K, "prot", 0, nr) for nr in no_exec]
+    code += [(_JEQ_K, "futex", 0, nr) for nr in futex]
     code.append((_RET_K, 0, 0, RET_ERRNO | EPERM))  # no allowed syscall matched
     labels = {"fd": len(code)}
     code += [
@@ -126,6 +131,10 @@ def assemble(machine: str | None = None) -> list[tuple[int, int, int, int]]:
     ]
     labels["prot"] = len(code)
     code += [(_LD_W_ABS, 0, 0, _ARG2_LO), (_JSET_K, "deny", "allow", PROT_EXEC)]
+    labels["futex"] = len(code)
+    code.append((_LD_W_ABS, 0, 0, _ARG1_LO))
+    code += [(_JEQ_K, "allow", 0, op) for op in _PRIVATE_FUTEX_OPS[:-1]]
+    code.append((_JEQ_K, "allow", "deny", _PRIVATE_FUTEX_OPS[-1]))
     labels["deny"] = len(code)  # classic BPF jumps forward only: both verdicts come last
     code.append((_RET_K, 0, 0, RET_ERRNO | EPERM))
     labels["allow"] = len(code)

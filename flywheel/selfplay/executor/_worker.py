@@ -26,8 +26,10 @@ child's cost is mostly those faults. So the trainer compiles, the trainer checks
 the first call uses the pristine builtins table of the fresh fork itself. See bench/executor.py.
 """
 
+import contextlib
 import ctypes
 import errno
+import fcntl
 import gc
 import json
 import marshal
@@ -79,6 +81,8 @@ POLL_PARENT_S = 0.25
 MAX_CHARS = 50_000  # the most repr characters a job may ask for (the trainer caps it too)
 JOB_BYTES = 1 << 20  # the largest compiled program a job may carry (the trainer checks first)
 OUT_BYTES = 4 * MAX_CHARS + 64 + 1
+PIPE_BYTES = 1 << 18  # > OUT_BYTES, <= the unprivileged pipe-max-size (1 MiB)
+F_SETPIPE_SZ = 1031
 # Private anonymous mappings, not heap: untouched pages cost nothing, and a fork copies only what
 # was used. Private, never shared (mmap's default): a child must not see the zygote zero its buffer
 # after the fork, nor write into the buffers where its siblings' answers arrive.
@@ -238,17 +242,19 @@ def _literal_result(value: Any, max_chars: int) -> tuple[str, str]:
 
 def _run_one(blob: bytes, audit: bool, max_chars: int, report: dict[str, Any]) -> tuple[str, str]:
     """Inside the jailed child: one call of the program in a fresh namespace; (status, payload)."""
-    # Trusted bytes: the trainer marshalled its own compile() output. Before the audit hook (bans marshal).
-    program, call = marshal.loads(blob)  # noqa: S302
-    del blob
+    # Trusted bytes: the trainer marshalled its own compile() output and the input's literal values.
+    # Before the audit hook (which bans marshal).
+    code, args, kwargs = marshal.loads(blob)  # noqa: S302
+    program = marshal.loads(code)  # noqa: S302
+    del blob, code
     _seal(report)
     if audit:  # only the jail tests turn it off, to test the kernel layers alone
         sys.addaudithook(AUDIT)
     gc.enable()
-    namespace = {"__builtins__": SAFE_BUILTINS, "__name__": "__sandbox__"}
+    namespace: dict[str, Any] = {"__builtins__": SAFE_BUILTINS, "__name__": "__sandbox__"}
     try:
         exec(program, namespace)
-        value = eval(call, namespace)
+        value = namespace["f"](*args, **kwargs)
         return _literal_result(value, max_chars)
     except BaseException as exc:  # the program's own failure: report, never crash the child
         return "error", _describe(exc)
@@ -301,6 +307,10 @@ def _start(
     size = job[0]
     _read_blob(size)
     read_fd, write_fd = os.pipe()
+    # Room for a whole answer: the child never waits for the zygote to read. A user over its pipe
+    # quota keeps the default size; a larger answer then blocks and times out.
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(write_fd, F_SETPIPE_SZ, PIPE_BYTES)
     try:
         pid = os.fork()
     except OSError as exc:
@@ -317,7 +327,8 @@ def _start(
     now = time.monotonic()
     return {
         "pid": pid,
-        "fd": read_fd,
+        "fd": os.pidfd_open(pid),  # readable once the child has exited
+        "pipe": read_fd,
         "index": index,
         "slot": slot,
         "started": now,
@@ -346,12 +357,15 @@ def _finish(child: dict[str, Any], timed_out: bool, timeout: float) -> None:
 
     try/except and plain-int signals rather than contextlib.suppress and signal's enums: each
     object the zygote touches between forks is a page fault of its own (bench --profile)."""
-    os.close(child["fd"])
     try:  # noqa: SIM105 - see the docstring
         os.kill(child["pid"], SIGKILL)
     except ProcessLookupError:
         pass
     _, status = os.waitpid(child["pid"], 0)
+    if not timed_out:
+        _drain(child)
+    os.close(child["fd"])
+    os.close(child["pipe"])
     index, slot, size = child["index"], child["slot"], child["size"]
     code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
     if timed_out:
@@ -365,13 +379,17 @@ def _finish(child: dict[str, Any], timed_out: bool, timeout: float) -> None:
     _zero(OUT_VIEWS[slot], min(size, OUT_BYTES))
 
 
-def _read_child(child: dict[str, Any]) -> bool:
-    """Read what the child wrote into its slot's buffer: False at EOF or past its limit."""
-    size = child["size"]
-    room = OUT_VIEWS[child["slot"]][size : child["limit"] + 1]
-    got: int = os.readv(child["fd"], [room]) if len(room) else 1
-    child["size"] = size + got
-    return got > 0 and child["size"] <= child["limit"]
+def _drain(child: dict[str, Any]) -> None:
+    """Read what an exited child wrote into its slot's buffer, up to one byte past its limit.
+
+    Only after the child exited: while a child runs, its answer stays in the pipe, so a sibling
+    forked meanwhile finds nothing of it in its copy of the zygote."""
+    limit, view = child["limit"], OUT_VIEWS[child["slot"]]
+    while child["size"] <= limit:
+        got: int = os.readv(child["pipe"], [view[child["size"] : limit + 1]])
+        if not got:
+            return
+        child["size"] += got
 
 
 def _orphaned() -> bool:
@@ -387,21 +405,20 @@ def _run_alone(
     child = _start(index, job, report, devnull, opts, 0)
     if not child:  # fork failed
         return None
-    read_fd, started = child["fd"], child["started"]
+    exited, started = child["fd"], child["started"]
     timeout = opts["timeout"]
     until = started + (timeout if slow_after is None else min(slow_after, timeout))
     while True:
         left = until - time.monotonic()
         if left <= 0:
             break
-        ready, _, _ = select.select([read_fd], [], [], min(left, POLL_PARENT_S))
+        ready, _, _ = select.select([exited], [], [], min(left, POLL_PARENT_S))
         if not ready:
             if _orphaned():
                 os._exit(1)
             continue
-        if not _read_child(child):
-            _finish(child, False, timeout)
-            return None
+        _finish(child, False, timeout)
+        return None
     if slow_after is None or slow_after >= timeout:
         _finish(child, True, timeout)
         return None
@@ -425,12 +442,8 @@ def _wait(running: dict[int, dict[str, Any]], opts: dict[str, Any], until: float
         ready, _, _ = select.select(list(running), [], [], min(wake - now, POLL_PARENT_S))
         if not ready and _orphaned():
             os._exit(1)
-        for fd in ready:
-            child = running[fd]
-            if _read_child(child):
-                continue
-            del running[fd]  # EOF, or more than the limit (the trainer reports it crashed)
-            _finish(child, False, timeout)
+        for fd in ready:  # exited
+            _finish(running.pop(fd), False, timeout)
             return True
 
 
@@ -441,7 +454,7 @@ def _run_batch(jobs: list[Any], report: dict[str, Any], devnull: int, opts: dict
     timeout) stops holding up the jobs behind it: up to MAX_SLOW such children run on beside the
     next one, each under its own sandbox uid (`slot`), so concurrent siblings never share a uid."""
     queue = list(range(len(jobs)))
-    running: dict[int, dict[str, Any]] = {}  # result fd -> child state
+    running: dict[int, dict[str, Any]] = {}  # pidfd -> child state
     while queue or running:
         if not queue or len(running) > MAX_SLOW:
             _wait(running, opts)  # nothing may start: wait for a child to finish

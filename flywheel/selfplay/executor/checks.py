@@ -71,7 +71,9 @@ BANNED_ATTRS = frozenset(
 BANNED_NODES = (ast.AsyncFunctionDef, ast.AsyncFor, ast.AsyncWith, ast.Await)
 # What makes output follow the hash seed (see pool.HASH_SEEDS): hashes themselves, and sets, whose
 # iteration order follows the hashes (also through dict views and the collections.abc mixins).
-SEEDED_NAMES = frozenset(["set", "frozenset", "hash", "id", "KeysView", "ItemsView", "Set", "MutableSet"])
+SEEDED_NAMES = frozenset(
+    ["set", "frozenset", "hash", "id", "object", "KeysView", "ItemsView", "Set", "MutableSet"]
+) | {"AbstractSet", "FrozenSet", "get_origin", "get_args"}
 SEEDED_ATTRS = frozenset(
     ["keys", "items", "union", "intersection", "difference", "symmetric_difference", "abc", "__hash__"]
 ) | {"KeysView", "ItemsView", "Set", "MutableSet"}
@@ -149,6 +151,12 @@ class _Checker:
                 self.refuse(node, f"match attribute {attr!r} is not allowed")
 
     def visit_Constant(self, node: ast.Constant) -> None:
+        # A dunder name as a string names an attribute without attribute syntax: a `type()` dict
+        # key (`__match_args__`, `__instancecheck__`), a `__match_args__` entry read by a class
+        # pattern, a `__getattribute__` call's argument.
+        text = node.value
+        if isinstance(text, str) and text.startswith("__") and text != "__main__" and _bad_attr(text):
+            self.refuse(node, f"the string {text[:40]!r} names an attribute that is not allowed")
         # Any string may reach str.format at run time: refuse one whose fields read attributes that
         # an ast.Attribute could not (a string built at run time is the kernel boundary's to hold).
         if not isinstance(node.value, str) or "{" not in node.value:
@@ -162,9 +170,15 @@ class _Checker:
                 self.refuse(node, f"format field attribute {attr!r} is not allowed")
 
 
+MAX_REASONS = 20  # enough to act on; a program of 20k refusals must not cost the trainer megabytes
+
+
 def _check_tree(tree: ast.AST) -> list[str]:
     try:
-        return _Checker().run(tree)
+        reasons = _Checker().run(tree)
+        if len(reasons) > MAX_REASONS:
+            return [*reasons[:MAX_REASONS], f"... and {len(reasons) - MAX_REASONS} more"]
+        return reasons
     except Exception as exc:
         return [f"program could not be checked: {type(exc).__name__}"]
 
@@ -240,6 +254,21 @@ def call_source(inputs: str) -> tuple[str, list[str]]:
                 f"input argument {ast.get_source_segment(source, node) or '?'!s:.60} is not a literal"
             ]
     return source, []
+
+
+def call_values(source: str) -> tuple[tuple[object, ...], dict[str, object]] | str:
+    """The argument values of a checked call `f(<literals>)` (see call_source), or why not.
+
+    The child calls `f(*args, **kwargs)` with these values: the input never runs as code there, so
+    `f(set())` gets a set even where the program defines its own `set`."""
+    try:
+        call = ast.parse(source, mode="eval").body
+        assert isinstance(call, ast.Call)
+        args = tuple(ast.literal_eval(node) for node in call.args)
+        kwargs = {str(k.arg): ast.literal_eval(k.value) for k in call.keywords}
+    except Exception as exc:
+        return f"input is not a list of literal arguments ({type(exc).__name__})"
+    return args, kwargs
 
 
 def literal(text: str) -> tuple[bool, object]:

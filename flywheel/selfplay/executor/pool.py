@@ -29,10 +29,10 @@ parsed by `checks` (whose parse bounds nesting depth), and compiling runs no pro
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
-import functools
 import itertools
 import json
 import marshal
@@ -47,7 +47,6 @@ import sys
 import tempfile
 import threading
 import time
-import types
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -155,9 +154,9 @@ class _Worker:
         assert self.proc.stdin is not None
         try:
             os.set_blocking(self.proc.stdin.fileno(), False)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a dead worker whose restart failed (closed pipe)
             return False
-        return True
+        return self.proc.poll() is None
 
     def write_some(self) -> bool:
         """Write what the pipe takes now; False if the zygote is gone."""
@@ -266,6 +265,9 @@ class Pool:
         if "seccomp" in self.disable and not allow_unconfined:
             raise ValueError("Pool(disable=['seccomp']) needs allow_unconfined=True")
         self.allow_unconfined = allow_unconfined
+        # Checks compare with gold outputs of up to MAX_LITERAL_CHARS; an equal value's repr may be
+        # longer than the gold text ('True' for 1), never twice as long.
+        self.check_cap = max(max_output_chars, 2 * checks.MAX_LITERAL_CHARS + 16)
         self.workers = workers
         self.timeout_s, self.memory_mb, self.max_output_chars = timeout_s, memory_mb, max_output_chars
         self.replaced = 0  # workers killed and restarted because they died, hung or answered garbage
@@ -348,6 +350,8 @@ class Pool:
         sendable = [[job for job in jobs if "blob" in job] for jobs in prepared]
         with self._checkout:  # checking out several workers under one lock cannot deadlock
             held = [self._idle.get() for _ in range(min(len(batches), len(self._all)))]
+        # A worker whose last restart failed gets another try before it is sent anything.
+        held = [worker if worker.proc.poll() is None else self._replace(worker) for worker in held]
         opts = {"timeout": self.timeout_s, "memory_mb": self.memory_mb}
         answers: list[list[dict[str, Any]]] = []
         try:
@@ -407,9 +411,15 @@ class Pool:
     def _replace(self, worker: _Worker) -> _Worker:
         """Kill a broken worker (and its jailed children) and start a fresh one in its place."""
         worker.kill()
-        fresh = _Worker(self.jail, next(self._seeds), self.disable)
+        fresh = None
+        try:
+            fresh = _Worker(self.jail, next(self._seeds), self.disable)
+            self._checked(fresh.hello())
+        except Exception:
+            if fresh is not None:
+                fresh.kill()
+            return worker
         self._all[self._all.index(worker)] = fresh
-        self._checked(fresh.hello())
         self.replaced += 1
         return fresh
 
@@ -468,9 +478,9 @@ class Pool:
             call, reasons = checks.call_source(inputs)
             known, expected = checks.literal(output)
             if not reasons and known:
-                # The child's repr of an equal value may be longer than the gold text ('True' for 1).
-                cap = max(self.max_output_chars, 2 * len(output) + 16)
-                runnable.append((index, expected, {"code": code, "call": call, "cap": cap}))
+                # One cap for every check, whatever the gold output: a cap that followed its length
+                # would tell the child how long the answer is.
+                runnable.append((index, expected, {"code": code, "call": call, "cap": self.check_cap}))
         if not runnable:
             return verdicts
         (results,) = self._execute([[job for _, _, job in runnable]])
@@ -575,25 +585,56 @@ def _equal(a: object, b: object) -> bool:
         return False
 
 
-@functools.lru_cache(maxsize=128)  # one program runs several times, and once per induction pair
-def _compiled(code: str, mode: str) -> types.CodeType | str:
-    """The compiled source, or the error the child used to report for it (`SyntaxError: ...`)."""
+class _ProgramCache:
+    """Marshalled code of recently compiled programs: one program runs several times and once per
+    induction pair. Bounded in bytes, not entries: a pathological 20k-character program can
+    compile to megabytes, and such blobs are never kept."""
+
+    def __init__(self, budget: int = 32 << 20, largest: int = 64 << 10) -> None:
+        self.budget, self.largest, self.size = budget, largest, 0
+        self.entries: collections.OrderedDict[str, bytes | str] = collections.OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, code: str) -> bytes | str:
+        """The program's marshalled code object, or the error the child used to report for it."""
+        with self.lock:
+            if code in self.entries:
+                self.entries.move_to_end(code)
+                return self.entries[code]
+        compiled = _compiled(code)
+        with self.lock:
+            if len(compiled) <= self.largest and code not in self.entries:
+                self.entries[code] = compiled
+                self.size += len(compiled) + len(code)
+                while self.size > self.budget:
+                    old_code, old = self.entries.popitem(last=False)
+                    self.size -= len(old) + len(old_code)
+        return compiled
+
+
+def _compiled(code: str) -> bytes | str:
     try:
         # dont_inherit: this module's `from __future__ import annotations` must not leak in.
-        return compile(code, "<program>" if mode == "exec" else "<call>", mode, dont_inherit=True)
+        program = compile(code, "<program>", "exec", dont_inherit=True)
+        return marshal.dumps(program)
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
 
 
+_PROGRAMS = _ProgramCache()
+
+
 def _wire(job: dict[str, Any]) -> dict[str, Any]:
-    """The zygote's form of one execution (code objects marshalled), or its error result."""
-    program = _compiled(job["code"], "exec")
-    call = _compiled(job["call"], "eval")
-    failed = [code for code in (program, call) if isinstance(code, str)]
+    """The zygote's form of one execution (the marshalled program and the call's argument values),
+    or its error result. Values, not code: the input never runs as code in the child."""
+    program = _PROGRAMS.get(job["code"])
+    values = checks.call_values(job["call"])
+    failed = [error for error in (program, values) if isinstance(error, str)]
     if failed:
         return {"status": "error", "error": failed[0]}
+    assert isinstance(program, bytes) and not isinstance(values, str)
     try:
-        blob = marshal.dumps((program, call))
+        blob = marshal.dumps((program, *values))  # type: ignore[arg-type]  # literal values marshal
     except ValueError as exc:  # "object too deeply nested to marshal"
         return {"status": "error", "error": f"ValueError: {exc}"[:MAX_ERROR_CHARS]}
     if len(blob) > MAX_BLOB_BYTES:

@@ -6,7 +6,9 @@ import hashlib
 
 from tests.unit.controllers import upstream
 
-PUBLISHED_SHA256 = "8b8a8a719cc94173169290251e817f7ac2bb425c20b6c2fa813397bcf4e932ed"  # v1.9.4, per the README
+PUBLISHED_SHA256 = (
+    "8b8a8a719cc94173169290251e817f7ac2bb425c20b6c2fa813397bcf4e932ed"  # v1.9.4, per the README
+)
 
 
 def test_vendored_crd_is_the_published_v1_9_4_file() -> None:

@@ -202,3 +202,28 @@ def test_a_zygote_keeps_no_program_input_or_output_for_later_forks_to_find() -> 
         needles = [token.encode() for token in tokens] + [token[::-1].encode() for token in tokens]
         for pid in own.worker_pids:
             assert _memory_holds(pid, needles) == [], pid
+
+
+def test_inputs_arrive_as_values_never_as_code(pool: executor.Pool) -> None:
+    # `set()` is a literal input, but as code `f(set())` would call the program's own `set`.
+    code = "def set():\n    return 'the program chose this'\ndef f(x):\n    return [type(x).__name__, len(x)]"
+    assert pool.run_program(code, "set()").output_repr == "['set', 0]"
+    assert pool.check_function(code, [("set()", "['set', 0]")]) == [True]
+
+
+def test_the_check_cap_does_not_depend_on_the_gold_output(
+    pool: executor.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cap that followed the gold output's length would tell the child how long the answer is.
+    caps: list[int] = []
+    real = pool._execute
+
+    def spy(batches: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+        caps.extend(job["cap"] for jobs in batches for job in jobs)
+        return real(batches)
+
+    monkeypatch.setattr(pool, "_execute", spy)
+    code = "def f(x):\n    return x"
+    pool.check_function(code, [("'a'", "'a'"), ("'b'", repr("b" * 5000))])
+    pool.check_output(code, "'c'", repr("c" * 9000))
+    assert caps and set(caps) == {pool.check_cap}

@@ -10,6 +10,7 @@ pool refuses to start without, never skips.
 
 from __future__ import annotations
 
+import platform
 import socket
 import textwrap
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from flywheel.selfplay import executor
 
 OS = "[c for c in ().__class__.__base__.__subclasses__() if c.__name__ == '_wrap_close'][0].__init__.__globals__"
 CTYPES = "ct = os['sys'].modules['ctypes']\nlibc = ct.CDLL(None, use_errno=True)\n"
+FUTEX = 202 if platform.machine() == "x86_64" else 98
 ALL_BUT = {
     "seccomp": ["namespaces", "chroot", "setuid", "landlock"],
     "landlock": ["namespaces", "chroot", "setuid", "seccomp"],
@@ -96,6 +98,11 @@ SECCOMP_DENIES = {
     + "assert libc.unshare(0x10000000) == -1 and ct.get_errno() == 1\nraise PermissionError('unshare')",
     "prctl": CTYPES
     + "assert libc.prctl(4, 1, 0, 0, 0) == -1 and ct.get_errno() == 1\nraise PermissionError('prctl')",
+    # A shared futex on a page every process maps would be a channel between sandboxed processes.
+    "shared_futex": CTYPES + "word = ct.c_int(0)\n"
+    f"assert libc.syscall({FUTEX}, ct.byref(word), 1, 1, 0, 0, 0) == -1 and ct.get_errno() == 1\n"
+    f"assert libc.syscall({FUTEX}, ct.byref(word), 129, 1, 0, 0, 0) == 0  # a private wake is fine\n"
+    "raise PermissionError('futex')",
 }
 
 

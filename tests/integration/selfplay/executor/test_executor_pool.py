@@ -162,3 +162,20 @@ def test_zygotes_and_their_children_die_with_a_killed_trainer() -> None:
     while time.monotonic() < deadline and not all(_gone(pid) for pid in zygotes + children):
         time.sleep(0.1)
     assert children and all(_gone(pid) for pid in zygotes + children)
+
+
+def test_a_failed_restart_reports_crashed_and_the_next_call_restarts(monkeypatch: pytest.MonkeyPatch) -> None:
+    with executor.Pool(workers=2, timeout_s=5.0) as own:
+        for victim in own._all:
+            os.kill(victim.proc.pid, signal.SIGKILL)
+            victim.proc.wait()
+        real = executor.pool._Worker.__init__
+        monkeypatch.setattr(executor.pool._Worker, "__init__", _raise_oserror)
+        results = own.run_programs([(DOUBLE, str(i)) for i in range(8)])  # no exception escapes
+        assert {r.kind for r in results} == {"crashed"}
+        monkeypatch.setattr(executor.pool._Worker, "__init__", real)
+        assert own.run_program(DOUBLE, "5").output_repr == "10"  # restarted on the next call
+
+
+def _raise_oserror(self: Any, *args: Any) -> None:
+    raise OSError("Resource temporarily unavailable")

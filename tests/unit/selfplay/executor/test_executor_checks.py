@@ -70,6 +70,11 @@ REFUSED = {
     "from functools import singledispatch\ndef f(x):\n    return 1": "'singledispatch'",
     "import functools\ndef f(x):\n    return functools.singledispatch(f)": "'singledispatch'",
     "def f(x):\n    return x._evaluate(None, None)": "'_evaluate'",
+    # Dunder names as strings name attributes without attribute syntax: a metaclass built with
+    # type() whose __instancecheck__ makes anything match, a __match_args__ read by a class pattern.
+    "M = type('M', (type,), {'__instancecheck__': lambda c, o: True})\ndef f(x):\n    return 1": "'__instancecheck__'",
+    "C = type('C', (), {'__match_args__': ('__globals__',)})\ndef f(x):\n    return 1": "'__match_args__'",
+    "def f(x):\n    return object.__getattribute__(x, '__globals__')": "'__globals__'",
     "def f(x):\n    return '{a.b}'.format_map({})": "'format_map'",
     "async def f(x):\n    return 1": "AsyncFunctionDef",
     "def g(x):\n    return 1": "top-level function `f`",
