@@ -32,7 +32,7 @@ from starlette import responses
 
 from flywheel import errors
 from flywheel.api import contract
-from flywheel.serving import config, guard, metrics, models, routing, schema, scoring, traffic
+from flywheel.serving import config, guard, metrics, models, numbers, routing, schema, scoring, traffic
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class Prediction(pydantic.BaseModel):
     request_id: str
     model: ModelInfo
     predictions: list[Any]
-    probabilities: list[float | None]
+    probabilities: list[float | None]  # None: regression; never NaN (numbers.bad_rows refuses it)
 
 
 @bentoml.service(
@@ -164,6 +164,12 @@ class FlywheelService:
             metrics.error(role, "model")
             self._log_failure(entry, role, True, _model_error(exc), started)
             raise
+        if bad := numbers.bad_rows(result.predictions, result.probabilities):
+            metrics.error(role, "non_finite")
+            self._log_failure(entry, role, True, numbers.NON_FINITE, started)
+            ctx.response.status_code = 422
+            body = {"error": numbers.refusal(self.card, rows, bad), "request_id": request_id}
+            return responses.JSONResponse(body, status_code=422)  # type: ignore[return-value]
         self._record(entry, role, True, result)
         if routing.shadows(traffic_cfg, has_challenger):
             self._spawn(self._shadow(entry))
@@ -237,6 +243,10 @@ class FlywheelService:
             log.exception("Shadow scoring failed for request %s", entry.request_id)
             metrics.error(routing.CHALLENGER, "model")
             self._log_failure(entry, routing.CHALLENGER, False, _model_error(exc), started)
+            return
+        if numbers.bad_rows(result.predictions, result.probabilities):
+            metrics.error(routing.CHALLENGER, "non_finite")
+            self._log_failure(entry, routing.CHALLENGER, False, numbers.NON_FINITE, started)
             return
         self._record(entry, routing.CHALLENGER, False, result)
 

@@ -170,7 +170,10 @@ def _quantize(
         **agreement(prep.task, fp32, int8),
     }
     if static:
-        card["calibration"] = {"split": "train" if calibration is not holdout else "holdout", "rows": len(rows)}
+        card["calibration"] = {
+            "split": "train" if calibration is not holdout else "holdout",
+            "rows": len(rows),
+        }
     return card
 
 

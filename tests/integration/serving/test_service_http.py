@@ -57,6 +57,10 @@ MALFORMED = [
     ("nan", body([GOOD]).replace(b"0.5", b"NaN", 1), JSON, 400, ["x0", "finite"]),
     ("inf-literal", body([GOOD]).replace(b"0.5", b"Infinity", 1), JSON, 400, ["x0", "finite"]),
     ("inf-overflow", body([GOOD]).replace(b"0.5", b"1e999", 1), JSON, 400, ["x0", "finite"]),
+    ("beyond-float32", body([row(x0=1e45)]), JSON, 400, ["x0", "less than or equal"]),
+    ("beyond-float32-negative", body([row(x3=-1e308)]), JSON, 400, ["x3", "greater than or equal"]),
+    # Within float32, yet the stand-in's fp32 logits overflow: refused, naming the row and feature.
+    ("non-finite-answer", body([GOOD, row(x0=3e38)]), JSON, 422, ["records[1]", "x0=3e+38", "finite"]),
     ("empty-batch", body([]), JSON, 400, ["records", "at least 1"]),
     ("oversized-batch", body([GOOD] * 101), JSON, 400, ["records", "at most 100"]),
     ("wrong-content-type", body([GOOD]), {"content-type": "text/plain"}, 415, ["application/json"]),
@@ -99,6 +103,26 @@ def test_malformed_request_is_a_clear_4xx(
     assert "error" in error
     for word in words:
         assert word in resp.text, (word, resp.text)
+
+
+def test_extreme_finite_inputs_never_answer_null(servers: dict[str, Server], models: dict[str, str]) -> None:
+    """Every float32 extreme on every numeric feature of a real export: a 4xx naming the feature,
+    or a 200 whose numbers are all finite (static int8 saturates); never NaN written as null."""
+    record = trained.records(Path(models["trained"]), 1)[0]
+    numeric = [k for k, v in record.items() if isinstance(v, float)]
+    with httpx.Client(timeout=30) as client:
+        for name in numeric:
+            for value in (3.4e38, -3.4e38, 1e39, -1e308):
+                resp = client.post(
+                    f"{servers['canary'].url}/predict", json={"records": [{**record, name: value}]}
+                )
+                assert resp.status_code in (200, 400, 422), resp.text
+                if resp.status_code == 200:
+                    assert None not in resp.json()["probabilities"], (name, value)
+                else:
+                    assert name in resp.text, resp.text
+    metrics = httpx.get(f"{servers['canary'].url}/metrics").text
+    assert "NaN" not in metrics
 
 
 def test_probes_and_a_valid_request(servers: dict[str, Server]) -> None:
@@ -229,7 +253,9 @@ def test_shadow_answers_with_champion_and_logs_challenger(
     assert set(shadow["model_version"]) == {_version(models, "wine-b")}
 
 
-def _neighbour_cases(models: dict[str, str], server: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _neighbour_cases(
+    models: dict[str, str], server: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Ordinary rows, and extreme ones (finite, far outside the training range) to batch them with."""
     if server == "schema":  # the stand-in: dynamic int8 TorchScript, scored one row per call
         rows = [row(x0=i / 4 - 2.0, x3=-i / 8) for i in range(12)]
