@@ -32,7 +32,18 @@ from starlette import responses
 
 from flywheel import errors
 from flywheel.api import contract
-from flywheel.serving import config, guard, metrics, models, numbers, routing, schema, scoring, traffic
+from flywheel.serving import (
+    bentoml_hooks,
+    config,
+    guard,
+    metrics,
+    models,
+    numbers,
+    routing,
+    schema,
+    scoring,
+    traffic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +92,7 @@ class FlywheelService:
 
     def __init__(self) -> None:
         self._ready = False
+        _enable_our_logs()
         self.config = _CONFIG or config.load()
         cfg = self.config
         metrics.init()
@@ -145,7 +157,11 @@ class FlywheelService:
         """Score records with the model the traffic settings pick for this request."""
         arrived = time.time_ns() // 1000
         headers = ctx.request.headers
-        request_id = headers.get("x-request-id") or f"{self._id_prefix}{next(self._id_seq):016x}"
+        request_id = (
+            guard.request_id(ctx.request.scope)
+            or headers.get("x-request-id")
+            or f"{self._id_prefix}{next(self._id_seq):016x}"
+        )
         traffic_cfg = self.config.traffic
         has_challenger = routing.CHALLENGER in self.scorers
         role = routing.choose(traffic_cfg, has_challenger, headers.get(traffic_cfg.sticky_header), self._rng)
@@ -185,10 +201,11 @@ class FlywheelService:
     @bentoml.api(route="/admin/promote")
     async def promote(self, uri: str, ctx: bentoml.Context, quantized: bool = True) -> dict[str, Any]:
         """Hot swap the champion: load the new model, then switch in one step (no failed requests)."""
-        problem = self._admin_problem(ctx, uri)
+        problem = self._admin_problem(ctx, uri)  # the guard checked the token already; again here
         if problem is not None:
             ctx.response.status_code, message = problem
             return {"error": message}
+        uri = config.within_artifacts(self.config.artifacts_uri, uri) or uri  # what was checked, no `..`
         async with self._swap_lock:
             try:
                 new = await anyio.to_thread.run_sync(models.load, uri, quantized, self.config.loader)
@@ -215,9 +232,8 @@ class FlywheelService:
         sent = ctx.request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(sent.encode(), token.encode()):
             return 401, "send the admin token as 'Authorization: Bearer <token>'"
-        root = self.config.artifacts_uri.rstrip("/") + "/"
-        if not uri.startswith(root):
-            return 400, f"uri: models are loaded only from the artifact store {root}"
+        if config.within_artifacts(self.config.artifacts_uri, uri) is None:
+            return 400, f"uri: models are loaded only from the artifact store {self.config.artifacts_uri}"
         return None
 
     def _spawn(self, coro: Any) -> None:
@@ -319,6 +335,16 @@ class _Entry:
     sampled: bool
 
 
+def _enable_our_logs() -> None:
+    """BentoML's server logging config (applied in the worker, before this runs) sets the root
+    logger to WARNING and disables loggers it does not name: ours would say nothing below WARNING
+    (the guard's one line per client error, the model loads). Turn them back on, at INFO."""
+    logging.getLogger("flywheel").setLevel(logging.INFO)
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if name.startswith("flywheel") and isinstance(logger, logging.Logger):
+            logger.disabled = False
+
+
 def _model_error(exc: Exception) -> str:
     """The traffic log's `error` for a model that raised: short, one line."""
     return " ".join(f"model: {type(exc).__name__}: {exc}".split())[:200]
@@ -339,5 +365,13 @@ def _check_reserved(card: models.Card) -> None:
 
 
 FlywheelService.add_asgi_middleware(  # type: ignore[attr-defined]
-    guard.RequestGuard, max_body_bytes=_CONFIG.max_body_bytes if _CONFIG else 4 * 1024 * 1024
+    guard.RequestGuard,
+    max_body_bytes=_CONFIG.max_body_bytes if _CONFIG else 4 * 1024 * 1024,
+    admin_token_env=config.ENV_ADMIN_TOKEN,
 )
+bentoml_hooks.install()
+# A top-level key other than `records` is a mistake (a misspelt field would be silently ignored):
+# BentoML builds the API's input model from the signature and offers no option for this.
+_INPUT = FlywheelService.apis["predict"].input_spec  # type: ignore[attr-defined]
+_INPUT.model_config["extra"] = "forbid"
+_INPUT.model_rebuild(force=True)
