@@ -56,6 +56,9 @@ def swappable(served: dict[str, Any], want: dict[str, Any]) -> bool:
     return rest == {k: v for k, v in want.items() if k != "champion"} and int(served.get("workers", 1)) == 1
 
 
+# A server runs for days: its log is rotated by size (flywheel.local.logwriter), at most 4 x 16 MiB.
+LOG_MAX_BYTES = int(os.environ.get("FLYWHEEL_SERVING_LOG_MAX_BYTES", str(16 * 1024 * 1024)))
+LOG_BACKUPS = 3
 PORT_WAIT = float(os.environ.get("FLYWHEEL_SERVING_PORT_WAIT", "30"))
 
 
@@ -101,7 +104,9 @@ def start(ctx: Context, name: str, config: dict[str, Any], port: int) -> supervi
         "BENTOML_HOME": str(run_dir / "bentoml"),
         "BENTOML_DO_NOT_TRACK": "true",
     }
-    return ctx.supervisor.start(KIND, name, argv, env, cwd=ctx.cwd, tie_to_parent=not ctx.detach)
+    return ctx.supervisor.start(
+        KIND, name, argv, env, cwd=ctx.cwd, tie_to_parent=not ctx.detach, rotate=(LOG_MAX_BYTES, LOG_BACKUPS)
+    )
 
 
 def mark_served(ctx: Context, name: str, port: int, config: dict[str, Any]) -> None:
