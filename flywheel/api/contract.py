@@ -83,3 +83,21 @@ TORCH_MASTER_PORT = 23456  # the Training Operator's default pytorchjob-port
 TRAINER_MODULE = "flywheel.training"
 SELFPLAY_MODULE = "flywheel.selfplay"
 SERVING_SERVICE = "flywheel.serving.service:FlywheelService"
+# After SIGTERM a server finishes in-flight requests for this long, then cancels what is left
+# (a stalled client's half-sent body kept it alive for good), flushes its traffic log and exits:
+# well inside a pod's default terminationGracePeriodSeconds (30).
+SERVING_SHUTDOWN_GRACE_S = 10
+
+
+def serving_args(host: str, port: int) -> list[str]:
+    """`bentoml` arguments that serve a Deployment (after `bentoml` or `python -m bentoml`)."""
+    return [
+        "serve",
+        SERVING_SERVICE,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--timeout-graceful-shutdown",
+        str(SERVING_SHUTDOWN_GRACE_S),
+    ]

@@ -94,8 +94,7 @@ def start(ctx: Context, name: str, config: dict[str, Any], port: int) -> supervi
     _write_private(run_dir / TOKEN_FILE, token)
     config_path = run_dir / contract.CONFIG_FILE
     artifacts.atomic_write_text(config_path, json.dumps(config, indent=2, sort_keys=True))
-    argv = [sys.executable, "-m", "bentoml", "serve", contract.SERVING_SERVICE]
-    argv += ["--host", "127.0.0.1", "--port", str(port)]
+    argv = [sys.executable, "-m", "bentoml", *contract.serving_args("127.0.0.1", port)]
     env = {
         contract.ENV_SERVING_CONFIG: str(config_path),
         serving_config.ENV_ADMIN_TOKEN: token,
