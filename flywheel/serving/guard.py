@@ -51,6 +51,10 @@ LOG_PER_SECOND = 2.0
 log = logging.getLogger("flywheel.serving.requests")
 
 
+def valid_request_id(value: str) -> bool:
+    return _REQUEST_ID.fullmatch(value) is not None
+
+
 def request_id(scope: Scope) -> str | None:
     """The id the guard gave this request (None when the app runs without the guard)."""
     state = scope.get("state")
@@ -75,7 +79,7 @@ class RequestGuard:
         bentoml_hooks.restore_path(scope)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         sent_id = headers.get("x-request-id")
-        valid_id = sent_id is not None and _REQUEST_ID.fullmatch(sent_id) is not None
+        valid_id = sent_id is not None and valid_request_id(sent_id)
         rid = sent_id if valid_id and sent_id else self._ids.next()
         scope.setdefault("state", {})[STATE_KEY] = rid
         reply = _Replier(send, rid, scope, self._limiter)
@@ -100,9 +104,9 @@ class RequestGuard:
             await reply.error(*problem)
             return
         if route not in routes.BODY_ROUTES:
-            await self.app(scope, receive, reply.send)
+            await reply.run(self.app, scope, receive)
             return
-        problem, body = await self._read_body(headers, receive)
+        problem, body = await self._read_body(headers, receive, route.startswith("/v2/"))
         if body is None:
             if problem is not None:
                 await reply.error(*problem)
@@ -122,7 +126,7 @@ class RequestGuard:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        await self.app(scope, replay, reply.send)
+        await reply.run(self.app, scope, replay)
 
     def _admin_problem(self, headers: dict[str, str]) -> tuple[int, str] | None:
         if not self._admin_token:
@@ -133,10 +137,19 @@ class RequestGuard:
         return None
 
     async def _read_body(
-        self, headers: dict[str, str], receive: Receive
+        self, headers: dict[str, str], receive: Receive, inference_protocol: bool = False
     ) -> tuple[tuple[int, str] | None, bytes | None]:
-        """(problem, None) for a refused body, (None, None) when the caller left, else (None, body)."""
-        media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        """(problem, None) for a refused body, (None, None) when the caller left, else (None, body).
+        `inference_protocol`: an OIP v2 route, whose body is JSON by definition (clients such as
+        tritonclient send no Content-Type); its binary tensor extension is refused by name."""
+        if inference_protocol and "inference-header-content-length" in headers:
+            return (
+                415,
+                "the binary tensor extension (Inference-Header-Content-Length) is not supported: "
+                "send JSON tensors (tritonclient: binary_data=False)",
+            ), None
+        default = "application/json" if inference_protocol else ""
+        media_type = (headers.get("content-type") or default).split(";")[0].strip().lower()
         if media_type != "application/json":
             return (
                 415,
@@ -189,9 +202,25 @@ class _Replier:
         self._start: Message | None = None  # an error reply's start, held until its body is whole
         self._body: list[bytes] = []
         self._kept = 0
+        self._started = False
+
+    async def run(self, app: App, scope: Scope, receive: Receive) -> None:
+        """Call the app; an exception it lets out becomes a logged 500 JSON reply (when nothing
+        was sent yet) instead of a connection left without an answer."""
+        try:
+            await app(scope, receive, self.send)
+        except Exception:
+            log.exception(
+                "%s %s request_id=%s failed", scope.get("method"), routes.label(scope["path"]), self._rid
+            )
+            if not self._started:
+                await self._finish(
+                    {"status": 500, "headers": []}, b'{"error": "an unexpected error has occurred"}'
+                )
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
+            self._started = True
             if message["status"] >= 400:
                 self._start = message
                 return
@@ -215,8 +244,7 @@ class _Replier:
         """The guard's own refusal (BentoML never saw the request)."""
         _count_error(status)
         body = json.dumps({"error": message}).encode()
-        start = {"type": "http.response.start", "status": status, "headers": headers or []}
-        await self._finish(start, body)
+        await self._finish({"status": status, "headers": headers or []}, body)
 
     async def _finish(self, start: Message, body: bytes) -> None:
         status = int(start["status"])
@@ -228,8 +256,10 @@ class _Replier:
             for k, v in start.get("headers", [])
             if k.lower() not in (b"content-length", b"content-type", b"x-request-id")
         ]
+        self._started = True
         start = {
             **start,
+            "type": "http.response.start",
             "headers": [
                 *kept,
                 (b"content-type", b"application/json"),

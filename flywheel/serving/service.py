@@ -9,6 +9,7 @@ size the adaptive batcher. Models load once, in __init__; /readyz turns 200 only
 POST /predict   {"records": [{<feature>: value, ...}, ...]}
              -> {"request_id", "model": {"role", "version"}, "predictions", "probabilities"}
 POST /admin/promote {"uri": <model dir>, "quantized": true}   (Bearer token; see config)
+/v2/...         the Open Inference Protocol v2 (REST): flywheel.serving.oip
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from flywheel.serving import (
     metrics,
     models,
     numbers,
+    oip,
     routing,
     schema,
     scoring,
@@ -99,6 +101,8 @@ class FlywheelService:
         champion = models.load(cfg.champion.uri, cfg.champion.quantized, cfg.loader)
         self.card = champion.card
         _check_reserved(self.card)
+        # The records type of /predict, for requests that arrive another way (oip's tensors).
+        self.records_adapter = pydantic.TypeAdapter(schema.records_type(self.card, cfg.max_request_rows))
         self.scorers = {routing.CHAMPION: scoring.Scorer(champion, cfg.batching)}
         if cfg.challenger is not None:
             challenger = models.load(cfg.challenger.uri, cfg.challenger.quantized, cfg.loader)
@@ -127,6 +131,7 @@ class FlywheelService:
         gc.collect()
         gc.freeze()
         self._ready = True
+        oip.serve(self)
 
     def _cache_api_callers(self) -> None:
         """BentoML 1.4 rebuilds an API's caller, inspect.signature included, each time its server
@@ -155,40 +160,19 @@ class FlywheelService:
     @bentoml.api(route="/predict")
     async def predict(self, records: Records, ctx: bentoml.Context) -> Prediction:
         """Score records with the model the traffic settings pick for this request."""
-        arrived = time.time_ns() // 1000
         headers = ctx.request.headers
         request_id = (
             guard.request_id(ctx.request.scope)
             or headers.get("x-request-id")
             or f"{self._id_prefix}{next(self._id_seq):016x}"
         )
-        traffic_cfg = self.config.traffic
-        has_challenger = routing.CHALLENGER in self.scorers
-        role = routing.choose(traffic_cfg, has_challenger, headers.get(traffic_cfg.sticky_header), self._rng)
         rows = [r if isinstance(r, dict) else r.model_dump() for r in records]
-        entry = self._entry(rows, request_id, arrived)
-        started = time.perf_counter()
         try:
-            result = await self.scorers[role].score(rows)
-        except scoring.Overloaded as exc:
-            metrics.error(role, "overloaded")
-            self._log_failure(entry, role, True, "overloaded", started)
-            ctx.response.status_code = 503  # BentoML copies ctx's status onto any reply
-            body = {"error": str(exc), "request_id": request_id}
-            return responses.JSONResponse(body, status_code=503)  # type: ignore[return-value]
-        except Exception as exc:
-            metrics.error(role, "model")
-            self._log_failure(entry, role, True, _model_error(exc), started)
-            raise
-        if bad := numbers.bad_rows(result.predictions, result.probabilities):
-            metrics.error(role, "non_finite")
-            self._log_failure(entry, role, True, numbers.NON_FINITE, started)
-            ctx.response.status_code = 422
-            body = {"error": numbers.refusal(self.card, rows, bad), "request_id": request_id}
-            return responses.JSONResponse(body, status_code=422)  # type: ignore[return-value]
-        self._record(entry, role, True, result)
-        if routing.shadows(traffic_cfg, has_challenger):
-            self._spawn(self._shadow(entry))
+            role, result = await self.answer(rows, headers, request_id)
+        except Refused as exc:
+            ctx.response.status_code = exc.status  # BentoML copies ctx's status onto any reply
+            body = {"error": exc.message, "request_id": request_id}
+            return responses.JSONResponse(body, status_code=exc.status)  # type: ignore[return-value]
         ctx.response.headers["x-flywheel-model-role"] = role
         ctx.response.headers["x-flywheel-model-version"] = result.version
         return Prediction(
@@ -197,6 +181,39 @@ class FlywheelService:
             predictions=result.predictions,
             probabilities=result.probabilities,
         )
+
+    async def answer(
+        self, rows: list[dict[str, Any]], headers: Any, request_id: str, role: str | None = None
+    ) -> tuple[str, scoring.Result]:
+        """Route, score, log and count validated rows: what /predict and the Open Inference
+        Protocol's /infer share. `role` pins the model (a versioned OIP request); else the
+        traffic settings pick it. Raises Refused (503 overloaded, 422 non-finite answer)."""
+        arrived = time.time_ns() // 1000
+        traffic_cfg = self.config.traffic
+        has_challenger = routing.CHALLENGER in self.scorers
+        if role is None:
+            sticky = headers.get(traffic_cfg.sticky_header)
+            role = routing.choose(traffic_cfg, has_challenger, sticky, self._rng)
+        entry = self._entry(rows, request_id, arrived)
+        started = time.perf_counter()
+        try:
+            result = await self.scorers[role].score(rows)
+        except scoring.Overloaded as exc:
+            metrics.error(role, "overloaded")
+            self._log_failure(entry, role, True, "overloaded", started)
+            raise Refused(503, str(exc)) from exc
+        except Exception as exc:
+            metrics.error(role, "model")
+            self._log_failure(entry, role, True, _model_error(exc), started)
+            raise
+        if bad := numbers.bad_rows(result.predictions, result.probabilities):
+            metrics.error(role, "non_finite")
+            self._log_failure(entry, role, True, numbers.NON_FINITE, started)
+            raise Refused(422, numbers.refusal(self.card, rows, bad))
+        self._record(entry, role, True, result)
+        if routing.shadows(traffic_cfg, has_challenger):
+            self._spawn(self._shadow(entry))
+        return role, result
 
     @bentoml.api(route="/admin/promote")
     async def promote(self, uri: str, ctx: bentoml.Context, quantized: bool = True) -> dict[str, Any]:
@@ -325,6 +342,14 @@ class FlywheelService:
                     log.exception("Writing traffic log to %s failed", self.logger.store.uri)
 
 
+class Refused(Exception):
+    """A request the service answers with `status` and `message` instead of predictions."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
 @dataclasses.dataclass(frozen=True)
 class _Entry:
     """One request as the traffic log sees it; `sampled`: its rows are logged (all of them)."""
@@ -369,6 +394,7 @@ FlywheelService.add_asgi_middleware(  # type: ignore[attr-defined]
     max_body_bytes=_CONFIG.max_body_bytes if _CONFIG else 4 * 1024 * 1024,
     admin_token_env=config.ENV_ADMIN_TOKEN,
 )
+FlywheelService.add_asgi_middleware(oip.OpenInference)  # type: ignore[attr-defined]  # inside the guard
 bentoml_hooks.install()
 # A top-level key other than `records` is a mistake (a misspelt field would be silently ignored):
 # BentoML builds the API's input model from the signature and offers no option for this.

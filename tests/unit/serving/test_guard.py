@@ -220,3 +220,13 @@ async def test_the_metrics_middleware_sees_the_label_and_the_guard_the_real_path
     await call(labelled, "/no/such/path", {}, method="GET")
     assert seen == ["/v2/models/{name}/ready", routes.OTHER]
     assert [scope["path"] for scope, _ in inner.seen] == ["/v2/models/wine/ready"]
+
+
+async def test_an_exception_from_the_app_is_a_logged_500_json_reply(caplog: pytest.LogCaptureFixture) -> None:
+    async def broken(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("bug")
+
+    with caplog.at_level(logging.ERROR, logger="flywheel.serving.requests"):
+        reply = await call(make(broken), "/v2/models/m/infer", {**JS, "x-request-id": "b-1"}, [b"{}"])
+    assert reply.status == 500 and reply.json()["request_id"] == "b-1" and "unexpected" in reply.json()["error"]
+    assert any(r.exc_info for r in caplog.records)
