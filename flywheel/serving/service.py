@@ -63,7 +63,9 @@ _WORKERS = _CONFIG.workers if _CONFIG else 1
 _ACCESS_LOG = bool(_CONFIG and _CONFIG.access_log)
 # BentoML always wraps requests in OpenTelemetry's ASGI middleware (a span per request, even with
 # no exporter and sample rate 0); an excluded URL skips it. Other endpoints keep their spans.
-_TRACING: dict[str, Any] = {} if _CONFIG is None or _CONFIG.tracing else {"excluded_urls": ["/predict$"]}
+_TRACING: dict[str, Any] = (
+    {} if _CONFIG is None or _CONFIG.tracing else {"excluded_urls": ["/predict$", "/v2/models/.*/infer$"]}
+)
 
 
 class ModelInfo(pydantic.BaseModel):
