@@ -8,6 +8,7 @@ size the adaptive batcher. Models load once, in __init__; /readyz turns 200 only
 
 POST /predict   {"records": [{<feature>: value, ...}, ...]}
              -> {"request_id", "model": {"role", "version"}, "predictions", "probabilities"}
+                (answered by records_api, which skips BentoML's API layer once the models are loaded)
 POST /admin/promote {"uri": <model dir>, "quantized": true}   (Bearer token; see config)
 /v2/...         the Open Inference Protocol v2 (REST): flywheel.serving.oip
 """
@@ -41,6 +42,7 @@ from flywheel.serving import (
     models,
     numbers,
     oip,
+    records_api,
     routing,
     schema,
     scoring,
@@ -132,6 +134,7 @@ class FlywheelService:
         # it all and stalls every in-flight request (110-190 ms on 2 cores: the p99 under load).
         gc.collect()
         gc.freeze()
+        records_api.serve(self, schema.records_type(self.card, cfg.max_request_rows))
         self._ready = True
         oip.serve(self)
 
@@ -396,7 +399,9 @@ FlywheelService.add_asgi_middleware(  # type: ignore[attr-defined]
     max_body_bytes=_CONFIG.max_body_bytes if _CONFIG else 4 * 1024 * 1024,
     admin_token_env=config.ENV_ADMIN_TOKEN,
 )
-FlywheelService.add_asgi_middleware(oip.OpenInference)  # type: ignore[attr-defined]  # inside the guard
+# Inside the guard: /predict without BentoML's API layer, and the Open Inference Protocol.
+FlywheelService.add_asgi_middleware(records_api.RecordsApi)  # type: ignore[attr-defined]
+FlywheelService.add_asgi_middleware(oip.OpenInference)  # type: ignore[attr-defined]
 bentoml_hooks.install()
 # A top-level key other than `records` is a mistake (a misspelt field would be silently ignored):
 # BentoML builds the API's input model from the signature and offers no option for this.
