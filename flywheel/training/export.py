@@ -139,13 +139,13 @@ def _quantize(
     fp32_onnx = staged / inference.FP32_ONNX_FILE
     target = staged / inference.QUANTIZED_ONNX_FILE
     static = method == trainingrun.Quantization.STATIC_INT8
-    if static and (calibration is None or len(calibration) == 0):
-        calibration = holdout  # a caller without the training split (tests): better than no scales
+    # A caller without the training split (tests) calibrates on the holdout: better than no scales.
+    split = "train" if calibration is not None and len(calibration) else "holdout"
+    rows = _calibration_rows(calibration if split == "train" and calibration is not None else holdout)
     # ORT's quantiser logs a pre-processing hint to the root logger on every call.
     with warnings.catch_warnings(), _quiet_root_logger():
         warnings.simplefilter("ignore")
         if static:
-            rows = _calibration_rows(calibration)
             ortq.quantize_static(
                 str(fp32_onnx),
                 str(target),
@@ -170,10 +170,7 @@ def _quantize(
         **agreement(prep.task, fp32, int8),
     }
     if static:
-        card["calibration"] = {
-            "split": "train" if calibration is not holdout else "holdout",
-            "rows": len(rows),
-        }
+        card["calibration"] = {"split": split, "rows": len(rows)}
     return card
 
 
