@@ -8,7 +8,8 @@
   error body, and is what the service logs (request_id(scope)).
 - Bodies of POST routes: declared application/json (else 415), Content-Encoding gzip inflated here
   (any other encoding is a 415 naming it), at most maxBodyBytes, inflated size included (else
-  413), read whole before the app starts so it never sees half a request.
+  413), each piece within BODY_TIMEOUT_S of the last (else 408), read whole before the app
+  starts so it never sees half a request.
 - Error replies (status >= 400, from here or downstream): JSON `{"error", ..., "request_id"}`,
   every string cut to ERROR_TEXT_MAX characters and every list to ERROR_ITEMS_MAX items, so a
   1 MB key sent by a caller is not echoed back whole; a 4xx is logged once, at INFO, without
@@ -17,6 +18,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import itertools
 import json
@@ -45,6 +47,7 @@ ERROR_ITEMS_MAX = 20
 # An error body longer than this is cut before it is parsed (and then replied as cut text): BentoML's
 # echo of a request within the body limit (4 MiB by default) fits.
 _ERROR_BODY_KEEP = 16 * 1024 * 1024
+BODY_TIMEOUT_S = 30.0  # longest wait for the next piece of a request body
 LOG_BURST = 20
 LOG_PER_SECOND = 2.0
 
@@ -62,9 +65,12 @@ def request_id(scope: Scope) -> str | None:
 
 
 class RequestGuard:
-    def __init__(self, app: App, max_body_bytes: int, admin_token_env: str) -> None:
+    def __init__(
+        self, app: App, max_body_bytes: int, admin_token_env: str, body_timeout_s: float = BODY_TIMEOUT_S
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
         # Admin routes check the token before anything of the request is read (a body BentoML
         # would refuse must not tell an unauthenticated caller more than "send the token").
         self._admin_token = os.environ.get(admin_token_env, "")
@@ -169,7 +175,16 @@ class RequestGuard:
         size = 0
         more = True
         while more:
-            message = await receive()
+            try:
+                # A client that stops sending mid-body would hold this request (and its buffer)
+                # for as long as it keeps the connection open.
+                async with asyncio.timeout(self.body_timeout_s):
+                    message = await receive()
+            except TimeoutError:
+                return (
+                    408,
+                    f"the request body stalled: nothing received for {self.body_timeout_s:g} s",
+                ), None
             if message["type"] == "http.disconnect":
                 return None, None
             chunk = message.get("body", b"")
@@ -336,6 +351,7 @@ def _count_error(status: int) -> None:
         403: "forbidden",
         404: "no_route",
         405: "method",
+        408: "body_timeout",
         413: "body_too_large",
         415: "unsupported_media_type",
     }

@@ -228,5 +228,35 @@ async def test_an_exception_from_the_app_is_a_logged_500_json_reply(caplog: pyte
 
     with caplog.at_level(logging.ERROR, logger="flywheel.serving.requests"):
         reply = await call(make(broken), "/v2/models/m/infer", {**JS, "x-request-id": "b-1"}, [b"{}"])
-    assert reply.status == 500 and reply.json()["request_id"] == "b-1" and "unexpected" in reply.json()["error"]
+    assert (
+        reply.status == 500 and reply.json()["request_id"] == "b-1" and "unexpected" in reply.json()["error"]
+    )
     assert any(r.exc_info for r in caplog.records)
+
+
+async def test_a_stalled_body_is_a_408_not_a_request_held_forever() -> None:
+    import asyncio
+
+    inner = Inner()
+    app = guard.RequestGuard(inner, max_body_bytes=100, admin_token_env=TOKEN_ENV, body_timeout_s=0.05)
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/predict",
+        "headers": [(b"content-type", b"application/json")],
+    }
+    parts = [{"type": "http.request", "body": b'{"rec', "more_body": True}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if parts:
+            return parts.pop(0)
+        await asyncio.Event().wait()  # the client sends nothing more and keeps the connection
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    reply = Reply(sent)
+    assert reply.status == 408 and "stalled" in reply.json()["error"] and inner.seen == []
