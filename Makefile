@@ -4,13 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TOOLS  := .tools-venv
+KSERVE := .bench-venv-kserve
 export GX_ANALYTICS_ENABLED := false
 export BENTOML_DO_NOT_TRACK := true
 export DO_NOT_TRACK := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install demo test test-fast test-e2e lint crds bench tools clean
+.PHONY: help install demo test test-fast test-e2e lint crds bench bench-venvs tools clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -53,8 +54,16 @@ crds: $(STAMP) ## regenerate crds/ (and the chart's copy) from flywheel.api
 	$(BIN)/flywheel crds --out crds
 	$(BIN)/flywheel crds --out helm/flywheel/files/crds
 
-bench: $(STAMP) ## run the benchmarks; figures go to bench/results/ (summarised in BENCHMARKS.md)
+bench: $(STAMP) bench-venvs ## run the benchmarks; figures go to bench/results/ (summarised in BENCHMARKS.md)
 	$(BIN)/python -m bench all
 
+$(KSERVE)/.installed: bench/kserve-requirements.txt
+	$(PYTHON) -m venv $(KSERVE)
+	$(KSERVE)/bin/pip install -q --upgrade pip
+	$(KSERVE)/bin/pip install -q -r bench/kserve-requirements.txt
+	touch $@
+
+bench-venvs: $(KSERVE)/.installed ## what the benchmarks run beside Flywheel (bench.serving's KServe venv)
+
 clean:
-	rm -rf $(VENV) $(TOOLS) .flywheel .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) $(KSERVE) .flywheel .pytest_cache .mypy_cache .ruff_cache

@@ -44,6 +44,18 @@ PROTOCOLS = {
 }
 
 
+def oip(features: Sequence[str]) -> Protocol:
+    """The Open Inference Protocol v2 for an all-numeric model: one FP32 [N, F] tensor, features
+    in `features` order (the model card's); rows counted from the first output."""
+
+    def encode(rows: Sequence[dict[str, Any]]) -> bytes:
+        data = [row[name] for row in rows for name in features]
+        tensor = {"name": "input", "datatype": "FP32", "shape": [len(rows), len(features)], "data": data}
+        return json.dumps({"inputs": [tensor]}).encode()
+
+    return Protocol(encode=encode, count=lambda body: len(body["outputs"][0]["data"]))
+
+
 @dataclasses.dataclass
 class Stats:
     concurrency: int

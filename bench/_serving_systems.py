@@ -48,7 +48,7 @@ def train(work: Path, hidden: tuple[int, ...] = ARCHITECTURE) -> Path:
         "data": examples.data_spec(str(work)).to_dict(),
         "model": model,
         "training": {"epochs": 8, "batchSize": 128, "learningRate": 0.01, "classWeighting": "balanced"},
-        "export": {"quantization": "dynamic-int8"},
+        "export": {"quantization": "static-int8"},  # what TrainingRuns export by default
     }
     artifacts = work / "run"
     cfg = {"name": "shuttle", "spec": spec, "artifactsUri": artifacts.as_uri(), "dataPath": str(data)}
@@ -204,7 +204,8 @@ def _kserve_log_config(home: Path) -> Path:
 def start_kserve(work: Path, name: str, model_dir: Path, access_log: bool = False) -> Server:
     """KServe's ModelServer (one uvicorn worker) over the same int8 ONNX file and preprocessor."""
     if not KSERVE_PYTHON.exists():
-        raise SystemExit(f"{KSERVE_PYTHON} is missing: create the venv with kserve and onnxruntime")
+        made_by = "`make bench-venvs` creates it from bench/kserve-requirements.txt"
+        raise SystemExit(f"{KSERVE_PYTHON} is missing: {made_by}")
     home = work / name
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()

@@ -4,9 +4,13 @@ Model: the trainer's own MLP (flywheel.training.model.build_mlp) with hidden [51
 features, 3 classes (sklearn make_classification, 12,000 rows, seed 0; 20% holdout), trained 4 epochs.
 Candidates: fp32 eager (baseline), torch.ao quantize_dynamic (qint8 Linear), torchao
 Int8DynamicActivationInt8WeightConfig and Int8WeightOnlyConfig (eager, no torch.compile), ONNX Runtime
-fp32 and ONNX Runtime dynamic int8 (QInt8 weights). For each: median latency at batch 1 and 64
-(1 intra-op thread, as one serving worker), serialised size, holdout accuracy, agreement with fp32.
-Goal: >= 2x faster than fp32, <= 0.3x size, accuracy within 0.5 points.
+fp32, ONNX Runtime dynamic int8 (QInt8 weights, activation scales per batch) and ONNX Runtime static
+int8 (QDQ, QInt8 weights, QUInt8 activations, scales calibrated on the training split: what the
+trainer exports). For each: median latency at batch 1 and 64 (1 intra-op thread, as one serving
+worker), serialised size, holdout accuracy, agreement with fp32, and batch independence: the share
+of 200 holdout rows whose output is bit-identical scored alone and in one batch with an extreme row
+(a feature at 1e6), i.e. whether one caller's rows can change another's answers when batched.
+Goal: >= 2x faster than fp32, <= 0.3x size, accuracy within 0.5 points, 100% batch independence.
 
     python -m bench.quantization  ->  table on stdout, bench/results/quantization.json
 """
@@ -80,7 +84,9 @@ def _torchao(net: torch.nn.Module, config_name: str) -> torch.nn.Module:
     return q
 
 
-def _onnx(net: torch.nn.Module, tmp: Path, quantize: bool) -> tuple[Runner, int]:
+def _onnx(
+    net: torch.nn.Module, tmp: Path, quantize: bool, calibration: np.ndarray | None = None
+) -> tuple[Runner, int]:
     import onnxruntime as ort
 
     fp32 = tmp / "model.onnx"
@@ -95,7 +101,21 @@ def _onnx(net: torch.nn.Module, tmp: Path, quantize: bool) -> tuple[Runner, int]
             dynamo=False,
         )
     path = fp32
-    if quantize:
+    if quantize and calibration is not None:  # as flywheel.training.export does
+        from onnxruntime import quantization as ortq
+
+        path = tmp / "model_int8_static.onnx"
+        batches = iter([{"x": calibration[i : i + 256]} for i in range(0, len(calibration), 256)])
+        reader = type("Reader", (), {"get_next": lambda self: next(batches, None)})()
+        ortq.quantize_static(
+            str(fp32),
+            str(path),
+            reader,
+            quant_format=ortq.QuantFormat.QDQ,
+            activation_type=ortq.QuantType.QUInt8,
+            weight_type=ortq.QuantType.QInt8,
+        )
+    elif quantize:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         path = tmp / "model_int8.onnx"
@@ -119,6 +139,15 @@ def _latency_ms(run: Runner, x: np.ndarray, budget_s: float = 1.0) -> float:
     return statistics.median(times) * 1e3
 
 
+def _batch_independence(run: Runner, x: np.ndarray) -> float:
+    """Share of rows scored bit-identically alone and beside an extreme row in one batch."""
+    extreme = x[:1].copy()
+    extreme[0, 5] = 1e6
+    alone = np.concatenate([run(x[i : i + 1]) for i in range(len(x))])
+    batched = run(np.concatenate([x, extreme]))[: len(x)]
+    return float((alone == batched).all(axis=1).mean())
+
+
 def main() -> None:
     torch.set_num_threads(1)
     xtr, xte, ytr, yte = _data()
@@ -139,6 +168,9 @@ def main() -> None:
         ),
         "onnxruntime fp32": lambda tmp: _onnx(net, tmp, quantize=False),
         "onnxruntime dynamic int8": lambda tmp: _onnx(net, tmp, quantize=True),
+        "onnxruntime static int8 (QDQ, train calib)": lambda tmp: _onnx(
+            net, tmp, quantize=True, calibration=xtr[:4096]
+        ),
     }
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -156,6 +188,7 @@ def main() -> None:
                     "accuracy": float((pred == yte).mean()),
                     "latency_ms_b1": _latency_ms(run, xte[:1]),
                     "latency_ms_b64": _latency_ms(run, xte[:64]),
+                    "batch_independent": _batch_independence(run, xte[:200]),
                     "pred": pred,
                 }
             )
@@ -167,7 +200,7 @@ def _report(rows: list[dict]) -> None:
     base_pred = base["pred"]
     print(
         f"{'method':42} {'size KiB':>9} {'x size':>7} {'b1 ms':>8} {'b1 x':>6} {'b64 ms':>8} "
-        f"{'b64 x':>6} {'acc %':>6} {'agree %':>8}"
+        f"{'b64 x':>6} {'acc %':>6} {'agree %':>8} {'indep %':>8}"
     )
     for row in rows:
         if "error" in row:
@@ -181,6 +214,7 @@ def _report(rows: list[dict]) -> None:
             f"{row['method']:42} {row['size_bytes'] / 1024:9.0f} {row['size_ratio']:7.2f} "
             f"{row['latency_ms_b1']:8.3f} {row['speedup_b1']:6.2f} {row['latency_ms_b64']:8.3f} "
             f"{row['speedup_b64']:6.2f} {row['accuracy'] * 100:6.2f} {row['agreement_with_fp32'] * 100:8.2f}"
+            f" {row['batch_independent'] * 100:8.1f}"
         )
     meta = {
         "torch": torch.__version__,

@@ -8,6 +8,8 @@ examples/trainingrun-local.yaml), three real HTTP servers started side by side
   (a) flywheel-int8-batched  FlywheelService, int8, adaptive batching (maxBatchSize 64)
   (b) flywheel-fp32-single   the same service, fp32, batching off
   (c) kserve-int8            KServe 0.21's ModelServer on the same int8 file (bench/_kserve_server.py)
+  (d) flywheel-int8-oip      server (a) again, asked through the Open Inference Protocol v2
+                             (/v2/models/{name}/infer, one FP32 [N, F] tensor) instead of /predict
 
 Load: a closed-loop aiohttp client (bench/_serving_load.py), concurrency 1, 16 and 64, one record
 per request, a fixed request count per cell after a warm-up, in `--rounds` rounds; in each round
@@ -39,6 +41,7 @@ runs (a) from this tree and from a baseline checkout side by side and prints ser
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import tempfile
@@ -51,7 +54,7 @@ from bench import _serving_load as load
 from bench import _serving_systems as systems
 
 RESULTS = Path(__file__).parent / "results" / "serving.json"
-SYSTEMS = ("flywheel-int8-batched", "flywheel-fp32-single", "kserve-int8")
+SYSTEMS = ("flywheel-int8-batched", "flywheel-fp32-single", "kserve-int8", "flywheel-int8-oip")
 LEVELS = (1, 16, 64)
 WIDE_LEVELS = (16, 64)  # the 16-records-per-request variant
 WIDE_ROWS = 16
@@ -139,10 +142,10 @@ def run_matrix(
 
 
 def verdicts(results: dict[tuple[str, int, int], dict[str, Any]]) -> list[dict[str, Any]]:
-    a, b, c = SYSTEMS
+    a, b, c, d = SYSTEMS
     out = []
     for conc, rows in [(lvl, 1) for lvl in LEVELS] + [(lvl, WIDE_ROWS) for lvl in WIDE_LEVELS]:
-        ra, rb, rc = (results[(n, conc, rows)] for n in (a, b, c))
+        ra, rb, rc, rd = (results[(n, conc, rows)] for n in (a, b, c, d))
         speedup = ra["requestsPerSecond"] / rb["requestsPerSecond"]
         out.append(
             {
@@ -150,6 +153,7 @@ def verdicts(results: dict[tuple[str, int, int], dict[str, Any]]) -> list[dict[s
                 "rowsPerRequest": rows,
                 "throughputAvsB": round(speedup, 2),
                 "throughputAvsC": round(ra["requestsPerSecond"] / rc["requestsPerSecond"], 2),
+                "throughputDvsC": round(rd["requestsPerSecond"] / rc["requestsPerSecond"], 2),
                 "cpuPerRequestBvsA": round(rb["serverCpuMsPerRequest"] / ra["serverCpuMsPerRequest"], 2),
                 "p99AnotWorseThanB": ra["p99Ms"] <= rb["p99Ms"],
                 "goalMet": speedup >= 3.0
@@ -169,12 +173,13 @@ def print_table(results: dict[tuple[str, int, int], dict[str, Any]], checks: lis
             f"{r['p50Ms']:>8.1f} {r['p99Ms']:>8.1f} {r['serverCpuMsPerRequest']:>10.2f} {r['errors']:>6}"
         )
     print(
-        f"\n{'conc':>4} {'rows':>4} {'a/b req/s':>10} {'a/c req/s':>10} {'b/a cpu':>8} {'p99 a<=b':>9} goal"
+        f"\n{'conc':>4} {'rows':>4} {'a/b req/s':>10} {'a/c req/s':>10} {'d/c req/s':>10} {'b/a cpu':>8} "
+        f"{'p99 a<=b':>9} goal"
     )
     for v in checks:
         print(
             f"{v['concurrency']:>4} {v['rowsPerRequest']:>4} {v['throughputAvsB']:>10.2f} "
-            f"{v['throughputAvsC']:>10.2f} {v['cpuPerRequestBvsA']:>8.2f} "
+            f"{v['throughputAvsC']:>10.2f} {v['throughputDvsC']:>10.2f} {v['cpuPerRequestBvsA']:>8.2f} "
             f"{v['p99AnotWorseThanB']!s:>9} {'met' if v['goalMet'] else 'NOT met'}"
         )
 
@@ -234,12 +239,21 @@ def main(argv: list[str] | None = None) -> None:
             servers[SYSTEMS[0]] = systems.start_flywheel(work, SYSTEMS[0], model_dir, True, True, obs)
             servers[SYSTEMS[1]] = systems.start_flywheel(work, SYSTEMS[1], model_dir, False, False, obs)
             servers[SYSTEMS[2]] = systems.start_kserve(work, SYSTEMS[2], model_dir, access_log=obs)
+            # (d): server (a) through the Open Inference Protocol (features in the card's order).
+            card = json.loads((model_dir / "model_card.json").read_text())
+            load.PROTOCOLS["oip-v2"] = load.oip([f["name"] for f in card["features"]])
+            servers[SYSTEMS[3]] = dataclasses.replace(
+                servers[SYSTEMS[0]],
+                name=SYSTEMS[3],
+                predict_path=f"/v2/models/{SYSTEMS[0]}/infer",
+                protocol="oip-v2",
+            )
             for server in servers.values():
                 server.wait_ready()
             records = systems.traffic_records(2000)
             results = run_matrix(servers, records, args.requests, args.rounds)
         finally:
-            for server in servers.values():
+            for server in {id(s.proc): s for s in servers.values()}.values():  # (d) is (a)'s process
                 server.stop()
     checks = verdicts(results)
     print_table(results, checks)
@@ -249,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
             "loadAverageBefore": load_before,
             "loadAverageAfter": os.getloadavg(),
         },
-        "model": f"{model} (flywheel.training, period 1); int8 = ONNX Runtime dynamic QInt8",
+        "model": f"{model} (flywheel.training, period 1); int8 = ONNX Runtime static QDQ (train-calibrated)",
         "hiddenLayers": list(args.hidden),
         "versions": systems.versions(),
         "batching": systems.BATCHING,

@@ -60,7 +60,7 @@ CHECKPOINTS_DIR = "checkpoints"
 MODEL_DIR = "model"
 MODEL_CARD = "model_card.json"
 FP32_FILE = "model_fp32.pt"
-QUANTIZED_FILE = "model_int8.onnx"  # ONNX Runtime dynamic int8, chosen by bench/quantization.py
+QUANTIZED_FILE = "model_int8.onnx"  # ONNX Runtime static int8, chosen by bench/quantization.py
 PREPROCESSOR_FILE = "preprocessor.json"
 HOLDOUT_FILE = "holdout.parquet"  # the holdout rows (features + target) the DriftMonitor scores on
 RESULT_FILE = "result.json"
@@ -83,3 +83,21 @@ TORCH_MASTER_PORT = 23456  # the Training Operator's default pytorchjob-port
 TRAINER_MODULE = "flywheel.training"
 SELFPLAY_MODULE = "flywheel.selfplay"
 SERVING_SERVICE = "flywheel.serving.service:FlywheelService"
+# After SIGTERM a server finishes in-flight requests for this long, then cancels what is left
+# (a stalled client's half-sent body kept it alive for good), flushes its traffic log and exits:
+# well inside a pod's default terminationGracePeriodSeconds (30).
+SERVING_SHUTDOWN_GRACE_S = 10
+
+
+def serving_args(host: str, port: int) -> list[str]:
+    """`bentoml` arguments that serve a Deployment (after `bentoml` or `python -m bentoml`)."""
+    return [
+        "serve",
+        SERVING_SERVICE,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--timeout-graceful-shutdown",
+        str(SERVING_SHUTDOWN_GRACE_S),
+    ]

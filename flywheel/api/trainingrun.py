@@ -127,14 +127,17 @@ class Training(common.Model):
 
 class Quantization(enum.StrEnum):
     NONE = "none"
+    STATIC_INT8 = "static-int8"
     DYNAMIC_INT8 = "dynamic-int8"
 
 
 class Export(common.Model):
     """What is exported besides the fp32 weights."""
 
-    quantization: Quantization = Quantization.DYNAMIC_INT8
-    """dynamic-int8 (chosen by measurement, see BENCHMARKS.md) or none."""
+    quantization: Quantization = Quantization.STATIC_INT8
+    """static-int8 (activation scales calibrated on the training split at export, so a row's answer
+    never depends on the rows scored beside it; chosen by measurement, see BENCHMARKS.md),
+    dynamic-int8 (scales computed per batch: served one row per model call) or none."""
 
 
 class TrainingRunSpec(common.Model):

@@ -118,15 +118,8 @@ def _container(
         "name": COMPONENT,
         "image": image,
         "imagePullPolicy": settings.image_pull_policy,
-        "command": [
-            "bentoml",
-            "serve",
-            contract.SERVING_SERVICE,
-            "--host",
-            "0.0.0.0",  # noqa: S104 - a pod serves on its pod IP; the Service is the boundary
-            "--port",
-            str(spec.port),
-        ],
+        # A pod serves on its pod IP (0.0.0.0); the Service is the boundary.
+        "command": ["bentoml", *contract.serving_args("0.0.0.0", spec.port)],  # noqa: S104
         "env": env,
         "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
         "readinessProbe": probe,

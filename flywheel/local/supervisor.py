@@ -72,9 +72,12 @@ class Supervisor:
         env: Mapping[str, str] | None = None,
         cwd: str | Path | None = None,
         tie_to_parent: bool = True,
+        rotate: tuple[int, int] | None = None,
     ) -> ProcessInfo:
         """Start `argv` in a new session, output appended to the log. Whatever still runs of an
-        earlier start of the same workload is stopped first (one live attempt per workload)."""
+        earlier start of the same workload is stopped first (one live attempt per workload).
+        `rotate` (max bytes, backups): the output goes through flywheel.local.logwriter, which
+        rotates the log by size, for workloads that run for days (servers)."""
         self.stop(kind, name)
         log = self.log_path(kind, name)
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -87,13 +90,25 @@ class Supervisor:
             proc = subprocess.Popen(
                 list(argv),
                 stdin=subprocess.DEVNULL,
-                stdout=out,
+                stdout=out if rotate is None else subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 env=full_env,
                 cwd=cwd,
                 start_new_session=True,
                 preexec_fn=_die_with_parent(os.getpid()) if tie_to_parent else None,  # noqa: PLW1509
             )
+            if rotate is not None and proc.stdout is not None:
+                # Not tied to the CLI: it ends when the workload's end of the pipe closes, so it
+                # still writes what the workload says while it stops. Tagged: stop() sweeps it.
+                subprocess.Popen(
+                    [sys.executable, "-m", "flywheel.local.logwriter", str(log), *map(str, rotate)],
+                    stdin=proc.stdout,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=full_env,
+                    start_new_session=True,
+                )
+                proc.stdout.close()
         self._children[proc.pid] = proc
         info = ProcessInfo(proc.pid, _start_ticks(proc.pid), list(argv), started, tag)
         artifacts.atomic_write_text(

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pydantic
 from pydantic import Field
@@ -106,3 +108,18 @@ def load(env: Mapping[str, str] | None = None) -> ServingConfig:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "config"
         raise errors.UserError(f"serving config: {where}: {first['msg']}") from exc
+
+
+def within_artifacts(artifacts_uri: str, uri: str) -> str | None:
+    """`uri` with `.` and `..` resolved, when that lies in the artifact store; else None.
+    Normalised first: `file:///<root>/../../elsewhere` starts with the root, yet is not in it."""
+    want, root = urlparse(uri), urlparse(artifacts_uri)
+    if (want.scheme, want.netloc) != (root.scheme, root.netloc) or want.params or want.query or want.fragment:
+        return None
+    path = posixpath.normpath(want.path) if want.path else "/"
+    base = posixpath.normpath(root.path) if root.path else "/"
+    if path.startswith("//"):  # normpath keeps a leading '//'; the filesystem reads it as '/'
+        path = "/" + path.lstrip("/")
+    if base not in ("/", ".") and path != base and not path.startswith(base.rstrip("/") + "/"):
+        return None
+    return f"{want.scheme}://{want.netloc}{path}"

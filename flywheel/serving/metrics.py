@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import math
 from typing import Any
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -113,7 +114,7 @@ def observe(
             _count(("predictions", role, label), count)
     histogram = _child("probability", role)
     for prob in probs:
-        if prob is not None:
+        if prob is not None and math.isfinite(prob):  # one NaN would make the sum NaN for good
             histogram.observe(prob)
 
 

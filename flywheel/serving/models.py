@@ -67,6 +67,10 @@ class LoadedModel:
     predictor: Predictor
     takes_records: bool = False
     """The predictor scores a list of validated records directly (see the module docstring)."""
+    row_independent: bool = True
+    """A row's answer does not depend on the rows scored beside it. False for int8 models with
+    per-batch activation scales (dynamic quantisation): the scorer then calls them one row at a
+    time, so one caller's extreme row cannot change another caller's answer."""
 
     @property
     def version(self) -> str:
@@ -138,7 +142,19 @@ def load(uri: str, quantized: bool, loader: str) -> LoadedModel:
     use_int8 = quantized and (path / int8_file).exists()
     predictor = resolve_loader(loader)(path, use_int8)
     takes_records = _takes_records(predictor, card)
-    return LoadedModel(uri, use_int8, card, predictor, takes_records)
+    return LoadedModel(uri, use_int8, card, predictor, takes_records, row_independent(card, use_int8))
+
+
+def row_independent(card: Card, quantized: bool) -> bool:
+    """Whether the model's files score a row the same in any batch, by its card: int8 with static
+    activation scales (calibrated at export), or fp32 with an ONNX file (ONNX Runtime's kernels do
+    not depend on the batch size; torch's move the last bits). Anything else (older exports, other
+    loaders) is scored one row at a time: the safe reading."""
+    if not quantized:
+        files = card.raw.get("files")
+        return isinstance(files, dict) and bool(files.get("fp32Onnx"))
+    quantization = card.raw.get("quantization")
+    return isinstance(quantization, dict) and quantization.get("activationScales") == "static"
 
 
 def _takes_records(predictor: Predictor, card: Card) -> bool:

@@ -1,9 +1,10 @@
 """Request types built from the model card, so a bad request fails before the model sees it.
 
-One strict typed record per row: numeric features are finite floats (no NaN, no inf, no strings,
-no booleans), categorical features one of the card's categories, nullable ones may be null or left
-out, and unknown fields are rejected. BentoML turns a pydantic ValidationError into a 400 whose
-`detail` names the field (`loc`, e.g. ["records", 3, "age"]) and the problem (`msg`).
+One strict typed record per row: numeric features are finite floats within float32's range (no
+NaN, no inf, no strings, no booleans), categorical features one of the card's categories, nullable
+ones may be null or left out, and unknown fields are rejected. BentoML turns a pydantic
+ValidationError into a 400 whose `detail` names the field (`loc`, e.g. ["records", 3, "age"]) and
+the problem (`msg`).
 
 A record is a TypedDict, not a BaseModel: pydantic validates it to a plain dict (what the service
 scores and logs) with the same checks and the same error locations and messages, without building
@@ -18,7 +19,7 @@ import pydantic
 import typing_extensions
 from pydantic import Field
 
-from flywheel.serving import models
+from flywheel.serving import models, numbers
 
 _STRICT = pydantic.ConfigDict(extra="forbid", strict=True)
 
@@ -29,8 +30,9 @@ def _field_type(feature: models.Feature) -> Any:
     elif feature.type == "categorical":
         kind = Annotated[str, Field(min_length=1, max_length=256)]
     else:
-        # Out-of-range numbers are served (and logged, so drift shows); non-finite ones are not.
-        kind = Annotated[float, Field(allow_inf_nan=False)]
+        # Out-of-range numbers are served (and logged, so drift shows); non-finite ones, and ones
+        # float32 (what models compute in) cannot hold, are not: they would come back as NaN.
+        kind = Annotated[float, Field(allow_inf_nan=False, ge=-numbers.FLOAT32_MAX, le=numbers.FLOAT32_MAX)]
     return kind | None if feature.nullable else kind
 
 

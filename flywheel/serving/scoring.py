@@ -149,11 +149,22 @@ class Scorer:
 
     def _rows(self, model: models.LoadedModel, records: Records) -> list[Row]:
         started = time.perf_counter()
-        preds, probs = models.outputs(model, records if model.takes_records else _frame(records, model.card))
+        if model.row_independent or len(records) == 1:
+            preds, probs = self._outputs(model, records)
+        else:  # per-batch scales: each row alone, as it would be scored without neighbours
+            preds, probs = [], []
+            for record in records:
+                p, q = self._outputs(model, [record])
+                preds += p
+                probs += q
         version = model.version
         out = [(p, q, version) for p, q in zip(preds, probs, strict=True)]
         self._last_call_s = time.perf_counter() - started
         return out
+
+    @staticmethod
+    def _outputs(model: models.LoadedModel, records: Records) -> tuple[list[Any], list[float | None]]:
+        return models.outputs(model, records if model.takes_records else _frame(records, model.card))
 
     async def _call_model(self, records: Records) -> list[Row]:
         """Score on the event loop when a call is shorter than the GIL switch interval, else in a

@@ -8,7 +8,9 @@ size the adaptive batcher. Models load once, in __init__; /readyz turns 200 only
 
 POST /predict   {"records": [{<feature>: value, ...}, ...]}
              -> {"request_id", "model": {"role", "version"}, "predictions", "probabilities"}
+                (answered by records_api, which skips BentoML's API layer once the models are loaded)
 POST /admin/promote {"uri": <model dir>, "quantized": true}   (Bearer token; see config)
+/v2/...         the Open Inference Protocol v2 (REST): flywheel.serving.oip
 """
 
 from __future__ import annotations
@@ -32,7 +34,20 @@ from starlette import responses
 
 from flywheel import errors
 from flywheel.api import contract
-from flywheel.serving import config, guard, metrics, models, routing, schema, scoring, traffic
+from flywheel.serving import (
+    bentoml_hooks,
+    config,
+    guard,
+    metrics,
+    models,
+    numbers,
+    oip,
+    records_api,
+    routing,
+    schema,
+    scoring,
+    traffic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +65,9 @@ _WORKERS = _CONFIG.workers if _CONFIG else 1
 _ACCESS_LOG = bool(_CONFIG and _CONFIG.access_log)
 # BentoML always wraps requests in OpenTelemetry's ASGI middleware (a span per request, even with
 # no exporter and sample rate 0); an excluded URL skips it. Other endpoints keep their spans.
-_TRACING: dict[str, Any] = {} if _CONFIG is None or _CONFIG.tracing else {"excluded_urls": ["/predict$"]}
+_TRACING: dict[str, Any] = (
+    {} if _CONFIG is None or _CONFIG.tracing else {"excluded_urls": ["/predict$", "/v2/models/.*/infer$"]}
+)
 
 
 class ModelInfo(pydantic.BaseModel):
@@ -65,7 +82,7 @@ class Prediction(pydantic.BaseModel):
     request_id: str
     model: ModelInfo
     predictions: list[Any]
-    probabilities: list[float | None]
+    probabilities: list[float | None]  # None: regression; never NaN (numbers.bad_rows refuses it)
 
 
 @bentoml.service(
@@ -81,12 +98,15 @@ class FlywheelService:
 
     def __init__(self) -> None:
         self._ready = False
+        _enable_our_logs()
         self.config = _CONFIG or config.load()
         cfg = self.config
         metrics.init()
         champion = models.load(cfg.champion.uri, cfg.champion.quantized, cfg.loader)
         self.card = champion.card
         _check_reserved(self.card)
+        # The records type of /predict, for requests that arrive another way (oip's tensors).
+        self.records_adapter = pydantic.TypeAdapter(schema.records_type(self.card, cfg.max_request_rows))
         self.scorers = {routing.CHAMPION: scoring.Scorer(champion, cfg.batching)}
         if cfg.challenger is not None:
             challenger = models.load(cfg.challenger.uri, cfg.challenger.quantized, cfg.loader)
@@ -114,7 +134,9 @@ class FlywheelService:
         # it all and stalls every in-flight request (110-190 ms on 2 cores: the p99 under load).
         gc.collect()
         gc.freeze()
+        records_api.serve(self, schema.records_type(self.card, cfg.max_request_rows))
         self._ready = True
+        oip.serve(self)
 
     def _cache_api_callers(self) -> None:
         """BentoML 1.4 rebuilds an API's caller, inspect.signature included, each time its server
@@ -143,30 +165,19 @@ class FlywheelService:
     @bentoml.api(route="/predict")
     async def predict(self, records: Records, ctx: bentoml.Context) -> Prediction:
         """Score records with the model the traffic settings pick for this request."""
-        arrived = time.time_ns() // 1000
         headers = ctx.request.headers
-        request_id = headers.get("x-request-id") or f"{self._id_prefix}{next(self._id_seq):016x}"
-        traffic_cfg = self.config.traffic
-        has_challenger = routing.CHALLENGER in self.scorers
-        role = routing.choose(traffic_cfg, has_challenger, headers.get(traffic_cfg.sticky_header), self._rng)
+        request_id = (
+            guard.request_id(ctx.request.scope)
+            or headers.get("x-request-id")
+            or f"{self._id_prefix}{next(self._id_seq):016x}"
+        )
         rows = [r if isinstance(r, dict) else r.model_dump() for r in records]
-        entry = self._entry(rows, request_id, arrived)
-        started = time.perf_counter()
         try:
-            result = await self.scorers[role].score(rows)
-        except scoring.Overloaded as exc:
-            metrics.error(role, "overloaded")
-            self._log_failure(entry, role, True, "overloaded", started)
-            ctx.response.status_code = 503  # BentoML copies ctx's status onto any reply
-            body = {"error": str(exc), "request_id": request_id}
-            return responses.JSONResponse(body, status_code=503)  # type: ignore[return-value]
-        except Exception as exc:
-            metrics.error(role, "model")
-            self._log_failure(entry, role, True, _model_error(exc), started)
-            raise
-        self._record(entry, role, True, result)
-        if routing.shadows(traffic_cfg, has_challenger):
-            self._spawn(self._shadow(entry))
+            role, result = await self.answer(rows, headers, request_id)
+        except Refused as exc:
+            ctx.response.status_code = exc.status  # BentoML copies ctx's status onto any reply
+            body = {"error": exc.message, "request_id": request_id}
+            return responses.JSONResponse(body, status_code=exc.status)  # type: ignore[return-value]
         ctx.response.headers["x-flywheel-model-role"] = role
         ctx.response.headers["x-flywheel-model-version"] = result.version
         return Prediction(
@@ -176,13 +187,47 @@ class FlywheelService:
             probabilities=result.probabilities,
         )
 
+    async def answer(
+        self, rows: list[dict[str, Any]], headers: Any, request_id: str, role: str | None = None
+    ) -> tuple[str, scoring.Result]:
+        """Route, score, log and count validated rows: what /predict and the Open Inference
+        Protocol's /infer share. `role` pins the model (a versioned OIP request); else the
+        traffic settings pick it. Raises Refused (503 overloaded, 422 non-finite answer)."""
+        arrived = time.time_ns() // 1000
+        traffic_cfg = self.config.traffic
+        has_challenger = routing.CHALLENGER in self.scorers
+        if role is None:
+            sticky = headers.get(traffic_cfg.sticky_header)
+            role = routing.choose(traffic_cfg, has_challenger, sticky, self._rng)
+        entry = self._entry(rows, request_id, arrived)
+        started = time.perf_counter()
+        try:
+            result = await self.scorers[role].score(rows)
+        except scoring.Overloaded as exc:
+            metrics.error(role, "overloaded")
+            self._log_failure(entry, role, True, "overloaded", started)
+            raise Refused(503, str(exc)) from exc
+        except Exception as exc:
+            metrics.error(role, "model")
+            self._log_failure(entry, role, True, _model_error(exc), started)
+            raise
+        if bad := numbers.bad_rows(result.predictions, result.probabilities):
+            metrics.error(role, "non_finite")
+            self._log_failure(entry, role, True, numbers.NON_FINITE, started)
+            raise Refused(422, numbers.refusal(self.card, rows, bad))
+        self._record(entry, role, True, result)
+        if routing.shadows(traffic_cfg, has_challenger):
+            self._spawn(self._shadow(entry))
+        return role, result
+
     @bentoml.api(route="/admin/promote")
     async def promote(self, uri: str, ctx: bentoml.Context, quantized: bool = True) -> dict[str, Any]:
         """Hot swap the champion: load the new model, then switch in one step (no failed requests)."""
-        problem = self._admin_problem(ctx, uri)
+        problem = self._admin_problem(ctx, uri)  # the guard checked the token already; again here
         if problem is not None:
             ctx.response.status_code, message = problem
             return {"error": message}
+        uri = config.within_artifacts(self.config.artifacts_uri, uri) or uri  # what was checked, no `..`
         async with self._swap_lock:
             try:
                 new = await anyio.to_thread.run_sync(models.load, uri, quantized, self.config.loader)
@@ -209,9 +254,8 @@ class FlywheelService:
         sent = ctx.request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(sent.encode(), token.encode()):
             return 401, "send the admin token as 'Authorization: Bearer <token>'"
-        root = self.config.artifacts_uri.rstrip("/") + "/"
-        if not uri.startswith(root):
-            return 400, f"uri: models are loaded only from the artifact store {root}"
+        if config.within_artifacts(self.config.artifacts_uri, uri) is None:
+            return 400, f"uri: models are loaded only from the artifact store {self.config.artifacts_uri}"
         return None
 
     def _spawn(self, coro: Any) -> None:
@@ -237,6 +281,10 @@ class FlywheelService:
             log.exception("Shadow scoring failed for request %s", entry.request_id)
             metrics.error(routing.CHALLENGER, "model")
             self._log_failure(entry, routing.CHALLENGER, False, _model_error(exc), started)
+            return
+        if numbers.bad_rows(result.predictions, result.probabilities):
+            metrics.error(routing.CHALLENGER, "non_finite")
+            self._log_failure(entry, routing.CHALLENGER, False, numbers.NON_FINITE, started)
             return
         self._record(entry, routing.CHALLENGER, False, result)
 
@@ -299,6 +347,14 @@ class FlywheelService:
                     log.exception("Writing traffic log to %s failed", self.logger.store.uri)
 
 
+class Refused(Exception):
+    """A request the service answers with `status` and `message` instead of predictions."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
 @dataclasses.dataclass(frozen=True)
 class _Entry:
     """One request as the traffic log sees it; `sampled`: its rows are logged (all of them)."""
@@ -307,6 +363,16 @@ class _Entry:
     request_id: str
     arrived: int  # microseconds since the epoch, UTC (the log's timestamp)
     sampled: bool
+
+
+def _enable_our_logs() -> None:
+    """BentoML's server logging config (applied in the worker, before this runs) sets the root
+    logger to WARNING and disables loggers it does not name: ours would say nothing below WARNING
+    (the guard's one line per client error, the model loads). Turn them back on, at INFO."""
+    logging.getLogger("flywheel").setLevel(logging.INFO)
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if name.startswith("flywheel") and isinstance(logger, logging.Logger):
+            logger.disabled = False
 
 
 def _model_error(exc: Exception) -> str:
@@ -329,5 +395,16 @@ def _check_reserved(card: models.Card) -> None:
 
 
 FlywheelService.add_asgi_middleware(  # type: ignore[attr-defined]
-    guard.RequestGuard, max_body_bytes=_CONFIG.max_body_bytes if _CONFIG else 4 * 1024 * 1024
+    guard.RequestGuard,
+    max_body_bytes=_CONFIG.max_body_bytes if _CONFIG else 4 * 1024 * 1024,
+    admin_token_env=config.ENV_ADMIN_TOKEN,
 )
+# Inside the guard: /predict without BentoML's API layer, and the Open Inference Protocol.
+FlywheelService.add_asgi_middleware(records_api.RecordsApi)  # type: ignore[attr-defined]
+FlywheelService.add_asgi_middleware(oip.OpenInference)  # type: ignore[attr-defined]
+bentoml_hooks.install()
+# A top-level key other than `records` is a mistake (a misspelt field would be silently ignored):
+# BentoML builds the API's input model from the signature and offers no option for this.
+_INPUT = FlywheelService.apis["predict"].input_spec  # type: ignore[attr-defined]
+_INPUT.model_config["extra"] = "forbid"
+_INPUT.model_rebuild(force=True)

@@ -2,8 +2,11 @@
 
 Files are written to a staging directory and published with one rename (local) or uploaded with the
 card last (s3); the model card is written last, so a directory without a card is never complete.
-fp32: state_dict + MLP shape (torch, weights_only). int8: ONNX Runtime dynamic quantisation (QInt8
-weights), chosen by bench/quantization.py as the only method >= 2x faster than fp32 at batch 1 and 64.
+fp32: state_dict + MLP shape (torch, weights_only). int8: ONNX Runtime static quantisation (QDQ,
+QInt8 weights, QUInt8 activations) with activation scales calibrated on the training split here and
+recorded in the card: fixed scales make a row's answer independent of the rows batched with it,
+which dynamic quantisation (scales over the whole batch) is not; bench/quantization.py measured it
+as fast as dynamic int8 and as accurate. Dynamic int8 stays available (export.quantization).
 holdout.parquet: the holdout rows as read (features + target, before preprocessing), so a later
 champion/challenger comparison (flywheel.drift.evaluate) scores both models on rows neither trained on.
 """
@@ -31,7 +34,10 @@ from flywheel.api import contract, trainingrun
 from flywheel.training import config as config_mod
 from flywheel.training import inference, preprocess
 
-QUANTIZATION_METHOD = "onnxruntime.quantization.quantize_dynamic (QInt8 weights, per-batch activations)"
+DYNAMIC_METHOD = "onnxruntime.quantization.quantize_dynamic (QInt8 weights, per-batch activations)"
+STATIC_METHOD = "onnxruntime.quantization.quantize_static (QDQ, QInt8 weights, QUInt8 activations, MinMax)"
+# Calibration rows: MinMax needs the range, not every row; a bounded sample keeps export time flat.
+CALIBRATION_ROWS = 4096
 
 
 def export(
@@ -43,9 +49,11 @@ def export(
     holdout: np.ndarray,
     training: dict[str, Any],
     holdout_rows: pd.DataFrame | None = None,
+    calibration: np.ndarray | None = None,
 ) -> tuple[trainingrun.ModelArtifacts, dict[str, Any]]:
     """Write model_fp32.pt, model_int8.onnx, preprocessor.json, holdout.parquet (when `holdout_rows`
-    are given: the raw holdout split), then model_card.json; publish."""
+    are given: the raw holdout split), then model_card.json; publish. `calibration`: the training
+    split's preprocessed features, which static int8 takes its activation scales from."""
     store = artifacts.Store(cfg.artifacts_uri)
     version = f"{cfg.name}-{(lineage.hash or 'nohash')[:8]}"
     arch = cfg.spec.model.architecture
@@ -60,8 +68,11 @@ def export(
         artifacts.atomic_write_text(staged / contract.PREPROCESSOR_FILE, _json(prep.to_dict()))
         quant: dict[str, Any] = {"method": "none"}
         files = {"fp32": contract.FP32_FILE, "preprocessor": contract.PREPROCESSOR_FILE}
-        if cfg.spec.export.quantization == trainingrun.Quantization.DYNAMIC_INT8:
-            quant = _quantize(net, prep, staged, holdout)
+        _onnx_fp32(net, prep, staged / inference.FP32_ONNX_FILE)
+        files["fp32Onnx"] = inference.FP32_ONNX_FILE
+        method = cfg.spec.export.quantization
+        if method != trainingrun.Quantization.NONE:
+            quant = _quantize(prep, staged, holdout, method, calibration)
             files["quantized"] = inference.QUANTIZED_ONNX_FILE
         if holdout_rows is not None:
             _write_holdout(staged / contract.HOLDOUT_FILE, prep, holdout_rows)
@@ -96,39 +107,92 @@ def export(
     return refs, card
 
 
-def _quantize(
-    net: nn.Module, prep: preprocess.Preprocessor, staged: Path, holdout: np.ndarray
-) -> dict[str, Any]:
-    """ONNX export (eval mode: dropout gone), dynamic int8, and its agreement with fp32 on the holdout."""
-    import onnxruntime.quantization as ortq
-
-    fp32_onnx = staged.parent / "fp32.onnx"
-    net = net.eval().cpu()
+def _onnx_fp32(net: nn.Module, prep: preprocess.Preprocessor, target: Path) -> None:
+    """The fp32 model as ONNX (eval mode: dropout gone): what fp32 serving runs, because ONNX
+    Runtime scores a row the same in any batch, where torch's GEMM kernels change with the batch
+    size and so move the last bits of a row's answer; and the input of quantisation."""
     # The TorchScript-based exporter is deprecated upstream (the dynamo one needs onnxscript, not
-    # installed); ORT's quantiser logs a pre-processing hint to the root logger on every call.
-    with warnings.catch_warnings(), _quiet_root_logger():
+    # installed).
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            net,
+            net.eval().cpu(),
             (torch.zeros(1, prep.n_inputs),),
-            str(fp32_onnx),
+            str(target),
             input_names=["input"],
             output_names=["output"],
             dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
             dynamo=False,
         )
-        ortq.quantize_dynamic(
-            str(fp32_onnx), str(staged / inference.QUANTIZED_ONNX_FILE), weight_type=ortq.QuantType.QInt8
-        )
+
+
+def _quantize(
+    prep: preprocess.Preprocessor,
+    staged: Path,
+    holdout: np.ndarray,
+    method: trainingrun.Quantization,
+    calibration: np.ndarray | None,
+) -> dict[str, Any]:
+    """int8 from the fp32 ONNX model, and its agreement with fp32 on the holdout."""
+    import onnxruntime.quantization as ortq
+
+    fp32_onnx = staged / inference.FP32_ONNX_FILE
+    target = staged / inference.QUANTIZED_ONNX_FILE
+    static = method == trainingrun.Quantization.STATIC_INT8
+    # A caller without the training split (tests) calibrates on the holdout: better than no scales.
+    split = "train" if calibration is not None and len(calibration) else "holdout"
+    rows = _calibration_rows(calibration if split == "train" and calibration is not None else holdout)
+    # ORT's quantiser logs a pre-processing hint to the root logger on every call.
+    with warnings.catch_warnings(), _quiet_root_logger():
+        warnings.simplefilter("ignore")
+        if static:
+            ortq.quantize_static(
+                str(fp32_onnx),
+                str(target),
+                _Calibration(rows),
+                quant_format=ortq.QuantFormat.QDQ,
+                activation_type=ortq.QuantType.QUInt8,
+                weight_type=ortq.QuantType.QInt8,
+                calibrate_method=ortq.CalibrationMethod.MinMax,
+            )
+        else:
+            ortq.quantize_dynamic(str(fp32_onnx), str(target), weight_type=ortq.QuantType.QInt8)
     fp32 = inference.torch_runner(staged / contract.FP32_FILE)(holdout)
-    int8 = inference.onnx_runner(staged / inference.QUANTIZED_ONNX_FILE)(holdout)
-    return {
-        "method": QUANTIZATION_METHOD,
+    int8 = inference.onnx_runner(target)(holdout)
+    card: dict[str, Any] = {
+        "method": STATIC_METHOD if static else DYNAMIC_METHOD,
         "format": "onnx",
+        # What serving reads: static scales score rows independently of their batch; dynamic
+        # ones do not, so serving calls a dynamic model one row at a time.
+        "activationScales": "static" if static else "per-batch",
         "measuredOn": "holdout",
         "rows": len(holdout),
         **agreement(prep.task, fp32, int8),
     }
+    if static:
+        card["calibration"] = {"split": split, "rows": len(rows)}
+    return card
+
+
+def _calibration_rows(features: np.ndarray) -> np.ndarray:
+    """At most CALIBRATION_ROWS rows, evenly spaced (deterministic: the same export, the same scales)."""
+    features = np.ascontiguousarray(features, dtype=np.float32)
+    if len(features) <= CALIBRATION_ROWS:
+        return features
+    return features[np.linspace(0, len(features) - 1, CALIBRATION_ROWS).astype(np.int64)]
+
+
+class _Calibration:
+    """onnxruntime.quantization's CalibrationDataReader protocol: feeds the rows in batches."""
+
+    def __init__(self, rows: np.ndarray, batch: int = 256) -> None:
+        self._batches = iter([{"input": rows[i : i + batch]} for i in range(0, len(rows), batch)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+    def rewind(self) -> None:  # ORT calls it only when calibrating in several passes (not MinMax)
+        raise NotImplementedError
 
 
 def _write_holdout(path: Path, prep: preprocess.Preprocessor, rows: pd.DataFrame) -> None:

@@ -1,9 +1,10 @@
 """Load an exported model for prediction, without the trainer: what serving and drift call.
 
 A model directory (see export.py) holds model_fp32.pt (a state_dict plus the MLP's shape; rebuilt with
-plain torch.nn and loaded with weights_only=True, so no pickled code runs), model_int8.onnx (ONNX
-Runtime dynamic int8, chosen by bench/quantization.py), preprocessor.json and model_card.json. A
-directory without its card is incomplete and refused.
+plain torch.nn and loaded with weights_only=True, so no pickled code runs), model_fp32.onnx (the same
+network for ONNX Runtime: fp32 predictions run it when present), model_int8.onnx (ONNX Runtime
+static int8, chosen by bench/quantization.py), preprocessor.json and model_card.json. A directory
+without its card is incomplete and refused.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from flywheel.training import preprocess
 
 FP32_FORMAT = "flywheel-mlp-state-dict-v1"
 QUANTIZED_ONNX_FILE = "model_int8.onnx"  # contract.QUANTIZED_FILE says .pt; see the export report
+FP32_ONNX_FILE = "model_fp32.onnx"  # exported beside model_fp32.pt (see export._onnx_fp32)
 
 
 class Runner(Protocol):
@@ -71,7 +73,9 @@ def load(model_dir: Path, quantized: bool = True) -> Predictor:
                 f"{model_dir}: exported without a quantized model (export.quantization: none)"
             )
         runner: Runner = onnx_runner(model_dir / file)
-    else:
+    elif fp32_onnx := card.get("files", {}).get("fp32Onnx"):
+        runner = onnx_runner(model_dir / fp32_onnx)
+    else:  # exports from before the fp32 ONNX file
         runner = torch_runner(model_dir / contract.FP32_FILE)
     return Predictor(card=card, preprocessor=prep, quantized=quantized, runner=runner)
 

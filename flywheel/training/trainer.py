@@ -83,7 +83,15 @@ def run(cfg: config_mod.Config, world: dist.World) -> result_mod.Result:
     model_refs = None
     if world.is_main:
         model_refs, card = export.export(
-            net, prep, cfg, final, lineage, x_hold.cpu().numpy(), loop.summary(), holdout_rows=hold_df
+            net,
+            prep,
+            cfg,
+            final,
+            lineage,
+            x_hold.cpu().numpy(),
+            loop.summary(),
+            holdout_rows=hold_df,
+            calibration=x_train.cpu().numpy(),
         )
         emit(
             world,

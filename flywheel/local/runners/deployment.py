@@ -7,7 +7,8 @@ local paths) and starts FlywheelService through the supervisor, bound to 127.0.0
 True only when /readyz answers 200 (the models are loaded). Foreground, the CLI serves until Ctrl-C
 (the server stops with it); with --detach it returns once the server is ready.
 
-- Port: spec.port (a port in use fails the Deployment, saying so); endpoint http://127.0.0.1:<port>.
+- Port: spec.port (a port still in use after a bounded wait fails the Deployment, saying so; a
+  restart's own connections in TIME-WAIT do not count); endpoint http://127.0.0.1:<port>.
 - Traffic log: spec.logging.sink, else <artifacts>/deployments/<name>/traffic (sink_uri()), where
   <artifacts> is spec.artifacts.uri, or <home>/artifacts when it is the in-cluster default.
 - Promotion: when only the champion changed (promote(), or `flywheel run` with a new
@@ -207,7 +208,7 @@ class _Server:
     ) -> bool:
         self.ctx.supervisor.stop(KIND, self.name)  # a restart: any old server goes first
         port = self.dep.spec.port
-        if not process.port_free(port):
+        if not process.wait_for_port(port):
             message = f"spec.port {port} is in use on 127.0.0.1; choose another port"
             return self.status.fail(conditions.R_INVALID_SPEC, message, conditions.CHAMPION_READY)
         info = process.start(self.ctx, self.name, config, port)

@@ -56,12 +56,32 @@ def swappable(served: dict[str, Any], want: dict[str, Any]) -> bool:
     return rest == {k: v for k, v in want.items() if k != "champion"} and int(served.get("workers", 1)) == 1
 
 
+# A server runs for days: its log is rotated by size (flywheel.local.logwriter), at most 4 x 16 MiB.
+LOG_MAX_BYTES = int(os.environ.get("FLYWHEEL_SERVING_LOG_MAX_BYTES", str(16 * 1024 * 1024)))
+LOG_BACKUPS = 3
+PORT_WAIT = float(os.environ.get("FLYWHEEL_SERVING_PORT_WAIT", "30"))
+
+
 def port_free(port: int) -> bool:
+    """Whether the server could listen on `port` now. With SO_REUSEADDR, as the server binds
+    (circus): connections of a stopped server lingering in TIME-WAIT do not block it, a listener does."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
             return False
+    return True
+
+
+def wait_for_port(port: int, timeout: float = PORT_WAIT, poll: float = 0.2) -> bool:
+    """True once `port` is free; False when it stays taken for `timeout` seconds. A server just
+    stopped may still hold its listener for a moment (its workers exit after the arbiter)."""
+    deadline = time.monotonic() + timeout
+    while not port_free(port):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)
     return True
 
 
@@ -74,15 +94,18 @@ def start(ctx: Context, name: str, config: dict[str, Any], port: int) -> supervi
     _write_private(run_dir / TOKEN_FILE, token)
     config_path = run_dir / contract.CONFIG_FILE
     artifacts.atomic_write_text(config_path, json.dumps(config, indent=2, sort_keys=True))
-    argv = [sys.executable, "-m", "bentoml", "serve", contract.SERVING_SERVICE]
-    argv += ["--host", "127.0.0.1", "--port", str(port)]
+    argv = [sys.executable, "-m", "bentoml", *contract.serving_args("127.0.0.1", port)]
     env = {
         contract.ENV_SERVING_CONFIG: str(config_path),
         serving_config.ENV_ADMIN_TOKEN: token,
-        "BENTOML_HOME": str(ctx.home / "bentoml"),
+        # One BentoML home per server: it holds the Prometheus multiprocess directory, which BentoML
+        # wipes when a server starts; shared, every server's /metrics showed the last one's numbers.
+        "BENTOML_HOME": str(run_dir / "bentoml"),
         "BENTOML_DO_NOT_TRACK": "true",
     }
-    return ctx.supervisor.start(KIND, name, argv, env, cwd=ctx.cwd, tie_to_parent=not ctx.detach)
+    return ctx.supervisor.start(
+        KIND, name, argv, env, cwd=ctx.cwd, tie_to_parent=not ctx.detach, rotate=(LOG_MAX_BYTES, LOG_BACKUPS)
+    )
 
 
 def mark_served(ctx: Context, name: str, port: int, config: dict[str, Any]) -> None:

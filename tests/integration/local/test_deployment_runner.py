@@ -63,14 +63,17 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Any:
     ctx.supervisor.stop(runner.KIND, "shuttle", grace=5)
 
 
-def write(home: Path, champion: str, port: int) -> Path:
+def write(home: Path, champion: str, port: int, name: str = "shuttle", batch: int | None = None) -> Path:
     doc = yaml.safe_load(yaml.safe_dump(EXAMPLE))
+    doc["metadata"]["name"] = name
     doc["spec"]["champion"] = {"fromTrainingRun": champion}
+    if batch is not None:
+        doc["spec"]["batching"]["maxBatchSize"] = batch
     doc["spec"]["port"] = port
     doc["spec"]["logging"]["flushSeconds"] = 0.5
     # A generous latency budget: this checks swaps, not load shedding (a 503 past the budget).
     doc["spec"]["batching"]["maxLatencyMs"] = 5000
-    path = home / "deployment.yaml"
+    path = home / f"deployment-{name}.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
 
@@ -84,8 +87,8 @@ def cli(home: Path, *args: str) -> tuple[int, str]:
     return proc.returncode, proc.stdout + proc.stderr
 
 
-def stored(ctx: runners.Context) -> dict[str, Any]:
-    manifest = ctx.store.get(runner.KIND, "shuttle")
+def stored(ctx: runners.Context, name: str = "shuttle") -> dict[str, Any]:
+    manifest = ctx.store.get(runner.KIND, name)
     assert manifest is not None
     return manifest
 
@@ -201,6 +204,47 @@ def test_serve_promote_under_load_then_notice_the_dead_server(home: Any) -> None
     assert supervisor.tagged(ctx.supervisor.tag(runner.KIND, "shuttle")) == []  # no orphaned workers
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{status['endpoint']}/livez", timeout=2)
+
+
+def test_two_servers_in_one_home_keep_their_own_metrics_and_restart_after_traffic(home: Any) -> None:
+    """Two Deployments in one home: each /metrics counts its own requests (one Prometheus
+    directory per server). Then a spec change restarts one while clients hold keep-alive
+    connections to it: its closed connections sit in TIME-WAIT on the port, and the restart
+    still comes up on that port (it used to fail with "port in use")."""
+    home, source = home
+    ctx = runners.Context.create(home)
+    versions = {run: trained.card(source, model)["version"] for run, model in RUNS.items()}
+    ports = {"alpha": free_port(), "beta": free_port()}
+    try:
+        for name, champion in (("alpha", "shuttle"), ("beta", "shuttle-2")):
+            code, out = cli(home, "run", "-f", str(write(home, champion, ports[name], name=name)), "--detach")
+            assert code == 0, out
+        record = trained.records(source, 1)[0]
+        alpha, beta = (f"http://127.0.0.1:{ports[n]}" for n in ("alpha", "beta"))
+        with httpx.Client(timeout=30) as client:
+            for _ in range(7):
+                assert client.post(f"{alpha}/predict", json={"records": [record]}).status_code == 200
+            assert client.post(f"{beta}/predict", json={"records": [record]}).status_code == 200
+            texts = {n: client.get(f"{u}/metrics").text for n, u in (("alpha", alpha), ("beta", beta))}
+        line = 'flywheel_serving_requests_total{{model_version="{}",role="champion",served="true"}}'
+        assert f"{line.format(versions['shuttle'])} 7.0" in texts["alpha"]
+        assert f"{line.format(versions['shuttle-2'])} 1.0" in texts["beta"]
+        assert versions["shuttle"] not in texts["beta"] and versions["shuttle-2"] not in texts["alpha"]
+
+        with Load(alpha, record, clients=3) as load:
+            time.sleep(1.0)
+            code, out = cli(
+                home, "run", "-f", str(write(home, "shuttle", ports["alpha"], "alpha", batch=8)), "--detach"
+            )
+        assert code == 0, out
+        after = stored(ctx, "alpha")
+        assert (after["status"]["phase"], ready(after)["status"]) == ("Running", "True"), after["status"]
+        assert len(load.seen) > 10
+        resp = httpx.post(f"{alpha}/predict", json={"records": [record]}, timeout=30)
+        assert resp.status_code == 200 and resp.json()["model"]["version"] == versions["shuttle"]
+    finally:
+        for name in ports:
+            ctx.supervisor.stop(runner.KIND, name, grace=5)
 
 
 def test_champion_not_trained_yet_serves_nothing_and_says_why(home: Any) -> None:

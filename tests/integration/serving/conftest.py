@@ -54,17 +54,7 @@ class Server:
         self._terminated = False
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bentoml",
-                "serve",
-                contract.SERVING_SERVICE,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
+            [sys.executable, "-m", "bentoml", *contract.serving_args("127.0.0.1", self.port)],
             cwd=REPO,
             env=env,
             stdout=self._log,

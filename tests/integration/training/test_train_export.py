@@ -54,6 +54,7 @@ def test_classification_with_categorical_feature_exports_a_complete_agreeing_mod
     model_dir = root / contract.MODEL_DIR
     assert {p.name for p in model_dir.iterdir()} == {
         contract.FP32_FILE,
+        inference.FP32_ONNX_FILE,
         inference.QUANTIZED_ONNX_FILE,
         contract.PREPROCESSOR_FILE,
         contract.HOLDOUT_FILE,
@@ -78,6 +79,18 @@ def test_classification_with_categorical_feature_exports_a_complete_agreeing_mod
     int8 = inference.load(model_dir, quantized=True).predict(rows.to_dict("records"))
     agree = np.mean(np.array(fp32.predictions) == np.array(int8.predictions))
     assert agree >= 0.98, f"int8 agrees with fp32 on only {agree:.1%} of rows"  # stated tolerance: 98%
+
+    # Static int8: scales calibrated on the training split, so a row scores the same alone as
+    # beside an extreme row (dynamic int8 changed every row of such a batch).
+    quant = card["quantization"]
+    assert quant["activationScales"] == "static" and quant["calibration"]["split"] == "train"
+    assert quant["calibration"]["rows"] > 0
+    records = rows.head(20).to_dict("records")
+    extreme = {**records[0], "alcohol": 1e6, "magnesium": -1e6}
+    predictor = inference.load(model_dir, quantized=True)
+    alone = [predictor.predict([r]).probabilities[0] for r in records]
+    beside = predictor.predict([*records, extreme]).probabilities[:20]
+    assert alone == beside
     assert set(int8.predictions) <= set(card["classes"]) and int8.classes == card["classes"]
     np.testing.assert_allclose(np.sum(int8.probabilities, axis=1), 1.0, rtol=1e-5)
 

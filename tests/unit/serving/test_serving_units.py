@@ -1,4 +1,5 @@
-"""Serving pieces without a server: routing, config, request schema, traffic log, guard, batcher."""
+"""Serving pieces without a server: routing, config, request schema, traffic log, batcher
+(the guard: test_guard.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 
 from flywheel import errors
 from flywheel.api import contract, deployment
-from flywheel.serving import config, guard, models, routing, schema, scoring, traffic
+from flywheel.serving import config, models, routing, schema, scoring, traffic
 
 CARD = models.parse_card(
     {
@@ -215,49 +216,6 @@ def test_traffic_log_columns_and_rows_share_a_file_and_a_missing_column_is_null(
     frame = traffic.read(sink)
     assert len(frame) == 3 and frame["plan"].tolist() == ["pro", None, None]
     assert frame["timestamp"].tolist() == [pd.Timestamp(start), *[pd.Timestamp(start).replace(second=5)] * 2]
-
-
-# --- guard --------------------------------------------------------------------------------------
-async def _call(app: Any, path: str, headers: dict[str, str], chunks: list[bytes]) -> tuple[int, bytes]:
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": path,
-        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
-    }
-    queue = [
-        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)
-    ]
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return queue.pop(0)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
-
-
-async def test_guard_refuses_wrong_type_and_big_bodies_and_replays_good_ones() -> None:
-    seen: list[bytes] = []
-
-    async def inner(scope: Any, receive: Any, send: Any) -> None:
-        seen.append((await receive())["body"])
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-    app = guard.RequestGuard(inner, max_body_bytes=10)
-    js = {"content-type": "application/json"}
-    assert (await _call(app, "/predict", {"content-type": "text/csv"}, [b"{}"]))[0] == 415
-    assert (await _call(app, "/predict", {**js, "content-length": "11"}, [b"x" * 11]))[0] == 413
-    assert (await _call(app, "/predict", js, [b"x" * 6, b"x" * 6]))[0] == 413  # streamed, no length
-    assert await _call(
-        app, "/predict", {"content-type": "application/json; charset=utf-8"}, [b"{", b"}"]
-    ) == (200, b"ok")
-    assert seen == [b"{}"]
-    assert (await _call(app, "/metrics", {}, [b""]))[0] == 200  # only API routes are guarded
 
 
 # --- batcher ------------------------------------------------------------------------------------
