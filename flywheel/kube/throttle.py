@@ -11,6 +11,7 @@ whole process sends, whatever the number of objects (client-go's QPS and burst).
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import threading
 import time
@@ -121,7 +122,7 @@ class Limits:
             except ValueError:
                 kind = "an integer" if integer else "a number"
                 raise ValueError(f"{name}={text!r} is not {kind}") from None
-            if value < minimum or value != value:  # value != value: NaN
+            if math.isnan(value) or value < minimum:
                 raise ValueError(f"{name}={text!r} must be >= {minimum}")
             return value
 

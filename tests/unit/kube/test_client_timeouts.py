@@ -54,7 +54,9 @@ def test_a_hung_request_times_out_as_a_retryable_error(hung_server: str) -> None
         for method in ("GET", "PATCH", "POST"):  # no urllib3 retry of the idempotent ones
             started = time.monotonic()
             with pytest.raises(client.Unavailable) as caught:
-                client.request(method, "/api/v1/namespaces/default/pods/p", body={} if method != "GET" else None)
+                client.request(
+                    method, "/api/v1/namespaces/default/pods/p", body={} if method != "GET" else None
+                )
             assert time.monotonic() - started < 10  # the bound is 0.3 s; the slack is for a loaded machine
             assert caught.value.retryable and caught.value.reason == "Timeout"
             assert "no answer within 0.3s" in caught.value.message

@@ -61,7 +61,7 @@ def test_limits_from_env_and_errors_that_name_the_variable() -> None:
     assert (limits.read_timeout, limits.qps, limits.burst) == (2.5, 0.0, throttle.Limits().burst)
     with pytest.raises(ValueError, match="FLYWHEEL_KUBE_BURST='many' is not an integer"):
         throttle.Limits.from_env({"FLYWHEEL_KUBE_BURST": "many"})
-    with pytest.raises(ValueError, match="FLYWHEEL_KUBE_CONNECT_TIMEOUT='0' must be >= 0.001"):
+    with pytest.raises(ValueError, match=r"FLYWHEEL_KUBE_CONNECT_TIMEOUT='0' must be >= 0\.001"):
         throttle.Limits.from_env({"FLYWHEEL_KUBE_CONNECT_TIMEOUT": "0"})
     with pytest.raises(ValueError, match="jitter"):
         throttle.Backoff(jitter=2)

@@ -86,9 +86,15 @@ def test_an_http_410_on_the_watch_request_lists_again(server: dict[str, list[Any
         {"kind": "PyTorchJobList", "metadata": {"resourceVersion": "5"}, "items": []},
         {"kind": "PyTorchJobList", "metadata": {"resourceVersion": "40"}, "items": [job("d", "39")]},
     ]
-    server["streams"] = [client.ApiError(410, "Gone", "too old"), [{"type": "ADDED", "object": job("e", "41")}]]
+    server["streams"] = [
+        client.ApiError(410, "Gone", "too old"),
+        [{"type": "ADDED", "object": job("e", "41")}],
+    ]
     assert run(server) == [(None, "d"), ("ADDED", "e")]
-    assert ["resourceVersion=5" in server["asked"][0], "resourceVersion=40" in server["asked"][1]] == [True, True]
+    assert ["resourceVersion=5" in server["asked"][0], "resourceVersion=40" in server["asked"][1]] == [
+        True,
+        True,
+    ]
 
 
 def test_a_stream_cut_mid_way_resumes_after_the_last_event(server: dict[str, list[Any]]) -> None:
