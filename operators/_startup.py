@@ -2,8 +2,20 @@
 
 kopf's bookkeeping (handler progress, the last-handled spec) goes to annotations under the
 flywheel.dev/ prefix instead of status, so status stays a declared API written only by our
-controllers. kopf's own log lines are posted as Kubernetes events only from WARNING up: a
-reconcile that changed nothing then writes nothing at all.
+controllers.
+
+Events: what people must see is posted by Flywheel itself (the controllers' events, and a
+ReconcileError Warning per distinct failure, see operators/reconcile.py), deduplicated by name. So
+kopf's posting is set explicitly rather than left to defaults that changed between releases (kopf
+1.45 posts no log lines unless `posting.loggers` is on, which an earlier docstring here missed):
+enabled, so an explicit `kopf.event()` still works; `loggers` off, because kopf would post a
+Warning per retry and per "handler failed permanently" line, an event write for each, next to a
+status that already says it; level WARNING for anything that does post. kopf is pinned to the
+range tested here (pyproject.toml), as `watch_410` patches one of its private functions.
+
+Timeouts, rate limit: flywheel.kube.client reads FLYWHEEL_KUBE_* at connect(); kopf's own requests
+get the same timeouts (networking.request_timeout/connect_timeout) so a hung answer to kopf's
+annotation patch cannot stall a worker either.
 """
 
 from __future__ import annotations
@@ -16,7 +28,7 @@ import kopf
 
 from flywheel.api import contract
 from flywheel.kube import client
-from operators import reconcile
+from operators import metrics, reconcile, watch_410
 
 FINALIZER = f"{contract.ANNOTATION_PREFIX}/finalizer"
 
@@ -28,10 +40,18 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         prefix=prefix, key="last-handled-configuration"
     )
     settings.persistence.finalizer = FINALIZER
+    settings.posting.enabled = True
+    settings.posting.loggers = False
     settings.posting.level = logging.WARNING
     settings.execution.max_workers = reconcile.WORKERS
     # Connect flywheel.kube with the same credentials kopf logs in with (in-cluster or kubeconfig).
     client.connect()
+    limits = client.limits()
+    settings.networking.connect_timeout = limits.connect_timeout
+    settings.networking.request_timeout = limits.read_timeout
+    if metrics.unavailable not in client.on_unavailable:
+        client.on_unavailable.append(metrics.unavailable)
+    watch_410.install()
 
 
 def register(
