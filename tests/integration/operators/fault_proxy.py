@@ -10,7 +10,7 @@ emulator unless a rule claims the request. Faults, each as a `Rule(fault=...)`:
 - "hang": never answer; the request ends only when the client gives up (`abandoned` counts them);
 - "gone": answer a watch request with HTTP 410 (its resourceVersion is too old);
 - "gone-event": forward a watch, pass `after` events, then send an ERROR event with code 410 and
-  end the stream (the other form of the same news);
+  end the stream (the other form of the same news); "error-event": the same with code `status`;
 - "throttle": 429 with Retry-After: 1 (a burst is `times` of them).
 
 Deterministic: a rule hits the matching requests after its first `skip`, `times` of them (-1:
@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 import aiohttp.web
 
-FAULTS = ("before", "after", "lose", "delay", "hang", "gone", "gone-event", "throttle")
+FAULTS = ("before", "after", "lose", "delay", "hang", "gone", "gone-event", "error-event", "throttle")
 HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "keep-alive"}
 
 
@@ -139,8 +139,9 @@ class FaultProxy:
                 await asyncio.sleep(0.05)
             self.abandoned += 1
             return aiohttp.web.Response(status=504)  # to nobody: the client left
-        if rule.fault == "gone-event":
-            return await self._forward(request, body, cut_after=rule.after)
+        if rule.fault in ("gone-event", "error-event"):
+            code = 410 if rule.fault == "gone-event" else rule.status
+            return await self._forward(request, body, cut_after=rule.after, code=code)
         await self._forward_only(request, body)
         if rule.fault == "after":
             return _status(rule.status)
@@ -161,7 +162,7 @@ class FaultProxy:
             await answer.read()
 
     async def _forward(
-        self, request: aiohttp.web.Request, body: bytes, cut_after: int | None = None
+        self, request: aiohttp.web.Request, body: bytes, cut_after: int | None = None, code: int = 410
     ) -> aiohttp.web.StreamResponse:
         async with await self._upstream(request, body) as answer:
             if not _is_watch(request.path_qs) or answer.status != 200:
@@ -175,7 +176,7 @@ class FaultProxy:
             try:
                 while True:
                     if cut_after is not None and passed >= cut_after:
-                        error = {"type": "ERROR", "object": _status_body(410)}
+                        error = {"type": "ERROR", "object": _status_body(code)}
                         await out.write(json.dumps(error).encode() + b"\n")
                         break
                     line = await answer.content.readline()
