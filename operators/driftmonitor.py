@@ -216,7 +216,7 @@ def register(
 
     for decorator in (kopf.on.resume, kopf.on.create, kopf.on.update):
         decorator(
-            group, version, plural, id="step-driftmonitor", backoff=reconcile.RETRY_BACKOFF, registry=registry
+            group, version, plural, id="step-driftmonitor", backoff=reconcile.KOPF_BACKOFF, registry=registry
         )(on_change)
 
     def index(body: kopf.Body, **_: Any) -> dict[Any, Any]:

@@ -79,10 +79,26 @@ from flywheel.kube import execute, objects, throttle, watch
 from operators import metrics
 
 logger = logging.getLogger("flywheel.operator")
-RETRY_BACKOFF = float(os.environ.get("FLYWHEEL_RETRY_BACKOFF", "1"))
+
+
+def _seconds(name: str, default: float) -> float:
+    text = os.environ.get(name) or str(default)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not a number of seconds") from None
+    if not value >= 0:  # also NaN
+        raise ValueError(f"{name}={text!r} must be >= 0")
+    return value
+
+
+RETRY_BACKOFF = _seconds("FLYWHEEL_RETRY_BACKOFF", 1.0)
 """Seconds before the first retry of a failed reconcile; doubles per consecutive failure."""
-RETRY_CAP = float(os.environ.get("FLYWHEEL_RETRY_BACKOFF_CAP", "60"))
+RETRY_CAP = _seconds("FLYWHEEL_RETRY_BACKOFF_CAP", 60.0)
 """The longest wait between retries of one object."""
+KOPF_BACKOFF = 10.0
+"""kopf's fixed delay before it retries a handler that raised: only DriftMonitor's steps still
+raise to kopf (PermanentError is not retried)."""
 REPORT_AFTER = 2
 """Consecutive failures before the object shows Ready=False/ReconcileError: one conflict or lost
 answer, retried a second later, is not news for the people reading Ready."""
@@ -353,7 +369,7 @@ def register(
 
     handler_id = f"reconcile-{kind.lower()}"
     for decorator in (kopf.on.resume, kopf.on.create, kopf.on.update):
-        decorator(group, version, binding.plural, id=handler_id, backoff=RETRY_BACKOFF, registry=registry)(
+        decorator(group, version, binding.plural, id=handler_id, backoff=KOPF_BACKOFF, registry=registry)(
             reconcile
         )
 

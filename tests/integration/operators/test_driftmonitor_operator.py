@@ -44,6 +44,7 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture(autouse=True)
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(reconcile, "RETRY_BACKOFF", 0.3)
+    monkeypatch.setattr(reconcile, "KOPF_BACKOFF", 0.3)  # DriftMonitor's steps still retry through kopf
 
 
 @pytest.fixture(scope="module")
