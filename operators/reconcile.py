@@ -34,10 +34,11 @@ A controller module offers `observe_refs(resource, settings) -> [Ref]` and
   RETRY_CAP, reset by the object's next successful reconcile), never a kopf.TemporaryError: kopf
   writes two bookkeeping PATCHes per retry and retries at a fixed delay, so 200 runs throttled
   together came back as one wave of 200 every 10 s, each adding writes to a server already
-  saying 429. From REPORT_AFTER consecutive failures on, the object says so: Ready=False, reason
-  ReconcileError, the API's message, and a Warning event per distinct message, at most one per
-  object per EVENT_INTERVAL (best effort: the API may refuse these writes too). The next
-  successful reconcile writes the controller's own Ready again.
+  saying 429. From REPORT_AFTER consecutive failures on, the object says so: Ready=False and
+  Reconciling=True (kstatus: still in progress), reason ReconcileError, the API's message, and
+  a Warning event per distinct message, at most one per object per EVENT_INTERVAL (best effort:
+  the API may refuse these writes too). The next successful reconcile writes the controller's
+  own conditions again.
 - Handlers return None: kopf writes nothing into status; progress and diff-base live in
   flywheel.dev/* annotations (operators/_startup.py).
 - `plan.permanent_error`: the status (Ready=False, reason, message) is written first, then
@@ -220,11 +221,13 @@ def _report(binding: Binding, key: tuple[str, str], resource: dict[str, Any], ex
     message = str(exc) or type(exc).__name__
     now = datetime.datetime.now(datetime.UTC)
     status = resource.get("status") or {}
-    ready = plans.set_condition(
-        status.get("conditions") or [], conditions.READY, "False", R_RECONCILE_ERROR, message, now
-    )
+    conds = list(status.get("conditions") or [])
+    # Reconciling (kstatus: InProgress), not Stalled: the retries go on, and most such errors
+    # (429, 5xx, timeouts) pass; a Flux `wait` times out with this message instead of failing early.
+    for type_, value in ((conditions.READY, "False"), (conditions.RECONCILING, "True")):
+        conds = plans.set_condition(conds, type_, value, R_RECONCILE_ERROR, message, now)
     try:
-        objects.patch_status(resource, {"conditions": ready})
+        objects.patch_status(resource, {"conditions": conds})
         last = binding.reported.get(key)
         due = last is None or time.monotonic() - last >= EVENT_INTERVAL
         if due and objects.post_event(resource, plans.Event(R_RECONCILE_ERROR, message, "Warning"), now):

@@ -55,6 +55,9 @@ async def test_a_failing_object_says_so_once_per_distinct_error(
     ready = tr.ready(emulator)
     assert (ready["status"], ready["reason"]) == ("False", "ReconcileError")
     assert ready["message"] == f"403 Forbidden: {forbidden.message}"
+    conds = tr.run_status(emulator)["conditions"]
+    reconciling = next(c for c in conds if c["type"] == "Reconciling")
+    assert (reconciling["status"], reconciling["reason"]) == ("True", "ReconcileError")  # kstatus: InProgress
     assert [e["type"] for e in events(emulator)] == ["Warning"]
 
     writes = len(emulator.writes())
