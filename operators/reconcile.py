@@ -68,6 +68,7 @@ import os
 import random
 import time
 import types
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -82,21 +83,11 @@ from operators import metrics
 logger = logging.getLogger("flywheel.operator")
 
 
-def _seconds(name: str, default: float) -> float:
-    text = os.environ.get(name) or str(default)
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{name}={text!r} is not a number of seconds") from None
-    if not value >= 0:  # also NaN
-        raise ValueError(f"{name}={text!r} must be >= 0")
-    return value
-
-
-RETRY_BACKOFF = _seconds("FLYWHEEL_RETRY_BACKOFF", 1.0)
-"""Seconds before the first retry of a failed reconcile; doubles per consecutive failure."""
-RETRY_CAP = _seconds("FLYWHEEL_RETRY_BACKOFF_CAP", 60.0)
-"""The longest wait between retries of one object."""
+RETRY_BACKOFF = 1.0
+"""Seconds before the first retry of a failed reconcile; doubles per consecutive failure
+($FLYWHEEL_RETRY_BACKOFF, read by configure())."""
+RETRY_CAP = 60.0
+"""The longest wait between retries of one object ($FLYWHEEL_RETRY_BACKOFF_CAP)."""
 KOPF_BACKOFF = 10.0
 """kopf's fixed delay before it retries a handler that raised: only DriftMonitor's steps still
 raise to kopf (PermanentError is not retried)."""
@@ -156,6 +147,25 @@ class Binding:
     @property
     def plural(self) -> str:
         return api.KINDS[self.kind].PLURAL
+
+
+def configure(env: Mapping[str, str]) -> None:
+    """Read the retry settings from `env` (the operator's start); a bad value raises ValueError
+    naming the variable. Not at import: a typo must reach the person as one line, not a traceback."""
+    global RETRY_BACKOFF, RETRY_CAP
+
+    def seconds(name: str, default: float) -> float:
+        text = env.get(name) or str(default)
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{name}={text!r} is not a number of seconds") from None
+        if not value >= 0:  # also NaN
+            raise ValueError(f"{name}={text!r} must be >= 0")
+        return value
+
+    RETRY_BACKOFF = seconds("FLYWHEEL_RETRY_BACKOFF", 1.0)
+    RETRY_CAP = seconds("FLYWHEEL_RETRY_BACKOFF_CAP", 60.0)
 
 
 def reconcile_once(

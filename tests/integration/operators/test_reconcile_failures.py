@@ -83,3 +83,24 @@ async def test_a_successful_reconcile_clears_the_error(emulator: Any) -> None:
     live = emulator.live(tr.RUNS, tr.NS)[0]
     await asyncio.to_thread(reconcile.reconcile_once, trainingrun, live, settings_mod.Settings())
     assert tr.ready(emulator)["reason"] == "JobCreated"
+
+
+def test_bad_settings_stop_the_start_with_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flywheel import errors
+    from operators import main
+
+    monkeypatch.setattr(reconcile, "RETRY_BACKOFF", reconcile.RETRY_BACKOFF)  # restored after
+    monkeypatch.setattr(reconcile, "RETRY_CAP", reconcile.RETRY_CAP)
+    for env, text in [
+        ({"FLYWHEEL_RETRY_BACKOFF": "abc"}, "FLYWHEEL_RETRY_BACKOFF='abc' is not a number of seconds"),
+        ({"FLYWHEEL_RETRY_BACKOFF_CAP": "-1"}, "FLYWHEEL_RETRY_BACKOFF_CAP='-1' must be >= 0"),
+        ({"FLYWHEEL_KUBE_QPS": "fast"}, "FLYWHEEL_KUBE_QPS='fast' is not a number"),
+        ({"FLYWHEEL_KUBE_BURST": "0"}, "FLYWHEEL_KUBE_BURST='0' must be >= 1"),
+    ]:
+        with pytest.raises(errors.UserError) as caught:
+            main.check_settings(env)
+        assert str(caught.value) == text
+    main.check_settings({"FLYWHEEL_RETRY_BACKOFF": "0.25", "FLYWHEEL_RETRY_BACKOFF_CAP": "5"})
+    assert (reconcile.RETRY_BACKOFF, reconcile.RETRY_CAP) == (0.25, 5.0)
