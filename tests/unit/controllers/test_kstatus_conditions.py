@@ -1,6 +1,7 @@
-"""Deployment and DriftMonitor read right by kstatus's rules (tests/unit/controllers/kstatus.py)
-through a rollout, a wait, an invalid spec and a failure; before they published Reconciling and
-Stalled, every one of these read Current."""
+"""Deployment, DriftMonitor and TrainingRun read right by kstatus's rules
+(tests/unit/controllers/kstatus.py) through a rollout, a wait, an invalid spec and a failure;
+before Deployment and DriftMonitor published Reconciling and Stalled, all of theirs read Current.
+SelfPlayRun shares TrainingRun's status code (flywheel.controllers.jobstatus)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from typing import Any
 
 from flywheel.controllers import deployment as dep_controller
 from flywheel.controllers import driftmonitor as dm
-from flywheel.controllers import plans
+from flywheel.controllers import plans, trainingrun
 from tests.unit.controllers import kstatus
 from tests.unit.controllers import test_deployment as td
 from tests.unit.controllers import test_driftmonitor_plan as tdm
+from tests.unit.controllers import test_trainingrun_plan as ttr
 
 
 def read(resource: dict[str, Any], plan: plans.Plan) -> str:
@@ -58,3 +60,23 @@ def test_driftmonitor_through_a_wait_a_check_a_missing_deployment_and_an_invalid
     resource = tdm.monitor(schedule={"intervalSeconds": 1})
     plan = dm.plan(resource, dm.Observed(deployment=tdm.deployment()), tdm.NOW)
     assert read(resource, plan) == "Failed"
+
+
+def test_trainingrun_through_a_start_a_run_a_success_a_failure_and_an_invalid_spec() -> None:
+    res = ttr.upstream.trainingrun()
+    assert read(res, trainingrun.plan(res, plans.Observed(), ttr.T0, ttr.SETTINGS)) == "InProgress"
+    running = ttr.world(res, ttr.job_with(res, *ttr.RUNNING))
+    assert read(res, trainingrun.plan(res, running, ttr.T0, ttr.SETTINGS)) == "InProgress"
+    done = ttr.world(res, ttr.job_with(res, *ttr.DONE), ttr.pod(ttr.trainer_result.compact(ttr.SUCCESS)))
+    assert read(res, trainingrun.plan(res, done, ttr.T0, ttr.SETTINGS)) == "Current"
+    failed = ttr.world(res, ttr.job_with(res, *ttr.FAILED), ttr.pod(None))
+    assert read(res, trainingrun.plan(res, failed, ttr.T0, ttr.SETTINGS)) == "Failed"
+    invalid = ttr.upstream.trainingrun(resources={"gpusPerReplica": -1})
+    assert read(invalid, trainingrun.plan(invalid, plans.Observed(), ttr.T0, ttr.SETTINGS)) == "Failed"
+
+
+def test_a_stale_observed_generation_reads_in_progress_whatever_the_conditions() -> None:
+    res = td.resource(replicas=2)
+    res, settled = td._converge(res, [], td.NOW)
+    edited = {**res, "metadata": {**res["metadata"], "generation": 2}}
+    assert read(edited, settled) == "InProgress"
