@@ -304,8 +304,10 @@ async def _reconcile_key(binding: Binding, key: tuple[str, str]) -> None:
             resource = await loop.run_in_executor(_EXECUTOR, objects.get, ref)
         if resource is None or resource["metadata"].get("deletionTimestamp"):
             binding.timers.pop(key, None)
+            binding.failures.pop(key, None)
             if resource is None:
                 binding.served.discard(key)
+                binding.reported.pop(key, None)
             return
         await _reconcile(binding, resource)
     except Exception as exc:  # the GET failed (the reconcile handles its own): back off, requeue
