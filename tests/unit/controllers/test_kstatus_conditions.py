@@ -10,7 +10,8 @@ from typing import Any
 from flywheel.controllers import deployment as dep_controller
 from flywheel.controllers import driftmonitor as dm
 from flywheel.controllers import plans, trainingrun
-from tests.unit.controllers import kstatus
+from flywheel.training import result as trainer_result
+from tests.unit.controllers import kstatus, upstream
 from tests.unit.controllers import test_deployment as td
 from tests.unit.controllers import test_driftmonitor_plan as tdm
 from tests.unit.controllers import test_trainingrun_plan as ttr
@@ -63,15 +64,15 @@ def test_driftmonitor_through_a_wait_a_check_a_missing_deployment_and_an_invalid
 
 
 def test_trainingrun_through_a_start_a_run_a_success_a_failure_and_an_invalid_spec() -> None:
-    res = ttr.upstream.trainingrun()
+    res = upstream.trainingrun()
     assert read(res, trainingrun.plan(res, plans.Observed(), ttr.T0, ttr.SETTINGS)) == "InProgress"
     running = ttr.world(res, ttr.job_with(res, *ttr.RUNNING))
     assert read(res, trainingrun.plan(res, running, ttr.T0, ttr.SETTINGS)) == "InProgress"
-    done = ttr.world(res, ttr.job_with(res, *ttr.DONE), ttr.pod(ttr.trainer_result.compact(ttr.SUCCESS)))
+    done = ttr.world(res, ttr.job_with(res, *ttr.DONE), ttr.pod(trainer_result.compact(ttr.SUCCESS)))
     assert read(res, trainingrun.plan(res, done, ttr.T0, ttr.SETTINGS)) == "Current"
     failed = ttr.world(res, ttr.job_with(res, *ttr.FAILED), ttr.pod(None))
     assert read(res, trainingrun.plan(res, failed, ttr.T0, ttr.SETTINGS)) == "Failed"
-    invalid = ttr.upstream.trainingrun(resources={"gpusPerReplica": -1})
+    invalid = upstream.trainingrun(resources={"gpusPerReplica": -1})
     assert read(invalid, trainingrun.plan(invalid, plans.Observed(), ttr.T0, ttr.SETTINGS)) == "Failed"
 
 
