@@ -81,8 +81,6 @@ from flywheel.kube import execute, objects, throttle, watch
 from operators import metrics
 
 logger = logging.getLogger("flywheel.operator")
-
-
 RETRY_BACKOFF = 1.0
 """Seconds before the first retry of a failed reconcile; doubles per consecutive failure
 ($FLYWHEEL_RETRY_BACKOFF, read by configure())."""

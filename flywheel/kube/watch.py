@@ -58,7 +58,8 @@ class Watch:
         self.on_event = on_event
         self.version: str | None = None
         """The last resourceVersion seen (None: list first)."""
-        self.relists = 0
+        self._delivered = 0
+        """Events delivered so far: progress, which resets the backoff."""
         self._stop = threading.Event()
         self._response: urllib3.BaseHTTPResponse | None = None
         self._thread = threading.Thread(target=self._run, name=f"watch-{plural}", daemon=True)
@@ -80,19 +81,24 @@ class Watch:
         failures = 0
         backoff = throttle.Backoff(base=BACKOFF, cap=BACKOFF_CAP)
         while not self._stop.is_set():
+            delivered = self._delivered
             try:
                 if self.version is None:
                     self.version = self._list()
-                    self.relists += 1
                 self._stream()
                 failures = 0
             except Gone as exc:
-                logger.info("Watch of %s: %s, listing again", self.path, exc)
+                # The first relist goes at once; a server that keeps answering 410 without a
+                # single event in between gets the same growing pause as any other failure.
+                failures = 0 if self._delivered != delivered else failures + 1
+                delay = backoff.delay(failures - 1)
+                logger.info("Watch of %s: %s, listing again in %.1fs", self.path, exc, delay)
                 self.version = None
+                self._stop.wait(delay)
             except (client.ApiError, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
                 if self._stop.is_set():
                     break
-                failures += 1
+                failures = 1 if self._delivered != delivered else failures + 1
                 delay = backoff.delay(failures)
                 logger.warning("Watch of %s failed, retrying in %.1fs: %s", self.path, delay, exc)
                 self._stop.wait(delay)
@@ -131,6 +137,7 @@ class Watch:
                 version = (obj.get("metadata") or {}).get("resourceVersion")
                 if kind != "BOOKMARK":
                     self.on_event(kind, obj)
+                self._delivered += 1
                 if version:
                     self.version = str(version)
         except client.ApiError as exc:

@@ -5,6 +5,7 @@ version, errors back off and retry."""
 from __future__ import annotations
 
 import threading
+import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -116,3 +117,23 @@ def test_any_error_event_lists_again(server: dict[str, list[Any]]) -> None:
     server["streams"] = [[{"type": "ERROR", "object": {"code": 500, "reason": "InternalError"}}], []]
     assert run(server) == []
     assert "resourceVersion=9" in server["asked"][1]
+
+
+def test_a_server_that_keeps_answering_410_gets_a_growing_pause(
+    server: dict[str, list[Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr(watch, "BACKOFF", 1.0)
+
+    class Recorded(threading.Event):  # the watch's pauses, recorded instead of waited
+        def wait(self, timeout: float | None = None) -> bool:
+            waits.append(timeout or 0.0)
+            return False
+
+    monkeypatch.setattr(watch, "threading", types.SimpleNamespace(Event=Recorded, Thread=threading.Thread))
+    listing = {"kind": "PyTorchJobList", "metadata": {"resourceVersion": "5"}, "items": []}
+    server["lists"] = [dict(listing) for _ in range(5)]
+    gone = client.ApiError(410, "Gone", "too old")
+    server["streams"] = [gone, gone, gone, gone]
+    run(server)
+    assert waits[0] == 0.0 and 0.5 <= waits[1] <= 1.0 and 1.0 <= waits[2] <= 2.0 and 2.0 <= waits[3] <= 4.0
