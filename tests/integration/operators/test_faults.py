@@ -121,12 +121,13 @@ async def test_errors_before_and_after_the_write_and_a_lost_answer_converge(
         Rule("before", "POST", "/pytorchjobs", times=2),  # not written
         Rule("after", "POST", "/configmaps", times=1),  # written, answered 500
         Rule("lose", "PATCH", r"/trainingruns/iris/status", times=1),  # written, no answer
+        Rule("delay", "POST", "/events", times=1, seconds=0.5),  # slow, well within the timeout
     )
     async with operator(emulator, tmp_path, *rules) as proxy:
         await tr.create(tr.run_manifest())
         await until(proxy, lambda: tr.ready(emulator).get("reason") == "JobCreated")
         await asyncio.sleep(0.5)
-    assert [r.hits for r in rules] == [2, 1, 1]
+    assert [r.hits for r in rules] == [2, 1, 1, 1]
     assert len(emulator.live(tr.JOBS, tr.NS)) == 1 and len(emulator.live(tr.CONFIGMAPS, tr.NS)) == 1
     # 5 requests for a new run without faults; each of the 4 faults costs one retried reconcile
     # of a few requests, so about 25: bounded at twice that.
