@@ -87,8 +87,9 @@ RETRY_BACKOFF = 1.0
 RETRY_CAP = 60.0
 """The longest wait between retries of one object ($FLYWHEEL_RETRY_BACKOFF_CAP)."""
 KOPF_BACKOFF = 10.0
-"""kopf's fixed delay before it retries a handler that raised: only DriftMonitor's steps still
-raise to kopf (PermanentError is not retried)."""
+"""kopf's fixed delay before it retries a handler that raised something unplanned (a failed GET
+before a DriftMonitor step); failed steps raise TemporaryError with this module's backoff, and
+PermanentError is not retried."""
 REPORT_AFTER = 2
 """Consecutive failures before the object shows Ready=False/ReconcileError: one conflict or lost
 answer, retried a second later, is not news for the people reading Ready."""
