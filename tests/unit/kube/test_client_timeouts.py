@@ -76,3 +76,24 @@ def test_a_refused_connection_is_unavailable_too() -> None:
         assert caught.value.reason == "ConnectionError" and caught.value.status == 503
     finally:
         client.disconnect()
+
+
+def test_every_request_takes_a_token_from_the_rate_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    taken: list[int] = []
+
+    class Counting(throttle.TokenBucket):
+        def acquire(self) -> float:
+            taken.append(1)
+            return 0.0
+
+    with socket.create_server(("127.0.0.1", 0)) as spare:
+        port = spare.getsockname()[1]
+    connect(f"http://127.0.0.1:{port}", read_timeout=1.0)
+    monkeypatch.setattr(client._State, "bucket", Counting(qps=1, burst=1))
+    try:
+        for _ in range(3):
+            with pytest.raises(client.Unavailable):
+                client.request("GET", "/api/v1/namespaces/default/pods/p")
+    finally:
+        client.disconnect()
+    assert len(taken) == 3
