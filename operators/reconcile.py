@@ -31,7 +31,8 @@ A controller module offers `observe_refs(resource, settings) -> [Ref]` and
   (controller-runtime's RequeueAfter).
 - Failures (the API answered 409/429/5xx, timed out, refused; or anything else raised): the same
   requeue, after a per-object exponential backoff with jitter (RETRY_BACKOFF doubling up to
-  RETRY_CAP, reset by the object's next successful reconcile), never a kopf.TemporaryError: kopf
+  RETRY_CAP, reset by the object's next successful reconcile) and a token of the process-wide
+  RETRIES bucket, never a kopf.TemporaryError: kopf
   writes two bookkeeping PATCHes per retry and retries at a fixed delay, so 200 runs throttled
   together came back as one wave of 200 every 10 s, each adding writes to a server already
   saying 429. From REPORT_AFTER consecutive failures on, the object says so: Ready=False and
@@ -86,6 +87,11 @@ RETRY_BACKOFF = 1.0
 ($FLYWHEEL_RETRY_BACKOFF, read by configure())."""
 RETRY_CAP = 60.0
 """The longest wait between retries of one object ($FLYWHEEL_RETRY_BACKOFF_CAP)."""
+RETRIES = throttle.TokenBucket(qps=10, burst=100)
+"""All retries of the process together, whatever the number of failing objects: a retry waits
+for the later of its object's backoff and a token (controller-runtime's workqueue does the same,
+at 10/s and 100). Measured (bench/operator_faults.py): per-object backoff alone let 200 runs
+under a 429 storm retry ~5 times each in 20 s."""
 KOPF_BACKOFF = 10.0
 """kopf's fixed delay before it retries a handler that raised something unplanned (a failed GET
 before a DriftMonitor step); failed steps raise TemporaryError with this module's backoff, and
@@ -165,6 +171,12 @@ def configure(env: Mapping[str, str]) -> None:
 
     RETRY_BACKOFF = seconds("FLYWHEEL_RETRY_BACKOFF", 1.0)
     RETRY_CAP = seconds("FLYWHEEL_RETRY_BACKOFF_CAP", 60.0)
+    qps = seconds("FLYWHEEL_RETRY_QPS", 10.0)
+    burst = seconds("FLYWHEEL_RETRY_BURST", 100.0)
+    if burst < 1:
+        raise ValueError(f"FLYWHEEL_RETRY_BURST={env.get('FLYWHEEL_RETRY_BURST')!r} must be >= 1")
+    global RETRIES
+    RETRIES = throttle.TokenBucket(qps=qps, burst=int(burst))
 
 
 def reconcile_once(
@@ -216,7 +228,8 @@ async def _reconcile(binding: Binding, resource: dict[str, Any]) -> plans.Plan |
 def _failed(binding: Binding, key: tuple[str, str], exc: Exception) -> float:
     """Count a failed reconcile of `key`; returns the backoff before its retry, and logs it."""
     failures = binding.failures[key] = binding.failures.get(key, 0) + 1
-    delay = throttle.Backoff(base=RETRY_BACKOFF, cap=RETRY_CAP, rng=binding.rng).delay(failures)
+    backoff = throttle.Backoff(base=RETRY_BACKOFF, cap=RETRY_CAP, rng=binding.rng).delay(failures)
+    delay = max(backoff, RETRIES.reserve())
     log = logger.warning if failures >= REPORT_AFTER else logger.info
     log("Reconcile of %s %s/%s failed (%d in a row), retrying in %.1fs: %s",
         binding.kind, *key, failures, delay, exc)  # fmt: skip

@@ -10,6 +10,7 @@ whole process sends, whatever the number of objects (client-go's QPS and burst).
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import math
 import random
@@ -85,6 +86,14 @@ class TokenBucket:
 
     def acquire(self) -> float:
         """Take one token; returns the seconds waited for it."""
+        wait = self.reserve()
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+    def reserve(self) -> float:
+        """Take one token without waiting; returns the seconds until it is due (the caller waits,
+        or schedules its work that much later)."""
         if self.qps <= 0:
             return 0.0
         with self._lock:
@@ -92,10 +101,29 @@ class TokenBucket:
             self._tokens = min(float(self.burst), self._tokens + (now - self._stamp) * self.qps)
             self._stamp = now
             self._tokens -= 1.0  # may go negative: a reservation the refill pays back
-            wait = -self._tokens / self.qps if self._tokens < 0 else 0.0
-        if wait > 0:
-            self._sleep(wait)
-        return wait
+            return -self._tokens / self.qps if self._tokens < 0 else 0.0
+
+
+class JitteredBackoffs(collections.abc.Sequence[float]):
+    """A fixed number of growing, jittered delays, drawn afresh on every iteration: what kopf
+    takes as `networking.error_backoffs` (it iterates the sequence once per failing request and
+    reads its length), so its own retries of one request spread out instead of all the failing
+    requests of a 429 storm retrying after the same 1, 1, 2, 3, 5... seconds."""
+
+    def __init__(self, backoff: Backoff, size: int) -> None:
+        self.backoff = backoff
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> float:  # type: ignore[override]
+        if not -self.size <= index < self.size:
+            raise IndexError(index)
+        return self.backoff.delay(index % self.size + 1)
+
+    def __iter__(self) -> collections.abc.Iterator[float]:
+        return (self.backoff.delay(n) for n in range(1, self.size + 1))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,7 @@ import pytest
 
 from flywheel.controllers import settings as settings_mod
 from flywheel.controllers import trainingrun
-from flywheel.kube import client
+from flywheel.kube import client, throttle
 from operators import reconcile
 from tests.integration.operators import test_trainingrun_operator as tr
 
@@ -28,6 +28,9 @@ def binding(seed: int = 3) -> reconcile.Binding:
 def test_backoff_grows_per_object_is_capped_and_resets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(reconcile, "RETRY_BACKOFF", 1.0)
     monkeypatch.setattr(reconcile, "RETRY_CAP", 8.0)
+    monkeypatch.setattr(
+        reconcile, "RETRIES", throttle.TokenBucket(qps=0, burst=1)
+    )  # per object only
     b = binding()
     delays = [reconcile._failed(b, KEY, RuntimeError("x")) for _ in range(6)]
     for delay, raw in zip(delays, [1, 2, 4, 8, 8, 8], strict=True):
@@ -93,14 +96,18 @@ def test_bad_settings_stop_the_start_with_one_line_naming_the_variable(
 
     monkeypatch.setattr(reconcile, "RETRY_BACKOFF", reconcile.RETRY_BACKOFF)  # restored after
     monkeypatch.setattr(reconcile, "RETRY_CAP", reconcile.RETRY_CAP)
+    monkeypatch.setattr(reconcile, "RETRIES", reconcile.RETRIES)
     for env, text in [
         ({"FLYWHEEL_RETRY_BACKOFF": "abc"}, "FLYWHEEL_RETRY_BACKOFF='abc' is not a number of seconds"),
         ({"FLYWHEEL_RETRY_BACKOFF_CAP": "-1"}, "FLYWHEEL_RETRY_BACKOFF_CAP='-1' must be >= 0"),
         ({"FLYWHEEL_KUBE_QPS": "fast"}, "FLYWHEEL_KUBE_QPS='fast' is not a number"),
         ({"FLYWHEEL_KUBE_BURST": "0"}, "FLYWHEEL_KUBE_BURST='0' must be >= 1"),
+        ({"FLYWHEEL_RETRY_BURST": "0.5"}, "FLYWHEEL_RETRY_BURST='0.5' must be >= 1"),
     ]:
         with pytest.raises(errors.UserError) as caught:
             main.check_settings(env)
         assert str(caught.value) == text
-    main.check_settings({"FLYWHEEL_RETRY_BACKOFF": "0.25", "FLYWHEEL_RETRY_BACKOFF_CAP": "5"})
-    assert (reconcile.RETRY_BACKOFF, reconcile.RETRY_CAP) == (0.25, 5.0)
+    main.check_settings(
+        {"FLYWHEEL_RETRY_BACKOFF": "0.25", "FLYWHEEL_RETRY_BACKOFF_CAP": "5", "FLYWHEEL_RETRY_QPS": "3"}
+    )
+    assert (reconcile.RETRY_BACKOFF, reconcile.RETRY_CAP, reconcile.RETRIES.qps) == (0.25, 5.0, 3.0)

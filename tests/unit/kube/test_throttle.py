@@ -65,3 +65,20 @@ def test_limits_from_env_and_errors_that_name_the_variable() -> None:
         throttle.Limits.from_env({"FLYWHEEL_KUBE_CONNECT_TIMEOUT": "0"})
     with pytest.raises(ValueError, match="jitter"):
         throttle.Backoff(jitter=2)
+
+
+def test_jittered_backoffs_as_kopf_reads_them() -> None:
+    delays = throttle.JitteredBackoffs(throttle.Backoff(base=1.0, cap=30.0, rng=random.Random(5)), 6)
+    assert len(delays) == 6
+    first, second = list(delays), list(delays)  # a fresh draw per failing request
+    assert first != second
+    for drawn in (first, second):
+        for n, delay in enumerate(drawn, start=1):
+            raw = min(30.0, 2.0 ** (n - 1))
+            assert raw / 2 <= delay <= raw
+
+
+def test_reserve_takes_a_token_without_waiting() -> None:
+    now = [0.0]
+    bucket = throttle.TokenBucket(qps=10, burst=2, clock=lambda: now[0], sleep=lambda s: pytest.fail("slept"))
+    assert [bucket.reserve() for _ in range(4)] == pytest.approx([0.0, 0.0, 0.1, 0.2])
