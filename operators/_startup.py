@@ -14,8 +14,10 @@ status that already says it; level WARNING for anything that does post. kopf is 
 range tested here (pyproject.toml), as `watch_410` patches one of its private functions.
 
 Timeouts, rate limit: flywheel.kube.client reads FLYWHEEL_KUBE_* at connect(); kopf's own requests
-get the same timeouts (networking.request_timeout/connect_timeout) so a hung answer to kopf's
-annotation patch cannot stall a worker either.
+get the same connect timeout and KOPF_TIMEOUT_FACTOR times the read timeout as their total (was
+kopf's 300 s), so a hung answer to kopf's annotation patch cannot stall a worker for long either.
+The factor: kopf's total covers the whole answer, and its lists are unpaginated (every object of
+a kind in one answer), far bigger than any one call of ours.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from flywheel.kube import client, throttle
 from operators import metrics, reconcile, watch_410
 
 FINALIZER = f"{contract.ANNOTATION_PREFIX}/finalizer"
+KOPF_TIMEOUT_FACTOR = 4
 
 
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -48,7 +51,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     client.connect()
     limits = client.limits()
     settings.networking.connect_timeout = limits.connect_timeout
-    settings.networking.request_timeout = limits.read_timeout
+    settings.networking.request_timeout = KOPF_TIMEOUT_FACTOR * limits.read_timeout
     # kopf retries its own failed requests (its annotation patch after each handler) 8 times at
     # 1, 1, 2, 3, 5, 8, 13, 21 s: under a 429 storm, 6 of the ~11 requests per run in 20 s
     # (bench/operator_faults.py). Growing and jittered instead, and fewer in the same time.
