@@ -201,10 +201,23 @@ def register(
             ref = plans.Ref(api.API_VERSION, KIND, name, namespace)
             resource = await pool.run_in_executor(reconcile._EXECUTOR, objects.get, ref)
             if resource is None or resource["metadata"].get("deletionTimestamp"):
+                binding.failures.pop(key, None)
                 return
-            result = await pool.run_in_executor(
-                reconcile._EXECUTOR, loop.step, backend, resource, now(), analysis
-            )
+            try:
+                result = await pool.run_in_executor(
+                    reconcile._EXECUTOR, loop.step, backend, resource, now(), analysis
+                )
+            except Exception as exc:
+                # As the other kinds (operators/reconcile.py): a growing, jittered delay per
+                # monitor, and from the second failure on the monitor says so. The retry itself
+                # stays kopf's (a step is driven by kopf's handlers and timer, not our requeue).
+                delay = reconcile._failed(binding, key, exc)
+                if binding.failures[key] >= reconcile.REPORT_AFTER:
+                    await pool.run_in_executor(
+                        reconcile._EXECUTOR, reconcile._report, binding, key, resource, exc
+                    )
+                raise kopf.TemporaryError(str(exc), delay=delay) from exc
+            binding.failures.pop(key, None)
         if result.plan.permanent_error:
             raise kopf.PermanentError(result.plan.permanent_error)
         for started in result.started:
@@ -216,7 +229,7 @@ def register(
 
     for decorator in (kopf.on.resume, kopf.on.create, kopf.on.update):
         decorator(
-            group, version, plural, id="step-driftmonitor", backoff=reconcile.RETRY_BACKOFF, registry=registry
+            group, version, plural, id="step-driftmonitor", backoff=reconcile.KOPF_BACKOFF, registry=registry
         )(on_change)
 
     def index(body: kopf.Body, **_: Any) -> dict[Any, Any]:

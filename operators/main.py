@@ -11,13 +11,14 @@ import importlib
 import logging
 import os
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import kopf
 
 from flywheel import api, errors
 from flywheel.api import contract
 from flywheel.controllers import settings as settings_mod
+from flywheel.kube import throttle
 from operators import _startup, metrics, reconcile
 
 logger = logging.getLogger("flywheel.operator")
@@ -68,7 +69,18 @@ def _serve_metrics(liveness: str | None) -> None:
         metrics.serve(port)
 
 
+def check_settings(env: Mapping[str, str]) -> None:
+    """Read the API and retry settings now, before kopf starts: a bad value is one clear line
+    naming the variable (inside kopf's start-up it became a handler retried forever)."""
+    try:
+        throttle.Limits.from_env(env)
+        reconcile.configure(env)
+    except ValueError as exc:
+        raise errors.UserError(str(exc)) from None
+
+
 def cli(args: argparse.Namespace) -> int:
+    check_settings(os.environ)
     kinds = resolve_kinds(args.kinds)
     registry, _ = build_registry(kinds)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the operators: reconciles by result, and their latency.
+"""Prometheus metrics of the operators: reconciles by result, their latency, and API calls that got
+no answer (timed out or refused; flywheel.kube.client reports them through a hook).
 
 prometheus_client is optional (the `operators` extra has it); without it these are no-ops.
 """
@@ -26,6 +27,16 @@ if prometheus_client is not None:
         ["kind"],
         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     )
+    UNAVAILABLE = prometheus_client.Counter(
+        "flywheel_operator_api_unavailable",
+        "Kubernetes API calls that got no answer, by method and reason (Timeout, ConnectionError)",
+        ["method", "reason"],
+    )
+
+
+def unavailable(method: str, reason: str) -> None:
+    if prometheus_client is not None:
+        UNAVAILABLE.labels(method, reason).inc()
 
 
 def observe(kind: str, result: str, seconds: float) -> None:

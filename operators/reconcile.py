@@ -28,9 +28,18 @@ A controller module offers `observe_refs(resource, settings) -> [Ref]` and
   reads anything: our own creates and patches do not come back as a second reconcile. Deletions,
   events without a kind or resourceVersion, and requeues always reconcile.
 - Requeue: `plan.requeue_after` schedules one re-reconcile of that object on the event loop
-  (controller-runtime's RequeueAfter). Not a TemporaryError: kopf logs those as errors and writes
-  retry counters into annotations on every attempt. TemporaryError is kept for real "not yet":
-  an API server answering 409/429/5xx.
+  (controller-runtime's RequeueAfter).
+- Failures (the API answered 409/429/5xx, timed out, refused; or anything else raised): the same
+  requeue, after a per-object exponential backoff with jitter (RETRY_BACKOFF doubling up to
+  RETRY_CAP, reset by the object's next successful reconcile) and a token of the process-wide
+  RETRIES bucket, never a kopf.TemporaryError: kopf
+  writes two bookkeeping PATCHes per retry and retries at a fixed delay, so 200 runs throttled
+  together came back as one wave of 200 every 10 s, each adding writes to a server already
+  saying 429. From REPORT_AFTER consecutive failures on, the object says so: Ready=False and
+  Reconciling=True (kstatus: still in progress), reason ReconcileError, the API's message, and
+  a Warning event per distinct message, at most one per object per EVENT_INTERVAL (best effort:
+  the API may refuse these writes too). The next successful reconcile writes the controller's
+  own conditions again.
 - Handlers return None: kopf writes nothing into status; progress and diff-base live in
   flywheel.dev/* annotations (operators/_startup.py).
 - `plan.permanent_error`: the status (Ready=False, reason, message) is written first, then
@@ -57,22 +66,42 @@ import dataclasses
 import datetime
 import logging
 import os
+import random
 import time
 import types
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
 from flywheel import api
-from flywheel.api import contract
+from flywheel.api import conditions, contract
 from flywheel.controllers import plans
 from flywheel.controllers import settings as settings_mod
-from flywheel.kube import client, execute, objects, watch
+from flywheel.kube import execute, objects, throttle, watch
 from operators import metrics
 
 logger = logging.getLogger("flywheel.operator")
-RETRY_BACKOFF = float(os.environ.get("FLYWHEEL_RETRY_BACKOFF", "10"))
-"""Seconds before kopf retries a reconcile that raised (API errors)."""
+RETRY_BACKOFF = 1.0
+"""Seconds before the first retry of a failed reconcile; doubles per consecutive failure
+($FLYWHEEL_RETRY_BACKOFF, read by configure())."""
+RETRY_CAP = 60.0
+"""The longest wait between retries of one object ($FLYWHEEL_RETRY_BACKOFF_CAP)."""
+RETRIES = throttle.TokenBucket(qps=10, burst=100)
+"""All retries of the process together, whatever the number of failing objects: a retry waits
+for the later of its object's backoff and a token (controller-runtime's workqueue does the same,
+at 10/s and 100). Measured (bench/operator_faults.py): per-object backoff alone let 200 runs
+under a 429 storm retry ~5 times each in 20 s."""
+KOPF_BACKOFF = 10.0
+"""kopf's fixed delay before it retries a handler that raised something unplanned (a failed GET
+before a DriftMonitor step); failed steps raise TemporaryError with this module's backoff, and
+PermanentError is not retried."""
+REPORT_AFTER = 2
+"""Consecutive failures before the object shows Ready=False/ReconcileError: one conflict or lost
+answer, retried a second later, is not news for the people reading Ready."""
+EVENT_INTERVAL = 60.0
+"""Seconds between two ReconcileError events of one object."""
+R_RECONCILE_ERROR = "ReconcileError"
 WORKERS = int(os.environ.get("FLYWHEEL_OPERATOR_WORKERS", "16"))
 _EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="reconcile")
 
@@ -113,10 +142,41 @@ class Binding:
     """Owners kopf handed to this binding; child events of any other owner are ignored."""
     watches: list[watch.Watch] = dataclasses.field(default_factory=list)
     """The child watches (flywheel.kube.watch), started and stopped with the operator."""
+    failures: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
+    """Consecutive failed reconciles per object (forgotten on success)."""
+    reported: dict[tuple[str, str], float] = dataclasses.field(default_factory=dict)
+    """When (monotonic) each object last got a ReconcileError event."""
+    rng: random.Random = dataclasses.field(default_factory=random.Random)
+    """The retries' jitter (seeded in tests)."""
 
     @property
     def plural(self) -> str:
         return api.KINDS[self.kind].PLURAL
+
+
+def configure(env: Mapping[str, str]) -> None:
+    """Read the retry settings from `env` (the operator's start); a bad value raises ValueError
+    naming the variable. Not at import: a typo must reach the person as one line, not a traceback."""
+    global RETRY_BACKOFF, RETRY_CAP
+
+    def seconds(name: str, default: float) -> float:
+        text = env.get(name) or str(default)
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{name}={text!r} is not a number of seconds") from None
+        if not value >= 0:  # also NaN
+            raise ValueError(f"{name}={text!r} must be >= 0")
+        return value
+
+    RETRY_BACKOFF = seconds("FLYWHEEL_RETRY_BACKOFF", 1.0)
+    RETRY_CAP = seconds("FLYWHEEL_RETRY_BACKOFF_CAP", 60.0)
+    qps = seconds("FLYWHEEL_RETRY_QPS", 10.0)
+    burst = seconds("FLYWHEEL_RETRY_BURST", 100.0)
+    if burst < 1:
+        raise ValueError(f"FLYWHEEL_RETRY_BURST={env.get('FLYWHEEL_RETRY_BURST')!r} must be >= 1")
+    global RETRIES
+    RETRIES = throttle.TokenBucket(qps=qps, burst=int(burst))
 
 
 def reconcile_once(
@@ -146,11 +206,14 @@ async def _reconcile(binding: Binding, resource: dict[str, Any]) -> plans.Plan |
             plan, outcome = await loop.run_in_executor(
                 _EXECUTOR, reconcile_once, binding.controller, resource, binding.settings
             )
-        except client.ApiError as exc:
+        except Exception as exc:
             metrics.observe(binding.kind, "error", time.monotonic() - started)
-            if exc.retryable:
-                raise kopf.TemporaryError(f"the API server said {exc}", delay=RETRY_BACKOFF) from exc
-            raise
+            delay = _failed(binding, key, exc)
+            if binding.failures[key] >= REPORT_AFTER:
+                await loop.run_in_executor(_EXECUTOR, _report, binding, key, resource, exc)
+            _schedule(binding, key, delay)
+            return None
+        binding.failures.pop(key, None)
         _remember(binding, key[0], outcome)
         result = "changed" if outcome.writes else "unchanged"
         metrics.observe(
@@ -160,6 +223,39 @@ async def _reconcile(binding: Binding, resource: dict[str, Any]) -> plans.Plan |
             logger.info("Reconciled %s %s/%s: %s", binding.kind, *key, ", ".join(outcome.writes))
     _schedule(binding, key, plan.requeue_after)
     return plan
+
+
+def _failed(binding: Binding, key: tuple[str, str], exc: Exception) -> float:
+    """Count a failed reconcile of `key`; returns the backoff before its retry, and logs it."""
+    failures = binding.failures[key] = binding.failures.get(key, 0) + 1
+    backoff = throttle.Backoff(base=RETRY_BACKOFF, cap=RETRY_CAP, rng=binding.rng).delay(failures)
+    delay = max(backoff, RETRIES.reserve())
+    log = logger.warning if failures >= REPORT_AFTER else logger.info
+    log("Reconcile of %s %s/%s failed (%d in a row), retrying in %.1fs: %s",
+        binding.kind, *key, failures, delay, exc)  # fmt: skip
+    return delay
+
+
+def _report(binding: Binding, key: tuple[str, str], resource: dict[str, Any], exc: Exception) -> None:
+    """Ready=False/ReconcileError with the error's text on the object, and a Warning event (one
+    per distinct text: its name is derived from it; at most one per EVENT_INTERVAL). In a worker
+    thread; a failure here is only logged: the retry is already scheduled."""
+    message = str(exc) or type(exc).__name__
+    now = datetime.datetime.now(datetime.UTC)
+    status = resource.get("status") or {}
+    conds = list(status.get("conditions") or [])
+    # Reconciling (kstatus: InProgress), not Stalled: the retries go on, and most such errors
+    # (429, 5xx, timeouts) pass; a Flux `wait` times out with this message instead of failing early.
+    for type_, value in ((conditions.READY, "False"), (conditions.RECONCILING, "True")):
+        conds = plans.set_condition(conds, type_, value, R_RECONCILE_ERROR, message, now)
+    try:
+        objects.patch_status(resource, {"conditions": conds})
+        last = binding.reported.get(key)
+        due = last is None or time.monotonic() - last >= EVENT_INTERVAL
+        if due and objects.post_event(resource, plans.Event(R_RECONCILE_ERROR, message, "Warning"), now):
+            binding.reported[key] = time.monotonic()
+    except Exception as report_exc:
+        logger.info("Could not report the failure on %s %s/%s: %s", binding.kind, *key, report_exc)
 
 
 def _schedule(binding: Binding, key: tuple[str, str], delay: float | None) -> None:
@@ -220,15 +316,14 @@ async def _reconcile_key(binding: Binding, key: tuple[str, str]) -> None:
             resource = await loop.run_in_executor(_EXECUTOR, objects.get, ref)
         if resource is None or resource["metadata"].get("deletionTimestamp"):
             binding.timers.pop(key, None)
+            binding.failures.pop(key, None)
             if resource is None:
                 binding.served.discard(key)
+                binding.reported.pop(key, None)
             return
         await _reconcile(binding, resource)
-    except Exception as exc:  # a child event has no kopf retry: requeue instead
-        logger.warning(
-            "Reconcile of %s %s/%s failed, retrying in %ss: %s", binding.kind, *key, RETRY_BACKOFF, exc
-        )
-        _schedule(binding, key, RETRY_BACKOFF)
+    except Exception as exc:  # the GET failed (the reconcile handles its own): back off, requeue
+        _schedule(binding, key, _failed(binding, key, exc))
 
 
 def _watcher(binding: Binding, child: Child) -> Any:
@@ -301,7 +396,7 @@ def register(
 
     handler_id = f"reconcile-{kind.lower()}"
     for decorator in (kopf.on.resume, kopf.on.create, kopf.on.update):
-        decorator(group, version, binding.plural, id=handler_id, backoff=RETRY_BACKOFF, registry=registry)(
+        decorator(group, version, binding.plural, id=handler_id, backoff=KOPF_BACKOFF, registry=registry)(
             reconcile
         )
 

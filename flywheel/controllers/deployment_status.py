@@ -1,8 +1,10 @@
 """Status of a Deployment (deployments.flywheel.dev): rollout progress, conditions, events; pure.
 
-Conditions: Ready, ChampionReady, ChallengerReady. Ready is True only when the live apps/v1
-Deployment runs the desired template (its config-hash annotation) on every wanted replica; while a
-new template rolls out it is Unknown (kstatus: in progress). The local backend uses the same rows.
+Conditions: Ready, ChampionReady, ChallengerReady, Reconciling, Stalled. Ready is True only when
+the live apps/v1 Deployment runs the desired template (its config-hash annotation) on every wanted
+replica; while a new template rolls out, or the champion's model is not there yet, it is Unknown
+and Reconciling is True (kstatus: InProgress); an invalid spec or a champion that failed makes
+Ready False and Stalled True (kstatus: Failed). The local backend uses the same rows.
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ def finish(
     generation = resource["metadata"].get("generation")
     conds = list(current.get("conditions") or [])
     ready = rows[0]
-    for type_, value, reason, message in rows:
+    for type_, value, reason, message in [*rows, *plans.progress_rows(*ready[1:], stalled=stalled or None)]:
         conds = plans.set_condition(conds, type_, value, reason, message, now, generation)
     status = {
         "observedGeneration": generation,

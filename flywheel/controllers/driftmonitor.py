@@ -305,6 +305,7 @@ def _conditions(
         (conditions.DRIFT_DETECTED, *drift),
         (conditions.RETRAINING, *retraining),
         (conditions.PROMOTED, *promoted),
+        *plans.progress_rows(*ready),
     ]
     for type_, value, reason, message in rows:
         conds = plans.set_condition(conds, type_, value, reason, message, now, generation)
@@ -341,15 +342,13 @@ def _invalid(
 ) -> plans.Plan:
     message = plans.spec_problems(resource, exc) + "; fix the field and re-apply"
     generation = resource["metadata"].get("generation")
-    conds = plans.set_condition(
-        list(current.get("conditions") or []),
-        conditions.READY,
-        "False",
-        conditions.R_INVALID_SPEC,
-        message,
-        now,
-        generation,
-    )
+    conds = list(current.get("conditions") or [])
+    rows = [(conditions.READY, "False", conditions.R_INVALID_SPEC, message)]
+    for type_, value, reason, text in [
+        *rows,
+        *plans.progress_rows("False", conditions.R_INVALID_SPEC, message),
+    ]:
+        conds = plans.set_condition(conds, type_, value, reason, text, now, generation)
     status = {
         "observedGeneration": generation,
         "phase": conditions.FAILED,

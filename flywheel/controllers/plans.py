@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import pydantic
 
-from flywheel.api import common, contract, loading
+from flywheel.api import common, conditions, contract, loading
 
 Manifest = dict[str, Any]
 R = TypeVar("R", bound=common.Resource)
@@ -98,6 +98,22 @@ def set_condition(
 
 def get_condition(conditions: list[dict[str, Any]] | None, type_: str) -> dict[str, Any] | None:
     return next((c for c in conditions or [] if c.get("type") == type_), None)
+
+
+def progress_rows(
+    ready: str, reason: str, message: str, stalled: bool | None = None
+) -> list[tuple[str, str, str, str]]:
+    """kstatus's abnormal-true pair for a Ready row: Reconciling=True while Ready is Unknown (work
+    in progress: rolling out, waiting for a model or a first check), Stalled=True when it cannot
+    progress without a person (by default: Ready is False). kstatus reads Reconciling/Stalled
+    before Ready, so without them a resource mid-rollout or waiting reads Current, and Flux's
+    `wait: true` passes early. Both are always present (False when not), like TrainingRun's."""
+    stuck = ready == "False" if stalled is None else stalled
+    busy = ready == "Unknown" and not stuck
+    return [
+        (conditions.RECONCILING, str(busy), reason, message if busy else ""),
+        (conditions.STALLED, str(stuck), reason, message if stuck else ""),
+    ]
 
 
 def child_name(parent: str, suffix: str = "", max_len: int = 63) -> str:

@@ -16,6 +16,14 @@ certificates, retries) and the auth header (bearer token, refreshed by the kubec
 plugin through the client's api-key hook) still come from the official client.
 
 Calls are synchronous; the operator glue runs them in a thread pool, off kopf's event loop.
+
+Every call has a connect and a read timeout (watch streams have their own, in flywheel.kube.watch)
+and goes through the client-side rate limit (flywheel.kube.throttle): a held request must not hold
+its reconcile, and with it a worker thread, for as long as the server likes (measured before: a
+status PATCH held for 75 s blocked its run for 75 s with nothing logged). A timeout or a broken
+connection is raised as `Unavailable`, a retryable ApiError, so callers handle it as a 503. urllib3
+retries nothing itself (`retries=False`): the reconcile retries, with backoff, the whole idempotent
+step, which is also right for a POST whose answer was lost.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import contextlib
 import json
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kubernetes.client
@@ -32,6 +40,7 @@ import kubernetes.config
 import urllib3
 
 from flywheel import api
+from flywheel.kube import throttle
 
 # Plural names of the kinds Flywheel reads or writes; anything else falls back to `<kind>s`.
 _PLURALS: dict[str, str] = {
@@ -68,9 +77,37 @@ class ApiError(Exception):
         return self.status in (409, 429) or self.status >= 500
 
 
+class Unavailable(ApiError):
+    """No answer: the request timed out or the connection failed (the write may or may not have
+    happened). Retryable, like a 503."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(503, reason, message)
+
+
 class _State:
     lock = threading.Lock()
     api_client: kubernetes.client.ApiClient | None = None
+    limits = throttle.Limits()
+    bucket = throttle.TokenBucket(limits.qps, limits.burst)
+    timeout = urllib3.Timeout(connect=limits.connect_timeout, read=limits.read_timeout)
+
+
+on_unavailable: list[Callable[[str, str], None]] = []
+"""Called with (method, reason) for every Unavailable raised: the operators count them as a metric
+(flywheel.kube does not own a metrics registry)."""
+
+
+def configure(limits: throttle.Limits) -> None:
+    """Set the timeouts and the rate limit of every later request."""
+    with _State.lock:
+        _State.limits = limits
+        _State.bucket = throttle.TokenBucket(limits.qps, limits.burst)
+        _State.timeout = urllib3.Timeout(connect=limits.connect_timeout, read=limits.read_timeout)
+
+
+def limits() -> throttle.Limits:
+    return _State.limits
 
 
 def load_configuration() -> kubernetes.client.Configuration:
@@ -86,7 +123,10 @@ def load_configuration() -> kubernetes.client.Configuration:
 
 
 def connect(configuration: kubernetes.client.Configuration | None = None) -> None:
-    """(Re)connect, e.g. at operator start-up; later calls use this connection."""
+    """(Re)connect, e.g. at operator start-up; later calls use this connection. The timeouts and
+    rate limit are read from the environment (throttle.Limits.from_env) now: a bad value stops
+    the start with a ValueError naming the variable."""
+    configure(throttle.Limits.from_env(os.environ))
     client = kubernetes.client.ApiClient(configuration or load_configuration())
     with _State.lock:
         old, _State.api_client = _State.api_client, client
@@ -130,13 +170,24 @@ def manifest_path(manifest: Mapping[str, Any], *, collection: bool = False, sub:
 
 def request(method: str, url_path: str, body: Any = None, content_type: str | None = None) -> Any:
     """One API call with a JSON body; returns the decoded JSON answer (text when the answer is
-    not JSON, e.g. a pod log) or raises ApiError. Connection failures raise urllib3's errors."""
+    not JSON, e.g. a pod log) or raises ApiError (Unavailable: timed out or no connection)."""
     api_client = _api_client()
     headers = {"Accept": "application/json", "Content-Type": content_type or "application/json"}
     api_client.update_params_for_auth(headers, [], ["BearerToken"])
     data = None if body is None else json.dumps(body)
     pool = api_client.rest_client.pool_manager
-    answer = pool.request(method, api_client.configuration.host + url_path, body=data, headers=headers)
+    _State.bucket.acquire()
+    try:
+        answer = pool.request(
+            method,
+            api_client.configuration.host + url_path,
+            body=data,
+            headers=headers,
+            timeout=_State.timeout,
+            retries=False,
+        )
+    except urllib3.exceptions.HTTPError as exc:
+        raise _unavailable(method, url_path, exc) from exc
     text = answer.data.decode("utf-8", errors="replace")
     if not 200 <= answer.status <= 299:
         raise _error(answer.status, answer.reason or "", text)
@@ -164,6 +215,18 @@ def open_stream(url_path: str, timeout: urllib3.Timeout) -> urllib3.BaseHTTPResp
         answer.release_conn()
         raise _error(answer.status, answer.reason or "", text)
     return answer
+
+
+def _unavailable(method: str, url_path: str, exc: urllib3.exceptions.HTTPError) -> Unavailable:
+    # NewConnectionError subclasses ConnectTimeoutError in urllib3: a refusal is not a timeout.
+    refused = isinstance(exc, urllib3.exceptions.NewConnectionError)
+    timed_out = isinstance(exc, urllib3.exceptions.TimeoutError) and not refused
+    reason = "Timeout" if timed_out else "ConnectionError"
+    for hook in on_unavailable:
+        with contextlib.suppress(Exception):  # a metric must not turn into a failed request
+            hook(method, reason)
+    what = f"no answer within {_State.limits.read_timeout:g}s" if timed_out else f"connection failed ({exc})"
+    return Unavailable(reason, f"{method} {url_path.split('?', 1)[0]}: {what}")
 
 
 def _error(status: int, reason: str, text: str) -> ApiError:

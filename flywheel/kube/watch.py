@@ -9,8 +9,13 @@ CPU per TrainingRun; here an event costs a JSON decode and a dict lookup, off ko
 label selector goes to the server, so children of other owners never reach the operator.
 
 What it does, a reduced client-go reflector: list, then watch from the list's resourceVersion with
-bookmarks; a stream that ends resumes from the last resourceVersion seen; 410 Gone (or any ERROR
-event) lists again; connection and API errors back off and retry. Listed objects are delivered
+bookmarks; a stream that ends or breaks resumes from the last resourceVersion seen (kept per event,
+so a connection cut mid-stream does not replay or skip); 410 Gone, as the watch request's HTTP
+status or as an ERROR event, and any other ERROR event list again (retrying a version the server
+has dropped can only fail again: before, a stale version was retried 21 times in 20 s and a job's
+change went unseen); connection and API errors back off exponentially with jitter, reset by the
+next event. Nothing here ends the thread but stop(): the operator's process outlives any answer
+of the server. Listed objects are delivered
 with type None (as kopf does), so after every (re)list the callback has seen the whole state;
 objects deleted while no stream was open are not reported (kopf does not either).
 """
@@ -27,11 +32,13 @@ from typing import Any
 
 import urllib3
 
-from flywheel.kube import client
+from flywheel.kube import client, throttle
 
 logger = logging.getLogger("flywheel.kube.watch")
 BACKOFF = 1.0
-"""Seconds between attempts after a failed list or watch."""
+"""Seconds before the first retry after a failed list or watch; doubles per failure up to
+BACKOFF_CAP, with jitter."""
+BACKOFF_CAP = 30.0
 SERVER_TIMEOUT = 290
 """timeoutSeconds asked of the server: it ends the stream, the watch resumes at once."""
 READ_TIMEOUT = 330.0
@@ -49,6 +56,10 @@ class Watch:
         self.kind = ""
         self.label_selector = label_selector
         self.on_event = on_event
+        self.version: str | None = None
+        """The last resourceVersion seen (None: list first)."""
+        self._delivered = 0
+        """Events delivered so far: progress, which resets the backoff."""
         self._stop = threading.Event()
         self._response: urllib3.BaseHTTPResponse | None = None
         self._thread = threading.Thread(target=self._run, name=f"watch-{plural}", daemon=True)
@@ -67,19 +78,30 @@ class Watch:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        version: str | None = None
+        failures = 0
+        backoff = throttle.Backoff(base=BACKOFF, cap=BACKOFF_CAP)
         while not self._stop.is_set():
+            delivered = self._delivered
             try:
-                if version is None:
-                    version = self._list()
-                version = self._stream(version)
-            except Gone:
-                version = None
+                if self.version is None:
+                    self.version = self._list()
+                self._stream()
+                failures = 0
+            except Gone as exc:
+                # The first relist goes at once; a server that keeps answering 410 without a
+                # single event in between gets the same growing pause as any other failure.
+                failures = 0 if self._delivered != delivered else failures + 1
+                delay = backoff.delay(failures - 1)
+                logger.info("Watch of %s: %s, listing again in %.1fs", self.path, exc, delay)
+                self.version = None
+                self._stop.wait(delay)
             except (client.ApiError, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
                 if self._stop.is_set():
                     break
-                logger.warning("Watch of %s failed, retrying in %ss: %s", self.path, BACKOFF, exc)
-                self._stop.wait(BACKOFF)
+                failures = 1 if self._delivered != delivered else failures + 1
+                delay = backoff.delay(failures)
+                logger.warning("Watch of %s failed, retrying in %.1fs: %s", self.path, delay, exc)
+                self._stop.wait(delay)
             except Exception:  # the callback's bug: say so, keep watching
                 logger.exception("Watch of %s: the event callback failed", self.path)
                 self._stop.wait(BACKOFF)
@@ -98,26 +120,33 @@ class Watch:
         version = (listing.get("metadata") or {}).get("resourceVersion")
         return str(version) if version else ""
 
-    def _stream(self, version: str) -> str:
-        """One watch request, until the server ends it; returns the last resourceVersion seen."""
+    def _stream(self) -> None:
+        """One watch request from self.version, until the server ends it; self.version follows
+        every event, so whatever ends the stream, the next one resumes where this one stopped."""
         params = {"watch": "true", "allowWatchBookmarks": "true", "timeoutSeconds": str(SERVER_TIMEOUT)}
-        if version:
-            params["resourceVersion"] = version
-        for event in self._events(self._query(**params)):
-            kind, obj = event.get("type"), event.get("object") or {}
-            if kind == "ERROR":
-                if obj.get("code") == 410:
-                    raise Gone(obj.get("message", ""))
-                raise client.ApiError(
-                    int(obj.get("code") or 500), str(obj.get("reason")), str(obj.get("message"))
-                )
-            version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
-            if kind != "BOOKMARK":
-                self.on_event(kind, obj)
-        return version
+        if self.version:
+            params["resourceVersion"] = self.version
+        try:
+            events = self._events(self._query(**params))
+            for event in events:
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    # 410: our version is too old. Any other ERROR event ends this watch with
+                    # nothing that retrying the same version would fix: list again too.
+                    raise Gone(f"ERROR event {obj.get('code')} {obj.get('reason')}: {obj.get('message')}")
+                version = (obj.get("metadata") or {}).get("resourceVersion")
+                if kind != "BOOKMARK":
+                    self.on_event(kind, obj)
+                self._delivered += 1
+                if version:
+                    self.version = str(version)
+        except client.ApiError as exc:
+            if exc.status == 410:
+                raise Gone(f"watch answered {exc}") from exc
+            raise
 
     def _events(self, url_path: str) -> Iterator[dict[str, Any]]:
-        timeout = urllib3.Timeout(connect=10.0, read=READ_TIMEOUT)
+        timeout = urllib3.Timeout(connect=client.limits().connect_timeout, read=READ_TIMEOUT)
         response = client.open_stream(url_path, timeout)
         self._response = response
         try:

@@ -44,6 +44,7 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture(autouse=True)
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(reconcile, "RETRY_BACKOFF", 0.3)
+    monkeypatch.setattr(reconcile, "KOPF_BACKOFF", 0.3)  # DriftMonitor's steps still retry through kopf
 
 
 @pytest.fixture(scope="module")
@@ -367,3 +368,26 @@ def test_the_timer_steps_a_blocked_monitor_only_when_its_ownership_changes() -> 
     said = body("twin", "2026-03-01T11:00:00Z", dm.R_CLAIMED, claims.message(twin, "mon"))
     assert not operator.wants_step(said, T0, peers)  # said: wait, even with a challenger active
     assert operator.wants_step(said, T0, peers[1:])  # the owner left the index: take over
+
+
+async def test_a_step_that_keeps_failing_shows_on_the_monitor_and_clears(
+    emulator: Any, data_repo: Any
+) -> None:
+    analysis, clock = Injected(), Clock()
+    async with conftest.running(make_registry(analysis, clock)):
+        await seed(data_repo[0])
+        emulator.fail("POST", "trainingruns", times=1000)  # before the operator's first step can run
+        await conftest.eventually(
+            lambda: ready(emulator, "mon").get("reason") == "ReconcileError", what="shown"
+        )
+        assert (
+            ready(emulator, "mon")["status"] == "False"
+            and "injected fault" in ready(emulator, "mon")["message"]
+        )
+        assert monitor_events(emulator, "ReconcileError") == 1
+        emulator._faults.clear()
+        await conftest.eventually(lambda: challengers(emulator), what="the challenger, once the API accepts")
+        await conftest.eventually(
+            lambda: ready(emulator, "mon").get("reason") != "ReconcileError", what="cleared"
+        )
+    assert challengers(emulator) == ["mon-1"]

@@ -5,6 +5,7 @@ version, errors back off and retry."""
 from __future__ import annotations
 
 import threading
+import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -79,3 +80,60 @@ def test_a_failed_stream_is_retried_from_the_same_version(server: dict[str, list
     ]
     assert run(server) == [("ADDED", "c")]
     assert ["resourceVersion=5" in q for q in server["asked"][:2]] == [True, True]
+
+
+def test_an_http_410_on_the_watch_request_lists_again(server: dict[str, list[Any]]) -> None:
+    server["lists"] = [
+        {"kind": "PyTorchJobList", "metadata": {"resourceVersion": "5"}, "items": []},
+        {"kind": "PyTorchJobList", "metadata": {"resourceVersion": "40"}, "items": [job("d", "39")]},
+    ]
+    server["streams"] = [
+        client.ApiError(410, "Gone", "too old"),
+        [{"type": "ADDED", "object": job("e", "41")}],
+    ]
+    assert run(server) == [(None, "d"), ("ADDED", "e")]
+    assert ["resourceVersion=5" in server["asked"][0], "resourceVersion=40" in server["asked"][1]] == [
+        True,
+        True,
+    ]
+
+
+def test_a_stream_cut_mid_way_resumes_after_the_last_event(server: dict[str, list[Any]]) -> None:
+    def cut() -> Iterator[dict[str, Any]]:
+        yield {"type": "ADDED", "object": job("f", "7")}
+        raise OSError("connection reset")
+
+    server["lists"] = [{"kind": "PyTorchJobList", "metadata": {"resourceVersion": "5"}, "items": []}]
+    server["streams"] = [cut(), [{"type": "MODIFIED", "object": job("f", "8")}]]
+    assert run(server) == [("ADDED", "f"), ("MODIFIED", "f")]
+    assert "resourceVersion=7" in server["asked"][1]  # not 5: the ADDED is not replayed
+
+
+def test_any_error_event_lists_again(server: dict[str, list[Any]]) -> None:
+    server["lists"] = [
+        {"kind": "PyTorchJobList", "metadata": {"resourceVersion": "5"}, "items": []},
+        {"kind": "PyTorchJobList", "metadata": {"resourceVersion": "9"}, "items": []},
+    ]
+    server["streams"] = [[{"type": "ERROR", "object": {"code": 500, "reason": "InternalError"}}], []]
+    assert run(server) == []
+    assert "resourceVersion=9" in server["asked"][1]
+
+
+def test_a_server_that_keeps_answering_410_gets_a_growing_pause(
+    server: dict[str, list[Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr(watch, "BACKOFF", 1.0)
+
+    class Recorded(threading.Event):  # the watch's pauses, recorded instead of waited
+        def wait(self, timeout: float | None = None) -> bool:
+            waits.append(timeout or 0.0)
+            return False
+
+    monkeypatch.setattr(watch, "threading", types.SimpleNamespace(Event=Recorded, Thread=threading.Thread))
+    listing = {"kind": "PyTorchJobList", "metadata": {"resourceVersion": "5"}, "items": []}
+    server["lists"] = [dict(listing) for _ in range(5)]
+    gone = client.ApiError(410, "Gone", "too old")
+    server["streams"] = [gone, gone, gone, gone]
+    run(server)
+    assert waits[0] == 0.0 and 0.5 <= waits[1] <= 1.0 and 1.0 <= waits[2] <= 2.0 and 2.0 <= waits[3] <= 4.0

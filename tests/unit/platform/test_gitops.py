@@ -31,12 +31,16 @@ def health(obj: dict) -> dict:
     return {"status": result["status"], "message": result["message"]}
 
 
-def obj(generation=2, observed=2, ready=None, phase=None):
+def obj(generation=2, observed=2, ready=None, phase=None, reconciling=None, stalled=None):
     status = {"observedGeneration": observed}
     if phase:
         status["phase"] = phase
-    if ready:
-        status["conditions"] = [{"type": "Ready", "status": ready, "reason": "X", "message": "m"}]
+    conditions = []
+    for type_, value in (("Ready", ready), ("Reconciling", reconciling), ("Stalled", stalled)):
+        if value:
+            conditions.append({"type": type_, "status": value, "reason": "X", "message": "m"})
+    if conditions:
+        status["conditions"] = conditions
     return {"metadata": {"generation": generation}, "status": status}
 
 
@@ -49,8 +53,21 @@ def obj(generation=2, observed=2, ready=None, phase=None):
         (obj(ready="False"), "Degraded"),
         (obj(ready="Unknown"), "Progressing"),
         (obj(ready="Unknown", phase="Suspended"), "Suspended"),
+        (obj(ready="False", reconciling="True", stalled="False"), "Progressing"),
+        (obj(ready="Unknown", reconciling="False", stalled="True"), "Degraded"),
+        (obj(ready="True", reconciling="False", stalled="False"), "Healthy"),
     ],
-    ids=["no-status", "stale-generation", "ready", "failed", "in-progress", "suspended"],
+    ids=[
+        "no-status",
+        "stale-generation",
+        "ready",
+        "failed",
+        "in-progress",
+        "suspended",
+        "retrying-after-an-api-error",
+        "stalled",
+        "kstatus-current",
+    ],
 )
 def test_argocd_health(resource, expected):
     assert health(resource)["status"] == expected
