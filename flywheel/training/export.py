@@ -73,7 +73,12 @@ def export(
         method = cfg.spec.export.quantization
         if method != trainingrun.Quantization.NONE:
             quant = _quantize(prep, staged, holdout, method, calibration)
-            files["quantized"] = inference.QUANTIZED_ONNX_FILE
+            unfaithful = _unfaithful(quant)
+            if unfaithful:  # serve fp32 rather than an int8 model that answers differently
+                (staged / inference.QUANTIZED_ONNX_FILE).unlink()
+                quant = {**quant, "served": False, "notServedBecause": unfaithful}
+            else:
+                files["quantized"] = inference.QUANTIZED_ONNX_FILE
         if holdout_rows is not None:
             _write_holdout(staged / contract.HOLDOUT_FILE, prep, holdout_rows)
             files["holdout"] = contract.HOLDOUT_FILE
@@ -172,6 +177,25 @@ def _quantize(
     if static:
         card["calibration"] = {"split": split, "rows": len(rows)}
     return card
+
+
+# How closely int8 must follow fp32 on the holdout to be served in its place.
+MIN_CLASS_AGREEMENT = 0.99
+MAX_MEAN_ABS_ERROR_STD = 0.05
+
+
+def _unfaithful(quant: dict[str, Any]) -> str | None:
+    """Why the int8 model must not be served, or None. A barely trained model whose logits sit near
+    the decision boundary can flip most answers under int8 (static scales especially)."""
+    agree = quant.get("classAgreement")
+    if agree is not None and agree < MIN_CLASS_AGREEMENT:
+        return (
+            f"int8 agrees with fp32 on {agree:.1%} of the holdout's classes, below {MIN_CLASS_AGREEMENT:.0%}"
+        )
+    error = quant.get("meanAbsErrorStd")
+    if error is not None and error > MAX_MEAN_ABS_ERROR_STD:
+        return f"int8 is {error:.3f} standard deviations from fp32 on average, above {MAX_MEAN_ABS_ERROR_STD}"
+    return None
 
 
 def _calibration_rows(features: np.ndarray) -> np.ndarray:

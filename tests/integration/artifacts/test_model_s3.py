@@ -30,7 +30,7 @@ def train_to(uri: str, data: Path) -> str:
         model=examples.model_spec().model_copy(
             update={"architecture": trainingrun.Architecture(hidden_layers=[8])}
         ),
-        training=trainingrun.Training(epochs=1, batch_size=256, learning_rate=0.01),
+        training=trainingrun.Training(epochs=3, batch_size=256, learning_rate=0.01),  # int8 then follows fp32
     )
     cfg = config.Config(name="shuttle", spec=spec, artifacts_uri=uri, data_path=str(data))
     with contextlib.redirect_stdout(io.StringIO()):  # the trainer's JSON progress lines

@@ -142,3 +142,36 @@ def test_gate_failure_exits_1_with_a_failed_result_and_nothing_trained(tmp_path,
         compact["data"]["commit"] == "c0ffee"
         and compact["data"]["hash"] == hashlib.md5(data.read_bytes()).hexdigest()
     )
+
+
+def test_an_int8_model_that_answers_differently_from_fp32_is_not_served(tmp_path) -> None:
+    """One epoch of a tiny net leaves logits near the boundary, where static int8 flips most
+    answers (38% agreement here): the export keeps fp32 for serving and says why in the card."""
+    import contextlib
+    import io
+    import json
+
+    from flywheel.api import contract, trainingrun
+    from flywheel.data import examples
+    from flywheel.training import config, dist, inference, trainer
+
+    spec = trainingrun.TrainingRunSpec(
+        data=examples.data_spec("https://example.invalid/datasets.git"),
+        model=examples.model_spec().model_copy(
+            update={"architecture": trainingrun.Architecture(hidden_layers=[8])}
+        ),
+        training=trainingrun.Training(epochs=1, batch_size=256, learning_rate=0.01),
+        export=trainingrun.Export(quantization="static-int8"),
+    )
+    data = examples.write_period(tmp_path / "p1.csv", 1)
+    cfg = config.Config(name="shuttle", spec=spec, artifacts_uri=f"file://{tmp_path}", data_path=str(data))
+    with contextlib.redirect_stdout(io.StringIO()):
+        trainer.run(cfg, dist.init({}))
+    card = json.loads((tmp_path / contract.MODEL_DIR / contract.MODEL_CARD).read_text())
+    assert card["quantization"]["classAgreement"] < 0.99
+    assert (
+        card["quantization"]["served"] is False
+        and "agrees with fp32" in card["quantization"]["notServedBecause"]
+    )
+    assert "quantized" not in card["files"]
+    assert not (tmp_path / contract.MODEL_DIR / inference.QUANTIZED_ONNX_FILE).exists()
