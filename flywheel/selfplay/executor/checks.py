@@ -196,26 +196,29 @@ def _parse(text: str, mode: str, limit: int, what: str) -> tuple[ast.AST | None,
 
 def static_check(code: str) -> list[str]:
     """Reasons the program may not run (empty list: it may). Needs a top-level `def f`."""
-    return list(_static_check(code))
+    return list(_analysis(code)[0])
+
+
+def seed_sensitive(code: str) -> bool:
+    """Whether the program's output may follow the hash seed: it hashes, takes ids or builds sets."""
+    return _analysis(code)[1]
 
 
 @functools.lru_cache(maxsize=4096)  # one program is checked for many inputs (induction, solver checks)
-def _static_check(code: str) -> tuple[str, ...]:
+def _analysis(code: str) -> tuple[tuple[str, ...], bool]:
+    """(reasons, seed-sensitive) from one parse of the program."""
     tree, reasons = _parse(code, "exec", MAX_CODE_CHARS, "program")
     if tree is None:
-        return tuple(reasons)
+        return tuple(reasons), False
     assert isinstance(tree, ast.Module)
     reasons = _check_tree(tree)
     if not any(isinstance(node, ast.FunctionDef) and node.name == "f" for node in tree.body):
         reasons.append("the program must define a top-level function `f`")
-    return tuple(reasons)
+    return tuple(reasons), _seeded(tree)
 
 
-@functools.lru_cache(maxsize=4096)
-def seed_sensitive(code: str) -> bool:
-    """Whether the program's output may follow the hash seed: it hashes, takes ids or builds sets."""
-    tree, _ = _parse(code, "exec", MAX_CODE_CHARS, "program")
-    for node in ast.walk(tree) if tree is not None else ():
+def _seeded(tree: ast.AST) -> bool:
+    for node in ast.walk(tree):
         if isinstance(node, (ast.Set, ast.SetComp)):
             return True
         if isinstance(node, ast.Name) and node.id in SEEDED_NAMES:
