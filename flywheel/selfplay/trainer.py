@@ -1,14 +1,18 @@
 """The self-play trainer: `python -m flywheel.selfplay` or `torchrun -m flywheel.selfplay`.
 
-Every rank plays its own rollouts (its own RNG stream) against buffers that all ranks keep equal:
-each step's valid proposals are all-gathered and appended in rank order. The update is one
-optimizer step with gradients all-reduced by DistributedDataParallel (gloo on CPU, NCCL on GPU).
+`selfPlay.batchSize` is the global batch per (task, role), as in the paper: every rank draws the
+same batch from buffers that all ranks keep equal and plays its own share of it (rollout.share;
+sampling uses a per-rank torch RNG). Each step's valid proposals are all-gathered and appended in
+rank order. The update is one optimizer step with gradients all-reduced by
+DistributedDataParallel (gloo on CPU, NCCL on GPU); advantages are whitened over the global batch
+and the loss is a mean over the global batch's tokens (trr).
 Rank 0 alone prints JSON event lines, writes checkpoints (resuming from the newest), the final
 result.json and the compact termination message the operator reads. Events (one object a line):
   {"event": "start", "step": <last done>, "steps": <total>, "resumed": <checkpoint uri or null>}
   {"event": "step", "step", "steps", "buffers", "validProposalRate", "solveRate",
    "proposerReward", "solverReward" (per task), "checkpoint", "loss", "gradNorm", "tokens",
-   "executor": {"programs", "seconds", "programsPerSecond"} (all ranks), "seconds" (since start)}
+   "executor": {"programs", "seconds", "programsPerSecond"} (all ranks), "seconds" (since start),
+   "batch": {"size", "perRank", "ranks"} (the global batch per task and role, the largest rank share)}
   {"event": "done", ...the final summary}
 The local backend turns them into progress bars and status; the operator reads the newest step
 event from the Master pod's log tail (flywheel.controllers.selfplayresult).
@@ -29,7 +33,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from flywheel import artifacts
+from flywheel import artifacts, errors
 from flywheel.api import contract
 from flywheel.selfplay import buffers, checkpoint, config, policy, rollout, trr
 
@@ -73,10 +77,16 @@ def _gather(obj: Any, d: Dist) -> list[Any]:
 
 
 def _seed(cfg: config.Config, d: Dist, step: int) -> random.Random:
-    """A per-(rank, step) RNG, so a resumed run draws what the uninterrupted one would have."""
+    """The step's draw RNG, equal on every rank (it picks the global batch), and a per-(rank, step)
+    torch seed for sampling; both per step, so a resumed run draws what the uninterrupted one would."""
     key = f"{cfg.spec.self_play.seed}:{d.rank}:{step}"
     torch.manual_seed(int.from_bytes(key.encode(), "little") % (2**63))
-    return random.Random(key)
+    return random.Random(f"{cfg.spec.self_play.seed}:{step}")
+
+
+def batch_share(batch_size: int, world: int) -> dict[str, int]:
+    """What status says about the batch: the global size per (task, role), the largest rank share."""
+    return {"size": batch_size, "perRank": -(-batch_size // world), "ranks": world}
 
 
 class Metered:
@@ -194,6 +204,11 @@ def run(cfg: config.Config, pool_factory: PoolFactory) -> dict[str, Any]:
     """Train per `cfg`; return the final status summary (rank 0's is the one that counts)."""
     d = _init_dist()
     sp = cfg.spec.self_play
+    if sp.batch_size < d.world:
+        raise errors.UserError(
+            f"spec.selfPlay.batchSize {sp.batch_size} is the global batch per task and role; "
+            f"it must be at least the {d.world} ranks so every rank has a share"
+        )
     torch.manual_seed(sp.seed)
     pol = policy.load(cfg.spec.policy, _device())
     module: Any = pol.module
@@ -208,7 +223,11 @@ def run(cfg: config.Config, pool_factory: PoolFactory) -> dict[str, Any]:
     if state is not None:
         done, store = checkpoint.restore(state, pol.module, optimizer)
         start, ckpt_uri = done + 1, state["uri"]
-    summary: dict[str, Any] = {"step": start - 1, "buffers": store.sizes()}
+    summary: dict[str, Any] = {
+        "step": start - 1,
+        "buffers": store.sizes(),
+        "batch": batch_share(sp.batch_size, d.world),
+    }
     if ckpt_uri:
         summary["checkpoint"] = ckpt_uri
     if d.main:
@@ -254,8 +273,16 @@ def _step(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """One step: rollouts on every rank, one update, merged figures (summary, update stats)."""
     sp = cfg.spec.self_play
-    result = rollout.play(pol, store, pool, sp, step, _seed(cfg, d, step))
+    result = rollout.play(pol, store, pool, sp, step, _seed(cfg, d, step), d.rank, d.world)
     meter = pool.take()
+    gathered = _gather((result, meter), d)
+    population = [
+        (
+            [r for res, _ in gathered for r in res.batches[i].rewards],
+            [n for res, _ in gathered for n in trr.lengths(res.batches[i])],
+        )
+        for i in range(len(result.batches))
+    ]
     stats = trr.update(
         pol,
         module,
@@ -264,9 +291,12 @@ def _step(
         entropy_coefficient=sp.entropy_coefficient,
         grad_clip=sp.grad_clip,
         weighting=WEIGHTING,
+        temperature=sp.temperature,
+        population=population,
+        world=d.world,
     )
-    gathered = _gather((result, meter), d)
     summary = {"step": step, **_merge([r for r, _ in gathered], store)}
+    summary["batch"] = batch_share(sp.batch_size, d.world)
     summary["executor"] = _throughput([m for _, m in gathered])
     return summary, {
         "loss": round(stats.loss, 6),

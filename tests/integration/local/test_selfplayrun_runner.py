@@ -26,11 +26,11 @@ STEPS = 3
 
 
 def write_manifest(tmp_path: Path, steps: int = STEPS) -> Path:
-    """The example, made smaller still (one prompt a batch, 8 new tokens): the test is about the
+    """The example, made smaller still (one prompt a batch, 96 new tokens): the test is about the
     runner, not about self-play, and the machine is shared."""
     manifest = yaml.safe_load(EXAMPLE.read_text())
     manifest["spec"]["selfPlay"].update(
-        steps=steps, batchSize=1, solveRateRollouts=1, maxNewTokens=8, references=1
+        steps=steps, batchSize=1, solveRateRollouts=1, maxNewTokens=96, inductionInputs=4, references=1
     )
     manifest["spec"]["executor"]["workers"] = 1
     path = tmp_path / "spr.yaml"
