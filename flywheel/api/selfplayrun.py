@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from typing import ClassVar, Literal
 
 import pydantic
@@ -52,12 +53,28 @@ class Policy(common.Model):
 
     model: str = Field(default="tiny", min_length=1)
     """`tiny` (built-in byte-level transformer, CPU) or a Hugging Face causal LM: a local path,
-    file://, s3:// or pvc:// URI of a saved model directory."""
+    file://, s3:// or pvc://claim/path URI of a saved model directory. A pvc:// claim is mounted
+    read-only in every pod (multi-node runs need a ReadOnlyMany or ReadWriteMany claim)."""
+    credentials_secret: str | None = Field(default=None, pattern=common.DNS_LABEL_PATTERN)
+    """Secret with AWS_* keys for an s3:// model, exposed as environment (none: ambient
+    credentials, or the artifact store's)."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Compute dtype on GPU (autocast over float32 master weights, so small updates are not lost);
     CPU always uses float32."""
     warm_start: WarmStart | None = None
     """Pretrain the `tiny` policy on grammar-generated programs first (tiny only)."""
+
+    @pydantic.model_validator(mode="after")
+    def _model_location(self) -> Policy:
+        if self.model.startswith(("pvc://", "s3://")):
+            scheme, rest = self.model.split("://", 1)
+            where, _, path = rest.partition("/")
+            if not re.fullmatch(common.DNS_LABEL_PATTERN[1:-1], where) or not path.strip("/"):
+                raise ValueError(
+                    f"policy.model {self.model!r}: use {scheme}://{'claim' if scheme == 'pvc' else 'bucket'}/path "
+                    "to the model directory (a DNS-label name, then the folder below it)"
+                )
+        return self
 
     @pydantic.model_validator(mode="after")
     def _warm_start_is_for_tiny(self) -> Policy:

@@ -27,7 +27,7 @@ import torch
 from torch.nn import functional
 
 from flywheel import artifacts, errors
-from flywheel.api import selfplayrun
+from flywheel.api import contract, selfplayrun
 from flywheel.selfplay import logprobs, tiny
 
 
@@ -244,8 +244,12 @@ def token_logprobs(
 
 
 def resolve(uri: str) -> Path:
-    """A local directory holding a saved model: a path, file://, pvc:// (mounted) or s3:// (copied)."""
-    if uri.startswith(("file://", "pvc://")):
+    """A local directory holding a saved model: a path, file://, pvc://claim/path (the claim is
+    mounted at contract.MODELS_MOUNT, not on the artifacts claim) or s3:// (copied)."""
+    if uri.startswith("pvc://"):
+        below = uri.removeprefix("pvc://").partition("/")[2]
+        path = Path(os.environ.get(contract.ENV_MODELS_ROOT, contract.MODELS_MOUNT)) / below
+    elif uri.startswith("file://"):
         path = artifacts.Store(uri).local_path()
     elif uri.startswith("s3://"):
         path = Path(tempfile.mkdtemp(prefix="flywheel-policy-"))
