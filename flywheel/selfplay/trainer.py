@@ -10,9 +10,15 @@ Rank 0 alone prints JSON event lines, writes checkpoints (resuming from the newe
 result.json and the compact termination message the operator reads. Events (one object a line):
   {"event": "start", "step": <last done>, "steps": <total>, "resumed": <checkpoint uri or null>}
   {"event": "step", "step", "steps", "buffers", "validProposalRate", "solveRate",
-   "proposerReward", "solverReward" (per task), "checkpoint", "loss", "gradNorm", "tokens",
+   "proposerReward", "solverReward" (per task), "solverRewardRange" (per task: [lowest, highest]),
+   "checkpoint", "loss", "gradNorm", "tokens",
    "executor": {"programs", "seconds", "programsPerSecond"} (all ranks), "seconds" (since start),
    "batch": {"size", "perRank", "ranks"} (the global batch per task and role, the largest rank share)}
+  {"event": "warmStart", "step", "steps", "loss"} while the tiny policy is warm-started, then
+  {"event": "warmStart", "cache", "card"} (flywheel.selfplay.pretrain)
+  {"event": "heldOut", "step", "solveRate", "sampledSolveRate"} before the first step, every
+   heldOut.every steps and after the last (flywheel.selfplay.heldout); the newest is also in
+   every later step event and the summary as "heldOut", and <run>/heldout.png draws them all
   {"event": "done", ...the final summary}
 The local backend turns them into progress bars and status; the operator reads the newest step
 event from the Master pod's log tail (flywheel.controllers.selfplayresult).
@@ -35,7 +41,7 @@ import torch.distributed as dist
 
 from flywheel import artifacts, errors
 from flywheel.api import contract
-from flywheel.selfplay import buffers, checkpoint, config, policy, rollout, trr
+from flywheel.selfplay import buffers, checkpoint, config, heldout, policy, pretrain, rollout, trr
 
 PoolFactory = Callable[[config.Config], Any]
 WEIGHTING = "sequence"  # TRR++ whitening: per sequence (the paper's formula); "token" = reference code
@@ -160,18 +166,32 @@ def _throughput(meters: list[tuple[int, float]]) -> dict[str, Any]:
     }
 
 
+def _solver_scores(results: list[rollout.Step], task: str) -> list[float]:
+    return [
+        r
+        for res in results
+        for b in res.batches
+        if b.task == task and b.role == rollout.SOLVE
+        for r in b.rewards
+    ]
+
+
 def _solver_reward(results: list[rollout.Step]) -> dict[str, float]:
     """Mean solver reward per task over every rank's solver batch (+1 / -0.5 / -1 per answer)."""
     out: dict[str, float] = {}
     for task in results[0].solve_rate:
-        scores = [
-            r
-            for res in results
-            for b in res.batches
-            if b.task == task and b.role == rollout.SOLVE
-            for r in b.rewards
-        ]
+        scores = _solver_scores(results, task)
         out[task] = round(sum(scores) / len(scores), 4) if scores else 0.0
+    return out
+
+
+def _solver_range(results: list[rollout.Step]) -> dict[str, list[float]]:
+    """[lowest, highest] solver reward per task: equal ends mean whitening gave that batch no signal."""
+    out: dict[str, list[float]] = {}
+    for task in results[0].solve_rate:
+        scores = _solver_scores(results, task)
+        if scores:
+            out[task] = [min(scores), max(scores)]
     return out
 
 
@@ -192,6 +212,7 @@ def _merge(results: list[rollout.Step], store: buffers.Buffers) -> dict[str, Any
         "solveRate": avg("solve_rate"),
         "proposerReward": avg("proposer_reward"),
         "solverReward": _solver_reward(results),
+        "solverRewardRange": _solver_range(results),
     }
 
 
@@ -211,18 +232,23 @@ def run(cfg: config.Config, pool_factory: PoolFactory) -> dict[str, Any]:
         )
     torch.manual_seed(sp.seed)
     pol = policy.load(cfg.spec.policy, _device())
+    run_store = artifacts.Store(cfg.artifacts_uri)
+    state = checkpoint.load_latest(run_store)
+    # A resumed run takes its weights from the checkpoint; DDP hands rank 0's weights to the others.
+    if cfg.spec.policy.warm_start is not None and state is None and d.main:
+        _warm_start(cfg, pol)
     module: Any = pol.module
     if d.world > 1:
         module = torch.nn.parallel.DistributedDataParallel(pol.module)
     optimizer = torch.optim.AdamW(
         pol.module.parameters(), lr=sp.learning_rate, betas=(0.9, 0.999), weight_decay=sp.weight_decay
     )
-    run_store = artifacts.Store(cfg.artifacts_uri)
     store, start, ckpt_uri = buffers.Buffers.seeded(sp.max_buffer_size), 1, None
-    state = checkpoint.load_latest(run_store)
+    history: list[dict[str, Any]] = []
     if state is not None:
         done, store = checkpoint.restore(state, pol.module, optimizer)
         start, ckpt_uri = done + 1, state["uri"]
+        history = list(state.get("extra", {}).get(HISTORY, []))
     summary: dict[str, Any] = {
         "step": start - 1,
         "buffers": store.sizes(),
@@ -233,12 +259,21 @@ def run(cfg: config.Config, pool_factory: PoolFactory) -> dict[str, Any]:
     if d.main:
         emit({"event": "start", "step": start - 1, "steps": sp.steps, "resumed": ckpt_uri, "world": d.world})
     started = time.monotonic()
+    ho = cfg.spec.held_out
+    held = heldout.task_set(cfg.spec) if ho.every and d.main else {}
     with pool_factory(cfg) as raw_pool:
         pool = metered(raw_pool)
+        if held and not history:
+            _held_out(cfg, pol, raw_pool, held, start - 1, history, run_store)
         for step in range(start, sp.steps + 1):
             summary, stats = _step(cfg, d, step, pol, module, optimizer, store, pool)
+            if held and (step % ho.every == 0 or step == sp.steps):
+                _held_out(cfg, pol, raw_pool, held, step, history, run_store)
+            if history:
+                summary["heldOut"] = history[-1]
             if d.main and (step % sp.checkpoint_every == 0 or step == sp.steps):
-                ckpt_uri = checkpoint.save(run_store, step, pol.module, optimizer, store, summary)
+                extra = {**summary, HISTORY: history}
+                ckpt_uri = checkpoint.save(run_store, step, pol.module, optimizer, store, extra)
             if ckpt_uri:
                 summary["checkpoint"] = ckpt_uri
             if d.main:
@@ -259,6 +294,35 @@ def run(cfg: config.Config, pool_factory: PoolFactory) -> dict[str, Any]:
         dist.barrier()
         dist.destroy_process_group()
     return summary
+
+
+HISTORY = "heldOutHistory"  # kept in checkpoints, not in the result (the termination message is small)
+
+
+def _warm_start(cfg: config.Config, pol: Any) -> None:
+    """Load the cached warm-start weights (training them first when absent)."""
+    folder = pretrain.ensure(cfg.spec, log=emit)
+    pol.module.load_state_dict(torch.load(folder / "weights.pt", map_location=pol.device, weights_only=True))
+    emit({"event": "warmStart", "cache": str(folder), "card": json.loads((folder / "card.json").read_text())})
+
+
+def _held_out(
+    cfg: config.Config,
+    pol: Any,
+    pool: Any,
+    held: dict[str, Any],
+    step: int,
+    history: list[dict[str, Any]],
+    run_store: artifacts.Store,
+) -> None:
+    """Evaluate on the held-out set, report it, redraw the curve."""
+    figures = {"step": step, **heldout.evaluate(pol, pool, cfg.spec, held)}
+    history.append(figures)
+    emit({"event": "heldOut", **figures})
+    run_store.write_bytes(HELD_OUT_PNG, heldout.curve_png(history))
+
+
+HELD_OUT_PNG = "heldout.png"
 
 
 def _step(
