@@ -48,6 +48,7 @@ class TinyPolicy:
 
     def __init__(self, config: tiny.TinyConfig | None = None, device: str = "cpu") -> None:
         model = tiny.TinyLM(config).to(device)
+        self.tiny = model
         self.module: torch.nn.Module = model
         self.device = torch.device(device)
         self.context = model.cfg.context
@@ -59,7 +60,7 @@ class TinyPolicy:
             return module(ids, mask, return_hidden=True)  # type: ignore[no-any-return]
 
     def head_weight(self) -> torch.Tensor:
-        return self.module.tok.weight  # type: ignore[return-value]
+        return self.tiny.tok.weight
 
     def prompt_fits(self, prompt: str, max_new_tokens: int) -> bool:
         """Whether `prompt` reaches the model whole (generate keeps the tail of longer ones)."""

@@ -182,7 +182,8 @@ built as self-play builds them for this context ({sp.induction_inputs} induction
 {sp.references} references, {min(sp.max_new_tokens, selfplayrun.TINY_MAX_NEW_TOKENS)} response bytes), \
 answers with an empty <think> and the well-formed <answer>.
 - **Training**: {ws.steps} AdamW steps of {ws.batch_size}, lr {ws.learning_rate} (5% warm-up, \
-cosine to 10%), cross-entropy on response bytes (prompt bytes weighted {PROMPT_WEIGHT}); loss per response byte \
+cosine to 10%), cross-entropy on response bytes (prompt bytes weighted {PROMPT_WEIGHT}); \
+loss per response byte \
 {figures["firstLoss"]} -> {figures["finalLoss"]}, {figures["seconds"]} s on CPU.
 - **Intended use**: the starting point of a tiny SelfPlayRun on CPU, so the loop can earn rewards.
 - **Limits**: it knows only this grammar; held-out solve rates are in the run's status (heldOut).

@@ -20,6 +20,7 @@ statement, which is how the tiny example ended with every reward -1.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 from flywheel.selfplay import executor
@@ -259,8 +260,8 @@ def fitted(variants: Sequence[Callable[[], str]], fits: Callable[[str], bool]) -
 def fit_propose_io(task: str, references: Sequence[tuple[str, str, str]], fits: Callable[[str], bool]) -> str:
     """The full proposer prompt if it fits, else the compact one with as many references as fit."""
     refs = list(references)
-    variants: list[Callable[[], str]] = [lambda: propose_io(task, refs)]
-    variants += [lambda k=k: propose_io_compact(task, refs[:k]) for k in range(len(refs), -1, -1)]
+    variants: list[Callable[[], str]] = [functools.partial(propose_io, task, refs)]
+    variants += [functools.partial(propose_io_compact, task, refs[:k]) for k in range(len(refs), -1, -1)]
     return fitted(variants, fits)
 
 

@@ -290,10 +290,11 @@ class Earned:
 
 def _held_out(first: progress.Event, last: progress.Event) -> str:
     """Greedy held-out solve rate per task type, first and newest evaluation this CLI saw."""
-    before = first.get("solveRate") if isinstance(first.get("solveRate"), dict) else {}
-    after = last.get("solveRate") if isinstance(last.get("solveRate"), dict) else {}
+    before, after = first.get("solveRate"), last.get("solveRate")
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return f"steps {first.get('step')}..{last.get('step')}: no figures"
     rates = ", ".join(
-        f"{task} {before.get(task, 0):.2f} -> {after.get(task, 0):.2f}" for task in sorted(after or {})
+        f"{task} {before.get(task, 0):.2f} -> {after.get(task, 0):.2f}" for task in sorted(after)
     )
     return f"greedy solve rate, steps {first.get('step')}..{last.get('step')}: {rates}"
 
