@@ -34,8 +34,8 @@ SPEC = {
         "references": 2,
         "inductionInputs": 4,
         "maxNewTokens": 192,
-        "temperature": 0.6,
-        "learningRate": 1e-4,
+        "temperature": 0.7,  # as examples/selfplayrun-tiny.yaml
+        "learningRate": 2e-4,
         "entropyCoefficient": 0.001,
     },
     "heldOut": {"samples": 0},
