@@ -7,7 +7,8 @@ rewards, `control` on the rewards shuffled within each (task, role) batch (same 
 distribution, no link between an answer and its reward). Held-out set: heldout.task_set (fixed,
 --tasks per type), greedy, before and after each arm. Reported per task type: solve rate with a
 95% Wilson interval, and the two-proportion z of selfplay-after vs control-after. --seconds caps
-each arm's self-play wall time (fewer steps when the machine is slow; the steps run are printed).
+each arm's self-play wall time (fewer steps when the machine is slow; the steps run are printed):
+set it high for a step-matched comparison.
 Writes bench/results/selfplay_signal.json.
 """
 
