@@ -4,8 +4,10 @@ for the loop's own parsers, and the held-out set is fixed by its seed."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
+import torch
 
 from flywheel.api import selfplayrun as api
 from flywheel.selfplay import buffers, executor, grammar, heldout, parsing, policy, pretrain, tasks
@@ -50,3 +52,31 @@ def test_held_out_set_is_fixed_by_its_seed_and_covers_the_chosen_tasks() -> None
     assert all(len(v) == 5 for v in first.values()) and len(first["induction"][0].inputs) == 4
     other = heldout.task_set(spec.model_copy(update={"held_out": api.HeldOut(tasks=5, seed=9)}))
     assert other != first
+
+
+def test_warm_start_is_cached_with_its_card_and_keyed_by_its_recipe(tmp_path: Path) -> None:
+    spec = api.SelfPlayRunSpec.model_validate(
+        {
+            "policy": {"warmStart": {"steps": 2, "batchSize": 2}},
+            "selfPlay": {"maxNewTokens": 192, "inductionInputs": 4, "references": 1},
+        }
+    )
+    folder = pretrain.ensure(spec, tmp_path)
+    assert {p.name for p in folder.iterdir()} == {"weights.pt", "MODEL_CARD.md", "card.json"}
+    assert "no outside data" in (folder / "MODEL_CARD.md").read_text()
+    stamp = (folder / "weights.pt").stat().st_mtime_ns
+    assert pretrain.ensure(spec, tmp_path) == folder and (folder / "weights.pt").stat().st_mtime_ns == stamp
+    other = spec.model_copy(
+        update={"policy": api.Policy(warm_start=api.WarmStart(steps=2, batch_size=2, seed=1))}
+    )
+    assert pretrain.key(other) != pretrain.key(spec)
+    pol = policy.TinyPolicy()
+    pol.module.load_state_dict(torch.load(folder / "weights.pt", weights_only=True))
+
+
+def test_pretrain_cli_refuses_a_hugging_face_policy(capsys: pytest.CaptureFixture[str]) -> None:
+    from flywheel import cli
+
+    example = Path(__file__).resolve().parents[3] / "examples" / "selfplayrun-distributed.yaml"
+    assert cli.main(["selfplay", "pretrain", "-f", str(example)]) == 1
+    assert "only tiny is warm-started" in capsys.readouterr().err
