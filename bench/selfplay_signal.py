@@ -1,87 +1,145 @@
-"""Does the tiny policy's solve rate on a fixed held-out task set move over a short CPU run?
+"""Does self-play move the warm-started tiny policy's held-out solve rate more than a control does?
 
-python -m bench.selfplay_signal [--seconds 40]
-Held-out set: 12 deduction/abduction tasks of simple programs, scored greedy before and after
-self-play steps for --seconds of CPU. Prints a table, writes bench/results/selfplay_signal.json.
+python -m bench.selfplay_signal [--steps 10] [--tasks 64] [--seconds 1500]
+Both arms start from the same warm-start (flywheel.selfplay.pretrain, cached) and run the same
+number of self-play steps with the same seeds and executor: `selfplay` updates on the real
+rewards, `control` on the rewards shuffled within each (task, role) batch (same reward
+distribution, no link between an answer and its reward). Held-out set: heldout.task_set (fixed,
+--tasks per type), greedy, before and after each arm. Reported per task type: solve rate with a
+95% Wilson interval, and the two-proportion z of selfplay-after vs control-after. --seconds caps
+each arm's self-play wall time (fewer steps when the machine is slow; the steps run are printed):
+set it high for a step-matched comparison.
+Writes bench/results/selfplay_signal.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from flywheel.api import selfplayrun
-from flywheel.selfplay import buffers, executor, parsing, policy, rollout, tasks, trr
+from flywheel.selfplay import buffers, executor, heldout, policy, pretrain, rollout, trr
 
-HELD_OUT = [
-    buffers.Triplet(f"def f(a):\n    return a + {k}", str(i), str(i + k)) for k in (1, 2, 3) for i in (1, 5)
-] + [
-    buffers.Triplet("def f(s):\n    return s[::-1]", f"'{w}'", repr(w[::-1])) for w in ("ab", "xyz", "hello")
-]
+SPEC = {
+    "policy": {"warmStart": {}},
+    "selfPlay": {
+        "batchSize": 8,
+        "solveRateRollouts": 4,
+        "references": 2,
+        "inductionInputs": 4,
+        "maxNewTokens": 192,
+        "temperature": 0.7,  # as examples/selfplayrun-tiny.yaml
+        "learningRate": 2e-4,
+        "entropyCoefficient": 0.001,
+    },
+    "heldOut": {"samples": 0},
+}
 
 
-def score(pol: policy.Policy, pool: executor.Pool, sp: selfplayrun.SelfPlay) -> dict[str, float]:
-    out = {}
-    for task in ("deduction", "abduction"):
-        prompts = [tasks.solver_prompt(task, e) for e in HELD_OUT]
-        samples = pol.generate(prompts, temperature=1.0, max_new_tokens=sp.max_new_tokens, greedy=True)
-        checks = [tasks.check(task, e, s.text, pool) for e, s in zip(HELD_OUT, samples, strict=True)]
-        out[f"{task}_solve"] = sum(acc for _, acc in checks) / len(checks)
-        out[f"{task}_format"] = sum(parsing.format_ok(tasks.full_text(s.text)) for s in samples) / len(
-            samples
+def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return 0.0, 0.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return round(centre - half, 3), round(centre + half, 3)
+
+
+def two_proportion_z(a: float, b: float, n: int) -> float:
+    pooled = (a + b) / 2
+    se = math.sqrt(2 * pooled * (1 - pooled) / n) if 0 < pooled < 1 else 0.0
+    return round((a - b) / se, 2) if se else 0.0
+
+
+def arm(
+    name: str, weights: dict[str, Any], spec: selfplayrun.SelfPlayRunSpec, pool: Any, held: Any, args: Any
+) -> dict[str, Any]:
+    sp = spec.self_play
+    pol = policy.TinyPolicy()
+    pol.module.load_state_dict(weights)
+    optimizer = torch.optim.AdamW(pol.module.parameters(), lr=sp.learning_rate, weight_decay=sp.weight_decay)
+    store = buffers.Buffers.seeded(sp.max_buffer_size)
+    shuffler = random.Random(f"shuffle:{args.seed}")
+    started, step, trace = time.monotonic(), 0, []
+    while step < args.steps and time.monotonic() - started < args.seconds:
+        step += 1
+        torch.manual_seed(args.seed * 1000 + step)
+        result = rollout.play(pol, store, pool, sp, step, random.Random(f"{args.seed}:{step}"))
+        if name == "control":
+            for batch in result.batches:
+                shuffler.shuffle(batch.rewards)
+        trr.update(
+            pol,
+            pol.module,
+            optimizer,
+            result.batches,
+            entropy_coefficient=sp.entropy_coefficient,
+            grad_clip=sp.grad_clip,
+            temperature=sp.temperature,
         )
-    return out
+        for task, entries in result.new_entries.items():
+            for entry in entries:
+                store.add(task, entry)
+        trace.append({"step": step, "valid": result.valid_rate, "solve": result.solve_rate})
+        print(f"{name} step {step}: valid {result.valid_rate} solve {result.solve_rate}", flush=True)
+    after = heldout.evaluate(pol, pool, spec, held)["solveRate"]
+    return {"steps": step, "seconds": round(time.monotonic() - started, 1), "after": after, "trace": trace}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=40.0)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--tasks", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=1500.0)
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    sp = selfplayrun.SelfPlay(batch_size=4, solve_rate_rollouts=2, max_new_tokens=32, learning_rate=1e-3)
-    pol = policy.TinyPolicy()
-    opt = torch.optim.AdamW(pol.module.parameters(), lr=sp.learning_rate, weight_decay=sp.weight_decay)
-    store = buffers.Buffers.seeded(sp.max_buffer_size)
-    with executor.Pool(workers=2, timeout_s=2.0) as pool:
-        before = score(pol, pool, sp)
-        start, step, rewards = time.monotonic(), 0, []
-        while time.monotonic() - start < args.seconds:
-            step += 1
-            res = rollout.play(pol, store, pool, sp, step, random.Random(step))
-            trr.update(
-                pol, pol.module, opt, res.batches, entropy_coefficient=sp.entropy_coefficient, grad_clip=1.0
-            )
-            rewards.append(
-                sum(sum(b.rewards) for b in res.batches) / sum(len(b.rewards) for b in res.batches)
-            )
-            for t, entries in res.new_entries.items():
-                for e in entries:
-                    store.add(t, e)
-        after = score(pol, pool, sp)
-    result = {
-        "steps": step,
-        "seconds": args.seconds,
-        "before": before,
-        "after": after,
-        "mean_reward_first": rewards[0] if rewards else None,
-        "mean_reward_last": rewards[-1] if rewards else None,
-        "buffers": store.sizes(),
-    }
-    print(f"{'metric':<20}{'before':>10}{'after':>10}")
-    for k in before:
-        print(f"{k:<20}{before[k]:>10.3f}{after[k]:>10.3f}")
-    print(
-        f"steps={step} reward first={result['mean_reward_first']} "
-        f"last={result['mean_reward_last']} buffers={store.sizes()}"
+    torch.set_num_threads(2)
+    spec = selfplayrun.SelfPlayRunSpec.model_validate(
+        {**SPEC, "heldOut": {"samples": 0, "tasks": args.tasks}}
     )
+    folder = pretrain.ensure(spec, log=lambda e: print(e, flush=True))
+    weights = torch.load(folder / "weights.pt", weights_only=True)
+    held = heldout.task_set(spec)
+    with executor.Pool(workers=2, timeout_s=5.0, memory_mb=256) as pool:
+        base = policy.TinyPolicy()
+        base.module.load_state_dict(weights)
+        before = heldout.evaluate(base, pool, spec, held)["solveRate"]
+        arms = {name: arm(name, weights, spec, pool, held, args) for name in ("selfplay", "control")}
+    n = args.tasks
+    rows = []
+    for task in before:
+        a, c = arms["selfplay"]["after"][task], arms["control"]["after"][task]
+        rows.append(
+            {
+                "task": task,
+                "before": before[task],
+                "before_ci": wilson(before[task] * n, n),
+                "selfplay": a,
+                "selfplay_ci": wilson(a * n, n),
+                "control": c,
+                "control_ci": wilson(c * n, n),
+                "z_selfplay_vs_control": two_proportion_z(a, c, n),
+            }
+        )
+    print(f"warm-start {folder.name}; {n} held-out tasks per type, greedy")
+    print(f"{'task':<10}{'before':>16}{'self-play':>22}{'control':>22}{'z':>7}")
+    for r in rows:
+        print(
+            f"{r['task']:<10}{r['before']:>6.3f} {r['before_ci']!s:>9}"
+            f"{r['selfplay']:>8.3f} {r['selfplay_ci']!s:>13}"
+            f"{r['control']:>8.3f} {r['control_ci']!s:>13}{r['z_selfplay_vs_control']:>7}"
+        )
+    print({k: (v["steps"], v["seconds"]) for k, v in arms.items()})
+    out = {"spec": SPEC, "tasks": n, "warmStart": folder.name, "rows": rows, "arms": arms}
     Path("bench/results").mkdir(parents=True, exist_ok=True)
-    Path("bench/results/selfplay_signal.json").write_text(json.dumps(result, indent=2))
+    Path("bench/results/selfplay_signal.json").write_text(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

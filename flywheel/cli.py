@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "rollback": "flywheel.local.actions:rollback",
     "demo": "flywheel.demo:cli",
     "operator": "operators.main:cli",
+    "selfplay": "flywheel.selfplay.pretrain:cli",
 }
 
 
@@ -73,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the whole loop locally: train, serve, drift, retrain, promote")
     p.add_argument("--home", default=DEFAULT_HOME)
     p.add_argument("--report", default=None, help="report folder (default: <home>/report)")
+
+    p = sub.add_parser("selfplay", help="self-play tools: `selfplay pretrain` warm-starts the tiny policy")
+    p.add_argument(
+        "action", choices=["pretrain"], help="pretrain: build the cached warm-start of a SelfPlayRun"
+    )
+    p.add_argument("-f", "--filename", required=True, help="YAML file with a SelfPlayRun (tiny policy)")
+    p.add_argument(
+        "--cache", default=None, help="cache folder (default: $FLYWHEEL_CACHE_DIR or the temp dir)"
+    )
 
     p = sub.add_parser("operator", help="run the kopf operators (what the operator image runs)")
     p.add_argument("kinds", nargs="*", help="kinds to reconcile (default: all)")

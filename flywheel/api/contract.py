@@ -52,6 +52,10 @@ CONFIG_FILE = "config.json"
 CONFIG_PATH = f"{CONFIG_MOUNT}/{CONFIG_FILE}"
 WORK_DIR = "/var/lib/flywheel"
 ARTIFACTS_MOUNT = "/var/lib/flywheel/artifacts"  # pvc:// artifact stores are mounted here
+# A SelfPlayRun's pvc://claim/path policy model: the claim is mounted here read-only, so the
+# model is at MODELS_MOUNT/path (FLYWHEEL_MODELS_ROOT overrides it, as FLYWHEEL_PVC_ROOT does).
+MODELS_MOUNT = "/var/lib/flywheel/models"
+ENV_MODELS_ROOT = "FLYWHEEL_MODELS_ROOT"
 SHM_PATH = "/dev/shm"
 
 # --- Artifact layout (relative to the artifact root) ----------------------------------------------

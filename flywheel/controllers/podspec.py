@@ -130,6 +130,19 @@ def artifact_storage(artifacts: common.Artifacts) -> tuple[Dicts, Dicts, list[st
     return [], [], []
 
 
+def model_storage(model: str, artifacts: common.Artifacts) -> tuple[Dicts, Dicts]:
+    """(volumes, volumeMounts) for a pvc://claim/path model: the claim read-only at
+    contract.MODELS_MOUNT. When it is the artifacts claim, that volume is mounted a second time
+    (read-only) instead of declaring the claim twice. Anything else mounts nothing."""
+    if not model.startswith("pvc://"):
+        return [], []
+    claim = model.removeprefix("pvc://").split("/", 1)[0]
+    mount = {"name": "models", "mountPath": contract.MODELS_MOUNT, "readOnly": True}
+    if artifacts.uri.startswith(f"pvc://{claim}/") or artifacts.uri == f"pvc://{claim}":
+        return [], [{**mount, "name": "artifacts"}]
+    return [{"name": "models", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}], [mount]
+
+
 def base_volumes(config_map: str, shm_size: str) -> tuple[Dicts, Dicts]:
     """(volumes, volumeMounts): config (read-only), /dev/shm in memory, the work dir and /tmp."""
     volumes: Dicts = [

@@ -66,11 +66,13 @@ def render_job(
     component: str,
     settings: settings.Settings,
     secrets: tuple[str, ...] = (),
+    storage: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], []),
 ) -> tuple[plans.Manifest, plans.Manifest]:
     """(PyTorchJob, ConfigMap) for `owner`: the same inputs always give the same manifests.
 
     `config` is written as JSON to the ConfigMap and read by the workload from contract.CONFIG_PATH.
     `secrets` are extra Secrets exposed as environment (e.g. a DVC remote's credentials).
+    `storage` is extra (volumes, volumeMounts), e.g. a SelfPlayRun's models claim.
     """
     meta = owner["metadata"]
     name = job_name(meta["name"])
@@ -94,6 +96,7 @@ def render_job(
         component=component,
         settings=settings,
         secrets=secrets,
+        storage=storage,
     )
     # The template is built fresh per call, so Master takes it as is; Worker gets its own copy: the
     # two must not alias (adapters and YAML dumps see them).
@@ -214,10 +217,12 @@ def _pod_template(
     component: str,
     settings: settings.Settings,
     secrets: tuple[str, ...],
+    storage: tuple[list[dict[str, Any]], list[dict[str, Any]]],
 ) -> dict[str, Any]:
     meta = owner["metadata"]
     rdma = networking.rdma
     volumes, mounts = podspec.base_volumes(config_map, resources.shm_size)
+    volumes, mounts = volumes + storage[0], mounts + storage[1]
     art_volumes, art_mounts, art_secrets = podspec.artifact_storage(artifacts)
     env_from = [{"secretRef": {"name": s}} for s in (*art_secrets, *secrets)]
     container: dict[str, Any] = {

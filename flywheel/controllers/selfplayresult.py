@@ -2,7 +2,8 @@
 trainingresult.py).
 
 Two channels, one shape ({"step", "buffers", "validProposalRate", "solveRate", "proposerReward",
-"checkpoint"}, camelCase, per-task figures keyed by task type):
+"checkpoint", "batch": {"size", "perRank", "ranks"}, "heldOut": {"step", "solveRate",
+"sampledSolveRate"}}, camelCase, per-task figures keyed by task type):
 - the result: the JSON summary rank 0 writes to the Master pod's termination message when the run
   ends ({"phase", "message", ...});
 - progress: the JSON `{"event": "step", ...}` line rank 0 prints after every step, read from the
@@ -35,15 +36,33 @@ def fields(result: dict[str, Any]) -> dict[str, Any]:
     if isinstance(result.get("checkpoint"), str):
         out["checkpoint"] = result["checkpoint"]
     for key in PER_TASK:
-        value = result.get(key)
-        if not isinstance(value, dict):
-            continue
-        finite = {k: v for k, v in value.items() if _number(v)}  # NaN/inf are not JSON to the API
+        parsed = _per_task(result.get(key))
+        if parsed:
+            out[key] = parsed
+    batch = result.get("batch")
+    if isinstance(batch, dict):
         with contextlib.suppress(pydantic.ValidationError):
-            parsed = api.PerTask.model_validate(finite).to_dict()
-            if parsed:
-                out[key] = parsed
+            share = api.BatchShare.model_validate({k: v for k, v in batch.items() if _count(v)}).to_dict()
+            if share:
+                out["batch"] = share
+    held = result.get("heldOut")
+    if isinstance(held, dict) and _count(held.get("step")):
+        rates = {k: _per_task(held.get(k)) for k in ("solveRate", "sampledSolveRate")}
+        out["heldOut"] = {"step": held["step"], **{k: v for k, v in rates.items() if v}}
     return out
+
+
+def _per_task(value: Any) -> dict[str, Any] | None:
+    if not isinstance(value, dict):
+        return None
+    finite = {k: v for k, v in value.items() if _number(v)}  # NaN/inf are not JSON to the API
+    with contextlib.suppress(pydantic.ValidationError):
+        return api.PerTask.model_validate(finite).to_dict() or None
+    return None
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def parse(raw: str | None) -> tuple[dict[str, Any], dict[str, Any], str | None]:

@@ -24,7 +24,7 @@ import pydantic
 from flywheel import artifacts
 from flywheel.api import conditions, contract
 from flywheel.api import selfplayrun as api
-from flywheel.controllers import jobstatus, plans, pytorchjob, selfplayresult, settings, trainingrun
+from flywheel.controllers import jobstatus, plans, podspec, pytorchjob, selfplayresult, settings, trainingrun
 
 COMPONENT = "selfplay"
 PLURAL = api.SelfPlayRun.PLURAL
@@ -129,6 +129,8 @@ def _render(
         config=workload_config(resource, run),
         component=COMPONENT,
         settings=settings,
+        secrets=(spec.policy.credentials_secret,) if spec.policy.credentials_secret else (),
+        storage=podspec.model_storage(spec.policy.model, spec.artifacts),
     )
 
 

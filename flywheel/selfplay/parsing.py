@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import io
 import re
+import tokenize
 
 FORMAT = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
 FENCE = re.compile(r"```([A-Za-z0-9_\-]*)[ \t]*\n(.*?)```", re.DOTALL)
@@ -45,14 +47,53 @@ def _line(text: str, label: str) -> str | None:
 
 
 def rename_entry(code: str) -> str | None:
-    """Rename the first defined function (and every call to it) to `f`; None without a def."""
-    match = DEF.search(code)
-    if match is None:
+    """The program with its entry function named `f`; None without a def.
+
+    A program that defines `f` at top level is left alone: its other functions are helpers, and
+    renaming the first of them (what the reference does) would make `f` call itself. Otherwise the
+    first top-level def is the entry (the reference's rule) and is renamed with every use of its
+    name; attribute names (`obj.g`) and strings are not touched, and a program that already uses
+    the name `f` for something else is rejected rather than given two meanings for it."""
+    names = _top_level_defs(code)
+    if not names:
         return None
-    name = match.group(1)
-    if name == "f":
+    if "f" in names:
         return code
-    return re.sub(rf"\b{re.escape(name)}\s*\(", "f(", code)
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return re.sub(rf"\b{re.escape(names[0])}\s*\(", "f(", code)  # the executor will reject it
+    if any(t.type == tokenize.NAME and t.string == "f" for t in tokens):
+        return None
+    out, previous = [], None
+    for t in tokens:
+        rename = t.type == tokenize.NAME and t.string == names[0] and previous != "."
+        out.append(t._replace(string="f") if rename else t)
+        if t.type not in (tokenize.NL, tokenize.COMMENT):
+            previous = t.string
+    return _untokenize(code, tokens, out)
+
+
+def _top_level_defs(code: str) -> list[str]:
+    """Names of the functions defined at the top of the program, in order (a regex when it does
+    not parse, so the executor, not the parser, reports the syntax error)."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return [m.group(1) for m in DEF.finditer(code)]
+    return [n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+
+
+def _untokenize(code: str, before: list[tokenize.TokenInfo], after: list[tokenize.TokenInfo]) -> str:
+    """`code` with each renamed token replaced in place (same line, same column); everything else,
+    spacing and comments included, stays byte for byte."""
+    lines = code.splitlines(keepends=True)
+    for old, new in sorted(zip(before, after, strict=True), key=lambda p: p[0].start, reverse=True):
+        if old.string != new.string:
+            row, col = old.start
+            line = lines[row - 1]
+            lines[row - 1] = line[:col] + new.string + line[col + len(old.string) :]
+    return "".join(lines)
 
 
 def imports(code: str) -> list[str]:

@@ -2,14 +2,21 @@
 
 `load(spec.policy)` gives the built-in `tiny` byte-level model (CPU, tests) or any Hugging Face
 causal LM saved in a directory (local path, file://, pvc://, s3://), loaded with local files only
-and placed on the GPU when there is one. Both expose the same three things the trainer needs:
-`generate` (temperature sampling or greedy), `forward_logits` (through a possibly DDP-wrapped
-module) and the token ids of each sample, from which `token_logprobs` rebuilds log-probs and
-entropies for the policy gradient.
+and placed on the GPU when there is one. Both expose the same things the trainer needs:
+`generate` (temperature sampling or greedy), `hidden` (final hidden states through a possibly
+DDP-wrapped module), `head_weight` (the output embedding) and the token ids of each sample, from
+which `token_logprobs` rebuilds log-probs and entropies for the policy gradient without ever
+holding the full [batch, sequence, vocabulary] logits (flywheel.selfplay.logprobs).
+
+Weights are always fp32. `policy.dtype: bfloat16` (or float16) on a GPU runs forward passes under
+autocast instead of casting the weights: AdamW at the paper's lr 1e-6 moves a bf16 weight only
+when the update exceeds half its last-place value (2% of them after 10 steps, measured), so the
+fp32 weights act as the master copy the paper's FSDP mixed precision keeps.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tempfile
@@ -20,8 +27,8 @@ import torch
 from torch.nn import functional
 
 from flywheel import artifacts, errors
-from flywheel.api import selfplayrun
-from flywheel.selfplay import tiny
+from flywheel.api import contract, selfplayrun
+from flywheel.selfplay import logprobs, tiny
 
 
 @dataclasses.dataclass
@@ -41,13 +48,23 @@ class TinyPolicy:
 
     def __init__(self, config: tiny.TinyConfig | None = None, device: str = "cpu") -> None:
         model = tiny.TinyLM(config).to(device)
+        self.tiny = model
         self.module: torch.nn.Module = model
         self.device = torch.device(device)
         self.context = model.cfg.context
         self.pad_id = tiny.PAD
+        self.autocast_dtype: torch.dtype | None = None  # tests set bfloat16 to check the master weights
 
-    def forward_logits(self, module: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return module(ids, mask)  # type: ignore[no-any-return]
+    def hidden(self, module: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        with autocast(self):
+            return module(ids, mask, return_hidden=True)  # type: ignore[no-any-return]
+
+    def head_weight(self) -> torch.Tensor:
+        return self.tiny.tok.weight
+
+    def prompt_fits(self, prompt: str, max_new_tokens: int) -> bool:
+        """Whether `prompt` reaches the model whole (generate keeps the tail of longer ones)."""
+        return len(tiny.encode(prompt)) <= self.context - min(max_new_tokens, self.max_new_tokens_cap)
 
     @torch.no_grad()
     def generate(
@@ -103,22 +120,32 @@ class HFPolicy:
         import transformers
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        torch_dtype = getattr(torch, dtype) if self.device.type == "cuda" else torch.float32
+        on_gpu_half = self.device.type == "cuda" and dtype != "float32"
+        self.autocast_dtype = getattr(torch, dtype) if on_gpu_half else None
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
         self.tokenizer.padding_side = "left"
         self.tokenizer.truncation_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         model = transformers.AutoModelForCausalLM.from_pretrained(
-            path, local_files_only=True, dtype=torch_dtype
+            path, local_files_only=True, dtype=torch.float32
         )
-        self.module: Any = model.to(self.device)  # type: ignore[arg-type]
+        self.lm: Any = model.to(self.device)  # type: ignore[arg-type]
+        self.module: torch.nn.Module = _Backbone(self.lm)
         self.context = int(getattr(model.config, "max_position_embeddings", None) or 1 << 20)
         self.pad_id = int(self.tokenizer.pad_token_id)
         self.eos_id = self.tokenizer.eos_token_id
 
-    def forward_logits(self, module: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return module(input_ids=ids, attention_mask=mask.long()).logits  # type: ignore[no-any-return]
+    def hidden(self, module: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        with autocast(self):
+            return module(ids, mask)  # type: ignore[no-any-return]
+
+    def head_weight(self) -> torch.Tensor:
+        return self.lm.get_output_embeddings().weight  # type: ignore[no-any-return]
+
+    def prompt_fits(self, prompt: str, max_new_tokens: int) -> bool:
+        budget = max(1, min(self.max_prompt_tokens, self.context - max_new_tokens))
+        return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"]) <= budget
 
     @torch.no_grad()
     def generate(
@@ -139,13 +166,14 @@ class HFPolicy:
             if greedy
             else {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
         )
-        out = self.module.generate(
-            **enc,
-            max_new_tokens=max_new_tokens,
-            pad_token_id=self.pad_id,
-            eos_token_id=self.eos_id,
-            **sampling,
-        )
+        with autocast(self):
+            out = self.lm.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=self.pad_id,
+                eos_token_id=self.eos_id,
+                **sampling,
+            )
         width = enc["input_ids"].shape[1]
         samples = []
         for row in range(len(prompts)):
@@ -160,7 +188,28 @@ class HFPolicy:
         return samples
 
 
+class _Backbone(torch.nn.Module):
+    """What DDP wraps for a Hugging Face model: its forward gives the final hidden states (the
+    base model's last_hidden_state, after the final norm), not the full-vocabulary logits; the
+    output embedding, a parameter of this module, is applied by flywheel.selfplay.logprobs."""
+
+    def __init__(self, lm: Any) -> None:
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        out = self.lm.base_model(input_ids=ids, attention_mask=mask.long())
+        return out.last_hidden_state  # type: ignore[no-any-return]
+
+
 Policy = TinyPolicy | HFPolicy
+
+
+def autocast(pol: Policy) -> contextlib.AbstractContextManager[Any]:
+    """bf16/fp16 compute over fp32 weights when the policy asks for it (see the module docstring)."""
+    if pol.autocast_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=pol.device.type, dtype=pol.autocast_dtype)
 
 
 def _pick(logits: torch.Tensor, temperature: float, greedy: bool) -> torch.Tensor:
@@ -171,10 +220,11 @@ def _pick(logits: torch.Tensor, temperature: float, greedy: bool) -> torch.Tenso
 
 
 def token_logprobs(
-    policy: Policy, module: Any, samples: list[Sample]
+    policy: Policy, module: Any, samples: list[Sample], temperature: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(log-prob, entropy, mask), each [B, T], over the response tokens of `samples`, computed by
-    `module` (the policy's module, or its DDP wrapper) on prompt + response."""
+    `module` (the policy's module, or its DDP wrapper) on prompt + response, at the sampling
+    `temperature` (the distribution the samples came from)."""
     seqs = [s.prompt_ids + s.response_ids for s in samples]
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), policy.pad_id, dtype=torch.long)
@@ -185,16 +235,22 @@ def token_logprobs(
         attn[row, : len(seq)] = True
         target_mask[row, len(s.prompt_ids) - 1 : len(seq) - 1] = True
     ids, attn, target_mask = ids.to(policy.device), attn.to(policy.device), target_mask.to(policy.device)
-    logits = policy.forward_logits(module, ids, attn)[:, :-1].float()
-    logp_all = functional.log_softmax(logits, dim=-1)
-    logp = logp_all.gather(-1, ids[:, 1:, None]).squeeze(-1)
-    entropy = -(logp_all.exp() * logp_all).sum(-1)
-    return logp * target_mask, entropy * target_mask, target_mask
+    hidden = policy.hidden(module, ids, attn)[:, :-1]
+    with autocast(policy):
+        logp, entropy = logprobs.selected(
+            hidden[target_mask], policy.head_weight(), ids[:, 1:][target_mask], temperature
+        )
+    zeros = torch.zeros(target_mask.shape, dtype=torch.float32, device=policy.device)
+    return zeros.masked_scatter(target_mask, logp), zeros.masked_scatter(target_mask, entropy), target_mask
 
 
 def resolve(uri: str) -> Path:
-    """A local directory holding a saved model: a path, file://, pvc:// (mounted) or s3:// (copied)."""
-    if uri.startswith(("file://", "pvc://")):
+    """A local directory holding a saved model: a path, file://, pvc://claim/path (the claim is
+    mounted at contract.MODELS_MOUNT, not on the artifacts claim) or s3:// (copied)."""
+    if uri.startswith("pvc://"):
+        below = uri.removeprefix("pvc://").partition("/")[2]
+        path = Path(os.environ.get(contract.ENV_MODELS_ROOT, contract.MODELS_MOUNT)) / below
+    elif uri.startswith("file://"):
         path = artifacts.Store(uri).local_path()
     elif uri.startswith("s3://"):
         path = Path(tempfile.mkdtemp(prefix="flywheel-policy-"))

@@ -4,16 +4,34 @@ The wording follows the structure of the reference prompts (docs/selfplay.md): o
 every prompt that opens <think> so the response continues it, proposer prompts with K reference
 snippets, and solver prompts built from a buffer entry. The reference swaps the "difficulty"
 bullet between the abduction and deduction proposer prompts; here each prompt names its own task.
+
+Imports: the reference prompt lists banned words its checker only half enforces; here the
+proposer is told exactly what the executor's checker allows, the sentence built from
+`executor.ALLOWED_MODULES` so the prompt cannot drift from the check.
+
+Fitting the context: every prompt comes in two variants. The full one follows the reference
+(1.2-2.3 kB for a proposer); the compact one says the same requirements in a few lines, without
+the R1 preamble's prose, for policies whose context cannot hold the full one (the built-in tiny
+policy has 768 bytes). `fitted` picks, per prompt, the full variant when it fits the policy's
+prompt budget, else the compact one, and for proposers drops reference snippets (newest kept
+first) until it fits; a prompt the policy would otherwise truncate from the left loses its task
+statement, which is how the tiny example ended with every reward -1.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
-BANNED_WORDS = (
-    *("logging", "random", "multiprocessing", "pebble", "subprocess", "threading", "datetime", "time"),
-    *("hashlib", "hmac", "bcrypt", "os.sys", "os.path", "sys.exit", "os.environ", "calendar"),
-)
+from flywheel.selfplay import executor
+
+
+def allowed_imports() -> str:
+    """The sentence that tells a proposer which imports the executor accepts."""
+    return "Import only these modules (nothing else; no file, network, clock or randomness): " + ", ".join(
+        sorted(executor.ALLOWED_MODULES)
+    )
+
 
 R1 = (
     "A conversation between User and Assistant. The user asks a question, and the Assistant solves "
@@ -62,7 +80,7 @@ def f(name: str, info: dict):
 - Executability: your code runs without errors
 - Difficulty in {difficulty}
 - Creativity: sufficiently different from the reference snippets
-- You are not allowed to use the following words in any form, even in comments: {banned}
+- {allowed}
 First, carefully devise a clear plan, then write the code snippet and its input.
 ### Reference Code Snippets:
 {references}"""
@@ -159,7 +177,7 @@ def propose_io(task: str, references: Sequence[tuple[str, str, str]]) -> str:
             goal=goal,
             requirements=CODE_REQUIREMENTS,
             difficulty=difficulty,
-            banned=", ".join(BANNED_WORDS),
+            allowed=allowed_imports(),
             references=refs,
         )
     )
@@ -182,3 +200,86 @@ def solve_induction(pairs: Sequence[tuple[str, str]], message: str) -> str:
         f"```input_{k}\n{given}\n```\n```output_{k}\n{output}\n```" for k, (given, output) in enumerate(pairs)
     )
     return wrap(SOLVE_INDUCTION.format(requirements=CODE_REQUIREMENTS, pairs=shown, message=message))
+
+
+# --- compact variants: the same tasks in as few bytes as a small context needs -------------------
+
+R1_COMPACT = "Think in <think></think>, then answer in <answer></answer>.\nUser: {task}\nAssistant: <think>"
+
+PROPOSE_IO_COMPACT = {
+    "abduction": "Write a deterministic Python function f(...) returning a value, and one input. "
+    "The output will be shown; find an input giving it.",
+    "deduction": "Write a deterministic Python function f(...) returning a value, and one input. "
+    "The input will be shown; predict the output.",
+}
+
+
+def compact(task: str) -> str:
+    return R1_COMPACT.format(task=task)
+
+
+def propose_io_compact(task: str, references: Sequence[tuple[str, str, str]]) -> str:
+    refs = "".join(f"```python\n{code}\n```\n```input\n{given}\n```\n" for code, given, _ in references)
+    return compact(
+        f"{PROPOSE_IO_COMPACT[task]} {allowed_imports()}.\n"
+        f"Answer: ```python block, then ```input block.\n{refs}".rstrip("\n")
+    )
+
+
+def propose_function_compact(code: str, n: int) -> str:
+    return compact(
+        f"Give {n} ```input blocks for f, diverse, and a ```message block hinting what f does.\n"
+        f"```python\n{code}\n```"
+    )
+
+
+def solve_abduction_compact(code: str, output: str) -> str:
+    return compact(
+        f"Give an input for f that returns the output.\n```python\n{code}\n```\n```output\n{output}\n```"
+    )
+
+
+def solve_deduction_compact(code: str, given: str) -> str:
+    return compact(f"Give the output of f for the input.\n```python\n{code}\n```\n```input\n{given}\n```")
+
+
+def solve_induction_compact(pairs: Sequence[tuple[str, str]], message: str) -> str:
+    shown = "".join(f"```input\n{given}\n```\n```output\n{output}\n```\n" for given, output in pairs)
+    return compact(f"Write f in a ```python block to match the pairs.\n{shown}```message\n{message}\n```")
+
+
+def fitted(variants: Sequence[Callable[[], str]], fits: Callable[[str], bool]) -> str:
+    """The first variant whose prompt fits, else the last (the smallest)."""
+    for build in variants[:-1]:
+        prompt = build()
+        if fits(prompt):
+            return prompt
+    return variants[-1]()
+
+
+def fit_propose_io(task: str, references: Sequence[tuple[str, str, str]], fits: Callable[[str], bool]) -> str:
+    """The full proposer prompt if it fits, else the compact one with as many references as fit."""
+    refs = list(references)
+    variants: list[Callable[[], str]] = [functools.partial(propose_io, task, refs)]
+    variants += [functools.partial(propose_io_compact, task, refs[:k]) for k in range(len(refs), -1, -1)]
+    return fitted(variants, fits)
+
+
+def fit_propose_function(code: str, n: int, fits: Callable[[str], bool]) -> str:
+    return fitted([lambda: propose_function(code, n), lambda: propose_function_compact(code, n)], fits)
+
+
+def fit_solve_abduction(code: str, output: str, fits: Callable[[str], bool]) -> str:
+    return fitted(
+        [lambda: solve_abduction(code, output), lambda: solve_abduction_compact(code, output)], fits
+    )
+
+
+def fit_solve_deduction(code: str, given: str, fits: Callable[[str], bool]) -> str:
+    return fitted([lambda: solve_deduction(code, given), lambda: solve_deduction_compact(code, given)], fits)
+
+
+def fit_solve_induction(pairs: Sequence[tuple[str, str]], message: str, fits: Callable[[str], bool]) -> str:
+    return fitted(
+        [lambda: solve_induction(pairs, message), lambda: solve_induction_compact(pairs, message)], fits
+    )

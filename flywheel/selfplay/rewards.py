@@ -38,21 +38,29 @@ def proposer(valid: bool, rate: float | None) -> float:
     return 1.0 - rate
 
 
-def whiten(rewards: Sequence[float], lengths: Sequence[int], weighting: str = "sequence") -> list[float]:
+def whiten(
+    rewards: Sequence[float],
+    lengths: Sequence[int],
+    weighting: str = "sequence",
+    population: tuple[Sequence[float], Sequence[int]] | None = None,
+) -> list[float]:
     """Advantages of one (task, role) batch: (r - mean) / sqrt(var + 1e-8), var unbiased.
 
     weighting="sequence" takes mean and variance over sequences (the paper's A = (r - mu) / sigma);
     weighting="token" weighs each sequence by its response length, as the reference's masked
-    whitening over all response tokens does. Equal rewards give zero advantages.
+    whitening over all response tokens does. Equal rewards give zero advantages. `population`
+    (rewards, lengths) is the whole batch when `rewards` is one rank's share of it: the statistics
+    come from the population, as the paper's one batch of 64 per (task, role) does.
     """
     if weighting not in ("sequence", "token"):
         raise ValueError(f"weighting must be 'sequence' or 'token', not {weighting!r}")
-    weights = [float(n) for n in lengths] if weighting == "token" else [1.0] * len(rewards)
+    all_rewards, all_lengths = population if population is not None else (rewards, lengths)
+    weights = [float(n) for n in all_lengths] if weighting == "token" else [1.0] * len(all_rewards)
     total = sum(weights)
     if total <= 1 or len(rewards) == 0:
         return [0.0] * len(rewards)
-    mean = sum(w * r for w, r in zip(weights, rewards, strict=True)) / total
-    var = sum(w * (r - mean) ** 2 for w, r in zip(weights, rewards, strict=True)) / (total - 1)
+    mean = sum(w * r for w, r in zip(weights, all_rewards, strict=True)) / total
+    var = sum(w * (r - mean) ** 2 for w, r in zip(weights, all_rewards, strict=True)) / (total - 1)
     if var == 0.0:
         return [0.0] * len(rewards)
     scale = math.sqrt(var + EPS)

@@ -8,6 +8,11 @@ estimation rollouts are not trained on), then the solver batch is generated and 
 Each of those three executor phases is sent to the executor in batches (tasks.validate_many,
 tasks.check_many): its workers run the phase's programs side by side, with the same verdicts as
 one program at a time.
+
+`selfPlay.batchSize` is the global batch per (task, role), as in the paper (64 x 6 = 384
+sequences an update, whatever the number of GPUs). Every rank draws the same global batch (the
+buffers and the step's draw RNG are equal on all ranks) and plays its own share: `share(size,
+rank, world)` consecutive items, sizes differing by at most one.
 """
 
 from __future__ import annotations
@@ -52,6 +57,18 @@ def generate(pol: policy.Policy, prompts: list[str], sp: selfplayrun.SelfPlay) -
     return out
 
 
+def share(size: int, rank: int, world: int) -> slice:
+    """This rank's part of a global batch of `size`: the first size % world ranks take one more."""
+    base, extra = divmod(size, world)
+    start = rank * base + min(rank, extra)
+    return slice(start, start + base + (1 if rank < extra else 0))
+
+
+def fits(pol: policy.Policy, sp: selfplayrun.SelfPlay) -> tasks.Fits:
+    """Whether a prompt reaches `pol` whole, leaving room for the response (prompts.fitted)."""
+    return lambda prompt: pol.prompt_fits(prompt, sp.max_new_tokens)
+
+
 def play(
     pol: policy.Policy,
     store: buffers.Buffers,
@@ -59,20 +76,28 @@ def play(
     sp: selfplayrun.SelfPlay,
     step: int,
     rng: random.Random,
+    rank: int = 0,
+    world: int = 1,
 ) -> Step:
-    """Generate and score the step's batches; the buffers are not modified."""
+    """Generate and score this rank's share of the step's batches; the buffers are not modified.
+    `rng` must draw the same on every rank (it picks the global batch)."""
     chosen = [t for t in ORDER if t in {str(x) for x in sp.task_types}]
-    solver_tasks = {t: store.solver_batch(t, sp.batch_size, step, rng) for t in chosen}
+    mine = share(sp.batch_size, rank, world)
+    fit = fits(pol, sp)
+    solver_tasks = {t: store.solver_batch(t, sp.batch_size, step, rng)[mine] for t in chosen}
     proposals = {
-        t: [tasks.propose(t, store, sp.references, sp.induction_inputs, rng) for _ in range(sp.batch_size)]
+        t: [
+            tasks.propose(t, store, sp.references, sp.induction_inputs, rng, fit)
+            for _ in range(sp.batch_size)
+        ][mine]
         for t in chosen
     }
     result = Step([], {}, {}, {}, {})
     for task in chosen:
-        gen_batch, entries = _propose(pol, pool, sp, step, proposals[task])
+        gen_batch, entries = _propose(pol, pool, sp, task, proposals[task], step)
         result.batches.append(gen_batch)
         result.new_entries[task] = entries
-        result.valid_rate[task] = len(entries) / len(proposals[task])
+        result.valid_rate[task] = len(entries) / len(proposals[task]) if proposals[task] else 0.0
         result.proposer_reward[task] = rewards.mean(gen_batch.rewards) or 0.0
         solve_batch, accuracy = _solve(pol, pool, sp, task, solver_tasks[task])
         result.batches.append(solve_batch)
@@ -84,16 +109,17 @@ def _propose(
     pol: policy.Policy,
     pool: tasks.Executor,
     sp: selfplayrun.SelfPlay,
-    step: int,
+    task: str,
     proposals: list[tasks.Proposal],
+    step: int,
 ) -> tuple[Batch, list[Any]]:
-    task = proposals[0].task
     samples = generate(pol, [p.prompt for p in proposals], sp)
     texts = [s.text for s in samples]
     entries = tasks.validate_many(list(zip(proposals, texts, strict=True)), pool, sp.induction_inputs, step)
     valid = [e for e in entries if e is not None]
     n = sp.solve_rate_rollouts
-    estimates = generate(pol, [tasks.solver_prompt(task, e) for e in valid for _ in range(n)], sp)
+    fit = fits(pol, sp)
+    estimates = generate(pol, [tasks.solver_prompt(task, e, fit) for e in valid for _ in range(n)], sp)
     posed = [(entry, estimates[i * n + j].text) for i, entry in enumerate(valid) for j in range(n)]
     scores = tasks.check_many(task, posed, pool)
     rates = [
@@ -108,7 +134,8 @@ def _propose(
 def _solve(
     pol: policy.Policy, pool: tasks.Executor, sp: selfplayrun.SelfPlay, task: str, entries: list[Any]
 ) -> tuple[Batch, float]:
-    samples = generate(pol, [tasks.solver_prompt(task, e) for e in entries], sp)
+    fit = fits(pol, sp)
+    samples = generate(pol, [tasks.solver_prompt(task, e, fit) for e in entries], sp)
     scores = tasks.check_many(task, list(zip(entries, [s.text for s in samples], strict=True)), pool)
     scored = [rewards.solver(ok, acc) for ok, acc in scores]
     accuracy = rewards.mean([acc if ok else 0.0 for ok, acc in scores]) or 0.0

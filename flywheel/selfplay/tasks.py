@@ -64,15 +64,25 @@ def full_text(response: str) -> str:
     return response if response.lstrip().startswith(THINK) else THINK + response
 
 
-def propose(task: str, store: buffers.Buffers, k: int, n_inputs: int, rng: random.Random) -> Proposal:
+Fits = Callable[[str], bool]
+
+
+def _anything(_: str) -> bool:
+    return True
+
+
+def propose(
+    task: str, store: buffers.Buffers, k: int, n_inputs: int, rng: random.Random, fits: Fits = _anything
+) -> Proposal:
     """A proposer prompt for `task`: K references from its own buffer, or (induction) one program
-    from the union of the abduction and deduction buffers."""
+    from the union of the abduction and deduction buffers. `fits` (the policy's prompt budget)
+    picks the full or compact prompt (prompts.fitted)."""
     if task == buffers.INDUCTION:
         program = store.induction_program(rng)
-        return Proposal(task, prompts.propose_function(program.code, n_inputs), [program])
+        return Proposal(task, prompts.fit_propose_function(program.code, n_inputs, fits), [program])
     refs = store.references(task, k, rng)
     triples = [(r.code, r.input, r.output) for r in refs]
-    return Proposal(task, prompts.propose_io(task, triples), refs)
+    return Proposal(task, prompts.fit_propose_io(task, triples, fits), refs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,15 +164,15 @@ def validate_many(
     return [alive[i].entry(tuple(outputs[i])) if i in alive else None for i in range(len(runs))]
 
 
-def solver_prompt(task: str, entry: buffers.Triplet | buffers.FunctionTask) -> str:
+def solver_prompt(task: str, entry: buffers.Triplet | buffers.FunctionTask, fits: Fits = _anything) -> str:
     """What the solver sees: abduction (code, output), deduction (code, input), induction (the
-    shown half of the pairs and the message, not the code)."""
+    shown half of the pairs and the message, not the code); full or compact as `fits` allows."""
     if isinstance(entry, buffers.FunctionTask):
         shown, _ = entry.split()
-        return prompts.solve_induction(shown, entry.message)
+        return prompts.fit_solve_induction(shown, entry.message, fits)
     if task == buffers.ABDUCTION:
-        return prompts.solve_abduction(entry.code, entry.output)
-    return prompts.solve_deduction(entry.code, entry.input)
+        return prompts.fit_solve_abduction(entry.code, entry.output, fits)
+    return prompts.fit_solve_deduction(entry.code, entry.input, fits)
 
 
 @dataclasses.dataclass(frozen=True)

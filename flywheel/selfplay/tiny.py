@@ -81,9 +81,12 @@ class TinyLM(nn.Module):
         attention_mask: torch.Tensor | None = None,
         positions: torch.Tensor | None = None,
         cache: Cache | None = None,
+        return_hidden: bool = False,
     ) -> torch.Tensor:
-        """Logits [B, T, VOCAB]. `attention_mask` covers past and new keys; with `cache` (a list,
-        filled in place) earlier keys and values are reused."""
+        """Logits [B, T, VOCAB], or with `return_hidden` the final hidden states [B, T, d] (the
+        trainer projects only the positions it needs, flywheel.selfplay.logprobs). `attention_mask`
+        covers past and new keys; with `cache` (a list, filled in place) earlier keys and values
+        are reused."""
         b, t = ids.shape
         past = cache[0][0].shape[2] if cache else 0
         keys = past + t
@@ -106,8 +109,8 @@ class TinyLM(nn.Module):
                     cache[i] = kv
                 else:
                     cache.append(kv)
-        logits: torch.Tensor = self.ln(x) @ self.tok.weight.T
-        return logits
+        hidden: torch.Tensor = self.ln(x)
+        return hidden if return_hidden else hidden @ self.tok.weight.T
 
 
 def _init(module: nn.Module) -> None:

@@ -1,14 +1,24 @@
 """The self-play trainer: `python -m flywheel.selfplay` or `torchrun -m flywheel.selfplay`.
 
-Every rank plays its own rollouts (its own RNG stream) against buffers that all ranks keep equal:
-each step's valid proposals are all-gathered and appended in rank order. The update is one
-optimizer step with gradients all-reduced by DistributedDataParallel (gloo on CPU, NCCL on GPU).
+`selfPlay.batchSize` is the global batch per (task, role), as in the paper: every rank draws the
+same batch from buffers that all ranks keep equal and plays its own share of it (rollout.share;
+sampling uses a per-rank torch RNG). Each step's valid proposals are all-gathered and appended in
+rank order. The update is one optimizer step with gradients all-reduced by
+DistributedDataParallel (gloo on CPU, NCCL on GPU); advantages are whitened over the global batch
+and the loss is a mean over the global batch's tokens (trr).
 Rank 0 alone prints JSON event lines, writes checkpoints (resuming from the newest), the final
 result.json and the compact termination message the operator reads. Events (one object a line):
   {"event": "start", "step": <last done>, "steps": <total>, "resumed": <checkpoint uri or null>}
   {"event": "step", "step", "steps", "buffers", "validProposalRate", "solveRate",
-   "proposerReward", "solverReward" (per task), "checkpoint", "loss", "gradNorm", "tokens",
-   "executor": {"programs", "seconds", "programsPerSecond"} (all ranks), "seconds" (since start)}
+   "proposerReward", "solverReward" (per task), "solverRewardRange" (per task: [lowest, highest]),
+   "checkpoint", "loss", "gradNorm", "tokens",
+   "executor": {"programs", "seconds", "programsPerSecond"} (all ranks), "seconds" (since start),
+   "batch": {"size", "perRank", "ranks"} (the global batch per task and role, the largest rank share)}
+  {"event": "warmStart", "step", "steps", "loss"} while the tiny policy is warm-started, then
+  {"event": "warmStart", "cache", "card"} (flywheel.selfplay.pretrain)
+  {"event": "heldOut", "step", "solveRate", "sampledSolveRate"} before the first step, every
+   heldOut.every steps and after the last (flywheel.selfplay.heldout); the newest is also in
+   every later step event and the summary as "heldOut", and <run>/heldout.png draws them all
   {"event": "done", ...the final summary}
 The local backend turns them into progress bars and status; the operator reads the newest step
 event from the Master pod's log tail (flywheel.controllers.selfplayresult).
@@ -29,9 +39,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from flywheel import artifacts
+from flywheel import artifacts, errors
 from flywheel.api import contract
-from flywheel.selfplay import buffers, checkpoint, config, policy, rollout, trr
+from flywheel.selfplay import buffers, checkpoint, config, heldout, policy, pretrain, rollout, trr
 
 PoolFactory = Callable[[config.Config], Any]
 WEIGHTING = "sequence"  # TRR++ whitening: per sequence (the paper's formula); "token" = reference code
@@ -73,10 +83,16 @@ def _gather(obj: Any, d: Dist) -> list[Any]:
 
 
 def _seed(cfg: config.Config, d: Dist, step: int) -> random.Random:
-    """A per-(rank, step) RNG, so a resumed run draws what the uninterrupted one would have."""
+    """The step's draw RNG, equal on every rank (it picks the global batch), and a per-(rank, step)
+    torch seed for sampling; both per step, so a resumed run draws what the uninterrupted one would."""
     key = f"{cfg.spec.self_play.seed}:{d.rank}:{step}"
     torch.manual_seed(int.from_bytes(key.encode(), "little") % (2**63))
-    return random.Random(key)
+    return random.Random(f"{cfg.spec.self_play.seed}:{step}")
+
+
+def batch_share(batch_size: int, world: int) -> dict[str, int]:
+    """What status says about the batch: the global size per (task, role), the largest rank share."""
+    return {"size": batch_size, "perRank": -(-batch_size // world), "ranks": world}
 
 
 class Metered:
@@ -150,18 +166,32 @@ def _throughput(meters: list[tuple[int, float]]) -> dict[str, Any]:
     }
 
 
+def _solver_scores(results: list[rollout.Step], task: str) -> list[float]:
+    return [
+        r
+        for res in results
+        for b in res.batches
+        if b.task == task and b.role == rollout.SOLVE
+        for r in b.rewards
+    ]
+
+
 def _solver_reward(results: list[rollout.Step]) -> dict[str, float]:
     """Mean solver reward per task over every rank's solver batch (+1 / -0.5 / -1 per answer)."""
     out: dict[str, float] = {}
     for task in results[0].solve_rate:
-        scores = [
-            r
-            for res in results
-            for b in res.batches
-            if b.task == task and b.role == rollout.SOLVE
-            for r in b.rewards
-        ]
+        scores = _solver_scores(results, task)
         out[task] = round(sum(scores) / len(scores), 4) if scores else 0.0
+    return out
+
+
+def _solver_range(results: list[rollout.Step]) -> dict[str, list[float]]:
+    """[lowest, highest] solver reward per task: equal ends mean whitening gave that batch no signal."""
+    out: dict[str, list[float]] = {}
+    for task in results[0].solve_rate:
+        scores = _solver_scores(results, task)
+        if scores:
+            out[task] = [min(scores), max(scores)]
     return out
 
 
@@ -182,6 +212,7 @@ def _merge(results: list[rollout.Step], store: buffers.Buffers) -> dict[str, Any
         "solveRate": avg("solve_rate"),
         "proposerReward": avg("proposer_reward"),
         "solverReward": _solver_reward(results),
+        "solverRewardRange": _solver_range(results),
     }
 
 
@@ -194,32 +225,55 @@ def run(cfg: config.Config, pool_factory: PoolFactory) -> dict[str, Any]:
     """Train per `cfg`; return the final status summary (rank 0's is the one that counts)."""
     d = _init_dist()
     sp = cfg.spec.self_play
+    if sp.batch_size < d.world:
+        raise errors.UserError(
+            f"spec.selfPlay.batchSize {sp.batch_size} is the global batch per task and role; "
+            f"it must be at least the {d.world} ranks so every rank has a share"
+        )
     torch.manual_seed(sp.seed)
     pol = policy.load(cfg.spec.policy, _device())
+    run_store = artifacts.Store(cfg.artifacts_uri)
+    state = checkpoint.load_latest(run_store)
+    # A resumed run takes its weights from the checkpoint; DDP hands rank 0's weights to the others.
+    if cfg.spec.policy.warm_start is not None and state is None and d.main:
+        _warm_start(cfg, pol)
     module: Any = pol.module
     if d.world > 1:
         module = torch.nn.parallel.DistributedDataParallel(pol.module)
     optimizer = torch.optim.AdamW(
         pol.module.parameters(), lr=sp.learning_rate, betas=(0.9, 0.999), weight_decay=sp.weight_decay
     )
-    run_store = artifacts.Store(cfg.artifacts_uri)
     store, start, ckpt_uri = buffers.Buffers.seeded(sp.max_buffer_size), 1, None
-    state = checkpoint.load_latest(run_store)
+    history: list[dict[str, Any]] = []
     if state is not None:
         done, store = checkpoint.restore(state, pol.module, optimizer)
         start, ckpt_uri = done + 1, state["uri"]
-    summary: dict[str, Any] = {"step": start - 1, "buffers": store.sizes()}
+        history = list(state.get("extra", {}).get(HISTORY, []))
+    summary: dict[str, Any] = {
+        "step": start - 1,
+        "buffers": store.sizes(),
+        "batch": batch_share(sp.batch_size, d.world),
+    }
     if ckpt_uri:
         summary["checkpoint"] = ckpt_uri
     if d.main:
         emit({"event": "start", "step": start - 1, "steps": sp.steps, "resumed": ckpt_uri, "world": d.world})
     started = time.monotonic()
+    ho = cfg.spec.held_out
+    held = heldout.task_set(cfg.spec) if ho.every and d.main else {}
     with pool_factory(cfg) as raw_pool:
         pool = metered(raw_pool)
+        if held and not history:
+            _held_out(cfg, pol, raw_pool, held, start - 1, history, run_store)
         for step in range(start, sp.steps + 1):
             summary, stats = _step(cfg, d, step, pol, module, optimizer, store, pool)
+            if held and (step % ho.every == 0 or step == sp.steps):
+                _held_out(cfg, pol, raw_pool, held, step, history, run_store)
+            if history:
+                summary["heldOut"] = history[-1]
             if d.main and (step % sp.checkpoint_every == 0 or step == sp.steps):
-                ckpt_uri = checkpoint.save(run_store, step, pol.module, optimizer, store, summary)
+                extra = {**summary, HISTORY: history}
+                ckpt_uri = checkpoint.save(run_store, step, pol.module, optimizer, store, extra)
             if ckpt_uri:
                 summary["checkpoint"] = ckpt_uri
             if d.main:
@@ -242,6 +296,35 @@ def run(cfg: config.Config, pool_factory: PoolFactory) -> dict[str, Any]:
     return summary
 
 
+HISTORY = "heldOutHistory"  # kept in checkpoints, not in the result (the termination message is small)
+
+
+def _warm_start(cfg: config.Config, pol: Any) -> None:
+    """Load the cached warm-start weights (training them first when absent)."""
+    folder = pretrain.ensure(cfg.spec, log=emit)
+    pol.module.load_state_dict(torch.load(folder / "weights.pt", map_location=pol.device, weights_only=True))
+    emit({"event": "warmStart", "cache": str(folder), "card": json.loads((folder / "card.json").read_text())})
+
+
+def _held_out(
+    cfg: config.Config,
+    pol: Any,
+    pool: Any,
+    held: dict[str, Any],
+    step: int,
+    history: list[dict[str, Any]],
+    run_store: artifacts.Store,
+) -> None:
+    """Evaluate on the held-out set, report it, redraw the curve."""
+    figures = {"step": step, **heldout.evaluate(pol, pool, cfg.spec, held)}
+    history.append(figures)
+    emit({"event": "heldOut", **figures})
+    run_store.write_bytes(HELD_OUT_PNG, heldout.curve_png(history))
+
+
+HELD_OUT_PNG = "heldout.png"
+
+
 def _step(
     cfg: config.Config,
     d: Dist,
@@ -254,8 +337,16 @@ def _step(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """One step: rollouts on every rank, one update, merged figures (summary, update stats)."""
     sp = cfg.spec.self_play
-    result = rollout.play(pol, store, pool, sp, step, _seed(cfg, d, step))
+    result = rollout.play(pol, store, pool, sp, step, _seed(cfg, d, step), d.rank, d.world)
     meter = pool.take()
+    gathered = _gather((result, meter), d)
+    population = [
+        (
+            [r for res, _ in gathered for r in res.batches[i].rewards],
+            [n for res, _ in gathered for n in trr.lengths(res.batches[i])],
+        )
+        for i in range(len(result.batches))
+    ]
     stats = trr.update(
         pol,
         module,
@@ -264,9 +355,12 @@ def _step(
         entropy_coefficient=sp.entropy_coefficient,
         grad_clip=sp.grad_clip,
         weighting=WEIGHTING,
+        temperature=sp.temperature,
+        population=population,
+        world=d.world,
     )
-    gathered = _gather((result, meter), d)
     summary = {"step": step, **_merge([r for r, _ in gathered], store)}
+    summary["batch"] = batch_share(sp.batch_size, d.world)
     summary["executor"] = _throughput([m for _, m in gathered])
     return summary, {
         "loss": round(stats.loss, 6),

@@ -6,6 +6,12 @@ token-mean of -A * log pi over all response tokens minus the entropy bonus, no K
 With one epoch over one mini-batch the PPO ratio is exactly 1, so the clipped surrogate equals
 this on-policy REINFORCE loss; it is written in that form. Micro-batches bound memory; under
 DDP only the last micro-batch all-reduces gradients.
+
+Under DDP each rank holds its share of the global batch (flywheel.selfplay.trainer). `population`
+gives every batch's rewards and lengths over all ranks, so whitening uses the global batch's
+statistics, and the token-mean divides by the global token count: each rank's loss is scaled by
+world / global tokens, which DDP's gradient average turns into the mean over all tokens.
+Log-probs are taken at the sampling temperature (flywheel.selfplay.logprobs).
 """
 
 from __future__ import annotations
@@ -30,9 +36,22 @@ class UpdateStats:
     tokens: int
 
 
-def advantages(batches: Sequence[rollout.Batch], weighting: str = "sequence") -> list[list[float]]:
-    """Per batch, the whitened rewards (one advantage per sequence)."""
-    return [rewards.whiten(b.rewards, [len(s.response_ids) for s in b.samples], weighting) for b in batches]
+Population = Sequence[tuple[Sequence[float], Sequence[int]]]
+
+
+def lengths(batch: rollout.Batch) -> list[int]:
+    return [len(s.response_ids) for s in batch.samples]
+
+
+def advantages(
+    batches: Sequence[rollout.Batch], weighting: str = "sequence", population: Population | None = None
+) -> list[list[float]]:
+    """Per batch, the whitened rewards (one advantage per sequence); `population[i]` is batch i
+    over all ranks (None: this rank's batches are the whole batch)."""
+    return [
+        rewards.whiten(b.rewards, lengths(b), weighting, population[i] if population is not None else None)
+        for i, b in enumerate(batches)
+    ]
 
 
 def update(
@@ -44,16 +63,21 @@ def update(
     entropy_coefficient: float,
     grad_clip: float,
     weighting: str = "sequence",
+    temperature: float = 1.0,
+    population: Population | None = None,
+    world: int = 1,
 ) -> UpdateStats:
     """One optimizer step over all batches; `module` is the policy's module or its DDP wrapper."""
     samples: list[policy.Sample] = []
     advs: list[float] = []
-    for batch, adv in zip(batches, advantages(batches, weighting), strict=True):
+    for batch, adv in zip(batches, advantages(batches, weighting, population), strict=True):
         for sample, a in zip(batch.samples, adv, strict=True):
             if sample.response_ids:
                 samples.append(sample)
                 advs.append(a)
     tokens = sum(len(s.response_ids) for s in samples)
+    global_tokens = sum(sum(n) for _, n in population) if population is not None else tokens
+    scale = world / max(1, global_tokens)
     optimizer.zero_grad(set_to_none=True)
     total_loss, total_entropy = 0.0, 0.0
     chunks = range(0, len(samples), MICRO_BATCH)
@@ -61,10 +85,12 @@ def update(
         last = i + MICRO_BATCH >= len(samples)
         sync = contextlib.nullcontext() if last or not hasattr(module, "no_sync") else module.no_sync()
         with sync:
-            logp, entropy, mask = policy.token_logprobs(pol, module, samples[i : i + MICRO_BATCH])
+            logp, entropy, mask = policy.token_logprobs(
+                pol, module, samples[i : i + MICRO_BATCH], temperature
+            )
             weight = torch.tensor(advs[i : i + MICRO_BATCH], device=logp.device)[:, None]
-            pg = -(weight * logp * mask).sum() / tokens
-            ent = (entropy * mask).sum() / tokens
+            pg = -(weight * logp * mask).sum() * scale
+            ent = (entropy * mask).sum() * scale
             loss = pg - entropy_coefficient * ent
             loss.backward()  # type: ignore[no-untyped-call]
         total_loss += float(loss.detach())

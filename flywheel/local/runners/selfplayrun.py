@@ -96,6 +96,8 @@ class _Job:
         self.steps = self.spec.self_play.steps
         self.status_step = (manifest.get("status") or {}).get("step")
         self.seen: list[progress.Event] = []  # the first and the newest step event this CLI saw
+        self.earned = Earned()
+        self.held: list[progress.Event] = []  # the first and the newest held-out evaluation seen
 
     @property
     def ref(self) -> str:
@@ -191,8 +193,20 @@ class _Job:
             if event.get("resumed"):
                 self.ctx.console.print(f"{self.ref}: resuming after step {done}", highlight=False)
             bars.update("steps", completed=done, total=event.get("steps") or self.steps)
+        elif kind == "warmStart" and bars is not None and isinstance(event.get("steps"), int):
+            bars.update(
+                "warm-start",
+                completed=event.get("step"),
+                total=event["steps"],
+                note=f"loss {event.get('loss')}",
+            )
+        elif kind == "warmStart" and event.get("cache"):
+            self.ctx.console.print(f"{self.ref}: warm-started policy from {event['cache']}", highlight=False)
+        elif kind == "heldOut":
+            self.held = [*self.held[:1], event]
         elif kind == "step":
             self.seen = [*self.seen[:1], event]
+            self.earned.add(event)
             fields = selfplayresult.fields(event)
             message = _step_message(event, self.steps)
             self.status.patch(
@@ -230,6 +244,9 @@ class _Job:
         self.ctx.console.print(f"[green]{self.ref}: succeeded[/green] {message}", highlight=False)
         if self.seen:
             self.ctx.console.print(f"  signal     {_signal(self.seen[0], self.seen[-1])}", highlight=False)
+            self.ctx.console.print(f"  rewards    {self.earned.line()}", highlight=False)
+        if self.held:
+            self.ctx.console.print(f"  held-out   {_held_out(self.held[0], self.held[-1])}", highlight=False)
         self.ctx.console.print(
             f"  checkpoint {fields.get('checkpoint', '-')}\n  result     {self.result_path}", highlight=False
         )
@@ -244,6 +261,42 @@ class _Job:
             target = old.with_name(f"{contract.CHECKPOINTS_DIR}-generation-{old_generation}")
             shutil.rmtree(target, ignore_errors=True)
             old.rename(target)
+
+
+class Earned:
+    """Whether the run earned anything: steps with valid proposals, with solver rewards above the
+    malformed -1, and the executor's program count (all zero means the policy never produced a
+    well-formed answer: the random tiny policy without warmStart)."""
+
+    def __init__(self) -> None:
+        self.steps = self.valid = self.solved = self.programs = 0
+
+    def add(self, event: progress.Event) -> None:
+        self.steps += 1
+        valid = event.get("validProposalRate") if isinstance(event.get("validProposalRate"), dict) else {}
+        rewards = event.get("solverReward") if isinstance(event.get("solverReward"), dict) else {}
+        executor = event.get("executor") if isinstance(event.get("executor"), dict) else {}
+        self.valid += any(isinstance(v, int | float) and v > 0 for v in (valid or {}).values())
+        self.solved += any(isinstance(v, int | float) and v > -1 for v in (rewards or {}).values())
+        programs = (executor or {}).get("programs")
+        self.programs += programs if isinstance(programs, int) else 0
+
+    def line(self) -> str:
+        return (
+            f"valid proposals in {self.valid}/{self.steps} steps, solver rewards above -1 in "
+            f"{self.solved}/{self.steps} steps, {self.programs} programs run by the executor"
+        )
+
+
+def _held_out(first: progress.Event, last: progress.Event) -> str:
+    """Greedy held-out solve rate per task type, first and newest evaluation this CLI saw."""
+    before, after = first.get("solveRate"), last.get("solveRate")
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return f"steps {first.get('step')}..{last.get('step')}: no figures"
+    rates = ", ".join(
+        f"{task} {before.get(task, 0):.2f} -> {after.get(task, 0):.2f}" for task in sorted(after)
+    )
+    return f"greedy solve rate, steps {first.get('step')}..{last.get('step')}: {rates}"
 
 
 def _step_message(event: progress.Event, total: int) -> str:

@@ -26,11 +26,14 @@ STEPS = 3
 
 
 def write_manifest(tmp_path: Path, steps: int = STEPS) -> Path:
-    """The example, made smaller still (one prompt a batch, 8 new tokens): the test is about the
-    runner, not about self-play, and the machine is shared."""
+    """The example, made smaller still (one prompt a batch, 96 new tokens, no warm-start, a
+    two-task held-out set): the test is about the runner, not about self-play (that is
+    tests/integration/selfplay/test_selfplay_earns.py), and the machine is shared."""
     manifest = yaml.safe_load(EXAMPLE.read_text())
+    manifest["spec"]["policy"].pop("warmStart", None)
+    manifest["spec"]["heldOut"] = {"every": steps, "tasks": 2, "samples": 0}
     manifest["spec"]["selfPlay"].update(
-        steps=steps, batchSize=1, solveRateRollouts=1, maxNewTokens=8, references=1
+        steps=steps, batchSize=1, solveRateRollouts=1, maxNewTokens=96, inductionInputs=4, references=1
     )
     manifest["spec"]["executor"]["workers"] = 1
     path = tmp_path / "spr.yaml"
@@ -117,6 +120,7 @@ def test_run_records_each_step_survives_sigkill_and_resumes(tmp_path: Path) -> N
     assert again.returncode == 0, out[-3000:]
     assert f"resuming after step {done_before}" in out
     assert f"signal     steps {done_before + 1}..{STEPS}: solve rate" in out  # first vs last step seen
+    assert "rewards    valid proposals in " in out and "held-out   greedy solve rate" in out
     events = step_events(tmp_path)
     start = [e for e in events if e["event"] == "start"][-1]
     assert start["resumed"].endswith(f"step-{done_before:06d}.pt")

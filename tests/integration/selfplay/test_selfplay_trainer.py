@@ -22,9 +22,10 @@ def spec(steps: int) -> dict[str, Any]:
     return {
         "selfPlay": {
             "steps": steps,
-            "batchSize": 1,
+            "batchSize": 2,  # the global batch: one prompt per rank and (task, role) with two ranks
             "solveRateRollouts": 1,
-            "maxNewTokens": 8,
+            "maxNewTokens": 96,
+            "inductionInputs": 4,
             "checkpointEvery": 1,
             "references": 2,
         },

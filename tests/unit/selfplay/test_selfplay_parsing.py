@@ -70,3 +70,20 @@ def test_solver_code_is_the_last_fenced_block() -> None:
     body = "```python\ndef f(a): return 1\n```\n```\ndef f(a): return 2\n```"
     assert parsing.solver_code(wrap(body)) == "def f(a): return 2"
     assert parsing.solver_code(wrap("def f(a): return 1")) is None
+
+
+def test_helper_first_program_keeps_its_f_and_its_helper() -> None:
+    # The reference renames the first def; with a helper first that made f call itself.
+    code = "def helper(a):\n    return a * 2\ndef f(a):\n    return helper(a) + 1"
+    assert parsing.rename_entry(code) == code
+    parsed = parsing.parse_program_proposal(wrap(f"```python\n{code}\n```\n```input\n3\n```"))
+    assert parsed is not None and parsed.code == code
+
+
+def test_rename_touches_names_not_attributes_or_strings() -> None:
+    code = "def g(x):\n    # g( in a comment\n    return obj.g(x) + len('g(') if x else g(x - 1)"
+    assert parsing.rename_entry(code) == (
+        "def f(x):\n    # g( in a comment\n    return obj.g(x) + len('g(') if x else f(x - 1)"
+    )
+    assert parsing.rename_entry("def g(x):\n    f = 2\n    return x + f") is None  # f means something else
+    assert parsing.rename_entry("x = 1") is None

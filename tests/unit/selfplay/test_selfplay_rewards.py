@@ -54,3 +54,11 @@ def test_whiten_equal_rewards_and_degenerate_batches_give_zero() -> None:
     assert rewards.whiten([], []) == []
     with pytest.raises(ValueError, match="weighting"):
         rewards.whiten([1.0], [1], "bogus")
+
+
+def test_a_rank_share_is_whitened_with_the_global_batch_statistics() -> None:
+    everyone = ([1.0, -0.5, -1.0, -1.0], [3, 3, 3, 3])
+    mine = rewards.whiten([1.0, -0.5], [3, 3], population=everyone)
+    assert mine == rewards.whiten(*everyone)[:2]
+    # alone, the same two rewards would be whitened differently
+    assert mine != rewards.whiten([1.0, -0.5], [3, 3])

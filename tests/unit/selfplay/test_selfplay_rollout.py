@@ -26,6 +26,9 @@ class FakeScriptedPolicy:
     def __init__(self) -> None:
         self.calls = 0
 
+    def prompt_fits(self, prompt: str, max_new_tokens: int) -> bool:
+        return True  # the full prompts, which it recognises
+
     def generate(self, prompts: list[str], *, temperature: float, max_new_tokens: int, greedy: bool = False):
         out = []
         for prompt in prompts:

@@ -104,3 +104,25 @@ def test_induction_solver_must_pass_every_hidden_pair(pool: executor.Pool) -> No
     assert tasks.check("induction", task, good, pool) == (True, 1.0)
     assert tasks.check("induction", task, partial, pool) == (True, 0.0)  # binary: one miss fails
     assert tasks.check("induction", task, respond("no code"), pool) == (False, 0.0)
+
+
+def test_the_api_shortest_proposals_are_well_formed_and_max_new_tokens_must_hold_them() -> None:
+    import pydantic
+
+    from flywheel.api import selfplayrun as api
+    from flywheel.selfplay import parsing
+
+    program = tasks.full_text(api.SHORTEST_PROGRAM_PROPOSAL)
+    assert parsing.format_ok(program) and parsing.parse_program_proposal(program) is not None
+    induction = tasks.full_text(api.shortest_induction_proposal(4))
+    assert parsing.format_ok(induction)
+    parsed = parsing.parse_induction_proposal(induction, 4)
+    assert parsed is not None and len(parsed.inputs) == 4
+    with pytest.raises(
+        pydantic.ValidationError, match=r"selfPlay.maxNewTokens: 16 is too short.*set at least 90"
+    ):
+        api.SelfPlayRunSpec.model_validate({"selfPlay": {"maxNewTokens": 16, "inductionInputs": 4}})
+    ok = {"selfPlay": {"maxNewTokens": 61, "taskTypes": ["deduction"]}}
+    assert api.SelfPlayRunSpec.model_validate(ok).self_play.max_new_tokens == 61
+    hf = {"policy": {"model": "pvc://models/x"}, "selfPlay": {"maxNewTokens": 23, "inductionInputs": 4}}
+    assert api.SelfPlayRunSpec.model_validate(hf)  # 90 bytes, at 4 bytes a token: 23 tokens

@@ -164,6 +164,12 @@ def trainer_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
         "solveRate": {"abduction": 0.3, "deduction": 0.2, "induction": 0.0},
         "proposerReward": {"abduction": 0.1, "deduction": -0.2, "induction": -0.9},
         "checkpoint": "file:///x/checkpoints/step-000012.pt",
+        "batch": {"size": 64, "perRank": 4, "ranks": 16},
+        "heldOut": {
+            "step": 10,
+            "solveRate": {"abduction": 0.25, "deduction": 0.5, "induction": 0.0},
+            "sampledSolveRate": {"abduction": 0.2, "deduction": 0.4, "induction": float("nan")},
+        },
     }
     trainer.finish(cfg, trainer.artifacts.Store(cfg.artifacts_uri), summary)
     assert json.loads((tmp_path / "run" / "result.json").read_text())["step"] == 12
@@ -183,6 +189,12 @@ def test_succeeded_job_status_carries_the_trainer_result(
     assert status["step"] == 12 and status["buffers"]["abduction"] == 40
     assert status["solveRate"] == {"abduction": 0.3, "deduction": 0.2, "induction": 0.0}
     assert status["checkpoint"].endswith("step-000012.pt")
+    assert status["batch"] == {"size": 64, "perRank": 4, "ranks": 16}
+    assert status["heldOut"] == {
+        "step": 10,
+        "solveRate": {"abduction": 0.25, "deduction": 0.5, "induction": 0.0},
+        "sampledSolveRate": {"abduction": 0.2, "deduction": 0.4},  # NaN is dropped, not sent to the API
+    }
     api.SelfPlayRunStatus.model_validate(status)  # the status patch is a valid SelfPlayRunStatus
     ready = plans.get_condition(status["conditions"], conditions.READY)
     assert ready is not None and ready["status"] == "True"
@@ -237,3 +249,37 @@ def test_progress_already_in_status_stays_when_the_log_cannot_be_read() -> None:
     later = {**manifest, "status": first.status}
     again = selfplayrun.plan(later, observed(manifest, job), T0, SETTINGS, log_tail=None)
     assert again.status == first.status and again.events == []
+
+
+def test_a_pvc_model_gets_its_own_read_only_claim_which_the_trainer_resolves(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from flywheel.selfplay import policy
+
+    manifest = resource(
+        policy={"model": "pvc://models/Qwen2.5-Coder-7B"}, artifacts={"uri": "pvc://flywheel-artifacts"}
+    )
+    _, _, job = selfplayrun.render_children(manifest, SETTINGS)
+    pod = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
+    [c] = pod["containers"]
+    assert {"name": "models", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}} in pod[
+        "volumes"
+    ]
+    assert {"name": "models", "mountPath": contract.MODELS_MOUNT, "readOnly": True} in c["volumeMounts"]
+    model = tmp_path / "Qwen2.5-Coder-7B"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    monkeypatch.setenv(contract.ENV_MODELS_ROOT, str(tmp_path))  # where the claim is mounted
+    assert policy.resolve("pvc://models/Qwen2.5-Coder-7B") == model
+    same = resource(policy={"model": "pvc://shared/models/x"}, artifacts={"uri": "pvc://shared/runs"})
+    _, _, job = selfplayrun.render_children(same, SETTINGS)
+    pod = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
+    assert [v["name"] for v in pod["volumes"]].count("artifacts") == 1 and "models" not in str(pod["volumes"])
+    assert {"name": "artifacts", "mountPath": contract.MODELS_MOUNT, "readOnly": True} in pod["containers"][
+        0
+    ]["volumeMounts"]
+
+
+def test_a_model_uri_without_a_folder_is_rejected_naming_the_field() -> None:
+    with pytest.raises(ValueError, match=r"policy.model 'pvc://models': use pvc://claim/path"):
+        api.SelfPlayRunSpec.model_validate({"policy": {"model": "pvc://models"}})
