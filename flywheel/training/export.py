@@ -180,7 +180,7 @@ def _quantize(
 
 
 # How closely int8 must follow fp32 on the holdout to be served in its place.
-MIN_CLASS_AGREEMENT = 0.99
+MIN_CLASS_AGREEMENT = 0.95  # about the accuracy a tiny tabular model loses to int8 at worst
 MAX_MEAN_ABS_ERROR_STD = 0.05
 
 

@@ -153,7 +153,7 @@ def test_an_int8_model_that_answers_differently_from_fp32_is_not_served(tmp_path
 
     from flywheel.api import contract, trainingrun
     from flywheel.data import examples
-    from flywheel.training import config, dist, inference, trainer
+    from flywheel.training import config, dist, export, inference, trainer
 
     spec = trainingrun.TrainingRunSpec(
         data=examples.data_spec("https://example.invalid/datasets.git"),
@@ -168,7 +168,7 @@ def test_an_int8_model_that_answers_differently_from_fp32_is_not_served(tmp_path
     with contextlib.redirect_stdout(io.StringIO()):
         trainer.run(cfg, dist.init({}))
     card = json.loads((tmp_path / contract.MODEL_DIR / contract.MODEL_CARD).read_text())
-    assert card["quantization"]["classAgreement"] < 0.99
+    assert card["quantization"]["classAgreement"] < export.MIN_CLASS_AGREEMENT
     assert (
         card["quantization"]["served"] is False
         and "agrees with fp32" in card["quantization"]["notServedBecause"]
