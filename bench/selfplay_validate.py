@@ -79,6 +79,9 @@ class ScriptedPolicy:
     def __init__(self, seed: int, loop_every: int = 0) -> None:
         self.rng, self.loop_every, self.n = random.Random(seed), loop_every, 0
 
+    def prompt_fits(self, prompt: str, max_new_tokens: int) -> bool:
+        return True  # canned answers: no context to overflow, so the full prompts are used
+
     def generate(
         self, prompts: list[str], *, temperature: float, max_new_tokens: int, greedy: bool = False
     ) -> list[policy.Sample]:
