@@ -10,6 +10,7 @@ import pydantic
 from pydantic import Field
 
 from flywheel.api import common
+from flywheel.api import launcher as launchers
 
 
 class TaskType(enum.StrEnum):
@@ -169,9 +170,18 @@ class SelfPlayRunSpec(common.Model):
     scheduling: common.Scheduling = Field(default_factory=common.Scheduling)
     artifacts: common.Artifacts = Field(default_factory=common.Artifacts)
     run_policy: common.RunPolicy = Field(default_factory=common.RunPolicy)
+    launcher: launchers.Launcher | None = None
+    """What runs self-play on Kubernetes: PyTorchJob (Kubeflow Training Operator v1; the default
+    when unset) or TrainJob (Kubeflow Trainer v2). The local backend runs torchrun either way."""
 
     @pydantic.model_validator(mode="after")
     def _room_to_answer(self) -> SelfPlayRunSpec:
+        launchers.check(
+            self.launcher,
+            scheduling=self.scheduling,
+            run_policy=self.run_policy,
+            user_namespace=self.executor.user_namespace,
+        )
         problem = max_new_tokens_problem(self)
         if problem:
             raise ValueError(problem)

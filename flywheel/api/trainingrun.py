@@ -9,6 +9,7 @@ import pydantic
 from pydantic import Field
 
 from flywheel.api import common
+from flywheel.api import launcher as launchers
 
 
 class Expectation(common.Model):
@@ -181,9 +182,13 @@ class TrainingRunSpec(common.Model):
     """Artifact store."""
     run_policy: common.RunPolicy = Field(default_factory=common.RunPolicy)
     """Retries and deadlines."""
+    launcher: launchers.Launcher | None = None
+    """What runs the trainer on Kubernetes: PyTorchJob (Kubeflow Training Operator v1; the default
+    when unset) or TrainJob (Kubeflow Trainer v2). The local backend runs torchrun either way."""
 
     @pydantic.model_validator(mode="after")
     def _consistent(self) -> TrainingRunSpec:
+        launchers.check(self.launcher, scheduling=self.scheduling, run_policy=self.run_policy)
         if self.networking.rdma.enabled and self.resources.gpus_per_replica == 0:
             raise ValueError(
                 "networking.rdma.enabled: RDMA carries NCCL traffic between GPUs; "
