@@ -17,7 +17,7 @@ import sys
 
 import kopf
 
-from flywheel.controllers import plans, pytorchjob, selfplayrun
+from flywheel.controllers import launchers, plans, selfplayrun, trainjob
 from flywheel.controllers import settings as settings_mod
 from flywheel.kube import client
 from operators import reconcile
@@ -26,6 +26,7 @@ KIND = "SelfPlayRun"
 CHILDREN = (
     reconcile.Child("kubeflow.org", "v1", "pytorchjobs"),
     reconcile.Child("networking.k8s.io", "v1", "networkpolicies"),
+    reconcile.Child("trainer.kubeflow.org", "v1alpha1", trainjob.PLURAL),
 )
 
 
@@ -47,13 +48,15 @@ def plan(
 def read_log_tail(resource: plans.Manifest, observed: plans.Observed) -> str | None:
     """The end of the running Master pod's log; None when there is no running job or pod, or the
     API cannot give it yet (container still being created): progress is simply not updated."""
-    job_name = pytorchjob.job_name(resource["metadata"]["name"])
-    job = observed.get(pytorchjob.KIND, job_name)
-    pod_name = pytorchjob.master_pod_name(job_name)
-    if job is None or observed.get("Pod", pod_name) is None or pytorchjob.job_state(job).terminal:
+    launch = launchers.of(resource)
+    job_name = launch.job_name(resource["metadata"]["name"])
+    job = observed.get(launch.KIND, job_name)
+    pod = launch.rank0_pod(observed.get("Pod", launch.rank0_pod_name(job_name)))
+    if job is None or pod is None or launch.job_state(job).terminal:
         return None
+    pod_name = pod["metadata"]["name"]
     namespace = resource["metadata"].get("namespace") or "default"
-    query = f"?container={pytorchjob.CONTAINER}&tailLines={selfplayrun.LOG_TAIL_LINES}"
+    query = f"?container={launch.CONTAINER}&tailLines={selfplayrun.LOG_TAIL_LINES}"
     try:
         text = client.request("GET", client.path("v1", "Pod", namespace, pod_name, "log") + query)
     except client.ApiError:

@@ -175,6 +175,10 @@ class Ref:
     kind: str
     name: str
     namespace: str = "default"
+    selector: str = ""
+    """A label selector: observe the objects it matches (a `<Kind>List`, absent when none match)
+    under the key of `name`, for children whose names the controller cannot know (a TrainJob's
+    pods carry a random suffix)."""
 
     @property
     def key(self) -> str:

@@ -52,6 +52,14 @@ def master_pod_name(name: str) -> str:
     return f"{name}-master-0"
 
 
+rank0_pod_name = master_pod_name
+
+
+def rank0_pod_ref(name: str, namespace: str) -> plans.Ref:
+    """The Master pod (rank 0), by its deterministic name."""
+    return plans.Ref("v1", "Pod", master_pod_name(name), namespace)
+
+
 def render_job(
     owner: plans.Manifest,
     *,
@@ -83,7 +91,7 @@ def render_job(
         "metadata": plans.child_metadata(owner, cm_name, component),
         "data": {contract.CONFIG_FILE: config_text(config)},
     }
-    template = _pod_template(
+    template = pod_template(
         owner,
         resources=resources,
         networking=networking,
@@ -104,7 +112,7 @@ def render_job(
     if resources.replicas > 1:
         replica_specs["Worker"] = _replica(resources.replicas - 1, run_policy, _copy(template))
     metadata = plans.child_metadata(owner, name, component)
-    queue_label = _kueue_queue(scheduling)
+    queue_label = kueue_queue(scheduling)
     if queue_label:
         metadata["labels"][contract.KUEUE_QUEUE_LABEL] = queue_label
     if meta.get("generation") is not None:
@@ -171,7 +179,7 @@ def _replica(replicas: int, run_policy: common.RunPolicy, template: dict[str, An
     return {"replicas": replicas, "restartPolicy": str(run_policy.restart_policy), "template": template}
 
 
-def _kueue_queue(scheduling: common.Scheduling) -> str | None:
+def kueue_queue(scheduling: common.Scheduling) -> str | None:
     """queueName is a Kueue LocalQueue, except under Volcano gang scheduling where it names the
     Volcano queue (reference section 4: do not hand one job to both Kueue and Volcano)."""
     gang = scheduling.gang
@@ -203,7 +211,7 @@ def _run_policy(run_policy: common.RunPolicy, scheduling: common.Scheduling, rep
     return out
 
 
-def _pod_template(
+def pod_template(
     owner: plans.Manifest,
     *,
     resources: common.Resources,
@@ -337,6 +345,11 @@ def job_state(job: plans.Manifest) -> JobState:
         start_time=status.get("startTime"),
         completion_time=status.get("completionTime"),
     )
+
+
+def rank0_pod(observation: plans.Manifest | None) -> plans.Manifest | None:
+    """The Master pod from its observation (observed by name: the pod itself)."""
+    return observation
 
 
 def termination_message(pod: plans.Manifest | None) -> str | None:

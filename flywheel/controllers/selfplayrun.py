@@ -24,7 +24,16 @@ import pydantic
 from flywheel import artifacts
 from flywheel.api import conditions, contract
 from flywheel.api import selfplayrun as api
-from flywheel.controllers import jobstatus, plans, podspec, pytorchjob, selfplayresult, settings, trainingrun
+from flywheel.controllers import (
+    jobstatus,
+    launchers,
+    plans,
+    podspec,
+    pytorchjob,
+    selfplayresult,
+    settings,
+    trainingrun,
+)
 
 COMPONENT = "selfplay"
 PLURAL = api.SelfPlayRun.PLURAL
@@ -51,11 +60,11 @@ def observe_refs(resource: plans.Manifest, settings: settings.Settings) -> list[
 
 
 def render_children(resource: plans.Manifest, settings: settings.Settings) -> list[plans.Manifest]:
-    """[NetworkPolicy, ConfigMap, PyTorchJob]; pydantic.ValidationError when the spec is invalid.
+    """[NetworkPolicy, ConfigMap, job]; pydantic.ValidationError when the spec is invalid.
     The policy comes first so the pods never run unfenced."""
     run = plans.validate_spec(api.SelfPlayRun, resource)
     job, config_map = _render(resource, run, settings)
-    if run.spec.executor.user_namespace:
+    if run.spec.executor.user_namespace:  # PyTorchJob only: validation refuses it for a TrainJob
         for replica in job["spec"]["pytorchReplicaSpecs"].values():
             replica["template"]["spec"]["hostUsers"] = False
     return [network_policy(resource, run), config_map, job]
@@ -117,7 +126,7 @@ def _render(
     resource: plans.Manifest, run: api.SelfPlayRun, settings: settings.Settings
 ) -> tuple[plans.Manifest, plans.Manifest]:
     spec = run.spec
-    return pytorchjob.render_job(
+    return launchers.of(resource).render_job(
         resource,
         resources=spec.resources,
         networking=spec.networking,
@@ -149,8 +158,9 @@ def plan(
         run = plans.validate_spec(api.SelfPlayRun, resource)
     except pydantic.ValidationError as exc:
         return jobstatus.invalid(resource, current, exc, now)
-    name = pytorchjob.job_name(meta["name"])
-    job = observed.get(pytorchjob.KIND, name)
+    launch = launchers.of(resource)
+    name = launch.job_name(meta["name"])
+    job = observed.get(launch.KIND, name)
     if job is None:
         if current.get("phase") in jobstatus.TERMINAL and current.get("jobName"):
             return plans.Plan()  # finished and the job was garbage-collected: the status is final
@@ -159,16 +169,18 @@ def plan(
         children = [network_policy(resource, run), config_map, job_manifest]
         return jobstatus.finish(resource, current, now, view, name, apply=children)
     if not jobstatus.owned_by(job, resource):
-        message = f"a PyTorchJob named {name} exists but belongs to something else; rename this run"
+        message = f"a {launch.KIND} named {name} exists but belongs to something else; rename this run"
         view = jobstatus.View(conditions.PENDING, "False", jobstatus.R_NAME_CONFLICT, message, stalled=True)
         return jobstatus.finish(resource, current, now, view, name)
-    state = pytorchjob.job_state(job)
+    state = launch.job_state(job)
     changed = jobstatus.spec_changed(job, resource)
     if changed and not state.started:
         message = f"spec changed before {name} started any pod; replacing it"
         return jobstatus.recreate(resource, current, now, job, _render(resource, run, settings), message)
-    pod = observed.get("Pod", pytorchjob.master_pod_name(name))
-    maybe_view = _job_view(state, pod, current, run.spec.self_play.steps, log_tail)
+    pod = observed.get("Pod", launch.rank0_pod_name(name))
+    maybe_view = _job_view(
+        state, launch.termination_message(pod), current, run.spec.self_play.steps, log_tail
+    )
     if maybe_view is None:  # finished, result already recorded, pod gone: the status is final
         return plans.Plan()
     view = maybe_view
@@ -182,14 +194,14 @@ def plan(
     if not state.terminal:
         if observed.get(NETWORK_POLICY, network_policy_name(meta["name"])) is None:
             apply.append(network_policy(resource, run))  # never let a running sandbox lose its fence
-        if observed.get("ConfigMap", pytorchjob.config_map_name(meta["name"])) is None and not changed:
+        if observed.get("ConfigMap", launch.config_map_name(meta["name"])) is None and not changed:
             apply.append(_render(resource, run, settings)[1])
     return jobstatus.finish(resource, current, now, view, name, apply=apply)
 
 
 def _job_view(
     state: pytorchjob.JobState,
-    pod: plans.Manifest | None,
+    raw: str | None,
     current: dict[str, Any],
     total: int,
     log_tail: str | None,
@@ -204,7 +216,6 @@ def _job_view(
         view.fields.update(times)
         view.fields.update(step)
         return view
-    raw = pytorchjob.termination_message(pod)
     if raw is None and current.get("phase") in jobstatus.TERMINAL:
         return None
     fields, result, note = selfplayresult.parse(raw)

@@ -21,6 +21,9 @@ class Settings:
     image_pull_policy: str = "IfNotPresent"
     service_account: str | None = None
     """ServiceAccount of workload pods (none: the namespace default)."""
+    trainjob_runtime: str = "torch-distributed"
+    """ClusterTrainingRuntime a TrainJob runs against (launcher: TrainJob): Kubeflow Trainer's stock
+    torch-distributed, or the flywheel-torch runtime the chart can install."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -32,4 +35,5 @@ class Settings:
             serving_image=env.get(contract.ENV_SERVING_IMAGE, defaults.serving_image),
             image_pull_policy=env.get("FLYWHEEL_IMAGE_PULL_POLICY", defaults.image_pull_policy),
             service_account=env.get("FLYWHEEL_WORKLOAD_SERVICE_ACCOUNT") or None,
+            trainjob_runtime=env.get("FLYWHEEL_TRAINJOB_RUNTIME") or defaults.trainjob_runtime,
         )

@@ -26,7 +26,7 @@ import pydantic
 from flywheel import artifacts
 from flywheel.api import conditions, contract
 from flywheel.api import trainingrun as api
-from flywheel.controllers import jobstatus, plans, pytorchjob, settings, trainingresult
+from flywheel.controllers import jobstatus, launchers, plans, pytorchjob, settings, trainingresult
 
 COMPONENT = "trainer"
 TERMINAL = jobstatus.TERMINAL
@@ -42,19 +42,21 @@ R_NAME_CONFLICT = jobstatus.R_NAME_CONFLICT
 
 
 def observe_refs(resource: plans.Manifest, settings: settings.Settings) -> list[plans.Ref]:
-    """The job, its ConfigMap and the Master pod (whose termination message carries the result)."""
+    """The job (PyTorchJob or TrainJob: spec.launcher), its ConfigMap and the rank 0 pod (whose
+    termination message carries the result)."""
     meta = resource["metadata"]
     ns = meta.get("namespace") or "default"
-    job = pytorchjob.job_name(meta["name"])
+    launch = launchers.of(resource)
+    job = launch.job_name(meta["name"])
     return [
-        plans.Ref(pytorchjob.API_VERSION, pytorchjob.KIND, job, ns),
-        plans.Ref("v1", "ConfigMap", pytorchjob.config_map_name(meta["name"]), ns),
-        plans.Ref("v1", "Pod", pytorchjob.master_pod_name(job), ns),
+        plans.Ref(launch.API_VERSION, launch.KIND, job, ns),
+        plans.Ref("v1", "ConfigMap", launch.config_map_name(meta["name"]), ns),
+        launch.rank0_pod_ref(job, ns),
     ]
 
 
 def render_children(resource: plans.Manifest, settings: settings.Settings) -> list[plans.Manifest]:
-    """[ConfigMap, PyTorchJob] for a TrainingRun manifest; pydantic.ValidationError when invalid."""
+    """[ConfigMap, job] for a TrainingRun manifest; pydantic.ValidationError when invalid."""
     job, config_map = _render(resource, plans.validate_spec(api.TrainingRun, resource), settings)
     return [config_map, job]
 
@@ -77,7 +79,7 @@ def _render(
     resource: plans.Manifest, run: api.TrainingRun, settings: settings.Settings
 ) -> tuple[plans.Manifest, plans.Manifest]:
     spec = run.spec
-    return pytorchjob.render_job(
+    return launchers.of(resource).render_job(
         resource,
         resources=spec.resources,
         networking=spec.networking,
@@ -112,23 +114,24 @@ def _plan(
         run = plans.validate_spec(api.TrainingRun, resource)
     except pydantic.ValidationError as exc:
         return jobstatus.invalid(resource, current, exc, now)
-    name = pytorchjob.job_name(meta["name"])
-    job = observed.get(pytorchjob.KIND, name)
+    launch = launchers.of(resource)
+    name = launch.job_name(meta["name"])
+    job = observed.get(launch.KIND, name)
     if job is None:
         if current.get("phase") in TERMINAL and current.get("jobName"):
             return _finished_without_job(resource, current, now)
         job_manifest, config_map = _render(resource, run, settings)
-        view = jobstatus.View(conditions.PENDING, "Unknown", R_CREATING, f"creating PyTorchJob {name}")
+        view = jobstatus.View(conditions.PENDING, "Unknown", R_CREATING, f"creating {launch.KIND} {name}")
         return jobstatus.finish(resource, current, now, view, name, apply=[config_map, job_manifest])
     if not jobstatus.owned_by(job, resource):
-        message = f"a PyTorchJob named {name} exists but belongs to something else; rename this run"
+        message = f"a {launch.KIND} named {name} exists but belongs to something else; rename this run"
         view = jobstatus.View(conditions.PENDING, "False", R_NAME_CONFLICT, message, stalled=True)
         return jobstatus.finish(resource, current, now, view, name)
-    state = pytorchjob.job_state(job)
+    state = launch.job_state(job)
     if jobstatus.spec_changed(job, resource) and not state.started:
-        message = f"spec changed before PyTorchJob {name} started any pod; replacing it"
+        message = f"spec changed before {launch.KIND} {name} started any pod; replacing it"
         return jobstatus.recreate(resource, current, now, job, _render(resource, run, settings), message)
-    maybe_view = _job_view(state, observed, pytorchjob.master_pod_name(name), current)
+    maybe_view = _job_view(state, observed, launch, name, current)
     if maybe_view is None:  # finished, result already recorded, pod gone: the status is final
         return _finished_without_job(resource, current, now)
     view = maybe_view
@@ -136,11 +139,11 @@ def _plan(
     if changed:
         view.ready, view.reason, view.stalled = "False", R_SPEC_CHANGED, True
         view.message = (
-            f"spec changed after PyTorchJob {name} started; it keeps training with the spec it started "
+            f"spec changed after {launch.KIND} {name} started; it keeps training with the spec it started "
             "with. Create a new TrainingRun (or delete and re-apply this one) to train with the new spec"
         )
     apply: list[plans.Manifest] = []
-    missing = observed.get("ConfigMap", pytorchjob.config_map_name(meta["name"])) is None
+    missing = observed.get("ConfigMap", launch.config_map_name(meta["name"])) is None
     if missing and not state.terminal and not changed:
         apply = [_render(resource, run, settings)[1]]  # restarted pods need their config back
     return jobstatus.finish(resource, current, now, view, name, apply=apply)
@@ -163,7 +166,11 @@ def _finished_without_job(
 
 
 def _job_view(
-    state: pytorchjob.JobState, observed: plans.Observed, pod_name: str, current: dict[str, Any]
+    state: pytorchjob.JobState,
+    observed: plans.Observed,
+    launch: launchers.Launcher,
+    name: str,
+    current: dict[str, Any],
 ) -> jobstatus.View | None:
     times = {"startTime": state.start_time, "completionTime": state.completion_time}
     if not state.terminal:
@@ -172,7 +179,7 @@ def _job_view(
         view.fields.update(times)
         return view
     # The pod is looked at only now: an observation may read it on demand (flywheel.kube.execute).
-    raw = pytorchjob.termination_message(observed.get("Pod", pod_name))
+    raw = launch.termination_message(observed.get("Pod", launch.rank0_pod_name(name)))
     if raw is None and current.get("phase") in TERMINAL:
         return None
     fields, result, note = trainingresult.parse(raw)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,7 +23,14 @@ COMPONENT = contract.MANAGED_BY
 
 
 def get(ref: plans.Ref) -> dict[str, Any] | None:
-    """The live object, or None when it does not exist."""
+    """The live object, or None when it does not exist (a selector ref: the list of matches, or
+    None when nothing matches)."""
+    if ref.selector:
+        query = urllib.parse.urlencode({"labelSelector": ref.selector})
+        found: dict[str, Any] = client.request(
+            "GET", f"{client.path(ref.api_version, ref.kind, ref.namespace)}?{query}"
+        )
+        return found if found.get("items") else None
     try:
         obj: dict[str, Any] = client.request(
             "GET", client.path(ref.api_version, ref.kind, ref.namespace, ref.name)
