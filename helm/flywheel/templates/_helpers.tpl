@@ -11,12 +11,20 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end }}
 
+{{/* The ClusterTrainingRuntime TrainJobs run against: the chart's own when it installs one. */}}
+{{- define "flywheel.trainJobRuntime" -}}
+{{- if .Values.trainJob.runtime.install }}{{ .Values.trainJob.runtime.name }}{{ else }}{{ .Values.trainJob.runtimeName }}{{ end }}
+{{- end }}
+
 {{/* Application rules per kind: what each operator creates or reads besides its own resource. */}}
 {{- define "flywheel.appRules" -}}
 {{- if eq .kind "trainingrun" }}
 # Application: the PyTorchJob and its config, and the Master pod's termination message (results).
 - apiGroups: [kubeflow.org]
   resources: [pytorchjobs]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [trainer.kubeflow.org]  # spec.launcher: TrainJob (Kubeflow Trainer v2)
+  resources: [trainjobs]
   verbs: [get, list, watch, create, patch, update, delete]
 - apiGroups: [""]
   resources: [configmaps]
@@ -29,6 +37,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 # (termination message) and per-step progress (the tail of its log).
 - apiGroups: [kubeflow.org]
   resources: [pytorchjobs]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [trainer.kubeflow.org]  # spec.launcher: TrainJob (Kubeflow Trainer v2)
+  resources: [trainjobs]
   verbs: [get, list, watch, create, patch, update, delete]
 - apiGroups: [""]
   resources: [configmaps]
