@@ -7,7 +7,8 @@ loopback. It is young, so this subclass adds what a real API server does and our
   the resource has a status subresource (as the real server does);
 - patch: resourceVersion on every write, generation +1 only when `spec` changes; patches of the main
   resource cannot change `status`, and patches of `/status` change only `status`;
-- list responses carry `kind: <Kind>List` and `apiVersion`;
+- list responses carry `kind: <Kind>List` and `apiVersion`, and honour an equality
+  `labelSelector` (kmock 0.8 ignores it; the TrainJob rank 0 pod is observed by labels);
 - garbage collection, emulated: after every write, objects whose ownerReferences name a uid that
   no longer exists are deleted (kube-controller-manager's job in a real cluster; kmock has none);
 - fault injection: `fail(method, plural, times=1)` answers the next matching requests with a 500
@@ -62,6 +63,13 @@ RESOURCES: dict[str, kmock.ResourceInfo] = {
     "kubeflow.org/v1/pytorchjobs": kmock.ResourceInfo(
         kind="PyTorchJob",
         singular="pytorchjob",
+        namespaced=True,
+        subresources={"status"},
+        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+    ),
+    "trainer.kubeflow.org/v1alpha1/trainjobs": kmock.ResourceInfo(
+        kind="TrainJob",
+        singular="trainjob",
         namespaced=True,
         subresources={"status"},
         verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
@@ -262,6 +270,14 @@ class Emulator(kmock.KubernetesEmulator):
 
     async def _serve_list(self, request: kmock.Request) -> Any:
         payload = await super()._serve_list(request)
+        selector = (request.params or {}).get("labelSelector")
+        if selector and isinstance(payload.get("items"), list):  # equality terms, as the operators send
+            terms = dict(term.split("=", 1) for term in selector.split(","))
+            payload["items"] = [
+                item
+                for item in payload["items"]
+                if all((item.get("metadata", {}).get("labels") or {}).get(k) == v for k, v in terms.items())
+            ]
         info = self._info(request)
         if info is not None and request.resource is not None:
             group, version = request.resource.group, request.resource.version
