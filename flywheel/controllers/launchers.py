@@ -32,4 +32,4 @@ def of(resource: plans.Manifest) -> Launcher:
     """The launcher a run manifest asks for; anything but TrainJob is the PyTorchJob default
     (an invalid value is the spec validation's to report)."""
     chosen = (resource.get("spec") or {}).get("launcher")
-    return trainjob if chosen == api.Launcher.TRAINJOB else pytorchjob  # type: ignore[return-value]
+    return trainjob if chosen == api.Launcher.TRAINJOB else pytorchjob

@@ -44,7 +44,7 @@ RUNTIME_GROUP = "trainer.kubeflow.org"
 NODE = "node"
 """The replicated job and its trainer container in torch runtimes (the stock ones and Flywheel's)."""
 CONTAINER = NODE
-PATCH_MANAGER = f"{contract.GROUP}/operator"
+PATCH_MANAGER = f"{common.GROUP}/operator"
 VOLCANO_QUEUE_ANNOTATION = "scheduling.volcano.sh/queue-name"
 LABEL_JOBSET = "jobset.sigs.k8s.io/jobset-name"
 LABEL_REPLICATED_JOB = "jobset.sigs.k8s.io/replicatedjob-name"

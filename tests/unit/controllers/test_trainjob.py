@@ -320,3 +320,24 @@ def test_validators_reject_what_upstream_rejects() -> None:
     bad["spec"]["trainer"]["resourcesPerNode"]["limits"]["cpu"] = {"cores": 2}
     with pytest.raises(Exception):  # kubernetes-validate raises its own error type
         upstream.validate_core(v2.trainer_pod(bad, stock))
+
+
+def test_flywheel_validate_names_the_fields_and_exits_1(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    import yaml
+
+    from flywheel.api import validation
+
+    manifest = run(scheduling={"priorityClassName": "urgent"}, runPolicy={"ttlSecondsAfterFinished": 60})
+    del manifest["metadata"]["uid"], manifest["metadata"]["generation"]
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    assert validation.cli(argparse.Namespace(filename=[str(path)])) == 1
+    out = capsys.readouterr().out
+    assert "scheduling.priorityClassName" in out and "runPolicy.ttlSecondsAfterFinished" in out
+    assert "Traceback" not in out
+    path.write_text(yaml.safe_dump(run()))
+    assert validation.cli(argparse.Namespace(filename=[str(path)])) == 0
