@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One command from nothing to a working Flywheel on kind:
-#   platform/kind-up.sh [--with-prometheus] [--images-from-local-build]
+#   platform/kind-up.sh [--with-prometheus] [--images-from-local-build] [--trainer-v2]
 # creates the kind cluster from kind-config.yaml, installs (pinned, see versions.env) the Kubeflow
-# Training Operator v1.9, MinIO (artifact store and DVC remote), optionally kube-prometheus-stack,
+# Training Operator v1.9 (or, with --trainer-v2, Kubeflow Trainer v2 with JobSet, its stock runtimes
+# and the chart's flywheel-torch runtime, for runs with spec.launcher: TrainJob), MinIO (artifact store and DVC remote), optionally kube-prometheus-stack,
 # then the Flywheel chart, publishes the example dataset in the cluster (example-data.yaml: a git
 # repository served at http://example-data.flywheel-system.svc.cluster.local:8080/shuttle.git, its DVC
 # data in s3://flywheel-dvc on MinIO) and applies the first example. Needs: kind, kubectl, helm, docker.
@@ -15,10 +16,12 @@ root="$(dirname "$here")"
 . "$here/versions.env"
 with_prometheus=false
 local_images=false
+trainer_v2=false
 for arg in "$@"; do
   case "$arg" in
     --with-prometheus) with_prometheus=true ;;
     --images-from-local-build) local_images=true ;;
+    --trainer-v2) trainer_v2=true ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -29,9 +32,17 @@ done
 kind get clusters | grep -qx flywheel || kind create cluster --config "$root/kind-config.yaml"
 kubectl config use-context kind-flywheel
 
-echo "Installing the Kubeflow Training Operator ${TRAINING_OPERATOR_REF} (PyTorchJob v1)"
-kubectl apply --server-side -k "github.com/kubeflow/training-operator.git/manifests/overlays/standalone?ref=${TRAINING_OPERATOR_REF}"
-kubectl -n kubeflow rollout status deploy/training-operator --timeout=300s
+if $trainer_v2; then
+  echo "Installing Kubeflow Trainer ${TRAINER_V2_REF} (TrainJob, with JobSet)"
+  kubectl apply --server-side -k "github.com/kubeflow/trainer.git/manifests/overlays/manager?ref=${TRAINER_V2_REF}"
+  kubectl -n kubeflow-system rollout status deploy/kubeflow-trainer-controller-manager --timeout=300s
+  # The runtimes go through Trainer's validating webhook: only once the manager serves it.
+  kubectl apply --server-side -k "github.com/kubeflow/trainer.git/manifests/overlays/runtimes?ref=${TRAINER_V2_REF}"
+else
+  echo "Installing the Kubeflow Training Operator ${TRAINING_OPERATOR_REF} (PyTorchJob v1)"
+  kubectl apply --server-side -k "github.com/kubeflow/training-operator.git/manifests/overlays/standalone?ref=${TRAINING_OPERATOR_REF}"
+  kubectl -n kubeflow rollout status deploy/training-operator --timeout=300s
+fi
 
 echo "Installing MinIO ${MINIO_CHART_VERSION} (artifacts and DVC remote)"
 helm repo add minio https://charts.min.io/ >/dev/null
@@ -57,11 +68,15 @@ kubectl apply -f "$here/example-data.yaml"   # builds while the chart installs
 
 echo "Installing Flywheel"
 helm upgrade --install flywheel "$root/helm/flywheel" -n flywheel-system --create-namespace \
-  --set metrics.serviceMonitor.enabled="$with_prometheus" \
+  --set metrics.serviceMonitor.enabled="$with_prometheus" --set trainJob.runtime.install="$trainer_v2" \
   --set artifacts.s3CredentialsSecret=artifacts-s3-credentials --wait   # the DriftMonitor reads s3://
 
 # The examples' data.repo: ready only once its data is pushed and its git is served.
 kubectl -n flywheel-system rollout status deploy/example-data --timeout=600s
-kubectl apply -f "$root/examples/trainingrun-minimal.yaml"
+if $trainer_v2; then   # the same example, launched as a TrainJob (no Training Operator v1 here)
+  kubectl apply -f "$root/examples/trainingrun-trainjob.yaml"
+else
+  kubectl apply -f "$root/examples/trainingrun-minimal.yaml"
+fi
 echo "Done. Next: kubectl get flywheel -A; kubectl apply -k examples/ for the whole loop"
 echo "(artifacts: s3://flywheel-artifacts on MinIO in flywheel-system; data: see platform/example-data.yaml)"

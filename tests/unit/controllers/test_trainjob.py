@@ -341,3 +341,15 @@ def test_flywheel_validate_names_the_fields_and_exits_1(
     assert "Traceback" not in out
     path.write_text(yaml.safe_dump(run()))
     assert validation.cli(argparse.Namespace(filename=[str(path)])) == 0
+
+
+def test_the_example_renders_a_valid_trainjob_for_both_runtimes() -> None:
+    from flywheel.api import loading
+
+    [doc] = loading.read_documents(str(upstream.REPO / "examples" / "trainingrun-trainjob.yaml"))
+    doc["metadata"].update(namespace="default", uid="uid-1", generation=1)
+    job, _ = render(doc)
+    v2.assert_valid(job, v2.stock_runtime())
+    runtime = chart_runtime()
+    v2.assert_valid(_against(job, runtime), runtime)
+    assert job["spec"]["trainer"]["numNodes"] == 2
