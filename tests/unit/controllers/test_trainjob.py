@@ -7,6 +7,7 @@ cluster, Trainer controller or GPU is involved: manifests and status dicts only.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 from typing import Any
@@ -15,7 +16,7 @@ import pydantic
 import pytest
 
 from flywheel.api import conditions, contract
-from flywheel.controllers import launchers, pytorchjob, settings, trainingrun, trainjob
+from flywheel.controllers import launchers, plans, pytorchjob, settings, trainingrun, trainjob
 from tests.unit.controllers import upstream
 from tests.unit.controllers import upstream_trainjob as v2
 from tests.unit.controllers.test_pytorchjob import RDMA
@@ -353,3 +354,77 @@ def test_the_example_renders_a_valid_trainjob_for_both_runtimes() -> None:
     runtime = chart_runtime()
     v2.assert_valid(_against(job, runtime), runtime)
     assert job["spec"]["trainer"]["numNodes"] == 2
+
+
+# --- The TrainingRun plan over a TrainJob (pure: observed objects as the adapter would pass them) ---
+
+T0 = datetime.datetime(2026, 12, 7, 20, 0, tzinfo=datetime.UTC)
+
+
+def observed_world(
+    resource: dict[str, Any], status: dict[str, Any] | None, pods: list[dict[str, Any]] | None = None
+) -> Any:
+    job, config_map = render(resource)
+    objects = {"ConfigMap/iris-config": config_map}
+    if status is not None:
+        objects["TrainJob/iris"] = {**job, "status": status}
+    if pods:
+        objects["Pod/iris-node-0-0"] = {"kind": "PodList", "items": pods}
+    return plans.Observed(objects)
+
+
+def edited(resource: dict[str, Any]) -> dict[str, Any]:
+    out = json.loads(json.dumps(resource))
+    out["metadata"]["generation"] = 2
+    out["spec"]["training"] = {"epochs": 50}
+    return out
+
+
+def test_plan_creates_the_trainjob_then_is_a_no_op() -> None:
+    resource = run()
+    plan = trainingrun.plan(resource, observed_world(resource, None), T0, SETTINGS)
+    assert [o["kind"] for o in plan.apply] == ["ConfigMap", "TrainJob"]
+    assert plan.status["message"] == "creating TrainJob iris"
+    status = {**resource, "status": plan.status}
+    again = trainingrun.plan(status, observed_world(resource, {}), T0, SETTINGS)
+    assert again.apply == [] and again.delete == []
+
+
+def test_spec_change_while_kueue_holds_the_trainjob_replaces_it() -> None:
+    resource = run()
+    held = {"conditions": [cond("Created"), cond("Suspended")]}
+    plan = trainingrun.plan(edited(resource), observed_world(resource, held), T0, SETTINGS)
+    assert [o["kind"] for o in plan.delete] == ["TrainJob", "ConfigMap"]
+    assert "before TrainJob iris started" in plan.status["message"]
+
+
+def test_spec_change_after_node_pods_ran_keeps_the_trainjob_and_says_so() -> None:
+    resource = run()
+    running = {"conditions": [cond("Created")], "jobsStatus": jobs_status(active=1)}
+    plan = trainingrun.plan(edited(resource), observed_world(resource, running), T0, SETTINGS)
+    assert plan.delete == [] and plan.apply == []
+    ready = plans_condition(plan.status, conditions.READY)
+    assert ready["reason"] == trainingrun.R_SPEC_CHANGED and "after TrainJob iris started" in ready["message"]
+
+
+def test_terminal_trainjob_reads_rank0_result_into_status() -> None:
+    resource = run()
+    result = {"phase": "Succeeded", "message": "trained", "metrics": {"f1": 0.9}}
+    done = {
+        "conditions": [cond("Created"), cond("Complete", at="2026-12-07T21:00:00Z")],
+        "jobsStatus": jobs_status(succeeded=1),
+    }
+    plan = trainingrun.plan(
+        resource,
+        observed_world(resource, done, [pod("iris-node-0-0-a1b2c", "t", json.dumps(result))]),
+        T0,
+        SETTINGS,
+    )
+    assert plan.status["phase"] == conditions.SUCCEEDED and plan.status["metrics"] == {"f1": 0.9}
+    assert plan.status["completionTime"] == "2026-12-07T21:00:00Z"
+
+
+def plans_condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    found = plans.get_condition(status["conditions"], type_)
+    assert found is not None
+    return found
