@@ -73,6 +73,68 @@ def trainjob_problems(
     return out
 
 
+_TRAINJOB = "!has(self.launcher) || self.launcher != 'TrainJob' || "
+_CEL_ABSENT = (
+    # (field path under spec, CEL "it is fine" test with the parents present, the message's head)
+    (
+        "scheduling.priorityClassName",
+        "!has(self.scheduling.priorityClassName)",
+        "cannot set a pod priority class",
+    ),
+    (
+        "scheduling.gang.minAvailable",
+        "!has(self.scheduling.gang.minAvailable)",
+        "its pod group is its runtime's",
+    ),
+    (
+        "scheduling.gang.scheduleTimeoutSeconds",
+        "!has(self.scheduling.gang.scheduleTimeoutSeconds)",
+        "its pod group is its runtime's",
+    ),
+    (
+        "runPolicy.backoffLimit",
+        f"!has(self.runPolicy.backoffLimit) || self.runPolicy.backoffLimit == {DEFAULT_BACKOFF_LIMIT}",
+        "its restarts are its runtime's",
+    ),
+    (
+        "runPolicy.ttlSecondsAfterFinished",
+        "!has(self.runPolicy.ttlSecondsAfterFinished)",
+        "its retention is its runtime's",
+    ),
+    (
+        "runPolicy.restartPolicy",
+        "!has(self.runPolicy.restartPolicy) || self.runPolicy.restartPolicy == 'ExitCode'",
+        "its restart policy is its runtime's",
+    ),
+)
+
+
+def cel_rules(*, executor: bool = False) -> list[dict[str, str]]:
+    """The API server's side of trainjob_problems: one x-kubernetes-validations rule per field."""
+    rules = []
+    for path, ok, why in _CEL_ABSENT:
+        parents = path.split(".")[:-1]
+        present = " && ".join(f"has(self.{'.'.join(parents[: i + 1])})" for i in range(len(parents)))
+        rules.append(
+            {
+                "rule": f"{_TRAINJOB}!({present}) || {ok}",
+                "message": f"launcher TrainJob: {why}; remove {path} or use launcher: PyTorchJob",
+                "fieldPath": f".{path}",
+            }
+        )
+    if executor:
+        rules.append(
+            {
+                "rule": f"{_TRAINJOB}!has(self.executor) || !has(self.executor.userNamespace) "
+                "|| !self.executor.userNamespace",
+                "message": "launcher TrainJob: cannot set hostUsers; set executor.userNamespace: false "
+                "or use launcher: PyTorchJob",
+                "fieldPath": ".executor.userNamespace",
+            }
+        )
+    return rules
+
+
 def check(
     launcher: Launcher | None,
     *,

@@ -161,6 +161,10 @@ class Executor(common.Model):
 class SelfPlayRunSpec(common.Model):
     """Desired state of a SelfPlayRun."""
 
+    model_config = pydantic.ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": launchers.cel_rules(executor=True)}
+    )
+
     policy: Policy = Field(default_factory=Policy)
     self_play: SelfPlay = Field(default_factory=SelfPlay)
     held_out: HeldOut = Field(default_factory=HeldOut)

@@ -160,6 +160,7 @@ class TrainingRunSpec(common.Model):
                     "for a regression model",
                     "fieldPath": ".training.classWeighting",
                 },
+                *launchers.cel_rules(),
             ]
         }
     )

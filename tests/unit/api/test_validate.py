@@ -36,7 +36,7 @@ def test_bad_resource_is_rejected_with_a_clear_line(path, capsys):
         assert line.startswith(f"{path}:"), line
 
 
-CROSS_FIELD = ["05", "06", "07", "08", "09", "15", "17", "24"]
+CROSS_FIELD = ["05", "06", "07", "08", "09", "15", "17", "24", "30", "31"]
 
 
 @pytest.mark.parametrize("prefix", CROSS_FIELD)

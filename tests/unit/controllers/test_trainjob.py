@@ -428,3 +428,41 @@ def plans_condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
     found = plans.get_condition(status["conditions"], type_)
     assert found is not None
     return found
+
+
+REFUSED = [
+    ({"scheduling": {"priorityClassName": "high"}}, "scheduling.priorityClassName"),
+    ({"scheduling": {"gang": {"enabled": True, "scheduler": "volcano", "minAvailable": 2}}}, "scheduling.gang.minAvailable"),
+    ({"scheduling": {"gang": {"scheduleTimeoutSeconds": 60}}}, "scheduling.gang.scheduleTimeoutSeconds"),
+    ({"runPolicy": {"backoffLimit": 0}}, "runPolicy.backoffLimit"),
+    ({"runPolicy": {"ttlSecondsAfterFinished": 60}}, "runPolicy.ttlSecondsAfterFinished"),
+    ({"runPolicy": {"restartPolicy": "OnFailure"}}, "runPolicy.restartPolicy"),
+]  # fmt: skip
+CEL_CASES = (
+    [("TrainingRun", *case) for case in REFUSED]
+    + [("SelfPlayRun", *case) for case in REFUSED]
+    + [("SelfPlayRun", {"executor": {"userNamespace": True}}, "executor.userNamespace")]
+)
+
+
+@pytest.mark.parametrize("kind,spec,field", CEL_CASES)
+def test_the_api_servers_cel_rules_refuse_what_the_models_refuse(
+    kind: str, spec: dict[str, Any], field: str
+) -> None:
+    """Both sides of principle 4: the CRD's CEL rejects at kubectl apply what validation names."""
+    from flywheel.api import crds, loading
+    from tests.unit.api import cel
+
+    base = (
+        run()
+        if kind == "TrainingRun"
+        else {"apiVersion": "flywheel.dev/v1alpha1", "kind": kind, "metadata": {"name": "x"}, "spec": {}}
+    )
+    doc = {**base, "spec": {**base["spec"], **spec, "launcher": "TrainJob"}}
+    schema = crds.openapi_schema(kind)
+    failures = cel.failures(schema, cel.defaulted(schema, doc))
+    assert any(field in f for f in failures), failures
+    with pytest.raises(pydantic.ValidationError, match=field.replace(".", r"\.")):
+        loading.model_class(doc, "x").model_validate(doc)
+    as_pytorchjob = {**doc, "spec": {**doc["spec"], "launcher": "PyTorchJob"}}
+    assert cel.failures(schema, cel.defaulted(schema, as_pytorchjob)) == []
