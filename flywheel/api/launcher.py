@@ -13,6 +13,8 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING
 
+import pydantic
+
 if TYPE_CHECKING:
     from flywheel.api import common
 
@@ -109,9 +111,9 @@ _CEL_ABSENT = (
 )
 
 
-def cel_rules(*, executor: bool = False) -> list[dict[str, str]]:
+def cel_rules(*, executor: bool = False) -> list[pydantic.JsonValue]:
     """The API server's side of trainjob_problems: one x-kubernetes-validations rule per field."""
-    rules = []
+    rules: list[pydantic.JsonValue] = []
     for path, ok, why in _CEL_ABSENT:
         parents = path.split(".")[:-1]
         present = " && ".join(f"has(self.{'.'.join(parents[: i + 1])})" for i in range(len(parents)))
