@@ -466,3 +466,23 @@ def test_the_api_servers_cel_rules_refuse_what_the_models_refuse(
         loading.model_class(doc, "x").model_validate(doc)
     as_pytorchjob = {**doc, "spec": {**doc["spec"], "launcher": "PyTorchJob"}}
     assert cel.failures(schema, cel.defaulted(schema, as_pytorchjob)) == []
+
+
+def test_selfplayrun_renders_a_valid_fenced_trainjob_with_its_model_claim() -> None:
+    from flywheel.api import loading
+    from flywheel.controllers import selfplayrun
+
+    [doc] = loading.read_documents(str(upstream.REPO / "examples" / "selfplayrun-distributed.yaml"))
+    doc["spec"]["launcher"] = "TrainJob"
+    doc["spec"]["policy"]["model"] = "pvc://models/qwen"
+    doc["metadata"].update(namespace="ml", uid="uid-2", generation=1)
+    policy, _, job = selfplayrun.render_children(doc, SETTINGS)
+    pod = v2.assert_valid(job, v2.stock_runtime())
+    runtime = chart_runtime()
+    v2.assert_valid(_against(job, runtime), runtime)
+    assert job["spec"]["trainer"]["image"] == SETTINGS.selfplay_image
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert {"name": "models", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}} in pod[
+        "spec"
+    ]["volumes"]
+    assert "hostUsers" not in pod["spec"]
