@@ -67,8 +67,10 @@ echo "Publishing the example dataset (git over HTTP, DVC data in s3://flywheel-d
 kubectl apply -f "$here/example-data.yaml"   # builds while the chart installs
 
 echo "Installing Flywheel"
+chart_extra=()   # (the ${a[@]+...} form: bash 3.2, macOS's, calls an empty array unbound under set -u)
+if $trainer_v2; then chart_extra+=(--set trainJob.runtime.install=true); fi   # the flywheel-torch runtime
 helm upgrade --install flywheel "$root/helm/flywheel" -n flywheel-system --create-namespace \
-  --set metrics.serviceMonitor.enabled="$with_prometheus" --set trainJob.runtime.install="$trainer_v2" \
+  --set metrics.serviceMonitor.enabled="$with_prometheus" ${chart_extra[@]+"${chart_extra[@]}"} \
   --set artifacts.s3CredentialsSecret=artifacts-s3-credentials --wait   # the DriftMonitor reads s3://
 
 # The examples' data.repo: ready only once its data is pushed and its git is served.
