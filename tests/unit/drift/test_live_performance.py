@@ -118,9 +118,9 @@ def test_paired_rule_rejects_noise_and_accepts_a_real_gain() -> None:
     truth = rng.choice(["a", "b"], size=n)
     champion = np.where(rng.random(n) < 0.8, truth, np.where(truth == "a", "b", "a"))
     noisy = champion.copy()
-    flip = rng.choice(n, size=6, replace=False)  # 2% of rows changed: 4 right, 2 wrong
-    noisy[flip[:4]] = truth[flip[:4]]
-    noisy[flip[4:]] = np.where(truth[flip[4:]] == "a", "b", "a")
+    wrong, right = np.flatnonzero(champion != truth), np.flatnonzero(champion == truth)
+    noisy[wrong[:4]] = truth[wrong[:4]]  # 2% of rows changed: 4 now right, 2 now wrong
+    noisy[right[:2]] = np.where(truth[right[:2]] == "a", "b", "a")
     diff = paired.compare(truth, champion, noisy, "accuracy")
     assert diff.difference == pytest.approx(2 / n) and diff.low < 0 < diff.high
     # The fixed margin promotes this noise; the interval's lower bound does not.
