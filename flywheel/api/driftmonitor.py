@@ -100,6 +100,11 @@ class Metric(enum.StrEnum):
     MAE = "mae"
 
 
+class PromotionRule(enum.StrEnum):
+    MARGIN = "margin"
+    LOWER_BOUND = "lowerBound"
+
+
 class Promotion(common.Model):
     """When a challenger replaces the champion."""
 
@@ -107,12 +112,25 @@ class Promotion(common.Model):
     """Compared on the same rows (the challenger's holdout); rmse and mae are better when lower."""
     min_improvement: float = Field(default=0.01, ge=0)
     """The challenger must win by at least this much (absolute)."""
+    rule: PromotionRule = PromotionRule.MARGIN
+    """margin: the observed improvement must reach minImprovement. lowerBound: the lower end of the
+    improvement's 95% interval (a paired bootstrap over the same rows) must reach it, so a gain
+    within noise is not promoted; needs accuracy, f1, rmse or mae."""
     auto_promote: bool = True
     """Patch the Deployment's champion on a win; otherwise only record the decision."""
     max_error_rate_increase: float = Field(default=0.0, ge=0, le=1)
     """With shadow traffic: the challenger's error rate may exceed the champion's by at most this."""
     max_latency_ratio: float = Field(default=1.5, ge=1)
     """With shadow traffic: the challenger's p99 latency may be at most this times the champion's."""
+
+    @pydantic.model_validator(mode="after")
+    def _rule_has_an_interval(self) -> Promotion:
+        if self.rule == PromotionRule.LOWER_BOUND and self.metric == Metric.ROC_AUC:
+            raise ValueError(
+                "promotion.rule lowerBound needs a per-row metric: set promotion.metric to accuracy, f1, "
+                "rmse or mae, or promotion.rule to margin"
+            )
+        return self
 
 
 class DriftMonitorSpec(common.Model):
@@ -151,6 +169,12 @@ class Decision(common.Model):
     champion_version: str | None = None
     challenger_version: str | None = None
     data_rev: str | None = None
+    rows: int | None = None
+    """Rows both models were scored on."""
+    interval: list[float] | None = None
+    """The improvement's 95% interval [low, high] (challenger better when > 0), and its test."""
+    test: str | None = None
+    rule: str | None = None
 
 
 class RetrainStatus(common.Model):

@@ -101,6 +101,10 @@ class ModelSpec(common.Model):
     """Input columns; when empty, every column but the target, typed from the data."""
     architecture: Architecture = Field(default_factory=Architecture)
     """Network shape."""
+    init_from: str | None = Field(default=None, pattern=r"^(file|pvc|s3)://.+")
+    """Fine-tune: the folder of an exported model (file://, pvc:// or s3://) whose preprocessing and
+    weights this run starts from; task, target, architecture and features must match it. Unset: from
+    scratch. A DriftMonitor with retrain.mode fineTune sets it to the champion."""
 
 
 class Training(common.Model):

@@ -55,6 +55,11 @@ class Evaluation:
     champion_version: str | None = None
     challenger_version: str | None = None
     data_rev: str | None = None
+    rows: int | None = None
+    interval: tuple[float, float] | None = None
+    """The improvement's 95% interval from the paired test (flywheel.drift.paired)."""
+    test: str | None = None
+    rule: str | None = None
 
     @property
     def promote(self) -> bool:
@@ -198,6 +203,10 @@ def _decision(ev: Evaluation, now: datetime.datetime) -> dict[str, Any]:
         champion_version=ev.champion_version,
         challenger_version=ev.challenger_version,
         data_rev=ev.data_rev,
+        rows=ev.rows,
+        interval=None if ev.interval is None else [round(v, 6) for v in ev.interval],
+        test=ev.test,
+        rule=ev.rule,
     )
     return decision.to_dict()
 

@@ -104,6 +104,23 @@ def period_frame(
     return out if labelled else out.drop(columns=[TARGET])
 
 
+CONCEPT_COLUMN = "f9"
+CONCEPT_QUANTILE = 0.85
+
+
+def concept_shift(frame: pd.DataFrame) -> pd.DataFrame:
+    """Concept drift built from real rows: the same features, a new rule for the label.
+
+    A new failure mode: a reading of CONCEPT_COLUMN at or above its CONCEPT_QUANTILE over period 1
+    of the mission (a fixed threshold, so every slice is relabelled alike) now also counts as an
+    anomaly. The inputs are untouched, so a feature-drift check sees nothing; only ground truth
+    (feedback) shows that a period-1 model now misses about one row in seven."""
+    threshold = float(_period_bins(2)[0][CONCEPT_COLUMN].quantile(CONCEPT_QUANTILE))
+    out = frame.copy()
+    out[TARGET] = ((out[TARGET] == 1) | (out[CONCEPT_COLUMN] >= threshold)).astype(out[TARGET].dtype)
+    return out
+
+
 def write_period(path: Path, n: int, **kwargs: object) -> Path:
     """Write period_frame(n, **kwargs) to `path` (CSV, or Parquet for *.parquet), atomically."""
     frame = period_frame(n, **kwargs)  # type: ignore[arg-type]

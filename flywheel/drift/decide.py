@@ -28,6 +28,9 @@ class Comparison:
     higher_is_better: bool
     improvement: float
     """challenger - champion, signed so that > 0 means the challenger is better."""
+    interval: tuple[float, float] | None = None
+    """The improvement's 95% interval from a paired test on the same rows (None: not computed)."""
+    test: str | None = None
 
     @classmethod
     def of(
@@ -63,13 +66,27 @@ def decide(promotion: driftmonitor.Promotion, comparison: Comparison, shadow: Sh
     if not (math.isfinite(comparison.champion_value) and math.isfinite(comparison.challenger_value)):
         return _rejected(f"{figures}: the metric is undefined on these rows, so no winner can be named")
     margin = f"improvement {comparison.improvement:+.4f}"
-    if comparison.improvement < promotion.min_improvement:
+    if comparison.interval is not None:
+        low, high = comparison.interval
+        margin += f" (95% [{low:+.4f}, {high:+.4f}], {comparison.test})"
+    if promotion.rule == driftmonitor.PromotionRule.LOWER_BOUND:
+        if comparison.interval is None:
+            return _rejected(
+                f"{figures}: rule lowerBound needs an interval, and {comparison.metric} has none"
+            )
+        if comparison.interval[0] < promotion.min_improvement:
+            return _rejected(
+                f"{figures}: {margin}: the lower bound is below minImprovement "
+                f"{promotion.min_improvement:g}, so the gain is within noise"
+            )
+    elif comparison.improvement < promotion.min_improvement:
         return _rejected(f"{figures}: {margin} < minImprovement {promotion.min_improvement:g}")
     guard = _shadow_problem(promotion, shadow)
     if guard is not None:
         return _rejected(f"{figures}, but {guard}")
     applied = "" if promotion.auto_promote else " (autoPromote is false: recorded, not applied)"
-    reason = f"{figures}: {margin} >= minImprovement {promotion.min_improvement:g}"
+    bound = "lower bound" if promotion.rule == driftmonitor.PromotionRule.LOWER_BOUND else "improvement"
+    reason = f"{figures}: {margin}, {bound} >= minImprovement {promotion.min_improvement:g}"
     return Verdict("promoted", reason + _shadow_note(shadow) + applied, promotion.auto_promote)
 
 

@@ -10,6 +10,7 @@ is undefined (NaN), and the verdict rejects rather than inventing a winner.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -20,7 +21,7 @@ from sklearn import metrics as skm
 
 from flywheel import errors
 from flywheel.api import contract, driftmonitor
-from flywheel.drift import decide
+from flywheel.drift import decide, paired, performance
 from flywheel.training import inference
 
 Comparison = decide.Comparison
@@ -56,21 +57,38 @@ def compare(
     target: str,
     metric: driftmonitor.Metric,
 ) -> decide.Comparison:
-    """Score both models on `rows` (features + `target`) with `metric`."""
+    """Score both models on `rows` (features + `target`) with `metric`, and, for a per-row metric,
+    the paired bootstrap interval of their difference (flywheel.drift.paired)."""
     metric = driftmonitor.Metric(metric)
     if target not in rows.columns:
         raise errors.UserError(f"the evaluation rows lack the target column {target!r}")
     rows = rows[rows[target].notna()].reset_index(drop=True)
     if rows.empty:
         raise errors.UserError("no evaluation rows with a target value: nothing to compare on")
-    values = [score(load(Path(d)), rows, target, metric) for d in (champion_dir, challenger_dir)]
-    return decide.Comparison.of(metric, values[0], values[1], len(rows))
+    predictors = [load(Path(d)) for d in (champion_dir, challenger_dir)]
+    outputs = [_predict(p, rows, target, metric) for p in predictors]
+    values = [_value(p, o, rows, target, metric) for p, o in zip(predictors, outputs, strict=True)]
+    comparison = decide.Comparison.of(metric, values[0], values[1], len(rows))
+    if metric not in performance.CLASSIFICATION | performance.REGRESSION:
+        return comparison
+    truth, (champion, challenger) = (
+        _truth(predictors[0], rows, target),
+        [_as_array(p, o) for p, o in zip(predictors, outputs, strict=True)],
+    )
+    difference = paired.compare(truth, champion, challenger, metric)
+    return dataclasses.replace(comparison, interval=(difference.low, difference.high), test=difference.test)
 
 
 def score(
     predictor: inference.Predictor, rows: pd.DataFrame, target: str, metric: driftmonitor.Metric
 ) -> float:
     """One model's `metric` on `rows`."""
+    return _value(predictor, _predict(predictor, rows, target, metric), rows, target, metric)
+
+
+def _predict(
+    predictor: inference.Predictor, rows: pd.DataFrame, target: str, metric: driftmonitor.Metric
+) -> inference.Prediction:
     task = predictor.preprocessor.task
     if (metric in CLASSIFICATION) != (task == "classification"):
         fits = "accuracy, f1 or roc_auc" if task == "classification" else "rmse or mae"
@@ -80,14 +98,33 @@ def score(
             f"model {predictor.version} predicts {predictor.card['target']!r}, not {target!r}: "
             "champion and challenger must share the target"
         )
-    prediction = predictor.predict(rows)
-    if task == "regression":
-        return _regression(
-            metric, rows[target].to_numpy(dtype=np.float64), np.asarray(prediction.predictions)
-        )
-    truth = rows[target].astype(str).to_numpy()
+    return predictor.predict(rows)
+
+
+def _truth(predictor: inference.Predictor, rows: pd.DataFrame, target: str) -> np.ndarray:
+    if predictor.preprocessor.task == "regression":
+        return rows[target].to_numpy(dtype=np.float64)
+    return rows[target].astype(str).to_numpy()
+
+
+def _as_array(predictor: inference.Predictor, prediction: inference.Prediction) -> np.ndarray:
+    if predictor.preprocessor.task == "regression":
+        return np.asarray(prediction.predictions, dtype=np.float64)
+    return np.asarray([str(p) for p in prediction.predictions])
+
+
+def _value(
+    predictor: inference.Predictor,
+    prediction: inference.Prediction,
+    rows: pd.DataFrame,
+    target: str,
+    metric: driftmonitor.Metric,
+) -> float:
+    truth = _truth(predictor, rows, target)
+    predicted = _as_array(predictor, prediction)
+    if predictor.preprocessor.task == "regression":
+        return _regression(metric, truth, predicted)
     labels = sorted(set(truth))
-    predicted = np.asarray([str(p) for p in prediction.predictions])
     if metric == driftmonitor.Metric.ACCURACY:
         return float((predicted == truth).mean())
     if metric == driftmonitor.Metric.F1:

@@ -252,6 +252,8 @@ def _evaluate(
         challenger=name, decision=decision, reason=verdict.reason, metric=comparison.metric,
         champion_value=comparison.champion_value, challenger_value=comparison.challenger_value,
         champion_version=champion[1], challenger_version=challenger[1], data_rev=data_rev,
+        rows=comparison.rows, interval=comparison.interval, test=comparison.test,
+        rule=monitor.spec.promotion.rule.value,
     )  # fmt: skip
 
 

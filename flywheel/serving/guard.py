@@ -40,7 +40,8 @@ Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REQUEST_ID_MAX = 128
-_REQUEST_ID = re.compile(rf"[A-Za-z0-9._:/+=-]{{1,{REQUEST_ID_MAX}}}")
+REQUEST_ID_PATTERN = rf"^[A-Za-z0-9._:/+=-]{{1,{REQUEST_ID_MAX}}}$"
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 STATE_KEY = "flywheel_request_id"  # scope["state"] key the service reads the id from
 ERROR_TEXT_MAX = 300
 ERROR_ITEMS_MAX = 20

@@ -43,6 +43,10 @@ def _m() -> dict[str, Any]:
             documentation="Predicted class distribution per model",
             labelnames=["role", "prediction"],
         ),
+        "feedback": prom.Counter(
+            name="flywheel_serving_feedback_labels",
+            documentation="Ground-truth labels accepted by POST /feedback",
+        ),
         "probability": prom.Histogram(
             name="flywheel_serving_probability",
             documentation="Probability of the predicted class per model",
@@ -50,6 +54,10 @@ def _m() -> dict[str, Any]:
             buckets=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
         ),
     }
+
+
+def feedback(labels: int) -> None:
+    _m()["feedback"].inc(labels)
 
 
 def init() -> None:

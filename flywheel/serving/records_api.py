@@ -9,6 +9,9 @@ model BentoML would build, so errors have the same `error`, `detail[].loc` and m
 service routes, scores, logs and counts it, and the reply is written with json.dumps.
 
 The @bentoml.api route stays declared (OpenAPI schema, and the path used before the models load).
+
+POST /feedback (flywheel.serving.feedback) is answered here too, the same plain way; it has no
+BentoML route, so before the models load it is a 503 rather than BentoML's 404.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pydantic
 
-from flywheel.serving import guard
+from flywheel.serving import feedback, guard
 
 if TYPE_CHECKING:
     from flywheel.serving.service import FlywheelService
@@ -50,15 +53,16 @@ class RecordsApi:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         service = _service
-        if (
-            service is None
-            or scope["type"] != "http"
-            or scope["path"] != "/predict"
-            or scope["method"] != "POST"
-        ):
+        if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        status, body, headers = await _predict(service, scope, receive)
+        if scope["path"] == feedback.ROUTE:
+            status, body, headers = await _feedback(service, scope, receive)
+        elif scope["path"] == "/predict" and service is not None:
+            status, body, headers = await _predict(service, scope, receive)
+        else:
+            await self.app(scope, receive, send)
+            return
         data = json.dumps(body, separators=(",", ":")).encode()
         await send(
             {
@@ -106,6 +110,29 @@ async def _predict(
         (b"x-flywheel-model-version", result.version.encode("latin-1", "replace")),
     ]
     return 200, reply, headers_out
+
+
+async def _feedback(
+    service: FlywheelService | None, scope: Scope, receive: Receive
+) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]:
+    import anyio
+
+    request_id = guard.request_id(scope) or ""
+    if service is None or service.feedback is None:
+        return 503, {"error": "the server is starting: send the feedback again shortly"}, []
+    body = await _body(receive)
+    try:
+        labels = feedback.Feedback.model_validate_json(body or b"{}").labels
+    except pydantic.ValidationError as exc:
+        detail = exc.errors(include_context=False, include_input=False)
+        return 400, {"error": f"{exc.error_count()} validation error for Feedback", "detail": detail}, []
+    try:
+        await anyio.to_thread.run_sync(service.feedback.write, labels)
+    except Exception:  # the store refused the write: nothing was kept, the caller may retry
+        log.exception("Storing feedback of request %s failed", request_id)
+        return 503, {"error": "the labels could not be stored; nothing was kept, send them again"}, []
+    service.feedback_received(len(labels))
+    return 200, {"accepted": len(labels), "request_id": request_id}, []
 
 
 async def _body(receive: Receive) -> bytes:

@@ -15,6 +15,7 @@ OTHER = "other"
 # template -> methods. HEAD is served wherever GET is (Starlette answers it).
 ROUTES: dict[str, frozenset[str]] = {
     "/predict": frozenset({"POST"}),
+    "/feedback": frozenset({"POST"}),  # ground truth for earlier requests: flywheel.serving.feedback
     "/admin/promote": frozenset({"POST"}),
     "/readyz": frozenset({"GET", "HEAD"}),
     "/livez": frozenset({"GET", "HEAD"}),

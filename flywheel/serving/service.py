@@ -9,6 +9,8 @@ size the adaptive batcher. Models load once, in __init__; /readyz turns 200 only
 POST /predict   {"records": [{<feature>: value, ...}, ...]}
              -> {"request_id", "model": {"role", "version"}, "predictions", "probabilities"}
                 (answered by records_api, which skips BentoML's API layer once the models are loaded)
+POST /feedback  {"labels": [{"request_id", "record_index", "label"}, ...]}: ground truth for earlier
+                requests, stored beside the traffic log (flywheel.serving.feedback)
 POST /admin/promote {"uri": <model dir>, "quantized": true}   (Bearer token; see config)
 /v2/...         the Open Inference Protocol v2 (REST): flywheel.serving.oip
 """
@@ -37,6 +39,7 @@ from flywheel.api import contract
 from flywheel.serving import (
     bentoml_hooks,
     config,
+    feedback,
     guard,
     metrics,
     models,
@@ -119,6 +122,7 @@ class FlywheelService:
         )
         if self.logger is not None:
             self.logger.features = tuple(self.card.feature_names)
+        self.feedback: feedback.FeedbackWriter | None = feedback.FeedbackWriter(cfg.sink_uri())
         self._rng = random.Random()
         # Request ids without a caller's x-request-id: a random prefix per process (drawn here, in
         # the worker, after any fork) and a counter; unique across workers and restarts like a
@@ -147,6 +151,9 @@ class FlywheelService:
             method = getattr(type(self), name)
             if hasattr(method, "__get__") and not hasattr(method, "__set__"):
                 setattr(self, name, method.__get__(self, type(self)))
+
+    def feedback_received(self, labels: int) -> None:
+        metrics.feedback(labels)
 
     def __is_ready__(self) -> bool:
         return self._ready

@@ -28,6 +28,13 @@ Schema (one row per scored record):
                                        ("overloaded", "model: <exception>"), prediction and
                                        probability are then null. Added later: files written
                                        before it lack the column (read back as null)
+    record_index   int64               the record's position in its request (0-based): with
+                                       request_id, the key ground truth is joined on
+                                       (flywheel.drift.feedback). Added later: null in older files
+
+Ground truth sent later (POST /feedback, or files dropped by another system) lives beside the log
+in <sink>/feedback/ (flywheel.serving.feedback); readers of the log list only the sink's own
+*.parquet files, so the folder never mixes into the traffic.
 """
 
 from __future__ import annotations
@@ -52,7 +59,8 @@ from flywheel import artifacts
 FIXED_COLUMNS = ("timestamp", "request_id", "role", "served", "model_version")
 OUTPUT_COLUMNS = ("prediction", "probability", "latency_ms", "error")
 ERROR = "error"
-RESERVED = frozenset(FIXED_COLUMNS + OUTPUT_COLUMNS)
+RECORD_INDEX = "record_index"
+RESERVED = frozenset((*FIXED_COLUMNS, *OUTPUT_COLUMNS, RECORD_INDEX))
 SUFFIX = ".parquet"
 _HOST = "".join(c if c.isalnum() or c in "-." else "_" for c in socket.gethostname()) or "host"
 
@@ -161,6 +169,7 @@ def _parquet(chunks: list[tuple[int, Columns | Request]], features: tuple[str, .
 # (probability and latency: a file of failures only would otherwise hold them as null, not float).
 _TYPES: dict[str, pa.DataType] = {
     ERROR: pa.string(),
+    RECORD_INDEX: pa.int64(),
     "probability": pa.float64(),
     "latency_ms": pa.float64(),
 }
@@ -192,6 +201,7 @@ def _request_columns(requests: list[Request], features: tuple[str, ...]) -> Colu
     columns["probability"] = [p for r in requests for p in r.probabilities]
     columns["latency_ms"] = repeated([r.latency_ms for r in requests])
     columns[ERROR] = [e for r, n in zip(requests, counts, strict=True) for e in (r.errors or [None] * n)]
+    columns[RECORD_INDEX] = [i for n in counts for i in range(n)]
     return columns
 
 

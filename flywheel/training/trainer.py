@@ -21,7 +21,7 @@ from torch.utils.data import DistributedSampler
 
 from flywheel import artifacts
 from flywheel.api import trainingrun
-from flywheel.training import checkpoint, dataset, dist, export, metrics, preprocess
+from flywheel.training import checkpoint, dataset, dist, export, finetune, metrics, preprocess
 from flywheel.training import config as config_mod
 from flywheel.training import model as model_mod
 from flywheel.training import result as result_mod
@@ -60,15 +60,21 @@ def run(cfg: config_mod.Config, world: dist.World) -> result_mod.Result:
     train_df, hold_df = dataset.split(frame, spec)
     store = artifacts.Store(cfg.artifacts_uri)
     resumed = checkpoint.latest(store)
+    start = None
     if resumed is not None:
         prep = preprocess.Preprocessor.from_dict(resumed[1]["preprocessor"])
+    elif spec.model.init_from:  # fine-tune: the starting model's preprocessing, then its weights
+        start = finetune.load(spec.model.init_from, spec.model)
+        finetune.check_classes(start, frame[spec.model.target])
+        prep = start.preprocessor
     else:
         prep = preprocess.fit(train_df, frame[spec.model.target], spec.model)
     seed_everything(spec.training.seed)
     arch = spec.model.architecture
-    net = model_mod.build_mlp(prep.n_inputs, arch.hidden_layers, prep.n_outputs, arch.dropout).to(
-        world.device
-    )
+    net = model_mod.build_mlp(prep.n_inputs, arch.hidden_layers, prep.n_outputs, arch.dropout)
+    if start is not None:
+        net.load_state_dict(start.state_dict)
+    net = net.to(world.device)
     optimizer = torch.optim.AdamW(
         net.parameters(), lr=spec.training.learning_rate, weight_decay=spec.training.weight_decay
     )
@@ -89,7 +95,7 @@ def run(cfg: config_mod.Config, world: dist.World) -> result_mod.Result:
             final,
             lineage,
             x_hold.cpu().numpy(),
-            loop.summary(),
+            {**loop.summary(), **({"initFrom": start.lineage()} if start else {})},
             holdout_rows=hold_df,
             calibration=x_train.cpu().numpy(),
         )

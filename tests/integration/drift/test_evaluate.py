@@ -27,6 +27,24 @@ def test_the_model_trained_on_the_new_period_wins_on_its_holdout(
     assert comparison.rows == 800 and comparison.higher_is_better
     assert 0.5 < comparison.champion_value < comparison.challenger_value <= 1.0
     assert comparison.improvement == pytest.approx(comparison.challenger_value - comparison.champion_value)
+    if metric == "roc_auc":  # needs every class's probability per row: no paired interval
+        assert comparison.interval is None
+    else:
+        low, high = comparison.interval or (math.nan, math.nan)
+        assert low < comparison.improvement < high and comparison.test == "paired bootstrap"
+
+
+def test_lower_bound_rule_promotes_the_real_winner_and_not_the_same_model(exports: conftest.Exports) -> None:
+    """A model against itself gains exactly 0 on every resample, below any positive margin; the
+    period-2 model's gain on period-2 rows is clear of it."""
+    rows = evaluate.holdout(exports.challenger)
+    rule = driftmonitor.Promotion(metric="accuracy", min_improvement=0.001, rule="lowerBound")
+    win = evaluate.compare(exports.champion, exports.challenger, rows, examples.TARGET, rule.metric)
+    verdict = decide.decide(rule, win, None)
+    assert verdict.promote and "lower bound >=" in verdict.reason and "paired bootstrap" in verdict.reason
+    same = evaluate.compare(exports.challenger, exports.challenger, rows, examples.TARGET, rule.metric)
+    assert same.interval == (0.0, 0.0)
+    assert not decide.decide(rule, same, None).promote
 
 
 def test_verdict_promotes_the_winner_and_rejects_the_pair_swapped(exports: conftest.Exports) -> None:

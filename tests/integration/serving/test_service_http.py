@@ -22,7 +22,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from flywheel.serving import routing, traffic
+from flywheel.drift import feedback as drift_feedback
+from flywheel.serving import feedback, routing, traffic
 from flywheel.training import inference
 from tests.integration.serving import trained
 from tests.integration.serving.conftest import ADMIN_TOKEN, Server
@@ -367,7 +368,12 @@ def test_traffic_log_reads_back_with_documented_schema(
     features = [f["name"] for f in card["features"]]
     numeric = [f["name"] for f in card["features"] if f["type"] == "numeric"]
     (categorical,) = [f for f in card["features"] if f["type"] == "categorical"]
-    assert list(frame.columns) == [*traffic.FIXED_COLUMNS, *features, *traffic.OUTPUT_COLUMNS]
+    assert list(frame.columns) == [
+        *traffic.FIXED_COLUMNS,
+        *features,
+        *traffic.OUTPUT_COLUMNS,
+        traffic.RECORD_INDEX,
+    ]
     assert str(frame["timestamp"].dt.tz) == "UTC"
     assert frame["timestamp"].is_monotonic_increasing
     assert frame["served"].dtype == bool
@@ -454,3 +460,67 @@ def test_promotion_under_load_fails_no_request(servers: dict[str, Server], model
     versions = [v for _, _, v in seen]
     assert old in versions and new in versions
     assert {v for t, _, v in seen if t > done_at + 0.2} == {new}
+
+
+def test_feedback_joins_late_duplicate_and_unknown_labels(
+    servers: dict[str, Server], models: dict[str, str]
+) -> None:
+    """Ground truth through POST /feedback on the real server, joined to its real traffic log:
+    labels sent before the log is flushed still join, the last label for a record wins, labels for
+    ids the log lacks are counted, and a malformed upload is a 400 naming the field, storing nothing."""
+    server = servers["shadow"]
+    records = trained.records(Path(models["trained"]), 6, seed=11)
+    ids = [f"fb-{i}" for i in range(3)]
+    with httpx.Client(timeout=30) as client:
+        answers = [
+            client.post(
+                f"{server.url}/predict",
+                json={"records": records[2 * i : 2 * i + 2]},
+                headers={"x-request-id": rid},
+            ).json()
+            for i, rid in enumerate(ids)
+        ]
+        first = [{"request_id": rid, "record_index": k, "label": "wrong"} for rid in ids for k in (0, 1)]
+        later = [
+            {"request_id": rid, "record_index": k, "label": answers[i]["predictions"][k]}
+            for i, rid in enumerate(ids)
+            for k in (0, 1)
+        ]
+        unknown = [
+            {"request_id": "fb-nobody", "label": "x"},
+            {"request_id": ids[0], "record_index": 7, "label": "x"},
+        ]
+        bad = [
+            ({"labels": [{"request_id": "fb-0", "label": True}]}, "label"),
+            ({"labels": [{"request_id": "a b", "label": "x"}]}, "request_id"),
+            ({"labels": [{"request_id": "fb-0", "label": "x", "extra": 1}]}, "extra"),
+            ({"labels": [{"request_id": "fb-0", "record_index": -1, "label": "x"}]}, "record_index"),
+            ({"labels": [{"request_id": "fb-0", "label": "x"}] * (feedback.MAX_LABELS + 1)}, "labels"),
+            ({"labels": []}, "labels"),
+        ]
+        stored_before = _feedback_files(server.sink())
+        for payload, field in bad:
+            reply = client.post(f"{server.url}/feedback", json=payload)
+            if reply.status_code == 413:  # this server's maxBodyBytes is below MAX_LABELS' size
+                assert field == "labels" and "limit" in reply.json()["error"]
+                continue
+            assert reply.status_code == 400, (field, reply.text)
+            assert field in json.dumps(reply.json()["detail"]), reply.text
+        assert _feedback_files(server.sink()) == stored_before
+        for batch in (first, later, unknown):
+            reply = client.post(f"{server.url}/feedback", json={"labels": batch})
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["accepted"] == len(batch)
+        metrics_text = client.get(f"{server.url}/metrics").text
+    assert "flywheel_serving_feedback_labels_total" in metrics_text
+    frame = _wait_rows(server.sink(), lambda f: len(f[f["request_id"].isin(ids)]) >= 12)
+    joined = drift_feedback.join(frame[frame["request_id"].isin(ids)], server.sink())
+    served = joined.rows[joined.rows["served"]]
+    assert len(served) == 6 and len(joined.rows) == 12  # the shadow rows are labelled too
+    assert (served["label"] == served["prediction"].astype(str)).all()  # the later label won
+    assert joined.duplicates >= 6 and joined.unknown == 2 and joined.problems == []
+
+
+def _feedback_files(sink: str) -> list[str]:
+    folder = Path(sink.removeprefix("file://")) / feedback.FOLDER
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []

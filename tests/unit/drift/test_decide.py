@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -80,3 +81,20 @@ def test_shadow_latency_guard() -> None:
 def test_empty_shadow_stats_do_not_block() -> None:
     win = decide.Comparison.of("accuracy", 0.8, 0.9, 100)
     assert decide.decide(_promotion(), win, _shadow(challenger_error_rate=1.0, rows=0)).promote
+
+
+def test_lower_bound_rule_needs_the_interval_above_the_margin() -> None:
+    rule = _promotion(minImprovement=0.01, rule="lowerBound")
+    wide = dataclasses.replace(decide.Comparison.of("accuracy", 0.80, 0.83, 200), interval=(-0.01, 0.07))
+    verdict = decide.decide(rule, wide, None)
+    assert not verdict.promote and "within noise" in verdict.reason and "[-0.0100, +0.0700]" in verdict.reason
+    assert decide.decide(_promotion(minImprovement=0.01), wide, None).promote  # the margin rule takes it
+    tight = dataclasses.replace(wide, interval=(0.015, 0.045))
+    assert decide.decide(rule, tight, None).promote
+    bare = decide.Comparison.of("accuracy", 0.80, 0.83, 200)
+    assert "needs an interval" in decide.decide(rule, bare, None).reason
+
+
+def test_lower_bound_rule_with_roc_auc_is_refused_naming_the_fields() -> None:
+    with pytest.raises(ValueError, match=r"promotion\.rule lowerBound needs a per-row metric"):
+        _promotion(metric="roc_auc", rule="lowerBound")

@@ -1,0 +1,93 @@
+"""Fine-tuning: a run that starts from an exported model (spec.model.initFrom) instead of from scratch.
+
+What is kept from the starting model is what its weights mean: its preprocessing (the feature
+scaling, the category vocabularies, the class list, the target's scale) and its network shape. So the
+run's declared task, target, architecture and features must agree with the model's, and the new data
+may not bring a class the model has no output for: each is refused naming the field and the fix,
+before anything trains. A resumed run ignores initFrom: its checkpoint already holds the weights.
+
+The starting model is read from its fp32 export (model_fp32.pt: state_dict and shape, loaded with
+weights_only), from any artifact store the run can read, and recorded in the new model's card
+(training.initFrom: URI and version), so lineage says it was fine-tuned and from what.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import pandas as pd
+import torch
+
+from flywheel import artifacts, errors
+from flywheel.api import contract, trainingrun
+from flywheel.training import inference, preprocess
+
+
+@dataclasses.dataclass(frozen=True)
+class Start:
+    uri: str
+    version: str
+    preprocessor: preprocess.Preprocessor
+    state_dict: dict[str, torch.Tensor]
+
+    def lineage(self) -> dict[str, str]:
+        return {"uri": self.uri, "version": self.version}
+
+
+def load(uri: str, model: trainingrun.ModelSpec) -> Start:
+    """The model at `uri`, checked against the run's model spec."""
+    folder = artifacts.local_dir(uri, artifacts.CACHE_ROOT / "models")
+    card_path, weights = folder / contract.MODEL_CARD, folder / contract.FP32_FILE
+    if not card_path.is_file() or not weights.is_file():
+        raise errors.UserError(
+            f"model.initFrom {uri}: no complete export there "
+            f"({contract.MODEL_CARD} and {contract.FP32_FILE}); point it at a model folder a "
+            "TrainingRun exported (status.model.cardUri without the file name)"
+        )
+    card = json.loads(card_path.read_text())
+    saved: dict[str, Any] = torch.load(weights, map_location="cpu", weights_only=True)
+    if saved.get("format") != inference.FP32_FORMAT:
+        raise errors.UserError(f"model.initFrom {uri}: {contract.FP32_FILE} is not a Flywheel MLP export")
+    prep = preprocess.Preprocessor.from_dict(json.loads((folder / contract.PREPROCESSOR_FILE).read_text()))
+    _check(uri, card, saved["architecture"], prep, model)
+    return Start(uri, str(card.get("version") or "unknown"), prep, saved["state_dict"])
+
+
+def check_classes(start: Start, target: pd.Series) -> None:
+    """New data with a class the starting model cannot output cannot fine-tune it."""
+    if start.preprocessor.task != "classification":
+        return
+    new = sorted(set(target.dropna().astype(str)) - set(start.preprocessor.classes))
+    if new:
+        raise errors.UserError(
+            f"model.initFrom {start.uri}: the data has classes the model has no output for "
+            f"({', '.join(new[:10])}); train from scratch (remove model.initFrom)"
+        )
+
+
+def _check(
+    uri: str,
+    card: dict[str, Any],
+    shape: dict[str, Any],
+    prep: preprocess.Preprocessor,
+    model: trainingrun.ModelSpec,
+) -> None:
+    problems = []
+    if prep.task != model.task.value:
+        problems.append(f"model.task is {model.task.value}, the model's is {prep.task}")
+    if prep.target != model.target:
+        problems.append(f"model.target is {model.target!r}, the model's is {prep.target!r}")
+    hidden = list(model.architecture.hidden_layers)
+    if list(shape.get("hidden") or []) != hidden:
+        problems.append(f"model.architecture.hiddenLayers is {hidden}, the model's is {shape.get('hidden')}")
+    declared = [f.name for f in model.features]
+    theirs = [f["name"] for f in card.get("features") or []]
+    if declared and sorted(declared) != sorted(theirs):
+        problems.append(f"model.features are {declared}, the model's are {theirs}")
+    if problems:
+        raise errors.UserError(
+            f"model.initFrom {uri} cannot start this run: " + "; ".join(problems) + ". Make them equal, "
+            "or train from scratch (remove model.initFrom)"
+        )
