@@ -184,8 +184,8 @@ def _wait_for_checkpoint(log: Path, proc: subprocess.Popen, offset: int, timeout
     raise AssertionError("no checkpoint event")
 
 
-def _no_workload_left(home: Path) -> list[int]:
-    tag = supervisor.Supervisor(home).tag("TrainingRun", "resume")
+def _no_workload_left(home: Path, name: str = "resume") -> list[int]:
+    tag = supervisor.Supervisor(home).tag("TrainingRun", name)
     deadline = time.monotonic() + 30
     while supervisor.tagged(tag) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -251,3 +251,47 @@ def test_interrupt_then_sigkill_the_cli_midway_then_rerun_resumes(workdir, repo)
     assert after["status"]["startTime"] == before["status"]["startTime"]
     reasons = [e["reason"] for e in s.events("TrainingRun", "resume")]
     assert reasons == ["JobCreated", "JobSuspended", "JobCreated", "JobSuspended", "JobCreated", "Succeeded"]
+
+
+def test_second_run_attaches_logs_follow_then_stop_and_run_resumes(workdir, repo):
+    """Two real `flywheel run` of one TrainingRun: the second follows the first instead of starting
+    (and so stopping) the trainer again; `flywheel logs -f` follows; `flywheel stop` suspends both."""
+    home = workdir / "home-twice"
+    doc = manifest("twice", training={"epochs": 2, "checkpointEvery": 5})
+    doc["spec"]["data"]["repo"] = repo
+    doc["spec"]["data"]["validation"] = {"enabled": False}
+    name = write(workdir, doc)
+    log = home / "logs" / "trainingrun" / "twice.log"
+    slow = {"FLYWHEEL_TRAIN_THROTTLE_S": "0.05"}
+    first = cli(workdir, "run", "-f", name, "--home", str(home), env=slow)
+    second = follower = None
+    try:
+        _wait_for_checkpoint(log, first, 0)
+        second = cli(workdir, "run", "-f", name, "--home", str(home))
+        follower = cli(workdir, "logs", "trainingrun/twice", "-f", "--home", str(home))
+        time.sleep(3)  # both attached and following; the first keeps training
+        assert first.poll() is None and second.poll() is None and follower.poll() is None
+        code, out = run_cli(workdir, "stop", "trainingrun/twice", "--home", str(home))
+        assert code == 0 and out.strip() == "trainingrun/twice stopped", out
+        first_out, _ = first.communicate(timeout=60)
+        second_out, _ = second.communicate(timeout=60)
+        follow_out, _ = follower.communicate(timeout=60)
+    finally:
+        for proc in (first, second, follower):
+            if proc is not None:
+                proc.kill()
+    assert first.returncode == 130, first_out  # interrupted by the stop, like Ctrl-C
+    assert second.returncode == 1 and "already being run by `flywheel run` (pid" in second_out, second_out
+    assert "twice: Suspended" in second_out, second_out
+    assert follower.returncode == 0
+    checkpoints = [line for line in follow_out.splitlines() if " INFO checkpoint " in line]
+    assert checkpoints and '{"event"' not in follow_out, follow_out[-2000:]
+    assert _no_workload_left(home, "twice") == []
+    s = store.Store(home)
+    assert s.get("TrainingRun", "twice")["status"]["phase"] == "Suspended"
+    assert log.read_text().count("started:") == 1  # the second run started no trainer
+    assert [e["reason"] for e in s.events("TrainingRun", "twice")] == ["JobCreated", "JobSuspended"]
+
+    code, out = run_cli(workdir, "run", "-f", name, "--home", str(home))
+    assert code == 0 and "resuming from the checkpoint at step" in out, out
+    assert s.get("TrainingRun", "twice")["status"]["phase"] == "Succeeded"
