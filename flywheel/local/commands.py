@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import yaml
 
 from flywheel import api, errors
@@ -193,7 +194,7 @@ def _attach(ctx: runners.Context, resource: common.Resource, lock: lock_mod.Reso
     healthy. Ctrl-C here stops following, not the run (that is `flywheel stop`)."""
     ref = f"{resource.KIND.lower()}/{resource.name}"
     stored = ctx.store.get(resource.KIND, resource.name, resource.namespace)
-    if stored is not None and stored["spec"] != (resource.to_manifest().get("spec") or {}):
+    if stored is not None and not _same_spec(resource, stored):
         raise errors.UserError(
             f"{ref} is being run by another `flywheel run` (pid {pid}) with a different spec; "
             f"wait for it to end, or `flywheel stop {ref}` and run again"
@@ -216,6 +217,16 @@ def _attach(ctx: runners.Context, resource: common.Resource, lock: lock_mod.Reso
     why = f": {status['message']}" if status.get("message") and not ok else ""
     ctx.console.print(f"{ref}: {status.get('phase') or 'deleted'}{why}", highlight=False, markup=False)
     return ok
+
+
+def _same_spec(resource: common.Resource, stored: Manifest) -> bool:
+    """Whether the stored object has the file's spec, both with defaults filled (a runner or a
+    DriftMonitor may have stored it without them)."""
+    try:
+        other = type(resource).model_validate({k: v for k, v in stored.items() if k != "status"})
+    except pydantic.ValidationError:
+        return False
+    return other.to_manifest().get("spec") == resource.to_manifest().get("spec")
 
 
 def _healthy(status: dict[str, Any]) -> bool:

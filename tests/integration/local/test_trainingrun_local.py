@@ -281,8 +281,9 @@ def test_second_run_attaches_logs_follow_then_stop_and_run_resumes(workdir, repo
             if proc is not None:
                 proc.kill()
     assert first.returncode == 130, first_out  # interrupted by the stop, like Ctrl-C
-    assert second.returncode == 1 and "already being run by `flywheel run` (pid" in second_out, second_out
-    assert "twice: Suspended" in second_out, second_out
+    said = " ".join(second_out.split())  # rich wraps long lines
+    assert second.returncode == 1 and f"already being run by `flywheel run` (pid {first.pid})" in said, said
+    assert "trainingrun/twice: Suspended" in said, said
     assert follower.returncode == 0
     checkpoints = [line for line in follow_out.splitlines() if " INFO checkpoint " in line]
     assert checkpoints and '{"event"' not in follow_out, follow_out[-2000:]
