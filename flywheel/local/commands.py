@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -116,11 +117,14 @@ def logs(args: argparse.Namespace) -> int:
     if not path.exists() and not (follow and running()):
         raise errors.UserError(f"no logs for {kind.lower()}/{name} in {home}; run it with `flywheel run -f`")
     raw = getattr(args, "output", "text") == "json"
-    for line in logview.tail(path, 0, running if follow else lambda: False):
-        sys.stdout.write((line if raw else logview.render(line)) + "\n")
-        if follow:
-            sys.stdout.flush()  # a reader at the other end of a pipe sees each line as it comes
-    sys.stdout.flush()
+    try:
+        for line in logview.tail(path, 0, running if follow else lambda: False):
+            sys.stdout.write((line if raw else logview.render(line)) + "\n")
+            if follow:
+                sys.stdout.flush()  # a reader at the other end of a pipe sees each line as it comes
+        sys.stdout.flush()
+    except BrokenPipeError:  # `flywheel logs ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit either
     return 0
 
 
