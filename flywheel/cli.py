@@ -1,5 +1,8 @@
 """The `flywheel` command. Each subcommand imports its implementation lazily, so `flywheel validate`
-never pays for torch, and a missing optional extra is reported as such."""
+never pays for torch, and a missing optional extra is reported as such.
+
+The local backend's commands share one home: `--home DIR` (before or after the subcommand), else
+$FLYWHEEL_HOME, else ./.flywheel (flywheel.local.paths)."""
 
 from __future__ import annotations
 
@@ -10,8 +13,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from flywheel import errors
+from flywheel.local import paths
 
-DEFAULT_HOME = ".flywheel"
+DEFAULT_HOME = paths.DEFAULT_HOME
+HOME_HELP = "local state directory (default: $FLYWHEEL_HOME, else ./.flywheel)"
 
 # command -> "module:function"; each function takes the parsed args and returns an exit code.
 COMMANDS: dict[str, str] = {
@@ -21,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "run": "flywheel.local.commands:run",
     "get": "flywheel.local.commands:get",
     "logs": "flywheel.local.commands:logs",
+    "stop": "flywheel.local.lifecycle:stop",
+    "delete": "flywheel.local.lifecycle:delete",
     "approve": "flywheel.local.actions:approve",
     "rollback": "flywheel.local.actions:rollback",
     "demo": "flywheel.demo:cli",
@@ -34,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="flywheel",
         description="Kubernetes-native MLOps: train, serve, watch for drift, retrain, promote.",
     )
+    parser.add_argument("--home", default=None, help=HOME_HELP)
+    # The subcommands' --home does not default (SUPPRESS), so one given before the subcommand stays.
+    home = argparse.ArgumentParser(add_help=False)
+    home.add_argument("--home", default=argparse.SUPPRESS, help=HOME_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("crds", help="write the CRDs generated from the API models")
@@ -45,34 +56,72 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("render", help="print the child manifests the operators create, as YAML")
     p.add_argument("-f", "--filename", action="append", required=True, help="YAML file (repeatable)")
 
-    p = sub.add_parser("run", help="run resources on the local backend")
+    p = sub.add_parser(
+        "run",
+        parents=[home],
+        help="run resources on the local backend",
+        description="Run resources on the local backend. A resource that another `flywheel run` "
+        "drives is not started twice: this one follows it and exits with its result. A relative "
+        "data.repo is resolved against the home, never the working directory.",
+    )
     p.add_argument("-f", "--filename", action="append", required=True, help="YAML file (repeatable)")
-    p.add_argument("--home", default=DEFAULT_HOME, help="local state directory (default: ./.flywheel)")
     p.add_argument("--detach", action="store_true", help="start long-running resources and return")
 
-    p = sub.add_parser("get", help="show resources of the local backend")
+    p = sub.add_parser("get", parents=[home], help="show resources of the local backend")
     p.add_argument("kind", nargs="?", help="TrainingRun, SelfPlayRun, Deployment, DriftMonitor")
     p.add_argument("name", nargs="?")
     p.add_argument("-o", "--output", choices=["table", "yaml", "json"], default="table")
-    p.add_argument("--home", default=DEFAULT_HOME)
 
-    p = sub.add_parser("logs", help="print a local resource's workload logs")
-    p.add_argument("ref", help="KIND/NAME, e.g. trainingrun/iris")
-    p.add_argument("--home", default=DEFAULT_HOME)
+    p = sub.add_parser("logs", parents=[home], help="print a local resource's workload logs")
+    p.add_argument("ref", help="KIND/NAME, e.g. trainingrun/iris (or KIND NAME)")
+    p.add_argument("name", nargs="?", help=argparse.SUPPRESS)
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing while the workload runs")
+    p.add_argument(
+        "-o",
+        "--output",
+        choices=["text", "json"],
+        default="text",
+        help="text: event lines as `time level message key=value` (default); json: as written",
+    )
 
-    p = sub.add_parser("approve", help="promote a DriftMonitor's pending challenger (local backend)")
+    p = sub.add_parser(
+        "stop",
+        parents=[home],
+        help="stop local resources' processes; `flywheel run` resumes them",
+        description="Stop the processes of local resources (all of the home's when none is named). "
+        "Their status says Suspended; `flywheel run` of the same file resumes them.",
+    )
+    _add_refs(p)
+
+    p = sub.add_parser(
+        "delete",
+        parents=[home],
+        help="stop local resources and remove their state (artifacts stay)",
+        description="Stop local resources and remove their state: store entry, events, run folder, "
+        "logs. Their artifacts (models, checkpoints, traffic, reports) stay unless --purge-artifacts.",
+    )
+    _add_refs(p)
+    p.add_argument("--all", action="store_true", help="every resource (of KIND, when given)")
+    p.add_argument(
+        "--purge-artifacts", action="store_true", help="also remove the artifacts Flywheel wrote for them"
+    )
+
+    p = sub.add_parser(
+        "approve", parents=[home], help="promote a DriftMonitor's pending challenger (local backend)"
+    )
     p.add_argument("ref", help="the monitor: NAME or driftmonitor/NAME")
     p.add_argument("challenger", nargs="?", help="default: the last decision's, when it is pending")
     p.add_argument("-n", "--namespace", default="default")
-    p.add_argument("--home", default=DEFAULT_HOME)
 
-    p = sub.add_parser("rollback", help="serve a Deployment's previous champion again (local backend)")
+    p = sub.add_parser(
+        "rollback", parents=[home], help="serve a Deployment's previous champion again (local backend)"
+    )
     p.add_argument("ref", help="the Deployment: NAME or deployment/NAME")
     p.add_argument("-n", "--namespace", default="default")
-    p.add_argument("--home", default=DEFAULT_HOME)
 
-    p = sub.add_parser("demo", help="the whole loop locally: train, serve, drift, retrain, promote")
-    p.add_argument("--home", default=DEFAULT_HOME)
+    p = sub.add_parser(
+        "demo", parents=[home], help="the whole loop locally: train, serve, drift, retrain, promote"
+    )
     p.add_argument("--report", default=None, help="report folder (default: <home>/report)")
 
     p = sub.add_parser("selfplay", help="self-play tools: `selfplay pretrain` warm-starts the tiny policy")
@@ -92,6 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_refs(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "refs", nargs="*", metavar="KIND/NAME", help="KIND/NAME..., KIND NAME..., or KIND (all of a kind)"
+    )
+    p.add_argument("-f", "--filename", action="append", help="the resources of a YAML file (repeatable)")
+    p.add_argument("-n", "--namespace", default="default")
+
+
 def _resolve(target: str) -> Callable[[argparse.Namespace], int]:
     module_name, func = target.split(":")
     try:
@@ -106,6 +163,7 @@ def _resolve(target: str) -> Callable[[argparse.Namespace], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args: Any = build_parser().parse_args(argv)
+    args.home = str(paths.home(args.home))
     try:
         return _resolve(COMMANDS[args.command])(args)
     except errors.UserError as exc:

@@ -1,11 +1,17 @@
 """`flywheel run`, `flywheel get` and `flywheel logs`: the local backend's command line.
 
 run   validate the files (all of them, before anything starts), put each resource in the store, and
-      hand it to its kind's runner; exit 0 when every resource ended healthy, else 1.
+      hand it to its kind's runner; exit 0 when every resource ended healthy, else 1. The runner
+      drives the resource under its lock (flywheel.local.lock): a second `flywheel run` of a
+      resource that another one drives attaches to it instead (prints its log as it grows, waits
+      for it to end, and counts its result), so it never stops the first one's workload.
 get   list resources like kubectl: a table (NAME, READY, PHASE, a key field per kind, AGE), or the
       stored objects as YAML or JSON. Kinds are matched case-insensitively by kind, plural, singular
       or short name (tr, spr, mdep, dm).
-logs  print a workload's log (<home>/logs/<kind>/<name>.log).
+logs  print a workload's log (<home>/logs/<kind>/<name>.log) with JSON event lines made readable
+      (flywheel.local.logview; -o json: as written); -f follows it while the workload runs.
+
+`flywheel stop` and `flywheel delete` are in flywheel.local.lifecycle.
 """
 
 from __future__ import annotations
@@ -13,17 +19,22 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import yaml
 
 from flywheel import api, errors
 from flywheel.api import common
 from flywheel.api import conditions as conds
 from flywheel.controllers import plans
-from flywheel.local import runners
+from flywheel.local import lock as lock_mod
+from flywheel.local import logview, runners
+from flywheel.local import supervisor as supervisor_mod
 
 Manifest = dict[str, Any]
 
@@ -37,7 +48,7 @@ KEY_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 
 def run(args: argparse.Namespace) -> int:
-    resources = _load(args.filename)
+    resources = load_files(args.filename)
     missing = sorted({r.KIND for r in resources if runners.runner(r.KIND) is None})
     if missing:
         raise errors.UserError(
@@ -47,10 +58,16 @@ def run(args: argparse.Namespace) -> int:
     ctx = runners.Context.create(args.home, detach=getattr(args, "detach", False))
     outcomes: list[tuple[str, bool]] = []
     for resource in resources:
-        manifest = ctx.store.put(resource.to_manifest())
-        module = runners.runner(resource.KIND)
-        assert module is not None
-        ok = bool(module.run(ctx, manifest))
+        lock = lock_mod.ResourceLock(ctx.home, resource.KIND, resource.name, resource.namespace)
+        driver = _take(lock)
+        if driver is not None:
+            ok = _attach(ctx, resource, lock, driver)
+        else:
+            with lock:
+                manifest = ctx.store.put(resource.to_manifest())
+                module = runners.runner(resource.KIND)
+                assert module is not None
+                ok = bool(module.run(ctx, manifest))
         outcomes.append((f"{resource.KIND.lower()}/{resource.name}", ok))
     for ref, ok in outcomes:
         ctx.console.print(f"{ref}: {'[green]ok[/green]' if ok else '[red]failed[/red]'}")
@@ -79,19 +96,35 @@ def get(args: argparse.Namespace) -> int:
 
 
 def logs(args: argparse.Namespace) -> int:
-    kind_text, sep, name = args.ref.partition("/")
-    if not sep or not name:
+    if getattr(args, "name", None):
+        kind_text, sep, name = args.ref, "/", args.name
+    else:
+        kind_text, sep, name = args.ref.partition("/")
+    if not sep or not kind_text or not name:
         raise errors.UserError(f"{args.ref!r}: give KIND/NAME, e.g. trainingrun/iris")
     kind = resolve_kind(kind_text)
-    path = Path(args.home).resolve() / "logs" / kind.lower() / f"{name}.log"
-    if not path.exists():
-        raise errors.UserError(
-            f"no logs for {kind.lower()}/{name} in {args.home}; run it with `flywheel run -f`"
-        )
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 16), b""):
-            sys.stdout.buffer.write(chunk)
-    sys.stdout.flush()
+    home = Path(args.home).resolve()
+    sup = supervisor_mod.Supervisor(home)
+    lock = lock_mod.ResourceLock(home, kind, name, getattr(args, "namespace", None) or "default")
+
+    def running() -> bool:
+        """The workload runs, or a `flywheel run` drives it (e.g. still resolving its data)."""
+        info = sup.find(kind, name)
+        return (info is not None and sup.alive(info)) or lock.holder() is not None
+
+    follow = bool(getattr(args, "follow", False))
+    path = sup.log_path(kind, name)
+    if not path.exists() and not (follow and running()):
+        raise errors.UserError(f"no logs for {kind.lower()}/{name} in {home}; run it with `flywheel run -f`")
+    raw = getattr(args, "output", "text") == "json"
+    try:
+        for line in logview.tail(path, 0, running if follow else lambda: False):
+            sys.stdout.write((line if raw else logview.render(line)) + "\n")
+            if follow:
+                sys.stdout.flush()  # a reader at the other end of a pipe sees each line as it comes
+        sys.stdout.flush()
+    except BrokenPipeError:  # `flywheel logs ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit either
     return 0
 
 
@@ -148,7 +181,66 @@ def age(timestamp: str | None, now: datetime.datetime) -> str:
     return f"{seconds}s"
 
 
-def _load(paths: list[str]) -> list[common.Resource]:
+def _take(lock: lock_mod.ResourceLock) -> int | None:
+    """Take the resource's lock: None when this process now drives it, else the driver's pid."""
+    for _ in range(100):
+        if lock.acquire():
+            return None
+        driver = lock.holder()
+        if driver is not None:
+            return driver
+        time.sleep(0.02)  # released between our try and our look: try again
+    raise errors.UserError(f"could not take {lock.path}; is another `flywheel` starting it?")
+
+
+def _attach(ctx: runners.Context, resource: common.Resource, lock: lock_mod.ResourceLock, pid: int) -> bool:
+    """Follow the `flywheel run` (pid) that drives `resource` until it ends; True when it ended
+    healthy. Ctrl-C here stops following, not the run (that is `flywheel stop`)."""
+    ref = f"{resource.KIND.lower()}/{resource.name}"
+    stored = ctx.store.get(resource.KIND, resource.name, resource.namespace)
+    if stored is not None and not _same_spec(resource, stored):
+        raise errors.UserError(
+            f"{ref} is being run by another `flywheel run` (pid {pid}) with a different spec; "
+            f"wait for it to end, or `flywheel stop {ref}` and run again"
+        )
+    if ctx.detach:
+        ctx.console.print(f"{ref}: already being run by `flywheel run` (pid {pid}); not starting it again")
+        return True
+    ctx.console.print(
+        f"{ref}: already being run by `flywheel run` (pid {pid}); following it "
+        "(Ctrl-C stops following, not the run)",
+        highlight=False,
+    )
+    log = ctx.supervisor.log_path(resource.KIND, resource.name)
+    offset = log.stat().st_size if log.exists() else 0
+    for line in logview.tail(log, offset, lambda: lock.holder() is not None):
+        ctx.console.print(logview.render(line), highlight=False, markup=False)
+    final = ctx.store.get(resource.KIND, resource.name, resource.namespace) or {}
+    status = final.get("status") or {}
+    ok = _healthy(status)
+    why = f": {status['message']}" if status.get("message") and not ok else ""
+    ctx.console.print(f"{ref}: {status.get('phase') or 'deleted'}{why}", highlight=False, markup=False)
+    return ok
+
+
+def _same_spec(resource: common.Resource, stored: Manifest) -> bool:
+    """Whether the stored object has the file's spec, both with defaults filled (a runner or a
+    DriftMonitor may have stored it without them)."""
+    try:
+        other = type(resource).model_validate({k: v for k, v in stored.items() if k != "status"})
+    except pydantic.ValidationError:
+        return False
+    return other.to_manifest().get("spec") == resource.to_manifest().get("spec")
+
+
+def _healthy(status: dict[str, Any]) -> bool:
+    if status.get("phase") == conds.SUCCEEDED:
+        return True
+    ready = plans.get_condition(status.get("conditions"), conds.READY)
+    return bool(ready and ready.get("status") == "True")
+
+
+def load_files(paths: list[str]) -> list[common.Resource]:
     from flywheel.api import loading
 
     resources: list[common.Resource] = []

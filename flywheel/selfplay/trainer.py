@@ -27,6 +27,7 @@ event from the Master pod's log tail (flywheel.controllers.selfplayresult).
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import os
 import random
@@ -217,7 +218,9 @@ def _merge(results: list[rollout.Step], store: buffers.Buffers) -> dict[str, Any
 
 
 def emit(record: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(record, sort_keys=True) + "\n")
+    # "time" lets `flywheel logs` print `time level message key=value` lines
+    stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    sys.stdout.write(json.dumps({"time": stamp, **record}, sort_keys=True) + "\n")
     sys.stdout.flush()
 
 

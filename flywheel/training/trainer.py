@@ -6,6 +6,7 @@ Progress goes to stdout as JSON lines ({"event": "epoch"|"step"|"checkpoint"|"re
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -40,7 +41,9 @@ class GateFailed(Exception):
 
 def emit(world: dist.World, event: str, **fields: Any) -> None:
     if world.is_main:
-        print(json.dumps({"event": event, **fields}, default=str), flush=True)
+        # "time" lets `flywheel logs` print `time level message key=value` lines
+        stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+        print(json.dumps({"event": event, "time": stamp, **fields}, default=str), flush=True)
 
 
 def seed_everything(seed: int) -> None:

@@ -61,7 +61,8 @@ class Context:
     console: rich_console.Console
     detach: bool = False
     cwd: Path = dataclasses.field(default_factory=Path.cwd)
-    """Directory that relative paths in manifests resolve against."""
+    """Working directory of the workload processes. Relative paths in manifests resolve against
+    the home instead (flywheel.local.paths), never against this."""
     now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC)
 
     @classmethod

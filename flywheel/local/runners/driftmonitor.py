@@ -32,7 +32,7 @@ from flywheel.api import trainingrun as tr_api
 from flywheel.controllers import driftmonitor as controller
 from flywheel.controllers import plans
 from flywheel.drift import loop
-from flywheel.local import runners
+from flywheel.local import paths, runners
 from flywheel.local import store as store_mod
 from flywheel.local.runners import trainingrun as trainingrun_runner
 
@@ -94,9 +94,7 @@ class LocalBackend:
     def resolve_commit(self, data: tr_api.Data) -> str:
         from flywheel.data import resolve
 
-        repo = data.repo
-        if "://" not in repo and not repo.startswith("git@"):
-            repo = str((self.ctx.cwd / repo).resolve())
+        repo = paths.resolve(self.ctx.home, data.repo)  # against the home, as the TrainingRun runner
         resolved = resolve.resolve(data.model_copy(update={"repo": repo}), self.ctx.home / "cache" / "data")
         return str(resolved.lineage.commit)
 

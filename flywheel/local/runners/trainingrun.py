@@ -23,7 +23,7 @@ from flywheel import artifacts, errors
 from flywheel.api import conditions, contract
 from flywheel.api import trainingrun as api
 from flywheel.controllers import plans
-from flywheel.local import progress, torchrun
+from flywheel.local import paths, progress, torchrun
 from flywheel.local.runners import Context
 from flywheel.local.runners import status as status_mod
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # DVC behind it is heavy: imported when a run resolves its da
     from flywheel.data.resolve import Resolved
 
 KIND = api.TrainingRun.KIND
-EXAMPLE_REPO = ".flywheel/datasets/example"
+EXAMPLE_REPO = "datasets/example"
 """The data.repo of examples/trainingrun-local.yaml: created with flywheel.data.examples when missing."""
 Manifest = dict[str, Any]
 
@@ -154,11 +154,12 @@ class _Job:
         return resolved
 
     def _repo(self) -> str:
-        """data.repo with relative paths made absolute; the example repo is created on first use."""
+        """data.repo with relative paths made absolute (against the home: flywheel.local.paths); the
+        example repo is created on first use."""
         repo = self.spec.data.repo
-        if "://" in repo or repo.startswith("git@"):
+        if paths.is_remote(repo):
             return repo
-        path = (self.ctx.cwd / repo).resolve()
+        path = Path(paths.resolve(self.ctx.home, repo))  # against the home, never the cwd
         if Path(repo).as_posix().removeprefix("./") == EXAMPLE_REPO and not path.exists():
             from flywheel.data import examples
 

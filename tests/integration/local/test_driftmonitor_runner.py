@@ -61,12 +61,14 @@ class Injected:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, examples.ExampleRepo]:
     cwd = tmp_path_factory.mktemp("cwd")
-    return cwd, examples.make_repo(cwd / ".flywheel" / "datasets" / "example")
+    return cwd, examples.make_repo(cwd / "datasets" / "example")
 
 
 def context(cwd: Path, name: str, clock: list[datetime.datetime]) -> runners.Context:
+    """A home whose datasets/ is the shared example repository's folder: the example's relative
+    data.repo (datasets/example) resolves against the home, so every home finds the one repository."""
     ctx = runners.Context.create(cwd / name)
-    ctx.cwd = cwd
+    (ctx.home / "datasets").symlink_to(cwd / "datasets", target_is_directory=True)
     ctx.now = lambda: clock[0]
     return ctx
 
@@ -152,7 +154,6 @@ def test_no_drift_no_retrain_and_detached_loop_records_a_missing_deployment(
     # --detach: a supervised background process steps the stored monitor (here: its Deployment is gone).
     ctx.store.delete("Deployment", "shuttle")
     detached = runners.Context.create(cwd / "home-calm", detach=True)
-    detached.cwd = cwd
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     try:
         assert runner.run(detached, stored(ctx, "DriftMonitor", "shuttle"))

@@ -2,7 +2,9 @@
 Expectations gate, a 2-worker torchrun, checkpoints, resume after the CLI is killed with SIGKILL.
 
 The tests share one working directory (module scope), so the example repository is made once: the
-first test makes it through the CLI (the path in examples/trainingrun-local.yaml), the others reuse it.
+first test makes it through the CLI (the relative path of examples/trainingrun-local.yaml, which
+resolves against the home, run from another working directory), the others reuse it by its
+absolute path.
 """
 
 from __future__ import annotations
@@ -46,6 +48,17 @@ def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("cwd")
 
 
+@pytest.fixture(scope="module")
+def repo(workdir) -> str:
+    """The example repository of the first test's home (made here when that test did not run)."""
+    from flywheel.data import examples
+
+    path = workdir / "home-e2e" / tr_runner.EXAMPLE_REPO
+    if not path.exists():
+        examples.make_repo(path)
+    return str(path)
+
+
 def cli(workdir: Path, *args: str, env: dict | None = None, **popen) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.Popen(
@@ -72,13 +85,19 @@ def write(workdir: Path, doc: dict) -> str:
 
 
 def test_two_worker_run_end_to_end_then_idempotent(workdir):
-    repo = workdir / tr_runner.EXAMPLE_REPO
-    existed = repo.exists()
     home = workdir / "home-e2e"
-    code, out = run_cli(workdir, "run", "-f", write(workdir, manifest("e2e")), "--home", str(home))
+    repo = home / tr_runner.EXAMPLE_REPO  # the relative data.repo resolves against the home
+    existed = repo.exists()
+    elsewhere = workdir / "elsewhere"  # not the home's parent: the working directory must not matter
+    elsewhere.mkdir(exist_ok=True)
+    manifest_file = workdir / write(workdir, manifest("e2e"))
+    code, out = run_cli(elsewhere, "run", "-f", str(manifest_file), "--home", str(home))
     assert code == 0, out
     assert ("creating the example DVC repository" in out) is not existed
     assert (repo / "data" / "shuttle.csv.dvc").exists()
+    assert (
+        not (elsewhere / tr_runner.EXAMPLE_REPO).exists() and not (workdir / tr_runner.EXAMPLE_REPO).exists()
+    )
 
     obj = store.Store(home).get("TrainingRun", "e2e")
     status = obj["status"]
@@ -123,14 +142,20 @@ def test_two_worker_run_end_to_end_then_idempotent(workdir):
         "Succeeded",
         status["model"]["version"],
     ]
-    code, out = run_cli(workdir, "logs", "trainingrun/e2e", "--home", str(home))
+    code, out = run_cli(workdir, "logs", "trainingrun/e2e", "--home", str(home), "-o", "json")
     assert code == 0 and '"event": "done"' in out
+    code, out = run_cli(workdir, "logs", "trainingrun/e2e", "--home", str(home))  # readable lines
+    (done,) = [line for line in out.splitlines() if "phase=Succeeded" in line]
+    stamp, level, message = done.split()[:3]
+    assert stamp.endswith("Z") and level == "INFO" and message.startswith("done"), done
+    assert '"accuracy":' in done and "{" not in done.split(" phase=")[0], done  # no raw JSON line
 
 
-def test_failed_gate_ends_the_run_failed_with_nothing_trained(workdir):
+def test_failed_gate_ends_the_run_failed_with_nothing_trained(workdir, repo):
     home = workdir / "home-gate"
     impossible = {"type": "expect_column_values_to_be_between", "kwargs": {"column": "f1", "min_value": 1e6}}
     doc = manifest("gated")
+    doc["spec"]["data"]["repo"] = repo
     doc["spec"]["data"]["validation"] = {"expectations": [impossible]}
     code, out = run_cli(workdir, "run", "-f", write(workdir, doc), "--home", str(home))
     assert code == 1, out
@@ -159,8 +184,8 @@ def _wait_for_checkpoint(log: Path, proc: subprocess.Popen, offset: int, timeout
     raise AssertionError("no checkpoint event")
 
 
-def _no_workload_left(home: Path) -> list[int]:
-    tag = supervisor.Supervisor(home).tag("TrainingRun", "resume")
+def _no_workload_left(home: Path, name: str = "resume") -> list[int]:
+    tag = supervisor.Supervisor(home).tag("TrainingRun", name)
     deadline = time.monotonic() + 30
     while supervisor.tagged(tag) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -176,9 +201,10 @@ def _resumes(log: Path) -> list[dict]:
     ]
 
 
-def test_interrupt_then_sigkill_the_cli_midway_then_rerun_resumes(workdir):
+def test_interrupt_then_sigkill_the_cli_midway_then_rerun_resumes(workdir, repo):
     home = workdir / "home-kill"
     doc = manifest("resume", training={"epochs": 2, "checkpointEvery": 5})
+    doc["spec"]["data"]["repo"] = repo
     doc["spec"]["data"]["validation"] = {"enabled": False}  # the gate has its own tests; keep this one short
     name = write(workdir, doc)
     log = home / "logs" / "trainingrun" / "resume.log"
@@ -225,3 +251,48 @@ def test_interrupt_then_sigkill_the_cli_midway_then_rerun_resumes(workdir):
     assert after["status"]["startTime"] == before["status"]["startTime"]
     reasons = [e["reason"] for e in s.events("TrainingRun", "resume")]
     assert reasons == ["JobCreated", "JobSuspended", "JobCreated", "JobSuspended", "JobCreated", "Succeeded"]
+
+
+def test_second_run_attaches_logs_follow_then_stop_and_run_resumes(workdir, repo):
+    """Two real `flywheel run` of one TrainingRun: the second follows the first instead of starting
+    (and so stopping) the trainer again; `flywheel logs -f` follows; `flywheel stop` suspends both."""
+    home = workdir / "home-twice"
+    doc = manifest("twice", training={"epochs": 2, "checkpointEvery": 5})
+    doc["spec"]["data"]["repo"] = repo
+    doc["spec"]["data"]["validation"] = {"enabled": False}
+    name = write(workdir, doc)
+    log = home / "logs" / "trainingrun" / "twice.log"
+    slow = {"FLYWHEEL_TRAIN_THROTTLE_S": "0.05"}
+    first = cli(workdir, "run", "-f", name, "--home", str(home), env=slow)
+    second = follower = None
+    try:
+        _wait_for_checkpoint(log, first, 0)
+        second = cli(workdir, "run", "-f", name, "--home", str(home))
+        follower = cli(workdir, "logs", "trainingrun/twice", "-f", "--home", str(home))
+        time.sleep(3)  # both attached and following; the first keeps training
+        assert first.poll() is None and second.poll() is None and follower.poll() is None
+        code, out = run_cli(workdir, "stop", "trainingrun/twice", "--home", str(home))
+        assert code == 0 and out.strip() == "trainingrun/twice stopped", out
+        first_out, _ = first.communicate(timeout=60)
+        second_out, _ = second.communicate(timeout=60)
+        follow_out, _ = follower.communicate(timeout=60)
+    finally:
+        for proc in (first, second, follower):
+            if proc is not None:
+                proc.kill()
+    assert first.returncode == 130, first_out  # interrupted by the stop, like Ctrl-C
+    said = " ".join(second_out.split())  # rich wraps long lines
+    assert second.returncode == 1 and f"already being run by `flywheel run` (pid {first.pid})" in said, said
+    assert "trainingrun/twice: Suspended" in said, said
+    assert follower.returncode == 0
+    checkpoints = [line for line in follow_out.splitlines() if " INFO checkpoint " in line]
+    assert checkpoints and '{"event"' not in follow_out, follow_out[-2000:]
+    assert _no_workload_left(home, "twice") == []
+    s = store.Store(home)
+    assert s.get("TrainingRun", "twice")["status"]["phase"] == "Suspended"
+    assert log.read_text().count("started:") == 1  # the second run started no trainer
+    assert [e["reason"] for e in s.events("TrainingRun", "twice")] == ["JobCreated", "JobSuspended"]
+
+    code, out = run_cli(workdir, "run", "-f", name, "--home", str(home))
+    assert code == 0 and "resuming from the checkpoint at step" in out, out
+    assert s.get("TrainingRun", "twice")["status"]["phase"] == "Succeeded"
