@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,7 +23,13 @@ COMPONENT = contract.MANAGED_BY
 
 
 def get(ref: plans.Ref) -> dict[str, Any] | None:
-    """The live object, or None when it does not exist."""
+    """The live object, or None when it does not exist. A list ref (plans.list_ref) answers a
+    `List` of the matching objects, each with its kind (list answers carry it only at the top)."""
+    if ref.selector is not None:
+        url = client.path(ref.api_version, ref.kind, ref.namespace)
+        listed = client.request("GET", f"{url}?labelSelector={urllib.parse.quote(ref.selector)}")
+        found = [{"apiVersion": ref.api_version, "kind": ref.kind, **o} for o in listed.get("items") or []]
+        return {"apiVersion": "v1", "kind": "List", "items": found}
     try:
         obj: dict[str, Any] = client.request(
             "GET", client.path(ref.api_version, ref.kind, ref.namespace, ref.name)

@@ -84,6 +84,16 @@ def evaluation(
     )  # fmt: skip
 
 
+def _wire(ev: dm.Evaluation) -> dict[str, Any]:
+    """An Evaluation as the check Job writes it (camelCase)."""
+    return {
+        "challenger": ev.challenger, "decision": ev.decision, "reason": ev.reason, "metric": ev.metric,
+        "championValue": ev.champion_value, "challengerValue": ev.challenger_value,
+        "championVersion": ev.champion_version, "challengerVersion": ev.challenger_version,
+        "dataRev": ev.data_rev,
+    }  # fmt: skip
+
+
 class World:
     """The monitor, its Deployment and TrainingRuns; executes plans in the adapters' order."""
 
@@ -93,18 +103,56 @@ class World:
         self.runs: dict[str, dict[str, Any]] = {}
         self.events: list[plans.Event] = []
         self.dep_patches = 0
+        self.jobs = 0
+        self.outcome_job: str | None = None
+        self.started_jobs: list[dict[str, Any]] = []
 
-    def observed(self, **kw: Any) -> dm.Observed:
-        return dm.Observed(
-            deployment=copy.deepcopy(self.deployment), runs=copy.deepcopy(list(self.runs.values())), **kw
-        )
+    def observed(
+        self,
+        check: dict[str, Any] | None = None,
+        check_note: str | None = None,
+        check_reason: str | None = None,
+        evaluations: dict[str, dm.Evaluation] | None = None,
+    ) -> plans.Observed:
+        """What the adapter would read. A check or evaluations given here come back as the outcome
+        of a finished check Job (its pod's termination message), as the drift image writes it."""
+        obs = plans.Observed()
+        if self.deployment is not None:
+            obs.objects["Deployment/shuttle"] = copy.deepcopy(self.deployment)
+        obs.objects["TrainingRun/"] = {"items": copy.deepcopy(list(self.runs.values()))}
+        obs.objects["DriftMonitor/"] = {"items": []}
+        running = (self.monitor.get("status") or {}).get("checkJob")
+        if any(m["kind"] == "Job" and m["metadata"]["name"] == running for m in self.started_jobs):
+            obs.objects[f"Job/{running}"] = {"kind": "Job", "metadata": {"name": running}, "status": {}}
+        self.outcome_job = None
+        if check is not None or evaluations:
+            self.jobs += 1
+            name = self.outcome_job = f"shuttle-check-test{self.jobs}"
+            result = {"check": check, "note": check_note, "reason": check_reason,
+                      "evaluations": [_wire(e) for e in (evaluations or {}).values()]}  # fmt: skip
+            obs.objects[f"Job/{name}"] = {
+                "kind": "Job", "metadata": {"name": name, "namespace": "ml"},
+                "status": {"conditions": [{"type": "Complete", "status": "True"}]},
+            }  # fmt: skip
+            pod = {"status": {"containerStatuses": [
+                {"name": "drift", "state": {"terminated": {"exitCode": 0, "message": json.dumps(result)}}}]}}  # fmt: skip
+            obs.objects[f"Pod/{name}"] = {"items": [pod]}
+        return obs
 
     def step(self, now: datetime.datetime, crash_after: int | None = None, **kw: Any) -> plans.Plan:
-        """One loop step as flywheel.drift.loop does it: plan, then carry it out (maybe only partly)."""
+        """One reconcile: plan, then carry it out (maybe only partly). The check Jobs the plan
+        starts are kept aside (self.started_jobs): the returned plan's apply lists the rest."""
         obs = self.observed(**kw)
-        if dm.retrain_reason(self.monitor, obs, now) and obs.commit is None:
-            obs.commit = COMMIT
-        plan = dm.plan(self.monitor, obs, now)
+        resource = self.monitor
+        if self.outcome_job:  # the Job status.checkJob names is the one that finished
+            resource = {
+                **resource,
+                "status": {**(resource.get("status") or {}), "checkJob": self.outcome_job},
+            }
+        plan = dm.plan(resource, obs, now)
+        self.started_jobs += [m for m in plan.apply if m["kind"] in ("Job", "ConfigMap")]
+        plan.apply = [m for m in plan.apply if m["kind"] not in ("Job", "ConfigMap")]
+        plan.delete = []
         writes: list[Any] = [("create", m) for m in plan.apply] + [("patch", p) for p in plan.patch_resources]
         writes.append(("status", plan.status))
         for n, (verb, body) in enumerate(writes):
@@ -144,13 +192,13 @@ def test_no_drift_starts_no_retrain_and_reports_ready() -> None:
     assert plan.requeue_after == 60.0
 
 
-def test_drift_starts_exactly_one_challenger_pinned_owned_and_labelled() -> None:
+def test_drift_starts_exactly_one_challenger_owned_and_labelled() -> None:
     world = World(monitor())
     plan = world.step(NOW, check=check(True, 0))
     (child,) = plan.apply
     meta = child["metadata"]
     assert meta["name"] == "shuttle-1" and meta["namespace"] == "ml"
-    assert child["spec"]["data"]["rev"] == COMMIT
+    assert child["spec"]["data"]["rev"] == "main"  # the trainer pins the commit it resolves
     assert child["spec"]["data"]["repo"] == "https://git.example/data.git"
     (owner,) = meta["ownerReferences"]
     assert owner["kind"] == "DriftMonitor" and owner["uid"] == "uid-dm" and owner["controller"] is True
@@ -159,7 +207,7 @@ def test_drift_starts_exactly_one_challenger_pinned_owned_and_labelled() -> None
     retrain = world.monitor["status"]["retrain"]
     assert retrain["active"] == ["shuttle-1"] and retrain["count"] == 1
     assert "drift share 0.78" in retrain["lastReason"] and "f2" in retrain["lastReason"]
-    assert any(e.reason == dm.R_RETRAIN_STARTED and COMMIT in e.message for e in plan.events)
+    assert any(e.reason == dm.R_RETRAIN_STARTED and "data/shuttle.csv@main" in e.message for e in plan.events)
     # Level-based: the same drifted status, seen again and again, starts nothing more.
     for minutes in (1, 2, 30):
         assert world.step(at(minutes)).apply == []
@@ -203,7 +251,9 @@ def test_winning_challenger_is_promoted_once_with_figures_and_rollback_target() 
     world.step(NOW, check=check(True, 0))
     world.finish("shuttle-1")
     obs = world.observed()
-    assert [r["metadata"]["name"] for r in dm.to_evaluate(world.monitor, obs)] == ["shuttle-1"]
+    assert [r["metadata"]["name"] for r in dm.to_evaluate(world.monitor, dm.facts(world.monitor, obs))] == [
+        "shuttle-1"
+    ]
     plan = world.step(at(2), evaluations={"shuttle-1": evaluation("shuttle-1")})
     assert world.deployment is not None
     assert world.deployment["spec"]["champion"] == {"fromTrainingRun": "shuttle-1"}
@@ -222,7 +272,7 @@ def test_winning_challenger_is_promoted_once_with_figures_and_rollback_target() 
     # Served now: no longer garbage-collected with the monitor (released in the decision's write).
     assert "ownerReferences" not in world.runs["shuttle-1"]["metadata"]
     # Nothing left to evaluate; the next steps patch nothing.
-    assert dm.to_evaluate(world.monitor, world.observed()) == []
+    assert dm.to_evaluate(world.monitor, dm.facts(world.monitor, world.observed())) == []
     for minutes in (3, 4):
         assert world.step(at(minutes)).patch_resources == []
     assert world.dep_patches == 1
@@ -251,7 +301,11 @@ def test_a_champion_promoted_by_an_older_release_is_released_from_the_monitor_on
     meta = world.runs["shuttle-1"]["metadata"]
     meta["ownerReferences"] = [{"kind": "DriftMonitor", "name": "shuttle", "uid": "uid-dm"}, {"uid": "other"}]
     (patch,) = world.step(at(3)).patch_resources
-    assert patch["metadata"] == {"name": "shuttle-1", "namespace": "ml", "ownerReferences": [{"uid": "other"}]}
+    assert patch["metadata"] == {
+        "name": "shuttle-1",
+        "namespace": "ml",
+        "ownerReferences": [{"uid": "other"}],
+    }
     assert world.runs["shuttle-1"]["metadata"]["ownerReferences"] == [{"uid": "other"}]
     assert world.step(at(4)).patch_resources == [] and world.dep_patches == 1
 
@@ -270,7 +324,7 @@ def test_failed_challenger_is_recorded_and_never_evaluated() -> None:
     world = World(monitor())
     world.step(NOW, check=check(True, 0))
     world.finish("shuttle-1", conditions.FAILED)
-    assert dm.to_evaluate(world.monitor, world.observed()) == []
+    assert dm.to_evaluate(world.monitor, dm.facts(world.monitor, world.observed())) == []
     plan = world.step(at(1))
     decision = world.monitor["status"]["lastDecision"]
     assert decision["decision"] == "rejected" and "trainer exited 1" in decision["reason"]
@@ -288,7 +342,10 @@ def test_crash_anywhere_between_evaluation_and_status_converges_to_one_decision(
     world.finish("shuttle-1")
     world.step(at(2), crash_after=crash_after, evaluations={"shuttle-1": evaluation("shuttle-1")})
     # restart: evaluate only what to_evaluate names (the champion may have changed meanwhile)
-    pending = [r["metadata"]["name"] for r in dm.to_evaluate(world.monitor, world.observed())]
+    pending = [
+        r["metadata"]["name"]
+        for r in dm.to_evaluate(world.monitor, dm.facts(world.monitor, world.observed()))
+    ]
     assert pending == (["shuttle-1"] if crash_after == 0 else [])
     world.step(at(3), evaluations={n: evaluation(n) for n in pending})
     world.step(at(4))
@@ -322,9 +379,12 @@ def test_status_lost_after_creating_the_challenger_neither_duplicates_nor_rename
 def test_replanning_the_same_world_is_a_no_op() -> None:
     world = World(monitor())
     world.step(NOW, check=check(True, 0))
+    world.step(at(1))  # the next check is due: its Job starts
+    assert [m["kind"] for m in world.started_jobs] == ["ConfigMap", "Job"]
     first = dm.plan(world.monitor, world.observed(), at(1))
     world.step(at(1))
     second = dm.plan(world.monitor, world.observed(), at(1))
+    assert first.requeue_after == dm.REQUEUE_JOB  # while the Job runs
     assert first.status == second.status and second.apply == [] and second.patch_resources == []
     assert store_mod.merge_patch(world.monitor["status"], second.status) == world.monitor["status"]
 
@@ -339,7 +399,7 @@ def test_missing_deployment_is_ready_false_and_starts_nothing() -> None:
 
 def test_invalid_spec_is_a_permanent_error_with_the_field_named() -> None:
     resource = monitor(schedule={"intervalSeconds": 1})
-    plan = dm.plan(resource, dm.Observed(deployment=deployment()), NOW)
+    plan = dm.plan(resource, plans.Observed({"Deployment/shuttle": deployment()}), NOW)
     assert plan.permanent_error and "intervalSeconds" in plan.permanent_error
     ready = plans.get_condition(plan.status["conditions"], "Ready") or {}
     assert ready["status"] == "False" and ready["reason"] == conditions.R_INVALID_SPEC
@@ -359,16 +419,6 @@ def test_not_enough_rows_is_said_in_drift_detected() -> None:
     world.step(NOW, check={"lastCheckTime": plans.now_rfc3339(NOW), "rowsChecked": 12}, check_note=note)
     assert world.cond("DriftDetected") | {} and world.cond("DriftDetected")["reason"] == dm.R_NOT_ENOUGH_ROWS
     assert world.cond("Ready")["status"] == "True"
-
-
-def test_unresolvable_data_waits_and_says_why() -> None:
-    world = World(monitor())
-    obs = world.observed(check=check(True, 0), commit_error="data.rev 'period-9' is not in the repository")
-    plan = dm.plan(world.monitor, obs, NOW)
-    assert plan.apply == []
-    retraining = plans.get_condition(plan.status["conditions"], "Retraining") or {}
-    assert retraining["reason"] == dm.R_DATA_UNAVAILABLE and "period-9" in retraining["message"]
-    assert world.step(at(1), check=check(True, 1)).apply != []  # resolvable again: it retrains
 
 
 def test_a_second_promotion_cut_short_before_status_still_moves_rollback_target() -> None:
