@@ -192,6 +192,8 @@ class DriftMonitorStatus(common.CommonStatus):
     rollback_hold: RollbackHold | None = None
     check_job: str | None = None
     """The last check Job (batch/v1) this monitor started; its outcome is read back from it."""
+    check_job_read: str | None = None
+    """The check Job whose outcome is in status already (folded in once)."""
 
 
 class DriftMonitor(common.Resource):
