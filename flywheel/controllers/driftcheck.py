@@ -120,6 +120,11 @@ def pods_ref(job: str, namespace: str) -> plans.Ref:
     return plans.list_ref("v1", "Pod", job, namespace, f"{JOB_NAME_LABEL}={job}")
 
 
+def of_job(pod: plans.Manifest, job: str) -> bool:
+    """Whether `pod` is one of Job `job`'s (a list that ignored the selector must not mislead)."""
+    return ((pod.get("metadata") or {}).get("labels") or {}).get(JOB_NAME_LABEL) == job
+
+
 @dataclasses.dataclass(frozen=True)
 class Outcome:
     """A finished check Job: its result (parsed from the termination message), or why none."""

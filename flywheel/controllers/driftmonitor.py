@@ -144,7 +144,8 @@ def facts(resource: plans.Manifest, observed: plans.Observed) -> Facts:
     if job_name:
         out.job = observed.get(driftcheck.KIND, job_name)
         if out.job is not None:
-            out.outcome = driftcheck.finished(out.job, plans.items(observed, "Pod", job_name))
+            pods = [p for p in plans.items(observed, "Pod", job_name) if driftcheck.of_job(p, job_name)]
+            out.outcome = driftcheck.finished(out.job, pods)
     if out.outcome is None or job_name == status.get("checkJobRead"):
         return out  # nothing finished, or its outcome is already in status
     result = out.outcome.result or {}
@@ -513,6 +514,9 @@ def _conditions(
 def _drift_row(monitor: api.DriftMonitor, observed: Facts, merged: dict[str, Any]) -> tuple[str, str, str]:
     if observed.check is not None and observed.check_note:
         return "Unknown", observed.check_reason, observed.check_note
+    said = plans.get_condition(merged.get("conditions"), conditions.DRIFT_DETECTED) or {}
+    if observed.check is None and said.get("reason") in (R_CHECK_FAILED, R_NOT_ENOUGH_ROWS):
+        return "Unknown", str(said["reason"]), str(said.get("message"))  # until the next check says more
     if merged.get("drifted") is None:
         return "Unknown", R_NO_CHECK, "no drift check has judged the traffic yet"
     share = float(merged.get("datasetDriftShare") or 0.0)

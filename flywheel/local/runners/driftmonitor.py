@@ -146,8 +146,7 @@ def run_check_job(ctx: runners.Context, job: Manifest, config_map: Manifest | No
     """The check Job's container command as a local process, to its end; its termination message
     is recorded on the Job (status.localPod, the pod the kubelet would report) with a Complete or
     Failed condition. Kept apart so that the local realiser of pod templates can replace it."""
-    meta = job["metadata"]
-    name, namespace = meta["name"], meta.get("namespace") or "default"
+    name = job["metadata"]["name"]
     run_dir = ctx.supervisor.run_dir(driftcheck.KIND, name)
     run_dir.mkdir(parents=True, exist_ok=True)
     text = ((config_map or {}).get("data") or {}).get(contract.CONFIG_FILE) or "{}"
@@ -166,7 +165,13 @@ def run_check_job(ctx: runners.Context, job: Manifest, config_map: Manifest | No
     }
     info = ctx.supervisor.start(driftcheck.KIND, name, argv, env=env, cwd=ctx.cwd)
     code = ctx.supervisor.wait(info)
-    message = log.read_text() if log.exists() else ""
+    record_outcome(ctx, job, code if code is not None else -1, log.read_text() if log.exists() else "")
+
+
+def record_outcome(ctx: runners.Context, job: Manifest, code: int, message: str) -> None:
+    """What the Job controller and the kubelet would report of a finished check Job."""
+    meta = job["metadata"]
+    name, namespace = meta["name"], meta.get("namespace") or "default"
     done = "Complete" if code == 0 else "Failed"
     why = "" if code == 0 else f"exit code {code}; see {ctx.supervisor.log_path(driftcheck.KIND, name)}"
     stamp = plans.now_rfc3339(ctx.now())

@@ -134,7 +134,7 @@ class World:
                 "kind": "Job", "metadata": {"name": name, "namespace": "ml"},
                 "status": {"conditions": [{"type": "Complete", "status": "True"}]},
             }  # fmt: skip
-            pod = {"status": {"containerStatuses": [
+            pod = {"metadata": {"labels": {"job-name": name}}, "status": {"containerStatuses": [
                 {"name": "drift", "state": {"terminated": {"exitCode": 0, "message": json.dumps(result)}}}]}}  # fmt: skip
             obs.objects[f"Pod/{name}"] = {"items": [pod]}
         return obs
