@@ -239,6 +239,7 @@ def test_a_pending_win_is_promoted_by_approve_and_a_rollback_holds_across_the_co
     rolled_back = {"uri": f"file://{ctx.home / 'artifacts' / 'champion'}"}  # status.rollbackTarget
     assert stored(ctx, "Deployment", "shuttle")["spec"]["champion"] == rolled_back
     # the monitor does not fight the person: it records the rollback, nothing is re-promoted
+    clock[0] = datetime.datetime.now(datetime.UTC)  # the CLI's clock is the real one: go on from it
     injected(drifted=False, win=True)
     again = runner.run_once(ctx, stored(ctx, "DriftMonitor", "shuttle"))
     assert again.plan.patch_resources == []
@@ -251,7 +252,7 @@ def test_a_pending_win_is_promoted_by_approve_and_a_rollback_holds_across_the_co
     monitor = stored(ctx, "DriftMonitor", "shuttle")
     monitor["spec"]["promotion"]["autoPromote"] = True
     ctx.store.put(monitor)
-    clock[0] = NOW + datetime.timedelta(seconds=900)
+    clock[0] += datetime.timedelta(seconds=900)
     injected(drifted=True, win=True)
     later = runner.run_once(ctx, stored(ctx, "DriftMonitor", "shuttle"))
     assert later.started == ["shuttle-2"]
