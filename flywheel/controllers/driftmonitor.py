@@ -168,7 +168,7 @@ def facts(resource: plans.Manifest, observed: plans.Observed) -> Facts:
 def _job_time(job: plans.Manifest | None) -> str | None:
     """When a failed Job gave up (its Failed condition), else when it was created."""
     conds = ((job or {}).get("status") or {}).get("conditions") or []
-    failed = next((c for c in conds if c.get("type") == "Failed"), {})
+    failed: dict[str, Any] = next((c for c in conds if c.get("type") == "Failed"), {})
     return failed.get("lastTransitionTime") or ((job or {}).get("metadata") or {}).get("creationTimestamp")
 
 

@@ -8,6 +8,7 @@ resources, status) and can stop after any number of writes, which is what a cras
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime
 import json
 from typing import Any
@@ -543,3 +544,55 @@ def test_a_pending_win_evaluated_before_the_champion_changed_cannot_be_approved(
     assert world.dep_patches == 1  # shuttle-1 was compared with shuttle-v1, not with shuttle-2
     assert "the champion was replaced at" in world.cond("Promoted")["message"]
     assert world.monitor["status"]["lastDecision"]["challenger"] == "shuttle-2"
+
+
+def rolled_back_world() -> World:
+    """shuttle-1 promoted at minute 2, then a person put the old champion back."""
+    world = World(monitor(retrain={"cooldownSeconds": 600, "maxConcurrent": 1}))
+    world.step(NOW, check=check(True, 0))
+    world.finish("shuttle-1")
+    world.step(at(2), evaluations={"shuttle-1": evaluation("shuttle-1")})
+    assert world.deployment is not None
+    world.deployment["spec"]["champion"] = {"fromTrainingRun": "shuttle-v1"}  # kubectl patch
+    return world
+
+
+def test_a_rollback_is_recorded_once_and_held_against_the_same_data_across_the_cooldown() -> None:
+    world = rolled_back_world()
+    plan = world.step(at(3))
+    hold = world.monitor["status"]["rollbackHold"]
+    assert (hold["challenger"], hold["dataRev"], hold["version"]) == ("shuttle-1", COMMIT, "shuttle-1-abc")
+    assert hold["time"] == plans.now_rfc3339(at(3))
+    assert [e.reason for e in plan.events].count(dm.R_ROLLED_BACK) == 1
+    assert "shuttle-1 was rolled back" in world.cond("Promoted")["message"]
+    assert world.step(at(4)).events == []  # seen once: no second event, the record keeps its time
+    assert world.monitor["status"]["rollbackHold"]["time"] == plans.now_rfc3339(at(3))
+    # Past the cooldown the traffic still drifts: shuttle-2 trains on the same data and wins.
+    assert [m["metadata"]["name"] for m in world.step(at(13), check=check(True, 13)).apply] == ["shuttle-2"]
+    world.finish("shuttle-2")
+    plan = world.step(at(14), evaluations={"shuttle-2": evaluation("shuttle-2")})
+    decision = world.monitor["status"]["lastDecision"]
+    assert decision["decision"] == "pending" and "held: the same data rev as shuttle-1" in decision["reason"]
+    assert plan.patch_resources == [p for p in plan.patch_resources if p["kind"] == "TrainingRun"]
+    assert world.deployment is not None and world.deployment["spec"]["champion"] == {
+        "fromTrainingRun": "shuttle-v1"
+    }
+    # A person approves it: promoted, and that promotion ends the hold.
+    world.monitor["metadata"]["annotations"] = {dm.ANNOTATION_APPROVE: "shuttle-2"}
+    world.step(at(15))
+    assert world.deployment["spec"]["champion"] == {"fromTrainingRun": "shuttle-2"}
+    assert dm.decisions.active_hold(world.monitor["status"]) is None
+
+
+def test_a_challenger_on_new_data_that_wins_is_promoted_despite_the_hold() -> None:
+    world = rolled_back_world()
+    world.step(at(3))
+    world.step(at(13), check=check(True, 13))
+    world.finish("shuttle-2")
+    fresh = dataclasses.replace(evaluation("shuttle-2"), data_rev="d" * 40)
+    world.step(at(14), evaluations={"shuttle-2": fresh})
+    assert world.monitor["status"]["lastDecision"]["decision"] == "promoted"
+    assert world.deployment is not None and world.deployment["spec"]["champion"] == {
+        "fromTrainingRun": "shuttle-2"
+    }
+    assert dm.decisions.active_hold(world.monitor["status"]) is None
