@@ -50,6 +50,12 @@ def eval_name(monitor: str, challenger: str) -> str:
     return plans.child_name(monitor, f"eval-{challenger.removeprefix(f'{monitor}-')}")
 
 
+def evaluated_by(job: str, monitor: str) -> str | None:
+    """The challenger an evaluation Job (eval_name) was for, or None for a check Job."""
+    prefix = plans.child_name(monitor, "eval-")
+    return f"{monitor}-{job.removeprefix(prefix)}" if job.startswith(prefix) else None
+
+
 def render(
     owner: plans.Manifest,
     name: str,

@@ -140,6 +140,13 @@ def facts(resource: plans.Manifest, observed: plans.Observed) -> Facts:
         runs=challengers(resource, plans.items(observed, tr_api.TrainingRun.KIND, "")),
         monitors=plans.items(observed, api.DriftMonitor.KIND, ""),
     )
+    for run in out.runs:  # nothing to evaluate: decided without a Job
+        model = ((run.get("status") or {}).get("model") or {}).get("cardUri")
+        if decisions.phase(run) == conditions.SUCCEEDED and decision_of(run) is None and not model:
+            name, metric = run["metadata"]["name"], _metric(resource)
+            out.evaluations[name] = decisions.Evaluation(
+                name, "rejected", "the challenger exported no model", metric
+            )
     job_name = status.get("checkJob")
     if job_name:
         out.job = observed.get(driftcheck.KIND, job_name)
@@ -162,7 +169,15 @@ def facts(resource: plans.Manifest, observed: plans.Observed) -> Facts:
     for item in result.get("evaluations") or []:
         if isinstance(item, dict) and item.get("challenger") in undecided:
             out.evaluations[item["challenger"]] = _evaluation(item)
+    failed = driftcheck.evaluated_by(str(job_name), resource["metadata"]["name"])
+    if out.outcome.error and failed in undecided:  # its own evaluation Job failed: say why, once
+        why = f"the challenger could not be evaluated: {out.outcome.error}"
+        out.evaluations[failed] = decisions.Evaluation(failed, "rejected", why, _metric(resource))
     return out
+
+
+def _metric(resource: plans.Manifest) -> str:
+    return str(((resource.get("spec") or {}).get("promotion") or {}).get("metric") or "accuracy")
 
 
 def _job_time(job: plans.Manifest | None) -> str | None:

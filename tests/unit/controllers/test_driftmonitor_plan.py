@@ -178,6 +178,9 @@ class World:
             "phase": phase,
             "message": "trainer exited 1" if phase == "Failed" else "",
         }
+        if phase == conditions.SUCCEEDED:  # its export, as the trainer records it
+            card = f"file:///art/ml/trainingruns/{name}/model/model_card.json"
+            self.runs[name]["status"]["model"] = {"version": f"{name}-abc", "cardUri": card}
 
     def cond(self, type_: str) -> dict[str, Any]:
         return plans.get_condition(self.monitor["status"].get("conditions"), type_) or {}
@@ -596,3 +599,34 @@ def test_a_challenger_on_new_data_that_wins_is_promoted_despite_the_hold() -> No
         "fromTrainingRun": "shuttle-2"
     }
     assert dm.decisions.active_hold(world.monitor["status"]) is None
+
+
+def test_a_failed_evaluation_job_rejects_its_challenger_with_the_jobs_message() -> None:
+    world = World(monitor())
+    world.step(NOW, check=check(True, 0))
+    world.finish("shuttle-1")
+    world.step(at(0.5))  # not due: an evaluation Job for shuttle-1 alone
+    (job,) = [m for m in world.started_jobs if m["kind"] == "Job"]
+    assert job["metadata"]["name"] == "shuttle-eval-1"
+    config = json.loads(world.started_jobs[-2]["data"]["config.json"])
+    assert config["check"] is False and [c["name"] for c in config["challengers"]] == ["shuttle-1"]
+    obs = world.observed()
+    failed = {"type": "Failed", "status": "True", "message": "DeadlineExceeded"}
+    obs.objects["Job/shuttle-eval-1"] = {
+        "kind": "Job",
+        "metadata": job["metadata"],
+        "status": {"conditions": [failed]},
+    }
+    plan = dm.plan(world.monitor, obs, at(1))
+    decision = plan.status["lastDecision"]
+    assert decision["decision"] == "rejected" and "DeadlineExceeded" in decision["reason"]
+    assert [p["metadata"]["name"] for p in plan.patch_resources] == ["shuttle-1"]  # recorded on it
+
+
+def test_a_challenger_that_exported_no_model_is_rejected_without_a_job() -> None:
+    world = World(monitor())
+    world.step(NOW, check=check(True, 0))
+    world.runs["shuttle-1"]["status"] = {"phase": conditions.SUCCEEDED}
+    world.step(at(0.5))
+    assert world.monitor["status"]["lastDecision"]["reason"] == "the challenger exported no model"
+    assert world.started_jobs == []
