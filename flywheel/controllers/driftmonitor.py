@@ -303,7 +303,10 @@ def plan(
     running = _check_job(resource, monitor, seen, {**current, **status}, now, settings, out, status)
     _conditions(resource, monitor, seen, current, status, now, out, running)
     out.status = {k: v for k, v in status.items() if v is not None}
-    if running or undecided:
+    # kopf does not report changes of flywheel.dev/ annotations (its own prefix): an approval of a
+    # pending decision is found by looking again, every REQUEUE_ACTIVE while one waits.
+    awaiting = ({**current, **status}.get("lastDecision") or {}).get("decision") == "pending"
+    if running or undecided or awaiting:
         out.requeue_after = REQUEUE_JOB if running else REQUEUE_ACTIVE
     else:
         out.requeue_after = _until_next_check(monitor.spec, {**current, **status}, now)

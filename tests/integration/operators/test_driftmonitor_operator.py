@@ -10,7 +10,8 @@ flywheel.drift` would write (precomputed figures; the real check runs in test_ch
 demo) and marks the Job Complete; likewise it patches the challenger TrainingRun's status for the
 TrainingRun operator. The clock is injected through a controller shim (the same observe_refs and
 plan, with `now` from the test), so the schedule and the cooldown move without waiting; a label on
-the monitor wakes it (an update event) where the real one would wait for its requeue.
+the monitor wakes it (an update event) where the real one would wait for its requeue (the check
+interval; 30 s while a decision awaits approval, which the plan test checks).
 """
 
 from __future__ import annotations
