@@ -42,9 +42,11 @@ ENV_SERVING_CONFIG = "FLYWHEEL_SERVING_CONFIG"
 ENV_TRAINER_IMAGE = "FLYWHEEL_TRAINER_IMAGE"
 ENV_SELFPLAY_IMAGE = "FLYWHEEL_SELFPLAY_IMAGE"
 ENV_SERVING_IMAGE = "FLYWHEEL_SERVING_IMAGE"
+ENV_DRIFT_IMAGE = "FLYWHEEL_DRIFT_IMAGE"
 DEFAULT_TRAINER_IMAGE = "ghcr.io/flywheel-dev/trainer:0.1.0"
 DEFAULT_SELFPLAY_IMAGE = "ghcr.io/flywheel-dev/selfplay:0.1.0"
 DEFAULT_SERVING_IMAGE = "ghcr.io/flywheel-dev/serving:0.1.0"
+DEFAULT_DRIFT_IMAGE = "ghcr.io/flywheel-dev/drift:0.1.0"
 
 # --- Paths inside pods ----------------------------------------------------------------------------
 CONFIG_MOUNT = "/etc/flywheel"

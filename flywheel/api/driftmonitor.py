@@ -185,6 +185,21 @@ class RetrainStatus(common.Model):
     count: int = 0
 
 
+class RollbackHold(common.Model):
+    """A rollback the monitor honours: the Deployment stopped serving a challenger the monitor
+    promoted (a person rolled it back). Until a later promotion, a challenger with the same model
+    version or the same data revision is not promoted on its own: it waits for an approval."""
+
+    challenger: str
+    """The challenger that was rolled back."""
+    time: str
+    """When the monitor saw the rollback."""
+    version: str | None = None
+    data_rev: str | None = None
+    champion: str | None = None
+    """What the Deployment served instead, when the rollback was seen."""
+
+
 class DriftMonitorStatus(common.CommonStatus):
     """Observed state of a DriftMonitor."""
 
@@ -198,6 +213,11 @@ class DriftMonitorStatus(common.CommonStatus):
     last_decision: Decision | None = None
     last_promotion: str | None = None
     rollback_target: str | None = None
+    rollback_hold: RollbackHold | None = None
+    check_job: str | None = None
+    """The last check Job (batch/v1) this monitor started; its outcome is read back from it."""
+    check_job_read: str | None = None
+    """The check Job whose outcome is in status already (folded in once)."""
 
 
 class DriftMonitor(common.Resource):

@@ -1,29 +1,35 @@
-"""DriftMonitor control flow, pure: from a check, a challenger and a verdict to one plan.
+"""DriftMonitor, like its siblings: observe_refs -> pure plan -> the adapters apply it.
 
-The impure half (flywheel.drift.loop.step) reads the monitor's Deployment and challengers, runs the
-drift check when it is due, resolves the data commit when `retrain_reason` says a retrain starts,
-evaluates each challenger `to_evaluate` names, and hands all of it here as `Observed`. `plan`
-decides, level-based from what exists, never from what happened last:
+`observe_refs` names what a reconcile reads: the monitor's Deployment, its challenger TrainingRuns
+(a list by owner label), the namespace's DriftMonitors (who owns the Deployment) and the last check
+Job with its pod. `plan` decides, level-based from what exists, never from what happened last, and
+schedules the next look with `requeue_after` (the check interval, or REQUEUE_ACTIVE while a Job or
+a challenger is in flight):
 
+- Check: when due (schedule.intervalSeconds after status.lastCheckTime) and the Deployment serves a
+  champion, a check Job `<monitor>-check-<window>` (flywheel.controllers.driftcheck) runs the
+  Evidently check and evaluates any challenger that finished, in the drift image; status.checkJob
+  names it. Its outcome (the termination message) is folded into status once, by lastCheckTime.
+  A Succeeded challenger outside a check gets its own Job `<monitor>-eval-<n>`. One Job at a time.
 - Retrain: the latest check is drifted, it is newer than the last retrain, fewer than
   retrain.maxConcurrent challengers are undecided and the cooldown has passed. The challenger is a
   TrainingRun named `<monitor>-<n>` (n = one past the highest retrain seen), owned by the monitor,
-  labelled with it, its data.rev pinned to the commit resolved at trigger time, and annotated with
-  when and why it was started (so a restart that lost the status patch still sees the cooldown).
+  labelled with it, annotated with when and why it was started (so a restart that lost the status
+  patch still sees the cooldown). Its data.rev is the template's: the trainer resolves it and pins
+  the commit in the run's status.data.commit, which the decision records.
 - Decision, keyed by the challenger's name (flywheel.controllers.driftmonitor_decisions): recorded
   on the Deployment with the promotion patch, then on the challenger, then in status. A challenger
-  with a recorded decision is never evaluated again, and one the Deployment already names was
-  promoted by a step that stopped early: its decision is taken from there, not re-evaluated (the
-  champion has changed meanwhile). Re-applying any write is a no-op, so an operator restarted
-  anywhere in between converges to the same single decision.
+  with a recorded decision is never evaluated again. Re-applying any write is a no-op, so an
+  operator restarted anywhere in between converges to the same single decision.
 - A Failed challenger is recorded as rejected, with its message; nothing is promoted.
 - A `pending` win (promotion.autoPromote false) is promoted when the monitor carries the annotation
-  ANNOTATION_APPROVE naming it (see driftmonitor_decisions); a refused approval is said in the
-  Promoted condition and in one Warning event.
+  ANNOTATION_APPROVE naming it; a refused approval is said in the Promoted condition.
+- Rollback: when the Deployment stops serving the challenger the monitor last promoted, the monitor
+  records status.rollbackHold; until a later promotion, a winner with the same model version or
+  data revision is recorded `pending` (it needs the approval annotation), never promoted on its own.
 - Conditions: Ready (always), DriftDetected, Retraining, Promoted.
-- Ownership (flywheel.controllers.driftmonitor_claims): when `Observed.monitors` shows an older
-  DriftMonitor naming the same Deployment, this one does nothing (no retrain, no decision, no
-  approval) and says so: Ready False, reason DeploymentClaimed, one Warning event per change.
+- Ownership (flywheel.controllers.driftmonitor_claims): when an older DriftMonitor names the same
+  Deployment, this one does nothing and says so: Ready False, reason DeploymentClaimed.
 """
 
 from __future__ import annotations
@@ -38,9 +44,10 @@ import pydantic
 from flywheel.api import common, conditions, contract
 from flywheel.api import driftmonitor as api
 from flywheel.api import trainingrun as tr_api
+from flywheel.controllers import driftcheck, plans
 from flywheel.controllers import driftmonitor_claims as claims
 from flywheel.controllers import driftmonitor_decisions as decisions
-from flywheel.controllers import plans
+from flywheel.controllers import settings as settings_mod
 
 COMPONENT = "challenger"
 ANNOTATION_DECISION = decisions.ANNOTATION_DECISION
@@ -48,17 +55,20 @@ ANNOTATION_PROMOTION = decisions.ANNOTATION_PROMOTION
 ANNOTATION_TRIGGERED_AT = f"{contract.ANNOTATION_PREFIX}/triggered-at"
 ANNOTATION_TRIGGER_REASON = f"{contract.ANNOTATION_PREFIX}/trigger-reason"
 REQUEUE_ACTIVE = 30.0
+REQUEUE_JOB = 10.0
+"""Seconds between looks while a check Job runs (its watch event usually comes first)."""
 R_MONITORING = "Monitoring"
 R_NO_DEPLOYMENT = "DeploymentNotFound"
 R_NO_CHECK = "NotCheckedYet"
 R_NOT_ENOUGH_ROWS = "NotEnoughRows"
 R_CHECK_FAILED = "CheckFailed"
+R_CHECKING = "Checking"
 R_DRIFTED = "Drifted"
 R_NO_DRIFT = "NoDrift"
 R_RETRAIN_STARTED = "RetrainStarted"
 R_IDLE = "Idle"
 R_DISABLED = "Disabled"
-R_DATA_UNAVAILABLE = "DataUnavailable"
+R_ROLLED_BACK = decisions.R_ROLLED_BACK
 R_PROMOTED = decisions.R_PROMOTED
 R_REJECTED = decisions.R_REJECTED
 R_PENDING = decisions.R_PENDING
@@ -70,32 +80,144 @@ DECISION_REASONS = decisions.DECISION_REASONS
 Evaluation = decisions.Evaluation
 decision_of = decisions.decision_of
 promotion_of = decisions.promotion_of
+TRAINING_RUN_API = common.API_VERSION
 
 
 @dataclasses.dataclass
-class Observed:
-    """What the loop saw and computed for one step."""
+class Facts:
+    """What one reconcile knows, read from plans.Observed (see facts())."""
 
     deployment: plans.Manifest | None = None
     runs: list[plans.Manifest] = dataclasses.field(default_factory=list)
-    """TrainingRuns in the monitor's namespace (those the monitor owns are picked out here)."""
-    check: dict[str, Any] | None = None
-    """This step's check as status fields (CheckResult.to_status), None when none was due."""
-    check_note: str | None = None
-    """Why this step's check did not judge drift (e.g. too few rows)."""
-    check_reason: str = R_NOT_ENOUGH_ROWS
-    """The DriftDetected reason that goes with check_note."""
-    commit: str | None = None
-    """The data commit resolved for a retrain that retrain_reason announced."""
-    commit_error: str | None = None
-    """Why that commit could not be resolved (the retrain waits; Retraining says why)."""
-    evaluations: dict[str, decisions.Evaluation] = dataclasses.field(default_factory=dict)
+    """The monitor's challengers (TrainingRuns carrying its owner labels)."""
     monitors: list[plans.Manifest] | None = None
     """DriftMonitors in the monitor's namespace (who owns the Deployment); None: not observed."""
+    job: plans.Manifest | None = None
+    """The check Job status.checkJob names, when it exists."""
+    outcome: driftcheck.Outcome | None = None
+    """That Job's outcome once it finished."""
+    check: dict[str, Any] | None = None
+    """A check outcome not yet in status, as status fields (CheckResult.to_status)."""
+    check_note: str | None = None
+    """Why that check did not judge drift (e.g. too few rows)."""
+    check_reason: str = R_NOT_ENOUGH_ROWS
+    """The DriftDetected reason that goes with check_note."""
+    evaluations: dict[str, decisions.Evaluation] = dataclasses.field(default_factory=dict)
 
 
 def validate(resource: plans.Manifest) -> api.DriftMonitor:
     return plans.validate_spec(api.DriftMonitor, resource)
+
+
+def _where(resource: plans.Manifest) -> tuple[str, str]:
+    meta = resource["metadata"]
+    return meta["name"], meta.get("namespace") or "default"
+
+
+def observe_refs(resource: plans.Manifest, settings: settings_mod.Settings) -> list[plans.Ref]:
+    """The Deployment, the challengers, the namespace's monitors and the last check Job + pods."""
+    name, ns = _where(resource)
+    ref = str((resource.get("spec") or {}).get("deploymentRef") or "")
+    owned = f"{contract.LABEL_OWNER_KIND}={api.DriftMonitor.KIND},{contract.LABEL_OWNER_NAME}={name}"
+    refs = [
+        plans.list_ref(TRAINING_RUN_API, tr_api.TrainingRun.KIND, "", ns, owned),
+        plans.list_ref(common.API_VERSION, api.DriftMonitor.KIND, "", ns, ""),
+    ]
+    if ref:
+        refs.insert(0, plans.Ref(common.API_VERSION, "Deployment", ref, ns))
+    job = (resource.get("status") or {}).get("checkJob")
+    if job:
+        refs += [plans.Ref(driftcheck.API_VERSION, driftcheck.KIND, job, ns), driftcheck.pods_ref(job, ns)]
+    return refs
+
+
+def facts(resource: plans.Manifest, observed: plans.Observed) -> Facts:
+    """Facts from what the adapter observed (the refs of observe_refs)."""
+    status = resource.get("status") or {}
+    ref = str((resource.get("spec") or {}).get("deploymentRef") or "")
+    out = Facts(
+        deployment=observed.get("Deployment", ref) if ref else None,
+        runs=challengers(resource, plans.items(observed, tr_api.TrainingRun.KIND, "")),
+        monitors=plans.items(observed, api.DriftMonitor.KIND, ""),
+    )
+    for run in out.runs:  # nothing to evaluate: decided without a Job
+        model = ((run.get("status") or {}).get("model") or {}).get("cardUri")
+        if decisions.phase(run) == conditions.SUCCEEDED and decision_of(run) is None and not model:
+            name, metric = run["metadata"]["name"], _metric(resource)
+            out.evaluations[name] = decisions.Evaluation(
+                name, "rejected", "the challenger exported no model", metric
+            )
+    job_name = status.get("checkJob")
+    if job_name:
+        out.job = observed.get(driftcheck.KIND, job_name)
+        if out.job is not None:
+            pods = [p for p in plans.items(observed, "Pod", job_name) if driftcheck.of_job(p, job_name)]
+            out.outcome = driftcheck.finished(out.job, pods)
+    if out.outcome is None or job_name == status.get("checkJobRead"):
+        return out  # nothing finished, or its outcome is already in status
+    result = out.outcome.result or {}
+    check = result.get("check")
+    if isinstance(check, dict):
+        out.check, out.check_note = check, result.get("note")
+        out.check_reason = str(result.get("reason") or R_NOT_ENOUGH_ROWS)
+    elif out.outcome.error and driftcheck.is_check(str(job_name)):
+        # the Job itself failed: said in DriftDetected, tried again at the next interval
+        done = (out.job or {}).get("status", {}).get("completionTime") or _job_time(out.job)
+        out.check = {"lastCheckTime": done, "rowsChecked": 0}
+        out.check_note, out.check_reason = out.outcome.error, R_CHECK_FAILED
+    undecided = {r["metadata"]["name"] for r in out.runs if decision_of(r) is None}
+    for item in result.get("evaluations") or []:
+        if isinstance(item, dict) and item.get("challenger") in undecided:
+            out.evaluations[item["challenger"]] = _evaluation(item)
+    failed = driftcheck.evaluated_by(str(job_name), resource["metadata"]["name"])
+    if out.outcome.error and failed in undecided:  # its own evaluation Job failed: say why, once
+        why = f"the challenger could not be evaluated: {out.outcome.error}"
+        out.evaluations[failed] = decisions.Evaluation(failed, "rejected", why, _metric(resource))
+    return out
+
+
+def _metric(resource: plans.Manifest) -> str:
+    return str(((resource.get("spec") or {}).get("promotion") or {}).get("metric") or "accuracy")
+
+
+def _job_time(job: plans.Manifest | None) -> str | None:
+    """When a failed Job gave up (its Failed condition), else when it was created."""
+    conds = ((job or {}).get("status") or {}).get("conditions") or []
+    failed: dict[str, Any] = next((c for c in conds if c.get("type") == "Failed"), {})
+    return failed.get("lastTransitionTime") or ((job or {}).get("metadata") or {}).get("creationTimestamp")
+
+
+def _evaluation(item: dict[str, Any]) -> decisions.Evaluation:
+    def number(key: str) -> float | None:
+        value = item.get(key)
+        return None if value is None else float(value)
+
+    return decisions.Evaluation(
+        challenger=str(item["challenger"]), decision=str(item.get("decision") or "rejected"),
+        reason=str(item.get("reason") or "no reason given"), metric=str(item.get("metric") or ""),
+        champion_value=number("championValue"), challenger_value=number("challengerValue"),
+        champion_version=item.get("championVersion"), challenger_version=item.get("challengerVersion"),
+        data_rev=item.get("dataRev"), rows=_int(item.get("rows")), interval=_pair(item.get("interval")),
+        test=item.get("test"), rule=item.get("rule"),
+    )  # fmt: skip
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _pair(value: Any) -> tuple[float, float] | None:
+    """[low, high] from the Job's outcome; anything else (a garbled message) is no interval."""
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int | float) for v in value):
+        return float(value[0]), float(value[1])
+    return None
+
+
+def render_children(resource: plans.Manifest, settings: settings_mod.Settings) -> list[plans.Manifest]:
+    """The children a first reconcile creates: none until the Deployment serves a champion (the
+    check Job needs its model), so `flywheel render` shows none and says why on stderr."""
+    validate(resource)
+    return []
 
 
 def challengers(resource: plans.Manifest, runs: list[plans.Manifest]) -> list[plans.Manifest]:
@@ -116,33 +238,32 @@ def challengers(resource: plans.Manifest, runs: list[plans.Manifest]) -> list[pl
     return sorted(out, key=lambda r: _number(name, r["metadata"]["name"]))
 
 
-def to_evaluate(resource: plans.Manifest, observed: Observed) -> list[plans.Manifest]:
+def to_evaluate(resource: plans.Manifest, seen: Facts) -> list[plans.Manifest]:
     """Succeeded challengers that still need an evaluation (undecided, not already promoted)."""
-    promoted = (promotion_of(observed.deployment).get("decision") or {}).get("challenger")
+    promoted = (promotion_of(seen.deployment).get("decision") or {}).get("challenger")
     return [
         run
-        for run in challengers(resource, observed.runs)
+        for run in seen.runs
         if decisions.phase(run) == conditions.SUCCEEDED and decision_of(run) is None
-        if run["metadata"]["name"] != promoted
+        if run["metadata"]["name"] != promoted and run["metadata"]["name"] not in seen.evaluations
     ]
 
 
-def retrain_reason(resource: plans.Manifest, observed: Observed, now: datetime.datetime) -> str | None:
+def retrain_reason(resource: plans.Manifest, seen: Facts, now: datetime.datetime) -> str | None:
     """Why a retrain starts now, or None: drifted, newer than the last retrain, room, cooled down."""
     spec = validate(resource).spec
-    if not spec.retrain.enabled or observed.deployment is None:
+    if not spec.retrain.enabled or seen.deployment is None:
         return None
-    latest = {**(resource.get("status") or {}), **(observed.check or {})}
+    latest = {**(resource.get("status") or {}), **(seen.check or {})}
     if latest.get("drifted") is not True or not latest.get("lastCheckTime"):
         return None
     checked = plans.parse_rfc3339(latest["lastCheckTime"])
-    runs = challengers(resource, observed.runs)
-    started = _last_started(resource, runs)
+    started = _last_started(resource, seen.runs)
     if started is not None and (
         checked <= started or now < started + _seconds(spec.retrain.cooldown_seconds)
     ):
         return None
-    if len(_undecided(runs)) >= spec.retrain.max_concurrent:
+    if len(_undecided(seen.runs)) >= spec.retrain.max_concurrent:
         return None
     columns = ", ".join(c.get("column", "?") for c in latest.get("driftedColumns") or []) or "none listed"
     share = float(latest.get("datasetDriftShare") or 0.0)
@@ -152,61 +273,155 @@ def retrain_reason(resource: plans.Manifest, observed: Observed, now: datetime.d
     )
 
 
-def plan(resource: plans.Manifest, observed: Observed, now: datetime.datetime) -> plans.Plan:
-    """Status, events, the challenger to create and the patches of one step (pure, idempotent)."""
+def plan(
+    resource: plans.Manifest,
+    observed: plans.Observed,
+    now: datetime.datetime,
+    settings: settings_mod.Settings | None = None,
+) -> plans.Plan:
+    """Status, events, the children to create and the patches of one reconcile (pure, idempotent)."""
+    settings = settings or settings_mod.Settings()
     current: dict[str, Any] = resource.get("status") or {}
     try:
         monitor = validate(resource)
     except pydantic.ValidationError as exc:
         return _invalid(resource, current, exc, now)
-    owner = claims.claimed_by(resource, observed.monitors)
+    seen = facts(resource, observed)
+    owner = claims.claimed_by(resource, seen.monitors)
     if owner is not None:
         return claims.plan(resource, current, owner, now, REQUEUE_ACTIVE)
     out = plans.Plan()
-    status: dict[str, Any] = dict(observed.check or {})
-    runs = challengers(resource, observed.runs)
-    reason = retrain_reason(resource, observed, now)
-    if reason is not None and observed.commit:
-        child = challenger_manifest(
-            resource, monitor, _count(resource, runs) + 1, observed.commit, reason, now
-        )
+    status: dict[str, Any] = dict(seen.check or {})
+    if seen.outcome is not None:
+        status["checkJobRead"] = current.get("checkJob")  # its outcome is folded in once
+    runs = list(seen.runs)
+    reason = retrain_reason(resource, seen, now)
+    if reason is not None:
+        child = challenger_manifest(resource, monitor, _count(resource, runs) + 1, reason, now)
         out.apply.append(child)
         runs.append(child)
-        out.events.append(
-            plans.Event(
-                R_RETRAIN_STARTED,
-                f"started {child['metadata']['name']}: {reason}; "
-                f"data {monitor.spec.retrain.template.data.path}@{observed.commit}",
-            )
-        )
-    decided = decisions.decide(resource, monitor, observed.deployment, observed.evaluations, runs, now, out)
+        data = monitor.spec.retrain.template.data
+        started = f"started {child['metadata']['name']}: {reason}; data {data.path}@{data.rev}"
+        out.events.append(plans.Event(R_RETRAIN_STARTED, started))
+    hold = decisions.rollback_hold(current, seen.deployment, now)
+    if hold is not None and hold != current.get("rollbackHold"):
+        status["rollbackHold"] = hold
+        out.events.append(plans.Event(R_ROLLED_BACK, decisions.hold_message(hold), "Warning"))
+    decided = decisions.decide(resource, monitor, seen.deployment, seen.evaluations, runs, now, out,
+                               hold=decisions.active_hold({**current, **status}))  # fmt: skip
     status.update(decisions.fields(current, decided))
     undecided = _undecided(runs, decided)
     status["retrain"] = _retrain_status(resource, runs, undecided, reason if out.apply else None)
-    _conditions(resource, monitor, observed, current, status, now, out)
+    running = _check_job(resource, monitor, seen, {**current, **status}, now, settings, out, status)
+    _conditions(resource, monitor, seen, current, status, now, out, running)
     out.status = {k: v for k, v in status.items() if v is not None}
-    if undecided:
-        out.requeue_after = REQUEUE_ACTIVE
+    # kopf does not report changes of flywheel.dev/ annotations (its own prefix): an approval of a
+    # pending decision is found by looking again, every REQUEUE_ACTIVE while one waits.
+    awaiting = ({**current, **status}.get("lastDecision") or {}).get("decision") == "pending"
+    if running or undecided or awaiting:
+        out.requeue_after = REQUEUE_JOB if running else REQUEUE_ACTIVE
     else:
         out.requeue_after = _until_next_check(monitor.spec, {**current, **status}, now)
     return out
+
+
+def _check_job(
+    resource: plans.Manifest,
+    monitor: api.DriftMonitor,
+    seen: Facts,
+    merged: dict[str, Any],
+    now: datetime.datetime,
+    settings: settings_mod.Settings,
+    out: plans.Plan,
+    status: dict[str, Any],
+) -> str | None:
+    """The check Job in flight, or the one started now (its name), or None: one at a time."""
+    if seen.job is not None and seen.outcome is None:
+        return str(seen.job["metadata"]["name"])
+    champion = champion_model(seen.deployment)
+    if champion is None:
+        return None
+    due = _until_next_check(monitor.spec, merged, now) <= 0
+    pending = to_evaluate(resource, seen)
+    if not due and not pending:
+        return None
+    name = (
+        driftcheck.check_name(monitor.name, monitor.spec.schedule.interval_seconds, now)
+        if due
+        else driftcheck.eval_name(monitor.name, pending[0]["metadata"]["name"])
+    )
+    if name == merged.get("checkJob"):
+        return None  # that Job ran and its outcome is in; the next window gets a new one
+    config = job_config(resource, monitor, seen.deployment, champion, due, pending)
+    out.apply.extend(driftcheck.render(resource, name, config, monitor.spec.artifacts, settings))
+    if seen.job is not None:  # the last Job's outcome is in status now: it can go
+        old = seen.job["metadata"]
+        where = {"name": old["name"], "namespace": old.get("namespace")}
+        for api_version, kind in (("v1", "ConfigMap"), (driftcheck.API_VERSION, driftcheck.KIND)):
+            out.delete.append({"apiVersion": api_version, "kind": kind, "metadata": where})
+    status["checkJob"] = name
+    return name
+
+
+def champion_model(deployment: plans.Manifest | None) -> tuple[str, str | None] | None:
+    """(model URI, version) the Deployment serves (its status), or None while it has none."""
+    if deployment is None:
+        return None
+    status = deployment.get("status") or {}
+    uri = status.get("championUri") or ((deployment.get("spec") or {}).get("champion") or {}).get("uri")
+    return (str(uri), status.get("championVersion")) if uri else None
+
+
+def job_config(
+    resource: plans.Manifest,
+    monitor: api.DriftMonitor,
+    deployment: plans.Manifest | None,
+    champion: tuple[str, str | None],
+    check: bool,
+    runs: list[plans.Manifest],
+) -> dict[str, Any]:
+    """The check Job's config (flywheel/drift/job.py reads it): no clock reading, so the same
+    window renders the same Job."""
+    dep = deployment or {}
+    spec = dep.get("spec") or {}
+    root = (spec.get("artifacts") or {}).get("uri") or common.Artifacts().uri
+    sink = (spec.get("logging") or {}).get("sink") or contract.traffic_sink(root, dep["metadata"]["name"])
+    items = []
+    for run in runs:
+        status = run.get("status") or {}
+        model = status.get("model") or {}
+        if not model.get("cardUri"):
+            continue  # Succeeded without a model: decided as rejected by nobody; see to_evaluate
+        items.append({
+            "name": run["metadata"]["name"], "modelUri": str(model["cardUri"]).rsplit("/", 1)[0],
+            "version": model.get("version"), "target": str(run["spec"]["model"]["target"]),
+            "dataRev": (status.get("data") or {}).get("commit") or run["spec"]["data"].get("rev"),
+        })  # fmt: skip
+    return {
+        "monitor": monitor.name,
+        "namespace": monitor.namespace,
+        "spec": monitor.spec.to_dict(),
+        "check": check,
+        "championUri": champion[0],
+        "championVersion": champion[1],
+        "trafficSink": str(sink),
+        "challengers": items,
+    }
 
 
 def challenger_manifest(
     resource: plans.Manifest,
     monitor: api.DriftMonitor,
     number: int,
-    commit: str,
     reason: str,
     now: datetime.datetime,
 ) -> plans.Manifest:
-    """The challenger TrainingRun: the template, data.rev pinned to `commit`, owned by the monitor."""
+    """The challenger TrainingRun: the template (the trainer pins data.rev's commit), owned by the monitor."""
     name = plans.child_name(monitor.name, str(number))
     meta = plans.child_metadata(resource, name, COMPONENT)
     meta["labels"][contract.LABEL_ROLE] = "challenger"
     meta["annotations"] = {ANNOTATION_TRIGGERED_AT: plans.now_rfc3339(now), ANNOTATION_TRIGGER_REASON: reason}
     spec = monitor.spec.retrain.template.to_dict()
-    spec["data"]["rev"] = commit
     return {"apiVersion": common.API_VERSION, "kind": tr_api.TrainingRun.KIND, "metadata": meta, "spec": spec}
 
 
@@ -256,11 +471,12 @@ def _number(monitor: str, name: str) -> int:
 def _conditions(
     resource: plans.Manifest,
     monitor: api.DriftMonitor,
-    observed: Observed,
+    observed: Facts,
     current: dict[str, Any],
     status: dict[str, Any],
     now: datetime.datetime,
     out: plans.Plan,
+    running: str | None = None,
 ) -> None:
     """Ready, DriftDetected, Retraining and Promoted from the merged status; events on drift."""
     merged = {**current, **status}
@@ -268,16 +484,16 @@ def _conditions(
     if observed.deployment is None:
         missing = f"Deployment {monitor.spec.deployment_ref} (deployments.flywheel.dev) does not exist in "
         ready = ("False", R_NO_DEPLOYMENT, missing + "this namespace; create it or fix spec.deploymentRef")
+    elif not merged.get("lastCheckTime") and running:
+        ready = ("Unknown", R_CHECKING, f"the first drift check runs in Job {running}")
     elif not merged.get("lastCheckTime"):
-        ready = ("Unknown", R_NO_CHECK, "waiting for the first drift check")
+        wait = "the Deployment to serve a champion" if champion_model(observed.deployment) is None else "it"
+        ready = ("Unknown", R_NO_CHECK, f"waiting for the first drift check (waiting for {wait})")
     else:
         ready = ("True", R_MONITORING, drift[2])
     active = (merged.get("retrain") or {}).get("active") or []
     if not monitor.spec.retrain.enabled:
         retraining = ("False", R_DISABLED, "spec.retrain.enabled is false")
-    elif observed.commit_error and not active:
-        retraining = ("False", R_DATA_UNAVAILABLE, f"cannot start a retrain: {observed.commit_error}")
-        out.events.append(plans.Event(R_DATA_UNAVAILABLE, retraining[2], "Warning"))
     elif active:
         retraining = ("True", R_RETRAIN_STARTED, f"challengers in progress: {', '.join(active)}")
     else:
@@ -292,7 +508,10 @@ def _conditions(
             f"{last['challenger']}: {last['reason']}",
         )
     )
-    problem = decisions.approval_problem(resource, observed.deployment, challengers(resource, observed.runs))
+    hold = decisions.active_hold(merged)
+    if hold is not None:
+        promoted = (promoted[0], promoted[1], f"{promoted[2]}; {decisions.hold_message(hold)}")
+    problem = decisions.approval_problem(resource, observed.deployment, observed.runs)
     if problem:
         promoted = (promoted[0], promoted[1], f"{promoted[2]}; {problem}")
         old_promoted = plans.get_condition(current.get("conditions"), conditions.PROMOTED) or {}
@@ -322,9 +541,12 @@ def _conditions(
         out.events.insert(0, plans.Event(R_DRIFTED, drift[2], "Warning"))
 
 
-def _drift_row(monitor: api.DriftMonitor, observed: Observed, merged: dict[str, Any]) -> tuple[str, str, str]:
+def _drift_row(monitor: api.DriftMonitor, observed: Facts, merged: dict[str, Any]) -> tuple[str, str, str]:
     if observed.check is not None and observed.check_note:
         return "Unknown", observed.check_reason, observed.check_note
+    said = plans.get_condition(merged.get("conditions"), conditions.DRIFT_DETECTED) or {}
+    if observed.check is None and said.get("reason") in (R_CHECK_FAILED, R_NOT_ENOUGH_ROWS):
+        return "Unknown", str(said["reason"]), str(said.get("message"))  # until the next check says more
     if merged.get("drifted") is None:
         return "Unknown", R_NO_CHECK, "no drift check has judged the traffic yet"
     share = float(merged.get("datasetDriftShare") or 0.0)

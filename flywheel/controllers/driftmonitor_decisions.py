@@ -38,6 +38,7 @@ R_PROMOTED = "Promoted"
 R_REJECTED = "Rejected"
 R_PENDING = "AwaitingApproval"
 R_CHALLENGER_FAILED = "ChallengerFailed"
+R_ROLLED_BACK = "RolledBack"
 DECISION_REASONS = {"promoted": R_PROMOTED, "rejected": R_REJECTED, "pending": R_PENDING}
 
 
@@ -86,8 +87,10 @@ def decide(
     runs: list[plans.Manifest],
     now: datetime.datetime,
     out: plans.Plan,
+    hold: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every challenger's decision (recorded ones, and new ones put into `out`), oldest first."""
+    """Every challenger's decision (recorded ones, and new ones put into `out`), oldest first.
+    `hold` (active_hold): a win that repeats a rolled-back model is recorded pending, not promoted."""
     promotion = promotion_of(deployment)
     active = (((resource.get("status") or {}).get("retrain")) or {}).get("active") or []
     done: list[dict[str, Any]] = []
@@ -125,7 +128,7 @@ def decide(
         elif phase(run) == conditions.FAILED:
             decision, previous = _failed(monitor, run, now), None
         elif name in evaluations and deployment is not None:
-            decision = _decision(evaluations[name], now)
+            decision = _held(_decision(evaluations[name], now), hold)
             previous = _champion_text(deployment)
             if decision["decision"] == "promoted":
                 out.patch_resources.append(_promotion_patch(deployment, name, decision, previous))
@@ -139,6 +142,63 @@ def decide(
         done.append({"decision": decision, "previousChampion": previous, "new": True})
     # newest last: an approval is a later decision than those of challengers started after it
     return sorted(done, key=lambda d: str(d["decision"]["time"]))
+
+
+def rollback_hold(
+    current: dict[str, Any], deployment: plans.Manifest | None, now: datetime.datetime
+) -> dict[str, Any] | None:
+    """The rollback to honour: the Deployment's last recorded promotion (ANNOTATION_PROMOTION)
+    names a challenger it no longer serves, so a person put another champion back. The record
+    already in status is kept as is (its time is when the monitor first saw the rollback)."""
+    decision = promotion_of(deployment).get("decision") or {}
+    name = decision.get("challenger")
+    champion = ((deployment or {}).get("spec") or {}).get("champion") or {}
+    if not name or decision.get("decision") != "promoted" or champion.get("fromTrainingRun") == name:
+        return current.get("rollbackHold")
+    held = current.get("rollbackHold") or {}
+    if held.get("challenger") == name and str(held.get("time")) >= str(decision.get("time")):
+        return held
+    out = {
+        "challenger": name,
+        "time": plans.now_rfc3339(now),
+        "version": decision.get("challengerVersion"),
+        "dataRev": decision.get("dataRev"),
+        "champion": _champion_text(deployment) if deployment else None,
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def active_hold(status: dict[str, Any]) -> dict[str, Any] | None:
+    """status.rollbackHold while no promotion came after it (a new winner ends the hold)."""
+    hold = status.get("rollbackHold")
+    if not hold or str(status.get("lastPromotion") or "") > str(hold.get("time")):
+        return None
+    return dict(hold)
+
+
+def hold_message(hold: dict[str, Any]) -> str:
+    what = f"model {hold['version']}" if hold.get("version") else "its model"
+    return (
+        f"{hold['challenger']} was rolled back at {hold['time']}: a challenger with {what} or data "
+        f"rev {hold.get('dataRev') or '?'} waits for {ANNOTATION_APPROVE} instead of being promoted"
+    )
+
+
+def _held(decision: dict[str, Any], hold: dict[str, Any] | None) -> dict[str, Any]:
+    """A promoted decision that repeats the rolled-back model (same version or data) -> pending."""
+    if hold is None or decision["decision"] != "promoted":
+        return decision
+    same = [
+        what
+        for what, key in (("model version", "version"), ("data rev", "dataRev"))
+        if hold.get(key) and decision.get("challengerVersion" if key == "version" else key) == hold[key]
+    ]
+    if decision["challenger"] != hold["challenger"] and not same:
+        return decision
+    why = f"the same {' and '.join(same)} as {hold['challenger']}" if same else "it"
+    return {**decision, "decision": "pending",
+            "reason": f"{decision['reason']}; held: {why} was rolled back at {hold['time']} "
+                      f"(approve with {ANNOTATION_APPROVE}={decision['challenger']})"}  # fmt: skip
 
 
 def approval_of(resource: plans.Manifest) -> str | None:

@@ -175,14 +175,24 @@ class Ref:
     kind: str
     name: str
     namespace: str = "default"
-    selector: str = ""
-    """A label selector: observe the objects it matches (a `<Kind>List`, absent when none match)
-    under the key of `name`, for children whose names the controller cannot know (a TrainJob's
-    pods carry a random suffix)."""
+    selector: str | None = None
+    """A label selector: the ref is then a list (those objects, as a `List` manifest under
+    `key`), not one object; `name` is only the key it is filed under."""
 
     @property
     def key(self) -> str:
         return f"{self.kind}/{self.name}"
+
+
+def list_ref(api_version: str, kind: str, key: str, namespace: str, selector: str) -> Ref:
+    """A ref to the objects of `kind` in `namespace` that match `selector` (e.g. a Job's pods)."""
+    return Ref(api_version, kind, key, namespace, selector)
+
+
+def items(observed: Observed, kind: str, key: str) -> list[Manifest]:
+    """The objects a list_ref read (oldest first by name), [] when it found none."""
+    found = observed.get(kind, key) or {}
+    return sorted(found.get("items") or [], key=lambda o: str((o.get("metadata") or {}).get("name")))
 
 
 @dataclasses.dataclass

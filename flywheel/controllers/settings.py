@@ -18,6 +18,8 @@ class Settings:
     trainer_image: str = contract.DEFAULT_TRAINER_IMAGE
     selfplay_image: str = contract.DEFAULT_SELFPLAY_IMAGE
     serving_image: str = contract.DEFAULT_SERVING_IMAGE
+    drift_image: str = contract.DEFAULT_DRIFT_IMAGE
+    """The DriftMonitor's check Job (images/drift: Evidently, ONNX Runtime; no torch)."""
     image_pull_policy: str = "IfNotPresent"
     service_account: str | None = None
     """ServiceAccount of workload pods (none: the namespace default)."""
@@ -33,6 +35,7 @@ class Settings:
             trainer_image=env.get(contract.ENV_TRAINER_IMAGE, defaults.trainer_image),
             selfplay_image=env.get(contract.ENV_SELFPLAY_IMAGE, defaults.selfplay_image),
             serving_image=env.get(contract.ENV_SERVING_IMAGE, defaults.serving_image),
+            drift_image=env.get(contract.ENV_DRIFT_IMAGE, defaults.drift_image),
             image_pull_policy=env.get("FLYWHEEL_IMAGE_PULL_POLICY", defaults.image_pull_policy),
             service_account=env.get("FLYWHEEL_WORKLOAD_SERVICE_ACCOUNT") or None,
             trainjob_runtime=env.get("FLYWHEEL_TRAINJOB_RUNTIME") or defaults.trainjob_runtime,

@@ -2,9 +2,9 @@
 
 The DriftMonitor's stages are in flywheel.demo.monitor. Each stage uses the same pieces a user
 drives by hand: resources put in the local store and handed to their runners (TrainingRun:
-torchrun; Deployment: a BentoML server on localhost), and the DriftMonitor's own step
-(flywheel.drift.loop.step over the local runner's LocalBackend), which checks drift, creates the
-challenger with its data rev pinned, evaluates it and promotes it by hot swap. The demo adds only
+torchrun; Deployment: a BentoML server on localhost), and the DriftMonitor's reconciles (the
+controller over the local store, flywheel.local.runners.driftmonitor), whose check Jobs check drift
+and evaluate, which creates the challenger and promotes it by hot swap. The demo adds only
 what a user would add: data commits, and real HTTP traffic.
 
 Re-running reuses what is done: data already committed, models already trained (the runners skip a

@@ -1,15 +1,19 @@
 """The DriftMonitor's part of the demo: check, retrain, evaluate and promote, one step at a time.
 
-Each stage is one `flywheel.drift.loop.step` over the local runner's LocalBackend, the step that
-`flywheel run -f examples/driftmonitor-local.yaml` repeats on its schedule (its run_once does the
-same three things in one call; the demo takes them apart to time and explain each):
+Each stage is a few reconciles of the DriftMonitor controller over the local store
+(flywheel.local.runners.driftmonitor.reconcile), what `flywheel run -f
+examples/driftmonitor-local.yaml` repeats on its schedule (its run_once does all of it in one call;
+the demo takes it apart to time and explain each):
 
-- check: a monitor with retrain.enabled false runs its Evidently check on the logged traffic;
-- retrain: enabled once period-2's labels are committed, the next step sees the drifted check and
-  creates the challenger TrainingRun (named <monitor>-<n>, data.rev pinned to the resolved commit);
+- check: a monitor with retrain.enabled false starts its check Job, which runs the Evidently check
+  on the logged traffic as a local process (`python -m flywheel.drift`); the next reconcile reads
+  its outcome into status;
+- retrain: enabled once period-2's labels are committed, the next reconcile sees the drifted check
+  and creates the challenger TrainingRun (named <monitor>-<n>; its trainer pins the data commit);
 - the demo trains it with the TrainingRun runner (what run_once does) while traffic keeps flowing;
-- decide: the next step scores both models on the challenger's holdout rows and, if the challenger
-  wins, patches the Deployment, whose runner hot-swaps it into the running server.
+- decide: an evaluation Job scores both models on the challenger's holdout rows and, if the
+  challenger wins, the next reconcile patches the Deployment, whose runner hot-swaps it into the
+  running server.
 """
 
 from __future__ import annotations
@@ -19,28 +23,41 @@ from typing import Any
 
 from flywheel import api, artifacts
 from flywheel.api import conditions
+from flywheel.controllers import plans
 from flywheel.demo import dataset, flow, resources, stages
 
 SETTLE_REQUESTS = 20
 """Requests the new champion answers under the running replay before the demo moves on."""
 
 
-def _step(demo: flow.Loop, manifest: dict[str, Any]) -> Any:
-    from flywheel.drift import loop
+ROUNDS = 4
+"""Reconciles a stage waits for its outcome (a Job is started, run, then read back)."""
+
+
+def _reconcile(demo: flow.Loop, manifest: dict[str, Any], done: Any) -> Any:
+    """Reconcile until `done(plan)` (at most ROUNDS times); the last plan."""
     from flywheel.local.runners import driftmonitor
 
-    return loop.step(driftmonitor.LocalBackend(demo.ctx), manifest, demo.ctx.now())
+    meta = manifest["metadata"]
+    for _ in range(ROUNDS):
+        stored = demo.ctx.store.get(api.DriftMonitor.KIND, meta["name"]) or manifest
+        plan = driftmonitor.reconcile(demo.ctx, stored)
+        if done(plan):
+            break
+    return plan
 
 
 def check_drift(demo: flow.Loop) -> None:
     _fresh_monitor(demo)
-    result = _step(demo, demo.ctx.store.put(resources.driftmonitor(demo.repo, retrain=False)))
-    if result.check is None or result.check.note:
+    manifest = demo.ctx.store.put(resources.driftmonitor(demo.repo, retrain=False))
+    plan = _reconcile(demo, manifest, lambda p: p.status.get("lastCheckTime"))
+    status = plan.status
+    drift = plans.get_condition(status.get("conditions"), conditions.DRIFT_DETECTED) or {}
+    if not status.get("lastCheckTime") or drift.get("status") == "Unknown":
         raise stages.StageError(
-            f"the monitor did not judge drift: {result.check.note if result.check else 'no check ran'}",
+            f"the monitor did not judge drift: {drift.get('message') or 'no check ran'}",
             "replay more traffic (window.minRows) and run the demo again",
         )
-    status = result.check.status
     demo.facts.check = status
     if status.get("reportUri"):
         demo.facts.report_html = artifacts.Store(status["reportUri"]).local_path("report.html")
@@ -75,20 +92,22 @@ def _fresh_monitor(demo: flow.Loop) -> None:
 
 
 def start_retrain(demo: flow.Loop) -> None:
-    result = _step(demo, demo.ctx.store.put(resources.driftmonitor(demo.repo, retrain=True)))
-    if not result.started:
+    manifest = demo.ctx.store.put(resources.driftmonitor(demo.repo, retrain=True))
+    plan = _reconcile(demo, manifest, lambda p: any(m["kind"] == api.TrainingRun.KIND for m in p.apply))
+    started = [m["metadata"]["name"] for m in plan.apply if m["kind"] == api.TrainingRun.KIND]
+    if not started:
         status = (demo.ctx.store.get(api.DriftMonitor.KIND, demo.monitor_name) or {}).get("status") or {}
         raise stages.StageError(
             f"the monitor started no challenger: {_conditions(status)}",
             f"see `flywheel get dm {demo.monitor_name} -o yaml --home {demo.ctx.home}`",
         )
-    (name,) = result.started
+    (name,) = started
     run = demo.ctx.store.get(api.TrainingRun.KIND, name)
     assert run is not None
     demo.facts.runs["challenger"] = name
     demo.st.note(
         f"driftmonitor/{demo.monitor_name} created trainingrun/{name}: template data.rev "
-        f"{dataset.tag(2)} pinned to commit {run['spec']['data']['rev'][:12]}"
+        f"{run['spec']['data']['rev']} (its trainer pins the commit it resolves)"
     )
 
 
@@ -103,13 +122,16 @@ def evaluate_and_promote(demo: flow.Loop) -> None:
     before, started = demo.player.stats(), time.monotonic()
     stored = demo.ctx.store.get(api.DriftMonitor.KIND, demo.monitor_name)
     assert stored is not None
-    result = _step(demo, stored)
-    if not result.decisions:
+    challenger = demo.facts.runs["challenger"]
+    plan = _reconcile(
+        demo, stored, lambda p: (p.status.get("lastDecision") or {}).get("challenger") == challenger
+    )
+    decision = plan.status.get("lastDecision") or {}
+    if decision.get("challenger") != challenger:
         raise stages.StageError(
             "the monitor made no decision on the challenger",
             f"see `flywheel get dm {demo.monitor_name} -o yaml --home {demo.ctx.home}`",
         )
-    decision = result.decisions[-1]
     demo.facts.decision = decision
     demo.st.note(f"decision: {decision['decision']}: {decision['reason']}")
     if decision["decision"] == "promoted":

@@ -23,14 +23,17 @@ COMPONENT = contract.MANAGED_BY
 
 
 def get(ref: plans.Ref) -> dict[str, Any] | None:
-    """The live object, or None when it does not exist (a selector ref: the list of matches, or
-    None when nothing matches)."""
-    if ref.selector:
-        query = urllib.parse.urlencode({"labelSelector": ref.selector})
-        found: dict[str, Any] = client.request(
-            "GET", f"{client.path(ref.api_version, ref.kind, ref.namespace)}?{query}"
-        )
-        return found if found.get("items") else None
+    """The live object, or None when it does not exist. A list ref (plans.list_ref) answers a
+    `List` of the matching objects, each with its kind (list answers carry it only at the top)."""
+    if ref.selector is not None:
+        url = client.path(ref.api_version, ref.kind, ref.namespace)
+        listed = client.request("GET", f"{url}?labelSelector={urllib.parse.quote(ref.selector)}")
+        found = [
+            {"apiVersion": ref.api_version, "kind": ref.kind, **o}
+            for o in listed.get("items") or []
+            if matches(o, ref.selector)  # the server filtered; a stand-in server may not have
+        ]
+        return {"apiVersion": "v1", "kind": "List", "items": found}
     try:
         obj: dict[str, Any] = client.request(
             "GET", client.path(ref.api_version, ref.kind, ref.namespace, ref.name)
@@ -40,6 +43,13 @@ def get(ref: plans.Ref) -> dict[str, Any] | None:
             return None
         raise
     return obj
+
+
+def matches(obj: Mapping[str, Any], selector: str) -> bool:
+    """Whether `obj`'s labels satisfy an equality selector ("k=v,k2=v2"; other terms pass)."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    terms = [term.split("=", 1) for term in selector.split(",") if "=" in term and "!" not in term]
+    return all(labels.get(key.strip()) == value.strip() for key, value in terms)
 
 
 def ref_of(manifest: Mapping[str, Any]) -> plans.Ref:

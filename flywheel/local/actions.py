@@ -3,7 +3,7 @@ on the local backend. In a cluster the same are one kubectl command each (docs/d
 
 approve   `kubectl annotate driftmonitor NAME flywheel.dev/approve=CHALLENGER`: promote a challenger
           that won but waits for a person (promotion.autoPromote false). Here: the same annotation
-          in the store, then one deciding step of the monitor right away (no check, no training),
+          in the store, then one deciding reconcile of the monitor right away (no check Job, no training),
           which promotes through the Deployment runner's hot swap. A running monitor loop would do
           the same at its next step; both write the same idempotent records, so it promotes once.
 rollback  `kubectl patch deployment.flywheel.dev NAME --type merge -p '{"spec":{"champion":...}}'`:
@@ -45,11 +45,10 @@ def approve(args: argparse.Namespace) -> int:
     annotations = {**(meta.get("annotations") or {}), decisions.ANNOTATION_APPROVE: challenger}
     monitor = ctx.store.put({**monitor, "metadata": {**meta, "annotations": annotations}})
 
-    from flywheel.drift import loop
     from flywheel.local.runners import driftmonitor as runner
 
-    result = loop.step(runner.LocalBackend(ctx), monitor, ctx.now(), work=False)
-    decision = result.plan.status.get("lastDecision") or {}
+    plan = runner.reconcile(ctx, monitor, work=False)
+    decision = plan.status.get("lastDecision") or {}
     problem = decisions.approval_problem(monitor, _deployment(ctx, monitor), _runs(ctx, monitor))
     if problem:
         raise errors.UserError(problem)

@@ -1,38 +1,39 @@
-"""DriftMonitor on one machine: the closed loop over the local store, on the monitor's schedule.
+"""DriftMonitor on one machine: the controller's plan over the local store, on the monitor's schedule.
 
-`flywheel run -f driftmonitor.yaml` runs flywheel.drift.loop.step against this home (LocalBackend):
-each step checks the Deployment's logged traffic when due, starts a challenger TrainingRun in the
-store on drift and trains it here with the TrainingRun runner (torchrun, as `flywheel run` would),
-then evaluates it against the champion and, when it wins, promotes it through the Deployment
-runner's hot swap (flywheel.local.runners.deployment.promote).
+`flywheel run -f driftmonitor.yaml` runs the same observe -> plan -> apply as the operator
+(flywheel.controllers.driftmonitor), with local adapters:
 
-- Foreground: steps until Ctrl-C, sleeping until the next check is due.
+- read: the refs the controller names, read from the SQLite store (list refs by label);
+- apply: children and patches into the store; a champion change is hot-swapped into the running
+  server by the Deployment runner (flywheel.local.runners.deployment.promote); the check Job runs
+  its container command (`python -m flywheel.drift`) as a local process through the supervisor
+  (run_check_job: the one adapter to swap for the local realiser of pod templates), whose
+  termination message becomes the Job's outcome, as the kubelet would report it;
+- challengers the plan creates are trained here with the TrainingRun runner (torchrun).
+
+- Foreground: rounds until Ctrl-C, sleeping until the plan's requeue_after.
 - `--detach`: the same loop as a supervised background process (`python -m
   flywheel.local.runners.driftmonitor --home H NAME [NAMESPACE]`), logs in
   <home>/logs/driftmonitor/<name>.log; `flywheel get dm` shows its status.
-- `run_once(ctx, manifest) -> loop.StepResult`: exactly one round (a step; the training of any
-  challenger it started or left unfinished; a second step that evaluates and decides). `flywheel
-  demo` calls it.
-- Two monitors on one Deployment: the store's other DriftMonitors are listed every step; one that
-  does not own the Deployment (an older monitor names it) does nothing, trains none of its
-  challengers, says why in Ready, and takes over at its next step once the owner is deleted.
+- `run_once(ctx, manifest) -> Round`: reconciles until nothing is left to do now (a check Job,
+  the training of any challenger, the evaluation Job and the decision). `flywheel demo` calls it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from flywheel import api, artifacts
-from flywheel.api import conditions
-from flywheel.api import trainingrun as tr_api
+from flywheel import api
+from flywheel.api import common, conditions, contract
+from flywheel.controllers import driftcheck, plans
 from flywheel.controllers import driftmonitor as controller
-from flywheel.controllers import plans
-from flywheel.drift import loop
-from flywheel.local import paths, runners
+from flywheel.controllers import settings as settings_mod
+from flywheel.local import runners
 from flywheel.local import store as store_mod
 from flywheel.local.runners import trainingrun as trainingrun_runner
 
@@ -41,76 +42,151 @@ Manifest = dict[str, Any]
 TERMINAL = (conditions.SUCCEEDED, conditions.FAILED)
 MAX_SLEEP = 5.0
 """Seconds between looks while waiting for the next check (Ctrl-C stays responsive)."""
+MAX_ROUNDS = 8
+"""Reconciles per run_once: check, retrain, evaluate, decide, with room for a retry."""
 R_LOOP_EXITED = "MonitorNotRunning"
+SETTINGS = settings_mod.Settings()
 
 
-class LocalBackend:
-    """flywheel.drift.loop.Backend over one local home: SQLite store, local artifacts, DVC."""
+@dataclasses.dataclass
+class Round:
+    """What run_once did: the last plan, and the highlights for printing and the demo."""
 
-    def __init__(self, ctx: runners.Context) -> None:
-        self.ctx = ctx
+    plan: plans.Plan
+    check: dict[str, Any] | None = None
+    """The status fields of a check folded in during this round (None: no check finished)."""
+    check_note: str | None = None
+    started: list[str] = dataclasses.field(default_factory=list)
+    """Challenger TrainingRuns created in this round."""
+    claimed_by: str | None = None
 
-    def get(self, kind: str, name: str, namespace: str) -> Manifest | None:
-        return self.ctx.store.get(kind, name, namespace)
 
-    def list(self, kind: str, namespace: str) -> list[Manifest]:
-        return self.ctx.store.list(kind, namespace)
+def read(ctx: runners.Context, refs: list[plans.Ref]) -> plans.Observed:
+    """The refs, from the store; a list ref answers the objects whose labels match its selector.
+    A check Job's pod is the Job's own record of its local process (see run_check_job)."""
+    observed = plans.Observed()
+    for ref in refs:
+        if ref.kind == "Pod" and ref.selector is not None:
+            job = ctx.store.get(driftcheck.KIND, ref.name, ref.namespace)
+            pod = ((job or {}).get("status") or {}).get("localPod")
+            observed.objects[ref.key] = {"kind": "List", "items": [pod] if pod else []}
+        elif ref.selector is not None:
+            found = [o for o in ctx.store.list(ref.kind, ref.namespace) if _matches(o, ref.selector)]
+            observed.objects[ref.key] = {"kind": "List", "items": found}
+        elif (obj := ctx.store.get(ref.kind, ref.name, ref.namespace)) is not None:
+            observed.objects[ref.key] = obj
+    return observed
 
-    def create(self, manifest: Manifest) -> None:
+
+def _matches(obj: Manifest, selector: str) -> bool:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    pairs = [p.split("=", 1) for p in selector.split(",") if p]
+    return all(labels.get(k) == v for k, v in pairs)
+
+
+def reconcile(ctx: runners.Context, manifest: Manifest, work: bool = True) -> plans.Plan:
+    """observe -> plan -> apply, once. work=False (`flywheel approve`): decisions only, no Job."""
+    plan = controller.plan(manifest, read(ctx, controller.observe_refs(manifest, SETTINGS)),
+                           ctx.now(), SETTINGS)  # fmt: skip
+    if not work:
+        plan.apply = [m for m in plan.apply if m["kind"] not in ("Job", "ConfigMap")]
+        plan.delete = []
+        if plan.status.get("checkJob") != (manifest.get("status") or {}).get("checkJob"):
+            plan.status.pop("checkJob", None)
+    apply(ctx, manifest, plan)
+    return plan
+
+
+def apply(ctx: runners.Context, resource: Manifest, plan: plans.Plan) -> None:
+    """The plan in the adapters' order: deletes, children (the check Job runs to its end here),
+    patches of other resources, status, events."""
+    for manifest in plan.delete:
         meta = manifest["metadata"]
-        if self.ctx.store.get(manifest["kind"], meta["name"], meta.get("namespace") or "default") is None:
-            self.ctx.store.put(manifest)  # 409 semantics: an existing object is left as it is
-
-    def patch(self, patch: Manifest) -> None:
-        """Merge metadata and spec into the stored resource in one transaction; a champion change
-        is then hot-swapped into a running server by the Deployment runner."""
-        meta = patch["metadata"]
+        ctx.store.delete(manifest["kind"], meta["name"], meta.get("namespace") or "default")
+    configs = {m["metadata"]["name"]: m for m in plan.apply if m["kind"] == "ConfigMap"}
+    for manifest in plan.apply:
+        meta = manifest["metadata"]
         namespace = meta.get("namespace") or "default"
-        live = self.ctx.store.get(patch["kind"], meta["name"], namespace)
-        if live is None:
-            raise KeyError(f"{patch['kind']}/{meta['name']} is not in {self.ctx.home}")
-        body = {k: v for k, v in patch.items() if k in ("metadata", "spec")}
-        merged = store_mod.merge_patch({k: v for k, v in live.items() if k != "status"}, body)
-        if merged != {k: v for k, v in live.items() if k != "status"}:
-            self.ctx.store.put(merged)
-        champion = (patch.get("spec") or {}).get("champion")
-        if patch["kind"] == api.Deployment.KIND and champion is not None:
-            from flywheel.local.runners import deployment
+        if manifest["kind"] == "ConfigMap":
+            continue  # locally the config goes to the Job's run folder (run_check_job)
+        if ctx.store.get(manifest["kind"], meta["name"], namespace) is not None:
+            continue  # 409 semantics: an existing object is left as it is
+        ctx.store.put(manifest)
+        if manifest["kind"] == driftcheck.KIND:
+            run_check_job(ctx, manifest, configs.get(meta["name"]))
+    for patch in plan.patch_resources:
+        _patch(ctx, patch)
+    meta = resource["metadata"]
+    namespace = meta.get("namespace") or "default"
+    ctx.store.patch_status(KIND, meta["name"], plan.status, namespace)
+    for event in plan.events:
+        ctx.store.add_event(KIND, meta["name"], event.reason, event.message, event.type, namespace)
 
-            deployment.promote(self.ctx, meta["name"], namespace, merged["spec"]["champion"])
 
-    def patch_status(self, resource: Manifest, status: dict[str, Any]) -> None:
-        meta = resource["metadata"]
-        self.ctx.store.patch_status(
-            resource["kind"], meta["name"], status, meta.get("namespace") or "default"
-        )
+def _patch(ctx: runners.Context, patch: Manifest) -> None:
+    """Merge metadata and spec into the stored resource in one transaction; a champion change is
+    then hot-swapped into a running server by the Deployment runner."""
+    meta = patch["metadata"]
+    namespace = meta.get("namespace") or "default"
+    live = ctx.store.get(patch["kind"], meta["name"], namespace)
+    if live is None:
+        raise KeyError(f"{patch['kind']}/{meta['name']} is not in {ctx.home}")
+    body = {k: v for k, v in patch.items() if k in ("metadata", "spec")}
+    merged = store_mod.merge_patch({k: v for k, v in live.items() if k != "status"}, body)
+    if merged != {k: v for k, v in live.items() if k != "status"}:
+        ctx.store.put(merged)
+    champion = (patch.get("spec") or {}).get("champion")
+    if patch["kind"] == api.Deployment.KIND and champion is not None:
+        from flywheel.local.runners import deployment
 
-    def event(self, resource: Manifest, event: plans.Event) -> None:
-        meta = resource["metadata"]
-        namespace = meta.get("namespace") or "default"
-        store = self.ctx.store
-        store.add_event(resource["kind"], meta["name"], event.reason, event.message, event.type, namespace)
+        deployment.promote(ctx, meta["name"], namespace, merged["spec"]["champion"])
 
-    def resolve_commit(self, data: tr_api.Data) -> str:
-        from flywheel.data import resolve
 
-        repo = paths.resolve(self.ctx.home, data.repo)  # against the home, as the TrainingRun runner
-        resolved = resolve.resolve(data.model_copy(update={"repo": repo}), self.ctx.home / "cache" / "data")
-        return str(resolved.lineage.commit)
+def run_check_job(ctx: runners.Context, job: Manifest, config_map: Manifest | None) -> None:
+    """The check Job's container command as a local process, to its end; its termination message
+    is recorded on the Job (status.localPod, the pod the kubelet would report) with a Complete or
+    Failed condition. Kept apart so that the local realiser of pod templates can replace it."""
+    name = job["metadata"]["name"]
+    run_dir = ctx.supervisor.run_dir(driftcheck.KIND, name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    text = ((config_map or {}).get("data") or {}).get(contract.CONFIG_FILE) or "{}"
+    # The in-cluster default artifact root is a PVC no one mounts here: <home>/artifacts instead.
+    text = text.replace(common.Artifacts().uri, ctx.artifacts_uri(common.Artifacts().uri))
+    (run_dir / contract.CONFIG_FILE).write_text(text)
+    log = run_dir / "termination-log"
+    log.unlink(missing_ok=True)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    argv = [sys.executable if c == "python" else c for c in container["command"]]
+    env = {
+        contract.ENV_CONFIG: str(run_dir / contract.CONFIG_FILE),
+        contract.ENV_TERMINATION_LOG: str(log),
+        "FLYWHEEL_CACHE_DIR": str(ctx.home / "cache"),
+        "FLYWHEEL_NOW": plans.now_rfc3339(ctx.now()),
+    }
+    info = ctx.supervisor.start(driftcheck.KIND, name, argv, env=env, cwd=ctx.cwd)
+    code = ctx.supervisor.wait(info)
+    record_outcome(ctx, job, code if code is not None else -1, log.read_text() if log.exists() else "")
 
-    def model_dir(self, uri: str) -> Path:
-        return artifacts.local_dir(uri, self.ctx.home / "cache" / "models")
 
-    def traffic_sink(self, deployment: Manifest) -> str:
-        from flywheel.local.runners import deployment as deployment_runner
-
-        return deployment_runner.sink_uri(self.ctx, deployment)
-
-    def cache_dir(self) -> Path:
-        return self.ctx.home / "cache" / "drift"
-
-    def artifacts_uri(self, uri: str) -> str:
-        return self.ctx.artifacts_uri(uri)
+def record_outcome(ctx: runners.Context, job: Manifest, code: int, message: str) -> None:
+    """What the Job controller and the kubelet would report of a finished check Job."""
+    meta = job["metadata"]
+    name, namespace = meta["name"], meta.get("namespace") or "default"
+    done = "Complete" if code == 0 else "Failed"
+    why = "" if code == 0 else f"exit code {code}; see {ctx.supervisor.log_path(driftcheck.KIND, name)}"
+    stamp = plans.now_rfc3339(ctx.now())
+    pod = {
+        "kind": "Pod",
+        "metadata": {"name": f"{name}-local", "labels": {driftcheck.JOB_NAME_LABEL: name}},
+        "status": {"containerStatuses": [{"name": driftcheck.CONTAINER,
+                                          "state": {"terminated": {"exitCode": code, "message": message}}}]},
+    }  # fmt: skip
+    status = {
+        "conditions": [{"type": done, "status": "True", "message": why, "lastTransitionTime": stamp}],
+        "completionTime": stamp if code == 0 else None,
+        "localPod": pod,
+    }
+    ctx.store.patch_status(driftcheck.KIND, name, status, namespace)
 
 
 def run(ctx: runners.Context, manifest: Manifest) -> bool:
@@ -178,25 +254,61 @@ def forever(ctx: runners.Context, name: str, namespace: str) -> None:
             time.sleep(min(MAX_SLEEP, max(0.0, deadline - time.monotonic())))
 
 
-def run_once(
-    ctx: runners.Context, manifest: Manifest, analysis: loop.Analysis | None = None
-) -> loop.StepResult:
-    """One round: a step, then training of unfinished challengers, then a deciding step."""
-    backend = LocalBackend(ctx)
-    first = loop.step(backend, manifest, ctx.now(), analysis)
-    _print(ctx, manifest, first)
-    if first.claimed_by is not None:  # an older monitor owns the Deployment: train nothing either
-        return first
-    if not _train_challengers(ctx, manifest):
-        return first
-    stored = ctx.store.get(
-        KIND, manifest["metadata"]["name"], manifest["metadata"].get("namespace") or "default"
-    )
-    second = loop.step(backend, stored or manifest, ctx.now(), analysis)
-    _print(ctx, manifest, second)
-    second.started = first.started + second.started
-    second.check = second.check or first.check
-    return second
+def run_once(ctx: runners.Context, manifest: Manifest) -> Round:
+    """Reconcile until nothing is left to do now: a check Job, the retrain it asks for (trained
+    here), the evaluation Job and the decision; at most MAX_ROUNDS reconciles."""
+    meta = manifest["metadata"]
+    name, namespace = meta["name"], meta.get("namespace") or "default"
+    out = Round(plans.Plan())
+    for _ in range(MAX_ROUNDS):
+        stored = ctx.store.get(KIND, name, namespace) or manifest
+        out.plan = reconcile(ctx, stored)
+        _note(ctx, out, stored)
+        owner = (plans.get_condition(out.plan.status.get("conditions"), conditions.READY) or {}).get("reason")
+        if owner == controller.R_CLAIMED or out.plan.permanent_error:
+            out.claimed_by = _owner_of(out.plan) if owner == controller.R_CLAIMED else None
+            return out
+        trained = _train_challengers(ctx, stored)
+        created = [m for m in out.plan.apply if m["kind"] in (driftcheck.KIND, api.TrainingRun.KIND)]
+        if not trained and not created:
+            return out
+    return out
+
+
+def _note(ctx: runners.Context, out: Round, before: Manifest) -> None:
+    """Record and print what this reconcile folded in or started."""
+    name = f"driftmonitor/{before['metadata']['name']}"
+    status = out.plan.status
+    if status.get("lastCheckTime") and status.get("lastCheckTime") != (before.get("status") or {}).get(
+        "lastCheckTime"
+    ):
+        out.check = {k: status[k] for k in ("lastCheckTime", "rowsChecked", "datasetDriftShare", "drifted",
+                                            "driftedColumns", "reportUri") if k in status}  # fmt: skip
+        drift = plans.get_condition(status.get("conditions"), conditions.DRIFT_DETECTED) or {}
+        out.check_note = drift.get("message") if drift.get("status") == "Unknown" else None
+        if out.check_note:
+            ctx.console.print(f"{name}: check skipped: {out.check_note}", highlight=False)
+        else:
+            verdict = "[red]drifted[/red]" if status.get("drifted") else "no drift"
+            ctx.console.print(f"{name}: drift share {status.get('datasetDriftShare', 0):.2f} over "
+                              f"{status.get('rowsChecked')} rows: {verdict}")  # fmt: skip
+    for child in out.plan.apply:
+        if child["kind"] == api.TrainingRun.KIND:
+            out.started.append(child["metadata"]["name"])
+            ctx.console.print(f"{name}: started challenger trainingrun/{child['metadata']['name']}")
+    for event in out.plan.events:
+        if event.reason in controller.DECISION_REASONS.values() or event.reason in (
+            controller.R_CHALLENGER_FAILED,
+            controller.R_ROLLED_BACK,
+        ):
+            ctx.console.print(f"{name}: {event.message}", highlight=False)
+
+
+def _owner_of(plan: plans.Plan) -> str | None:
+    ready = plans.get_condition(plan.status.get("conditions"), conditions.READY) or {}
+    text = str(ready.get("message") or "")
+    marker = "driftmonitor/"
+    return text.split(marker, 1)[1].split(maxsplit=1)[0].strip(".,;:)") if marker in text else None
 
 
 def _train_challengers(ctx: runners.Context, manifest: Manifest) -> bool:
@@ -208,26 +320,6 @@ def _train_challengers(ctx: runners.Context, manifest: Manifest) -> bool:
         ctx.console.print(f"[bold]Training challenger[/bold] trainingrun/{run['metadata']['name']}")
         trainingrun_runner.run(ctx, run)
     return bool(pending)
-
-
-def _print(ctx: runners.Context, manifest: Manifest, result: loop.StepResult) -> None:
-    name = f"driftmonitor/{manifest['metadata']['name']}"
-    if result.check is not None:
-        status = result.check.status
-        if result.check.note:
-            ctx.console.print(f"{name}: check skipped: {result.check.note}")
-        else:
-            share, rows = status.get("datasetDriftShare", 0), status.get("rowsChecked")
-            verdict = "[red]drifted[/red]" if status.get("drifted") else "no drift"
-            ctx.console.print(f"{name}: drift share {share:.2f} over {rows} rows: {verdict}")
-    for started in result.plan.apply:
-        ctx.console.print(f"{name}: started challenger trainingrun/{started['metadata']['name']}")
-    for event in result.plan.events:
-        if (
-            event.reason in controller.DECISION_REASONS.values()
-            or event.reason == controller.R_CHALLENGER_FAILED
-        ):
-            ctx.console.print(f"{name}: {event.message}", highlight=False)
 
 
 def main(argv: list[str] | None = None) -> int:

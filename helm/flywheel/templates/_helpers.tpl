@@ -78,5 +78,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - apiGroups: [flywheel.dev]
   resources: [deployments]
   verbs: [get, list, watch, patch]
+# Application: the check Jobs (drift image) and their ConfigMaps; their pods' termination messages.
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, create, delete]
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, create, delete]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
 {{- end }}
 {{- end }}

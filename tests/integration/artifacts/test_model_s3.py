@@ -1,5 +1,5 @@
 """A real model export published to s3:// by the trainer and opened by the DriftMonitor operator's
-backend (operators.driftmonitor.KubeBackend.model_dir), over real HTTP against moto's S3 emulator
+check Job (flywheel.drift.job: artifacts.local_dir into its cache), over real HTTP against moto's S3 emulator
 (see conftest). The model is trained in-process on the Shuttle example (a few seconds)."""
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from flywheel.drift import evaluate
 from flywheel.serving import config as serving_config
 from flywheel.serving import models as serving_models
 from flywheel.training import config, dist, trainer
-from operators import driftmonitor as dm_operator
 
 pytestmark = pytest.mark.slow
 
@@ -39,18 +38,14 @@ def train_to(uri: str, data: Path) -> str:
     return result.model.version
 
 
-def test_export_to_s3_is_opened_by_the_driftmonitor_backend(
-    s3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(dm_operator, "CACHE_DIR", tmp_path / "cache")
+def test_export_to_s3_is_opened_by_the_check_job(s3, tmp_path: Path) -> None:
     run_root = f"{s3.root}/default/trainingruns/shuttle"
     version = train_to(run_root, examples.write_period(tmp_path / "p1.csv", 1))
     model_uri = f"{run_root}/{contract.MODEL_DIR}"
     store = artifacts.Store(model_uri)
     assert contract.MODEL_CARD in store.list() and contract.HOLDOUT_FILE in store.list()
 
-    backend = dm_operator.KubeBackend(resolve_commit=lambda data: "0" * 40)
-    local = backend.model_dir(model_uri)
+    local = artifacts.local_dir(model_uri, tmp_path / "cache" / "models")  # as the check Job opens it
     assert local.is_relative_to(tmp_path / "cache")
     assert json.loads((local / contract.MODEL_CARD).read_text())["version"] == version
     assert sorted(p.name for p in local.iterdir()) == store.list()
@@ -62,16 +57,18 @@ def test_export_to_s3_is_opened_by_the_driftmonitor_backend(
 
     # The next step finds the same card: no second download (a marker file in the copy survives).
     (local / "seen").write_text("1")
-    assert backend.model_dir(model_uri) == local and (local / "seen").exists()
+    assert (
+        artifacts.local_dir(model_uri, tmp_path / "cache" / "models") == local and (local / "seen").exists()
+    )
 
 
 def test_missing_model_reads_as_an_incomplete_export(
     s3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As on a PVC: the path has no card, and the readers say so (the step reports it in status)."""
-    monkeypatch.setattr(dm_operator, "CACHE_DIR", tmp_path / "cache")
-    backend = dm_operator.KubeBackend(resolve_commit=lambda data: "0" * 40)
-    missing = backend.model_dir(f"{s3.root}/default/trainingruns/never/model")
+    missing = artifacts.local_dir(
+        f"{s3.root}/default/trainingruns/never/model", tmp_path / "cache" / "models"
+    )
     assert not missing.exists()
     with pytest.raises(errors.UserError, match=r"no model_card\.json"):
         evaluate.load(missing)

@@ -74,6 +74,13 @@ RESOURCES: dict[str, kmock.ResourceInfo] = {
         subresources={"status"},
         verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
     ),
+    "batch/v1/jobs": kmock.ResourceInfo(
+        kind="Job",
+        singular="job",
+        namespaced=True,
+        subresources={"status"},
+        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+    ),
     "v1/configmaps": kmock.ResourceInfo(
         kind="ConfigMap",
         singular="configmap",

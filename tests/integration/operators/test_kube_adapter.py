@@ -104,3 +104,16 @@ async def test_watch_lists_then_streams_changes_and_stops_at_once(emulator: Any)
         assert time.monotonic() - started < 2  # not waiting for the read timeout
     assert seen[0] == (None, "ConfigMap", "1")
     assert seen[-1] == ("MODIFIED", "ConfigMap", "2")
+
+
+async def test_a_list_ref_reads_the_labelled_objects_with_their_kind(emulator: Any) -> None:
+    """plans.list_ref (a Job's pods, a monitor's challengers): one GET with the label selector."""
+    for name, job in (("a-x1", "a"), ("b-x1", "b")):
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS,
+               "labels": {"job-name": job}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}  # fmt: skip
+        await asyncio.to_thread(objects.create, pod)
+    found = await asyncio.to_thread(objects.get, plans.list_ref("v1", "Pod", "a", NS, "job-name=a"))
+    assert found is not None and found["kind"] == "List"
+    assert [(o["kind"], o["metadata"]["name"]) for o in found["items"]] == [("Pod", "a-x1")]
+    observed = await asyncio.to_thread(execute.observe, [plans.list_ref("v1", "Pod", "a", NS, "job-name=a")])
+    assert [o["metadata"]["name"] for o in plans.items(observed, "Pod", "a")] == ["a-x1"]

@@ -1,18 +1,15 @@
 """Two DriftMonitors on one Deployment (pure): the oldest owns it, ties by name; the other does
-nothing, says who owns it once, and takes over when the owner is gone. Also loop.step on a
-MemoryBackend: a blocked monitor checks, resolves, creates and patches nothing."""
+nothing, says who owns it once, and takes over when the owner is gone; a blocked monitor starts
+no check Job."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from flywheel.api import conditions
 from flywheel.controllers import driftmonitor as dm
 from flywheel.controllers import driftmonitor_claims as claims
 from flywheel.controllers import plans
-from flywheel.drift import loop
-from tests.unit.controllers import test_driftmonitor_loop as loop_tests
 from tests.unit.controllers import test_driftmonitor_plan as plan_tests
 
 NOW = plan_tests.NOW
@@ -51,10 +48,10 @@ def test_other_deployments_namespaces_and_deleting_monitors_do_not_count() -> No
 
 def test_a_blocked_monitor_plans_nothing_but_saying_so_once_and_takes_over_later() -> None:
     owner, twin = named("shuttle", OLD), named("twin", NEW)
-    observed = dm.Observed(
-        deployment=plan_tests.deployment(), check=plan_tests.check(True, 0), commit="a" * 40,
-        monitors=[owner, twin],
-    )  # fmt: skip
+    world = plan_tests.World(twin)
+    observed = world.observed(check=plan_tests.check(True, 0))
+    observed.objects["DriftMonitor/"] = {"items": [owner, twin]}
+    twin["status"] = {"checkJob": world.outcome_job}  # a check that finished before the owner came
     first = dm.plan(twin, observed, NOW)
     assert first.apply == [] and first.patch_resources == []
     ready = plans.get_condition(first.status["conditions"], conditions.READY)
@@ -62,7 +59,7 @@ def test_a_blocked_monitor_plans_nothing_but_saying_so_once_and_takes_over_later
     assert "driftmonitor/shuttle" in ready["message"] and "delete one of them" in ready["message"]
     assert "lastCheckTime" not in first.status and "retrain" not in first.status
     assert [(e.reason, e.type) for e in first.events] == [(dm.R_CLAIMED, "Warning")]
-    twin["status"] = first.status
+    twin["status"] = {**twin["status"], **first.status}
     assert dm.plan(twin, observed, NOW).events == []  # the next tick: no second event
     twin["metadata"]["annotations"] = {dm.ANNOTATION_APPROVE: "twin-1"}
     approved = dm.plan(twin, observed, NOW)
@@ -71,24 +68,20 @@ def test_a_blocked_monitor_plans_nothing_but_saying_so_once_and_takes_over_later
     assert promoted is not None and promoted["reason"] == dm.R_CLAIMED
     assert "is not carried out: driftmonitor/shuttle owns" in promoted["message"]
     del twin["metadata"]["annotations"]
-    observed.monitors = [twin]  # the owner was deleted
+    observed.objects["DriftMonitor/"] = {"items": [twin]}  # the owner was deleted
     takeover = dm.plan(twin, observed, NOW)
-    assert [m["metadata"]["name"] for m in takeover.apply] == ["twin-1"]
+    assert [m["metadata"]["name"] for m in takeover.apply if m["kind"] == "TrainingRun"] == ["twin-1"]
     ready = plans.get_condition(takeover.status["conditions"], conditions.READY)
     assert ready is not None and ready["status"] == "True"
 
 
-def test_a_blocked_step_checks_resolves_and_writes_nothing_but_its_status() -> None:
-    backend, answers = loop_tests.world(), loop_tests.Answers()
-    loop_tests.monitor(backend)["metadata"]["creationTimestamp"] = OLD
-    twin = copy.deepcopy(loop_tests.monitor(backend))
-    twin["metadata"].update(name="twin", uid="u2", creationTimestamp=NEW)
-    backend.put(twin)
-    result = loop.step(backend, twin, NOW, answers)
-    assert result.claimed_by == "mon" and result.started == []
-    assert answers.checked == [] and backend.resolved == 0
-    assert backend.writes == ["status", f"event {dm.R_CLAIMED}"]
-    backend.objects.pop(("DriftMonitor", "mon"))  # deleted: the twin takes over at its next step
-    stored = backend.objects[("DriftMonitor", "twin")]
-    again = loop.step(backend, stored, NOW, answers)
-    assert again.claimed_by is None and again.started == ["twin-1"] and len(answers.checked) == 1
+def test_a_blocked_monitor_starts_no_check_job_and_the_owner_does() -> None:
+    owner, twin = named("shuttle", OLD), named("twin", NEW)
+    observed = plan_tests.World(twin).observed()
+    observed.objects["DriftMonitor/"] = {"items": [owner, twin]}
+    assert dm.plan(twin, observed, NOW).apply == []  # due (never checked), but not its Deployment
+    started = dm.plan(owner, observed, NOW).apply
+    assert [(m["kind"], m["metadata"]["name"]) for m in started] == [
+        ("ConfigMap", f"shuttle-check-{int(NOW.timestamp()) // 60}"),
+        ("Job", f"shuttle-check-{int(NOW.timestamp()) // 60}"),
+    ]

@@ -8,6 +8,7 @@ resources, status) and can stop after any number of writes, which is what a cras
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime
 import json
 from typing import Any
@@ -84,6 +85,16 @@ def evaluation(
     )  # fmt: skip
 
 
+def _wire(ev: dm.Evaluation) -> dict[str, Any]:
+    """An Evaluation as the check Job writes it (camelCase)."""
+    return {
+        "challenger": ev.challenger, "decision": ev.decision, "reason": ev.reason, "metric": ev.metric,
+        "championValue": ev.champion_value, "challengerValue": ev.challenger_value,
+        "championVersion": ev.champion_version, "challengerVersion": ev.challenger_version,
+        "dataRev": ev.data_rev,
+    }  # fmt: skip
+
+
 class World:
     """The monitor, its Deployment and TrainingRuns; executes plans in the adapters' order."""
 
@@ -93,18 +104,56 @@ class World:
         self.runs: dict[str, dict[str, Any]] = {}
         self.events: list[plans.Event] = []
         self.dep_patches = 0
+        self.jobs = 0
+        self.outcome_job: str | None = None
+        self.started_jobs: list[dict[str, Any]] = []
 
-    def observed(self, **kw: Any) -> dm.Observed:
-        return dm.Observed(
-            deployment=copy.deepcopy(self.deployment), runs=copy.deepcopy(list(self.runs.values())), **kw
-        )
+    def observed(
+        self,
+        check: dict[str, Any] | None = None,
+        check_note: str | None = None,
+        check_reason: str | None = None,
+        evaluations: dict[str, dm.Evaluation] | None = None,
+    ) -> plans.Observed:
+        """What the adapter would read. A check or evaluations given here come back as the outcome
+        of a finished check Job (its pod's termination message), as the drift image writes it."""
+        obs = plans.Observed()
+        if self.deployment is not None:
+            obs.objects["Deployment/shuttle"] = copy.deepcopy(self.deployment)
+        obs.objects["TrainingRun/"] = {"items": copy.deepcopy(list(self.runs.values()))}
+        obs.objects["DriftMonitor/"] = {"items": []}
+        running = (self.monitor.get("status") or {}).get("checkJob")
+        if any(m["kind"] == "Job" and m["metadata"]["name"] == running for m in self.started_jobs):
+            obs.objects[f"Job/{running}"] = {"kind": "Job", "metadata": {"name": running}, "status": {}}
+        self.outcome_job = None
+        if check is not None or evaluations:
+            self.jobs += 1
+            name = self.outcome_job = f"shuttle-check-test{self.jobs}"
+            result = {"check": check, "note": check_note, "reason": check_reason,
+                      "evaluations": [_wire(e) for e in (evaluations or {}).values()]}  # fmt: skip
+            obs.objects[f"Job/{name}"] = {
+                "kind": "Job", "metadata": {"name": name, "namespace": "ml"},
+                "status": {"conditions": [{"type": "Complete", "status": "True"}]},
+            }  # fmt: skip
+            pod = {"metadata": {"labels": {"job-name": name}}, "status": {"containerStatuses": [
+                {"name": "drift", "state": {"terminated": {"exitCode": 0, "message": json.dumps(result)}}}]}}  # fmt: skip
+            obs.objects[f"Pod/{name}"] = {"items": [pod]}
+        return obs
 
     def step(self, now: datetime.datetime, crash_after: int | None = None, **kw: Any) -> plans.Plan:
-        """One loop step as flywheel.drift.loop does it: plan, then carry it out (maybe only partly)."""
+        """One reconcile: plan, then carry it out (maybe only partly). The check Jobs the plan
+        starts are kept aside (self.started_jobs): the returned plan's apply lists the rest."""
         obs = self.observed(**kw)
-        if dm.retrain_reason(self.monitor, obs, now) and obs.commit is None:
-            obs.commit = COMMIT
-        plan = dm.plan(self.monitor, obs, now)
+        resource = self.monitor
+        if self.outcome_job:  # the Job status.checkJob names is the one that finished
+            resource = {
+                **resource,
+                "status": {**(resource.get("status") or {}), "checkJob": self.outcome_job},
+            }
+        plan = dm.plan(resource, obs, now)
+        self.started_jobs += [m for m in plan.apply if m["kind"] in ("Job", "ConfigMap")]
+        plan.apply = [m for m in plan.apply if m["kind"] not in ("Job", "ConfigMap")]
+        plan.delete = []
         writes: list[Any] = [("create", m) for m in plan.apply] + [("patch", p) for p in plan.patch_resources]
         writes.append(("status", plan.status))
         for n, (verb, body) in enumerate(writes):
@@ -129,6 +178,9 @@ class World:
             "phase": phase,
             "message": "trainer exited 1" if phase == "Failed" else "",
         }
+        if phase == conditions.SUCCEEDED:  # its export, as the trainer records it
+            card = f"file:///art/ml/trainingruns/{name}/model/model_card.json"
+            self.runs[name]["status"]["model"] = {"version": f"{name}-abc", "cardUri": card}
 
     def cond(self, type_: str) -> dict[str, Any]:
         return plans.get_condition(self.monitor["status"].get("conditions"), type_) or {}
@@ -144,13 +196,13 @@ def test_no_drift_starts_no_retrain_and_reports_ready() -> None:
     assert plan.requeue_after == 60.0
 
 
-def test_drift_starts_exactly_one_challenger_pinned_owned_and_labelled() -> None:
+def test_drift_starts_exactly_one_challenger_owned_and_labelled() -> None:
     world = World(monitor())
     plan = world.step(NOW, check=check(True, 0))
     (child,) = plan.apply
     meta = child["metadata"]
     assert meta["name"] == "shuttle-1" and meta["namespace"] == "ml"
-    assert child["spec"]["data"]["rev"] == COMMIT
+    assert child["spec"]["data"]["rev"] == "main"  # the trainer pins the commit it resolves
     assert child["spec"]["data"]["repo"] == "https://git.example/data.git"
     (owner,) = meta["ownerReferences"]
     assert owner["kind"] == "DriftMonitor" and owner["uid"] == "uid-dm" and owner["controller"] is True
@@ -159,7 +211,7 @@ def test_drift_starts_exactly_one_challenger_pinned_owned_and_labelled() -> None
     retrain = world.monitor["status"]["retrain"]
     assert retrain["active"] == ["shuttle-1"] and retrain["count"] == 1
     assert "drift share 0.78" in retrain["lastReason"] and "f2" in retrain["lastReason"]
-    assert any(e.reason == dm.R_RETRAIN_STARTED and COMMIT in e.message for e in plan.events)
+    assert any(e.reason == dm.R_RETRAIN_STARTED and "data/shuttle.csv@main" in e.message for e in plan.events)
     # Level-based: the same drifted status, seen again and again, starts nothing more.
     for minutes in (1, 2, 30):
         assert world.step(at(minutes)).apply == []
@@ -203,7 +255,9 @@ def test_winning_challenger_is_promoted_once_with_figures_and_rollback_target() 
     world.step(NOW, check=check(True, 0))
     world.finish("shuttle-1")
     obs = world.observed()
-    assert [r["metadata"]["name"] for r in dm.to_evaluate(world.monitor, obs)] == ["shuttle-1"]
+    assert [r["metadata"]["name"] for r in dm.to_evaluate(world.monitor, dm.facts(world.monitor, obs))] == [
+        "shuttle-1"
+    ]
     plan = world.step(at(2), evaluations={"shuttle-1": evaluation("shuttle-1")})
     assert world.deployment is not None
     assert world.deployment["spec"]["champion"] == {"fromTrainingRun": "shuttle-1"}
@@ -222,7 +276,7 @@ def test_winning_challenger_is_promoted_once_with_figures_and_rollback_target() 
     # Served now: no longer garbage-collected with the monitor (released in the decision's write).
     assert "ownerReferences" not in world.runs["shuttle-1"]["metadata"]
     # Nothing left to evaluate; the next steps patch nothing.
-    assert dm.to_evaluate(world.monitor, world.observed()) == []
+    assert dm.to_evaluate(world.monitor, dm.facts(world.monitor, world.observed())) == []
     for minutes in (3, 4):
         assert world.step(at(minutes)).patch_resources == []
     assert world.dep_patches == 1
@@ -251,26 +305,32 @@ def test_a_champion_promoted_by_an_older_release_is_released_from_the_monitor_on
     meta = world.runs["shuttle-1"]["metadata"]
     meta["ownerReferences"] = [{"kind": "DriftMonitor", "name": "shuttle", "uid": "uid-dm"}, {"uid": "other"}]
     (patch,) = world.step(at(3)).patch_resources
-    assert patch["metadata"] == {"name": "shuttle-1", "namespace": "ml", "ownerReferences": [{"uid": "other"}]}
+    assert patch["metadata"] == {
+        "name": "shuttle-1",
+        "namespace": "ml",
+        "ownerReferences": [{"uid": "other"}],
+    }
     assert world.runs["shuttle-1"]["metadata"]["ownerReferences"] == [{"uid": "other"}]
     assert world.step(at(4)).patch_resources == [] and world.dep_patches == 1
 
 
 def test_a_win_without_auto_promote_is_recorded_pending_and_not_patched() -> None:
-    world = World(monitor(promotion={"autoPromote": False}))
+    world = World(monitor(promotion={"autoPromote": False}, schedule={"intervalSeconds": 3600}))
     world.step(NOW, check=check(True, 0))
     world.finish("shuttle-1")
     world.step(at(2), evaluations={"shuttle-1": evaluation("shuttle-1", "pending")})
     assert world.dep_patches == 0
     assert world.monitor["status"]["lastDecision"]["decision"] == "pending"
     assert world.cond("Promoted")["reason"] == dm.R_PENDING
+    # kopf reports no change of a flywheel.dev/ annotation: the monitor looks for an approval itself
+    assert world.step(at(2.1)).requeue_after == dm.REQUEUE_ACTIVE
 
 
 def test_failed_challenger_is_recorded_and_never_evaluated() -> None:
     world = World(monitor())
     world.step(NOW, check=check(True, 0))
     world.finish("shuttle-1", conditions.FAILED)
-    assert dm.to_evaluate(world.monitor, world.observed()) == []
+    assert dm.to_evaluate(world.monitor, dm.facts(world.monitor, world.observed())) == []
     plan = world.step(at(1))
     decision = world.monitor["status"]["lastDecision"]
     assert decision["decision"] == "rejected" and "trainer exited 1" in decision["reason"]
@@ -288,7 +348,10 @@ def test_crash_anywhere_between_evaluation_and_status_converges_to_one_decision(
     world.finish("shuttle-1")
     world.step(at(2), crash_after=crash_after, evaluations={"shuttle-1": evaluation("shuttle-1")})
     # restart: evaluate only what to_evaluate names (the champion may have changed meanwhile)
-    pending = [r["metadata"]["name"] for r in dm.to_evaluate(world.monitor, world.observed())]
+    pending = [
+        r["metadata"]["name"]
+        for r in dm.to_evaluate(world.monitor, dm.facts(world.monitor, world.observed()))
+    ]
     assert pending == (["shuttle-1"] if crash_after == 0 else [])
     world.step(at(3), evaluations={n: evaluation(n) for n in pending})
     world.step(at(4))
@@ -322,9 +385,12 @@ def test_status_lost_after_creating_the_challenger_neither_duplicates_nor_rename
 def test_replanning_the_same_world_is_a_no_op() -> None:
     world = World(monitor())
     world.step(NOW, check=check(True, 0))
+    world.step(at(1))  # the next check is due: its Job starts
+    assert [m["kind"] for m in world.started_jobs] == ["ConfigMap", "Job"]
     first = dm.plan(world.monitor, world.observed(), at(1))
     world.step(at(1))
     second = dm.plan(world.monitor, world.observed(), at(1))
+    assert first.requeue_after == dm.REQUEUE_JOB  # while the Job runs
     assert first.status == second.status and second.apply == [] and second.patch_resources == []
     assert store_mod.merge_patch(world.monitor["status"], second.status) == world.monitor["status"]
 
@@ -339,7 +405,7 @@ def test_missing_deployment_is_ready_false_and_starts_nothing() -> None:
 
 def test_invalid_spec_is_a_permanent_error_with_the_field_named() -> None:
     resource = monitor(schedule={"intervalSeconds": 1})
-    plan = dm.plan(resource, dm.Observed(deployment=deployment()), NOW)
+    plan = dm.plan(resource, plans.Observed({"Deployment/shuttle": deployment()}), NOW)
     assert plan.permanent_error and "intervalSeconds" in plan.permanent_error
     ready = plans.get_condition(plan.status["conditions"], "Ready") or {}
     assert ready["status"] == "False" and ready["reason"] == conditions.R_INVALID_SPEC
@@ -359,16 +425,6 @@ def test_not_enough_rows_is_said_in_drift_detected() -> None:
     world.step(NOW, check={"lastCheckTime": plans.now_rfc3339(NOW), "rowsChecked": 12}, check_note=note)
     assert world.cond("DriftDetected") | {} and world.cond("DriftDetected")["reason"] == dm.R_NOT_ENOUGH_ROWS
     assert world.cond("Ready")["status"] == "True"
-
-
-def test_unresolvable_data_waits_and_says_why() -> None:
-    world = World(monitor())
-    obs = world.observed(check=check(True, 0), commit_error="data.rev 'period-9' is not in the repository")
-    plan = dm.plan(world.monitor, obs, NOW)
-    assert plan.apply == []
-    retraining = plans.get_condition(plan.status["conditions"], "Retraining") or {}
-    assert retraining["reason"] == dm.R_DATA_UNAVAILABLE and "period-9" in retraining["message"]
-    assert world.step(at(1), check=check(True, 1)).apply != []  # resolvable again: it retrains
 
 
 def test_a_second_promotion_cut_short_before_status_still_moves_rollback_target() -> None:
@@ -493,3 +549,86 @@ def test_a_pending_win_evaluated_before_the_champion_changed_cannot_be_approved(
     assert world.dep_patches == 1  # shuttle-1 was compared with shuttle-v1, not with shuttle-2
     assert "the champion was replaced at" in world.cond("Promoted")["message"]
     assert world.monitor["status"]["lastDecision"]["challenger"] == "shuttle-2"
+
+
+def rolled_back_world() -> World:
+    """shuttle-1 promoted at minute 2, then a person put the old champion back."""
+    world = World(monitor(retrain={"cooldownSeconds": 600, "maxConcurrent": 1}))
+    world.step(NOW, check=check(True, 0))
+    world.finish("shuttle-1")
+    world.step(at(2), evaluations={"shuttle-1": evaluation("shuttle-1")})
+    assert world.deployment is not None
+    world.deployment["spec"]["champion"] = {"fromTrainingRun": "shuttle-v1"}  # kubectl patch
+    return world
+
+
+def test_a_rollback_is_recorded_once_and_held_against_the_same_data_across_the_cooldown() -> None:
+    world = rolled_back_world()
+    plan = world.step(at(3))
+    hold = world.monitor["status"]["rollbackHold"]
+    assert (hold["challenger"], hold["dataRev"], hold["version"]) == ("shuttle-1", COMMIT, "shuttle-1-abc")
+    assert hold["time"] == plans.now_rfc3339(at(3))
+    assert [e.reason for e in plan.events].count(dm.R_ROLLED_BACK) == 1
+    assert "shuttle-1 was rolled back" in world.cond("Promoted")["message"]
+    assert world.step(at(4)).events == []  # seen once: no second event, the record keeps its time
+    assert world.monitor["status"]["rollbackHold"]["time"] == plans.now_rfc3339(at(3))
+    # Past the cooldown the traffic still drifts: shuttle-2 trains on the same data and wins.
+    assert [m["metadata"]["name"] for m in world.step(at(13), check=check(True, 13)).apply] == ["shuttle-2"]
+    world.finish("shuttle-2")
+    plan = world.step(at(14), evaluations={"shuttle-2": evaluation("shuttle-2")})
+    decision = world.monitor["status"]["lastDecision"]
+    assert decision["decision"] == "pending" and "held: the same data rev as shuttle-1" in decision["reason"]
+    assert plan.patch_resources == [p for p in plan.patch_resources if p["kind"] == "TrainingRun"]
+    assert world.deployment is not None and world.deployment["spec"]["champion"] == {
+        "fromTrainingRun": "shuttle-v1"
+    }
+    # A person approves it: promoted, and that promotion ends the hold.
+    world.monitor["metadata"]["annotations"] = {dm.ANNOTATION_APPROVE: "shuttle-2"}
+    world.step(at(15))
+    assert world.deployment["spec"]["champion"] == {"fromTrainingRun": "shuttle-2"}
+    assert dm.decisions.active_hold(world.monitor["status"]) is None
+
+
+def test_a_challenger_on_new_data_that_wins_is_promoted_despite_the_hold() -> None:
+    world = rolled_back_world()
+    world.step(at(3))
+    world.step(at(13), check=check(True, 13))
+    world.finish("shuttle-2")
+    fresh = dataclasses.replace(evaluation("shuttle-2"), data_rev="d" * 40)
+    world.step(at(14), evaluations={"shuttle-2": fresh})
+    assert world.monitor["status"]["lastDecision"]["decision"] == "promoted"
+    assert world.deployment is not None and world.deployment["spec"]["champion"] == {
+        "fromTrainingRun": "shuttle-2"
+    }
+    assert dm.decisions.active_hold(world.monitor["status"]) is None
+
+
+def test_a_failed_evaluation_job_rejects_its_challenger_with_the_jobs_message() -> None:
+    world = World(monitor())
+    world.step(NOW, check=check(True, 0))
+    world.finish("shuttle-1")
+    world.step(at(0.5))  # not due: an evaluation Job for shuttle-1 alone
+    (job,) = [m for m in world.started_jobs if m["kind"] == "Job"]
+    assert job["metadata"]["name"] == "shuttle-eval-1"
+    config = json.loads(world.started_jobs[-2]["data"]["config.json"])
+    assert config["check"] is False and [c["name"] for c in config["challengers"]] == ["shuttle-1"]
+    obs = world.observed()
+    failed = {"type": "Failed", "status": "True", "message": "DeadlineExceeded"}
+    obs.objects["Job/shuttle-eval-1"] = {
+        "kind": "Job",
+        "metadata": job["metadata"],
+        "status": {"conditions": [failed]},
+    }
+    plan = dm.plan(world.monitor, obs, at(1))
+    decision = plan.status["lastDecision"]
+    assert decision["decision"] == "rejected" and "DeadlineExceeded" in decision["reason"]
+    assert [p["metadata"]["name"] for p in plan.patch_resources] == ["shuttle-1"]  # recorded on it
+
+
+def test_a_challenger_that_exported_no_model_is_rejected_without_a_job() -> None:
+    world = World(monitor())
+    world.step(NOW, check=check(True, 0))
+    world.runs["shuttle-1"]["status"] = {"phase": conditions.SUCCEEDED}
+    world.step(at(0.5))
+    assert world.monitor["status"]["lastDecision"]["reason"] == "the challenger exported no model"
+    assert world.started_jobs == []

@@ -59,7 +59,7 @@ def test_driftmonitor_through_a_wait_a_check_a_missing_deployment_and_an_invalid
     assert kstatus.compute(gone.monitor) == "Failed"
 
     resource = tdm.monitor(schedule={"intervalSeconds": 1})
-    plan = dm.plan(resource, dm.Observed(deployment=tdm.deployment()), tdm.NOW)
+    plan = dm.plan(resource, plans.Observed({"Deployment/shuttle": tdm.deployment()}), tdm.NOW)
     assert read(resource, plan) == "Failed"
 
 
