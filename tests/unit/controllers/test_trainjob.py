@@ -294,7 +294,7 @@ def test_rank0_is_observed_by_labels() -> None:
     )
     job_ref = trainingrun.observe_refs(run(), SETTINGS)[0]
     assert (job_ref.api_version, job_ref.kind) == ("trainer.kubeflow.org/v1alpha1", "TrainJob")
-    assert trainingrun.observe_refs(upstream.trainingrun(), SETTINGS)[-1].selector == ""
+    assert trainingrun.observe_refs(upstream.trainingrun(), SETTINGS)[-1].selector is None
 
 
 def test_validators_reject_what_upstream_rejects() -> None:
