@@ -294,6 +294,14 @@ def _enqueue(binding: Binding, key: tuple[str, str], trigger: tuple[ChildKey, st
     task.add_done_callback(binding.tasks.discard)
 
 
+def requeue_namespace(binding: Binding, namespace: str) -> None:
+    """Reconcile every object of `namespace` this binding serves (something they may depend on,
+    not a child of theirs, changed); coalesces with reconciles already queued."""
+    for key in sorted(binding.served):
+        if key[0] == namespace:
+            _enqueue(binding, key)
+
+
 def _needed(binding: Binding, key: tuple[str, str]) -> bool:
     """Whether the queued reconcile of `key` has anything to learn (takes its triggers)."""
     triggers = binding.triggers.pop(key, [])
