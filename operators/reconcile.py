@@ -76,7 +76,7 @@ import kopf
 
 from flywheel import api
 from flywheel.api import conditions, contract
-from flywheel.controllers import plans
+from flywheel.controllers import artifact_store, plans
 from flywheel.controllers import settings as settings_mod
 from flywheel.kube import execute, objects, throttle, watch
 from operators import metrics
@@ -189,7 +189,11 @@ def reconcile_once(
     at = now or datetime.datetime.now(datetime.UTC)
 
     def plan(view: Any, seen: plans.Observed) -> plans.Plan:
-        out: plans.Plan = controller.plan(view, seen, at, settings)
+        # The platform's store fills a defaulted spec.artifacts.uri; a store inside the pod is refused.
+        resolved, ephemeral = artifact_store.resolve(view, settings)
+        if ephemeral is not None:
+            return artifact_store.refusal(view, ephemeral, at)
+        out: plans.Plan = controller.plan(resolved, seen, at, settings)
         return out
 
     return execute.reconcile(resource, controller.observe_refs(resource, settings), plan, at)

@@ -58,7 +58,8 @@ kubectl apply -f "$here/example-data.yaml"   # builds while the chart installs
 echo "Installing Flywheel"
 helm upgrade --install flywheel "$root/helm/flywheel" -n flywheel-system --create-namespace \
   --set metrics.serviceMonitor.enabled="$with_prometheus" \
-  --set artifacts.s3CredentialsSecret=artifacts-s3-credentials --wait   # the DriftMonitor reads s3://
+  --set artifacts.uri=s3://flywheel-artifacts \
+  --set artifacts.s3CredentialsSecret=artifacts-s3-credentials --wait   # the platform store; the DriftMonitor reads s3://
 
 # The examples' data.repo: ready only once its data is pushed and its git is served.
 kubectl -n flywheel-system rollout status deploy/example-data --timeout=600s

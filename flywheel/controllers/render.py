@@ -22,7 +22,7 @@ import yaml
 
 from flywheel import errors
 from flywheel.api import common, loading
-from flywheel.controllers import plans, settings
+from flywheel.controllers import artifact_store, plans, settings
 
 # kind -> "module:function(resource, settings) -> list[Manifest]", imported only when needed.
 RENDERERS: dict[str, str] = {
@@ -78,8 +78,11 @@ def render_file(path: str, config: settings.Settings) -> list[Rendered]:
                     f"{resource.KIND} {resource.namespace}/{resource.name}: {NOTHING_YET[resource.KIND]}"
                 )
             continue
+        manifest, ephemeral = artifact_store.resolve(resource.to_manifest(), config)
+        if ephemeral is not None:  # rendered all the same: it is what `flywheel run` uses locally
+            print(f"note: {where}: on Kubernetes the operator refuses this: {ephemeral}", file=sys.stderr)
         try:
-            children.extend(fn(resource.to_manifest(), config))
+            children.extend(fn(manifest, config))
         except pydantic.ValidationError as exc:  # a renderer's own checks beyond the model
             lines = loading.error_lines(where, exc)
             raise errors.UserError(f"{where}: {len(lines)} problem(s)", problems=lines) from exc

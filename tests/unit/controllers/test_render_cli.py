@@ -117,9 +117,12 @@ def test_a_renderer_bug_is_one_line(
     assert "Traceback" not in captured.err
 
 
-def test_every_example_renders(capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_example_renders(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """`flywheel render -f examples/`: every file, each kind; a DriftMonitor says in the stream that
-    it has no children until it runs; the kustomization beside them is skipped with a note."""
+    it has no children until it runs; the kustomization beside them is skipped with a note; the
+    local examples (artifacts at the default, a path in the pod) get a note that the operator
+    refuses them when no platform store is configured."""
+    monkeypatch.delenv("FLYWHEEL_ARTIFACTS_URI", raising=False)
     assert cli.main(["render", "-f", str(REPO / "examples")]) == 0
     captured = capsys.readouterr()
     docs = [d for d in yaml.safe_load_all(captured.out) if d is not None]
@@ -136,6 +139,10 @@ def test_every_example_renders(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(monitors) == len(list((REPO / "examples").glob("driftmonitor*.yaml")))
     assert all("no children until it runs" in line for line in monitors)
     assert "kustomization.yaml" in captured.err and "error" not in captured.err
+    refused = [line for line in captured.err.splitlines() if "the operator refuses this" in line]
+    assert {Path(line.split(":")[1].strip()).name for line in refused} == {
+        "deployment-local.yaml", "selfplayrun-tiny.yaml", "trainingrun-local.yaml",
+    }  # fmt: skip
 
 
 def test_kind_whose_renderer_is_not_there_yet_is_skipped_with_a_note(

@@ -216,3 +216,13 @@ def test_image_digest_pins_the_operator_image():
         render({"image": {"tag": "@" + DIGEST}})
     with pytest.raises(Exception, match="digest"):
         render({"image": {"digest": "0123abcd"}})
+
+
+def test_the_platform_artifact_store_reaches_every_operator():
+    docs = render({"artifacts": {"uri": "s3://flywheel-artifacts", "s3CredentialsSecret": "keys"}})
+    for doc in (d for d in docs if d["kind"] == "Deployment"):
+        env = {e["name"]: e.get("value") for e in doc["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["FLYWHEEL_ARTIFACTS_URI"] == "s3://flywheel-artifacts"
+        assert env["FLYWHEEL_ARTIFACTS_CREDENTIALS_SECRET"] == "keys"
+    with pytest.raises(Exception, match="uri"):  # a path in the operator's pods: scratch space
+        render({"artifacts": {"uri": "file:///var/lib/flywheel/artifacts"}})
