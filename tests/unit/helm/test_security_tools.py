@@ -48,7 +48,7 @@ def test_checkov_passes_on_the_rendered_chart(case, tmp_path):
 
 
 def test_there_is_a_dockerfile_per_image():
-    assert {p.parent.name for p in DOCKERFILES} == {"operator", "trainer", "selfplay", "serving"}
+    assert {p.parent.name for p in DOCKERFILES} == {"operator", "trainer", "trainer-cpu", "selfplay", "serving"}
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=[p.parent.name for p in DOCKERFILES])
