@@ -7,10 +7,11 @@ machine's paths. So the same spec on the same data gives the same version, and a
 changes either gives a new one, which is what makes a Deployment roll (its serving config carries
 the version) and what drift comparisons and promotions record.
 
-Measured on CPU (single process, torch 2.13, onnxruntime static int8): two runs of the same spec on
-the same data write byte-identical weights, ONNX files and preprocessor.json, so the version is
-reproducible there. Where training is not bit-reproducible (GPU kernels, DDP reductions in another
-order) a retrain gets a new version: a different model is a different version, which is the point.
+Measured on CPU (torch 2.13, onnxruntime static int8), in one process and with torchrun's 2 gloo
+workers: two runs of the same spec on the same data write byte-identical weights, ONNX files and
+preprocessor.json, so the version is reproducible there. Where training is not bit-reproducible
+(GPU kernels, NCCL reductions in another order) a retrain gets a new version: a different model is
+a different version, which is the point.
 """
 
 from __future__ import annotations
