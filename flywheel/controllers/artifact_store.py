@@ -37,6 +37,14 @@ def problem(uri: str) -> str | None:
     )
 
 
+def effective_uri(uri: str | None, config: settings.Settings) -> str:
+    """The store a spec's artifacts.uri means on Kubernetes: the platform's for the default (when the
+    operator has one). For readers of another resource's artifacts, e.g. a DriftMonitor reading a
+    Deployment's traffic log, which must look where that Deployment's pods write."""
+    given = uri or DEFAULT_URI
+    return config.artifacts_uri if given == DEFAULT_URI and config.artifacts_uri else given
+
+
 def resolve(resource: plans.Manifest, config: settings.Settings) -> tuple[plans.Manifest, str | None]:
     """(the resource with its store filled in from the operator's settings, why it is refused or None).
     The input is not modified; a spec that is not a mapping is left to the controller's validation."""
@@ -48,13 +56,14 @@ def resolve(resource: plans.Manifest, config: settings.Settings) -> tuple[plans.
     uri = artifacts.get("uri") or DEFAULT_URI
     if not isinstance(uri, str):
         return resource, None
-    if uri == DEFAULT_URI and config.artifacts_uri:
+    effective = effective_uri(uri, config)
+    if effective != uri:
         out = copy.deepcopy(resource)
-        filled = {**artifacts, "uri": config.artifacts_uri}
+        filled = {**artifacts, "uri": effective}
         if config.artifacts_credentials_secret and not artifacts.get("credentialsSecret"):
             filled["credentialsSecret"] = config.artifacts_credentials_secret
         out["spec"]["artifacts"] = filled
-        return out, problem(config.artifacts_uri)
+        return out, problem(effective)
     return resource, problem(uri)
 
 

@@ -87,3 +87,6 @@ def test_resolve_is_pure_and_leaves_written_stores_alone() -> None:
     assert artifact_store.resolve(pvc, settings.Settings()) == (pvc, None)
     _, problem = artifact_store.resolve(defaulted("z"), settings.Settings(artifacts_uri="file:///tmp/a"))
     assert problem is not None and "file:///tmp/a" in problem
+    assert artifact_store.effective_uri(None, platform) == PLATFORM  # where a reader of the default looks
+    assert artifact_store.effective_uri("pvc://c/p", platform) == "pvc://c/p"
+    assert artifact_store.effective_uri(None, settings.Settings()) == artifact_store.DEFAULT_URI
