@@ -86,6 +86,7 @@ def cli(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     _serve_metrics(args.liveness)
     namespaces = args.namespace or []
+    reconcile.WATCH_NAMESPACES = tuple(namespaces)  # child watches stay inside them too
     kopf.run(
         registry=registry,
         standalone=args.peering is None,

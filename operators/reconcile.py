@@ -9,10 +9,10 @@ A controller module offers `observe_refs(resource, settings) -> [Ref]` and
   answers when a plan created or changed children, so the status that the child's watch event
   would have produced a reconcile later is written at once; a resource never reconciled is
   planned without 404 reads, each assumption checked by its create (see that module).
-- Child watch: each child resource is watched cluster-wide with the owner-kind label as the
-  server-side selector (flywheel.kube.watch, a thread per child kind, started and stopped by kopf
-  start-up/cleanup handlers); an event enqueues the owner (name from the owner-name label) only
-  if kopf handed us that owner, so --namespace still decides what the operator serves. Known
+- Child watch: each child resource is watched cluster-wide (or in each --namespace, see
+  WATCH_NAMESPACES) with the owner-kind label as the server-side selector (flywheel.kube.watch, a
+  thread per child kind and namespace, started and stopped by kopf start-up/cleanup handlers); an
+  event enqueues the owner (name from the owner-name label) only if kopf handed us that owner. Known
   limit: with --peering, a replica that served an owner and then lost the election keeps
   following that owner's children until it restarts (its reconciles are idempotent: duplicate
   requests, no divergent writes).
@@ -76,7 +76,7 @@ import kopf
 
 from flywheel import api
 from flywheel.api import conditions, contract
-from flywheel.controllers import plans
+from flywheel.controllers import artifact_store, plans
 from flywheel.controllers import settings as settings_mod
 from flywheel.kube import execute, objects, throttle, watch
 from operators import metrics
@@ -189,7 +189,11 @@ def reconcile_once(
     at = now or datetime.datetime.now(datetime.UTC)
 
     def plan(view: Any, seen: plans.Observed) -> plans.Plan:
-        out: plans.Plan = controller.plan(view, seen, at, settings)
+        # The platform's store fills a defaulted spec.artifacts.uri; a store inside the pod is refused.
+        resolved, ephemeral = artifact_store.resolve(view, settings)
+        if ephemeral is not None:
+            return artifact_store.refusal(view, ephemeral, at)
+        out: plans.Plan = controller.plan(resolved, seen, at, settings)
         return out
 
     return execute.reconcile(resource, controller.observe_refs(resource, settings), plan, at)
@@ -294,6 +298,14 @@ def _enqueue(binding: Binding, key: tuple[str, str], trigger: tuple[ChildKey, st
     task.add_done_callback(binding.tasks.discard)
 
 
+def requeue_namespace(binding: Binding, namespace: str) -> None:
+    """Reconcile every object of `namespace` this binding serves (something they may depend on,
+    not a child of theirs, changed); coalesces with reconciles already queued."""
+    for key in sorted(binding.served):
+        if key[0] == namespace:
+            _enqueue(binding, key)
+
+
 def _needed(binding: Binding, key: tuple[str, str]) -> bool:
     """Whether the queued reconcile of `key` has anything to learn (takes its triggers)."""
     triggers = binding.triggers.pop(key, [])
@@ -343,11 +355,28 @@ def _watcher(binding: Binding, child: Child) -> Any:
 
         api_version = f"{child.group}/{child.version}" if child.group else child.version
         selector = f"{contract.LABEL_OWNER_KIND}={binding.kind}"
-        stream = watch.Watch(api_version, child.plural, on_event, label_selector=selector)
-        binding.watches.append(stream)
-        stream.start()
+        for namespace in _watch_namespaces():
+            stream = watch.Watch(
+                api_version, child.plural, on_event, label_selector=selector, namespace=namespace
+            )
+            binding.watches.append(stream)
+            stream.start()
 
     return start
+
+
+WATCH_NAMESPACES: tuple[str, ...] = ()
+"""The namespaces the operator serves (its --namespace flags); empty: cluster-wide. Set by
+operators.main before kopf starts."""
+
+
+def _watch_namespaces() -> list[str | None]:
+    """One child watch per served namespace, so a namespaced operator needs no cluster-wide list
+    (the Helm chart gives it a Role per namespace); cluster-wide when none are given, or when one
+    is a kopf glob pattern (a watch cannot name a pattern)."""
+    if not WATCH_NAMESPACES or any(c in ns for ns in WATCH_NAMESPACES for c in "*?[!"):
+        return [None]
+    return list(WATCH_NAMESPACES)
 
 
 def _stop_watches(binding: Binding) -> Any:

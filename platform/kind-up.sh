@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
 # One command from nothing to a working Flywheel on kind:
-#   platform/kind-up.sh [--with-prometheus] [--images-from-local-build] [--trainer-v2]
-# creates the kind cluster from kind-config.yaml, installs (pinned, see versions.env) the Kubeflow
-# Training Operator v1.9 (or, with --trainer-v2, Kubeflow Trainer v2 with JobSet, its stock runtimes
-# and the chart's flywheel-torch runtime, for runs with spec.launcher: TrainJob), MinIO (artifact store and DVC remote), optionally kube-prometheus-stack,
-# then the Flywheel chart, publishes the example dataset in the cluster (example-data.yaml: a git
-# repository served at http://example-data.flywheel-system.svc.cluster.local:8080/shuttle.git, its DVC
-# data in s3://flywheel-dvc on MinIO) and applies the first example. Needs: kind, kubectl, helm, docker.
+#   platform/kind-up.sh [--with-prometheus] [--cuda-trainer] [--with-selfplay] [--trainer-v2]
+# creates the kind cluster from kind-config.yaml with the node image pinned in versions.env, builds
+# the images the examples need from this checkout and loads them into kind (nothing is pulled from
+# ghcr.io: nothing publishes there), installs (pinned, see versions.env) the Kubeflow Training
+# Operator v1.9 (or, with --trainer-v2, Kubeflow Trainer v2 with JobSet, its stock runtimes and the
+# chart's flywheel-torch runtime, for runs with spec.launcher: TrainJob), MinIO (artifact store and DVC remote), optionally kube-prometheus-stack, then the
+# Flywheel chart with MinIO as the platform artifact store, publishes the example dataset in the
+# cluster (example-data.yaml: a git repository served at
+# http://example-data.flywheel-system.svc.cluster.local:8080/shuttle.git, its DVC data in
+# s3://flywheel-dvc on MinIO) and applies the first example. Needs: kind, kubectl, helm, docker.
+#
+# Images (tag: the chart's appVersion), built from images/*/Dockerfile:
+#   operator, serving, drift    python slim, always
+#   trainer                     images/trainer-cpu (torch CPU, ~1 GB) by default; --cuda-trainer
+#                               builds images/trainer (CUDA, NCCL, rdma-core; several GB) instead
+#   selfplay                    CUDA, only with --with-selfplay (no example in the kind loop needs it)
 # Artifacts live in the MinIO bucket s3://flywheel-artifacts (see artifacts.yaml for why not a PVC):
 # workloads in `default` and the DriftMonitor operator in flywheel-system use the same bucket.
 set -euo pipefail
@@ -15,22 +24,40 @@ root="$(dirname "$here")"
 # shellcheck source=versions.env
 . "$here/versions.env"
 with_prometheus=false
-local_images=false
+cuda_trainer=false
+with_selfplay=false
 trainer_v2=false
 for arg in "$@"; do
   case "$arg" in
     --with-prometheus) with_prometheus=true ;;
-    --images-from-local-build) local_images=true ;;
+    --cuda-trainer) cuda_trainer=true ;;
+    --with-selfplay) with_selfplay=true ;;
     --trainer-v2) trainer_v2=true ;;
-    *) echo "unknown argument: $arg" >&2; exit 2 ;;
+    --images-from-local-build) ;;   # the old flag: building is now what always happens
+    *) echo "unknown argument: $arg (see the header of $0)" >&2; exit 2 ;;
   esac
 done
-for tool in kind kubectl helm; do
+for tool in kind kubectl helm docker; do
   command -v "$tool" >/dev/null || { echo "needs $tool on PATH" >&2; exit 1; }
 done
+docker info >/dev/null 2>&1 || { echo "docker is on PATH but its engine does not answer: start it" >&2; exit 1; }
 
-kind get clusters | grep -qx flywheel || kind create cluster --config "$root/kind-config.yaml"
+tag="$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$root/helm/flywheel/Chart.yaml")"
+registry=ghcr.io/flywheel-dev   # the chart's default names, so no --set is needed for the images
+
+kind get clusters | grep -qx flywheel || kind create cluster --config "$root/kind-config.yaml" --image "$KIND_NODE_IMAGE"
 kubectl config use-context kind-flywheel
+
+# image name -> Dockerfile directory under images/
+images=(operator:operator serving:serving drift:drift)
+if $cuda_trainer; then images+=(trainer:trainer); else images+=(trainer:trainer-cpu); fi
+if $with_selfplay; then images+=(selfplay:selfplay); fi
+for entry in "${images[@]}"; do
+  name="${entry%%:*}" dir="${entry#*:}"
+  echo "Building $registry/$name:$tag from images/$dir and loading it into kind"
+  docker build -t "$registry/$name:$tag" -f "$root/images/$dir/Dockerfile" "$root"
+  kind load docker-image "$registry/$name:$tag" --name flywheel
+done
 
 if $trainer_v2; then
   echo "Installing Kubeflow Trainer ${TRAINER_V2_REF} (TrainJob, with JobSet)"
@@ -56,13 +83,6 @@ if $with_prometheus; then
     -n monitoring --create-namespace --set grafana.enabled=false --wait
 fi
 
-if $local_images; then
-  for image in operator trainer selfplay serving; do
-    docker build -t "ghcr.io/flywheel-dev/$image:0.1.0" -f "$root/images/$image/Dockerfile" "$root"
-    kind load docker-image "ghcr.io/flywheel-dev/$image:0.1.0" --name flywheel
-  done
-fi
-
 echo "Publishing the example dataset (git over HTTP, DVC data in s3://flywheel-dvc)"
 kubectl apply -f "$here/example-data.yaml"   # builds while the chart installs
 
@@ -70,8 +90,14 @@ echo "Installing Flywheel"
 chart_extra=()   # (the ${a[@]+...} form: bash 3.2, macOS's, calls an empty array unbound under set -u)
 if $trainer_v2; then chart_extra+=(--set trainJob.runtime.install=true); fi   # the flywheel-torch runtime
 helm upgrade --install flywheel "$root/helm/flywheel" -n flywheel-system --create-namespace \
+  --set image.tag="$tag" \
+  --set workloadImages.trainer="$registry/trainer:$tag" \
+  --set workloadImages.serving="$registry/serving:$tag" \
+  --set workloadImages.selfplay="$registry/selfplay:$tag" \
+  --set workloadImages.drift="$registry/drift:$tag" \
   --set metrics.serviceMonitor.enabled="$with_prometheus" ${chart_extra[@]+"${chart_extra[@]}"} \
-  --set artifacts.s3CredentialsSecret=artifacts-s3-credentials --wait   # the DriftMonitor reads s3://
+  --set artifacts.uri=s3://flywheel-artifacts \
+  --set artifacts.s3CredentialsSecret=artifacts-s3-credentials --wait   # the platform store; the DriftMonitor reads s3://
 
 # The examples' data.repo: ready only once its data is pushed and its git is served.
 kubectl -n flywheel-system rollout status deploy/example-data --timeout=600s

@@ -251,7 +251,9 @@ class Artifacts(Model):
     """Where checkpoints, models, cards and reports are written."""
 
     uri: str = Field(default="file:///var/lib/flywheel/artifacts", pattern=ARTIFACT_URI_PATTERN)
-    """Artifact store root: s3://bucket/prefix, pvc://claim/path, or file:///path."""
+    """Artifact store root: s3://bucket/prefix, pvc://claim/path, or file:///path. Left at the
+    default: the platform's store on Kubernetes (Helm value artifacts.uri; refused when there is
+    none, a path in the pod is lost with it), <home>/artifacts with `flywheel run`."""
     credentials_secret: str | None = None
     """Secret with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and optionally AWS_ENDPOINT_URL)
     for s3://; mounted as environment, never copied into status or events."""

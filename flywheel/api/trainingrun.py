@@ -238,7 +238,7 @@ class ModelArtifacts(common.Model):
     """Where the exported model lives."""
 
     version: str | None = None
-    """Model version: <run name>-<data hash prefix>."""
+    """Model version: <run name>-<digest of the model's content and identity>."""
     fp32_uri: str | None = None
     quantized_uri: str | None = None
     card_uri: str | None = None

@@ -7,7 +7,8 @@ ConfigMap, apps/v1 Deployment, Service, HPA, PDB), deployment_status (rollout, c
 - Until the champion's model exists nothing is rendered: Ready is Unknown and the plan requeues
   ("not yet"); a Failed TrainingRun makes Ready False. A challenger whose run is not done yet is
   left out (ChallengerReady=Unknown) and the champion serves alone until it is.
-- A new champion (a promotion) changes the serving config, hence the pod template's hash: the pods
+- A new champion (a promotion, or its TrainingRun retrained to a new model version: the version is
+  in the serving config) changes the serving config, hence the pod template's hash: the pods
   roll with maxUnavailable 0, so no request fails. The previous champion URI becomes
   status.rollbackTarget and a ChampionChanged event says so.
 - Status: endpoint, replicas and readyReplicas (from the live apps/v1 Deployment), champion and
@@ -82,6 +83,11 @@ def plan(
     if previous and previous != champion.model.uri:
         fields["rollbackTarget"] = previous
         message = f"champion {previous} -> {champion.model.uri}; rolling pods"
+        events.append(plans.Event(status_mod.R_CHAMPION_CHANGED, message))
+    elif previous and current.get("championVersion") not in (None, champion.model.version):
+        # A retrained run keeps its URI: the version says the model changed (no rollback target:
+        # the directory now holds the new model).
+        message = f"champion {current['championVersion']} -> {champion.model.version}; rolling pods"
         events.append(plans.Event(status_mod.R_CHAMPION_CHANGED, message))
     phase = conditions.RUNNING if done else conditions.PENDING
     out = status_mod.finish(resource, current, now, rows, phase, fields)

@@ -50,7 +50,7 @@ def serving_config(
     out: dict[str, Any] = {
         "name": dep.name,
         "namespace": dep.namespace,
-        "champion": {"uri": champion.uri, "quantized": champion.quantized},
+        "champion": _source(champion),
         "traffic": spec.traffic.to_dict(),
         "batching": spec.batching.to_dict(),
         "logging": logging,
@@ -58,9 +58,19 @@ def serving_config(
         "workers": spec.resources.workers,
     }
     if challenger is not None:
-        out["challenger"] = {"uri": challenger.uri, "quantized": challenger.quantized}
+        out["challenger"] = _source(challenger)
     else:  # serving alone until the challenger exists: no traffic may go to it
         out["traffic"] = {**out["traffic"], "challengerPercent": 0}
+    return out
+
+
+def _source(model: models.Model) -> dict[str, Any]:
+    """A served model in the config. The version is there because a retrained TrainingRun keeps its
+    model directory's URI: the version is what changes, so the config (and the pod template's hash
+    over it) changes with the model, and the pods roll."""
+    out: dict[str, Any] = {"uri": model.uri, "quantized": model.quantized}
+    if model.version is not None:
+        out["version"] = model.version
     return out
 
 

@@ -12,6 +12,9 @@ from collections.abc import Mapping
 
 from flywheel.api import contract
 
+ENV_ARTIFACTS_URI = "FLYWHEEL_ARTIFACTS_URI"
+ENV_ARTIFACTS_SECRET = "FLYWHEEL_ARTIFACTS_CREDENTIALS_SECRET"  # noqa: S105 - an env var name
+
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
@@ -26,6 +29,12 @@ class Settings:
     trainjob_runtime: str = "torch-distributed"
     """ClusterTrainingRuntime a TrainJob runs against (launcher: TrainJob): Kubeflow Trainer's stock
     torch-distributed, or the flywheel-torch runtime the chart can install."""
+    artifacts_uri: str | None = None
+    """The platform's artifact store (Helm value artifacts.uri): what a spec.artifacts.uri left at
+    its default means on Kubernetes (flywheel.controllers.artifact_store). None: no platform store,
+    and such a resource is refused (its default is pod scratch space)."""
+    artifacts_credentials_secret: str | None = None
+    """The Secret a platform s3:// store is read with (Helm value artifacts.s3CredentialsSecret)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -39,4 +48,6 @@ class Settings:
             image_pull_policy=env.get("FLYWHEEL_IMAGE_PULL_POLICY", defaults.image_pull_policy),
             service_account=env.get("FLYWHEEL_WORKLOAD_SERVICE_ACCOUNT") or None,
             trainjob_runtime=env.get("FLYWHEEL_TRAINJOB_RUNTIME") or defaults.trainjob_runtime,
+            artifacts_uri=env.get(ENV_ARTIFACTS_URI) or None,
+            artifacts_credentials_secret=env.get(ENV_ARTIFACTS_SECRET) or None,
         )

@@ -1,4 +1,5 @@
-"""A cluster-wide watch of one resource, label-selected, in a thread: each event to a callback.
+"""A watch of one resource (cluster-wide, or in one namespace), label-selected, in a thread: each
+event to a callback.
 
 Why the operators watch their children with this and not kopf's `@kopf.on.event`: a child event
 mostly says nothing new (our own create or patch coming back, see operators/reconcile.py), yet
@@ -48,11 +49,20 @@ Callback = Callable[[str | None, dict[str, Any]], None]
 
 
 class Watch:
-    """Watch `plural` of `api_version` in all namespaces; `on_event(type, object)` in the thread."""
+    """Watch `plural` of `api_version` in all namespaces, or in `namespace` only (an operator whose
+    RBAC is a Role per watched namespace may not list cluster-wide); `on_event(type, object)` in
+    the thread."""
 
-    def __init__(self, api_version: str, plural: str, on_event: Callback, label_selector: str = "") -> None:
+    def __init__(
+        self,
+        api_version: str,
+        plural: str,
+        on_event: Callback,
+        label_selector: str = "",
+        namespace: str | None = None,
+    ) -> None:
         root = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-        self.path = f"{root}/{plural}"
+        self.path = f"{root}/namespaces/{namespace}/{plural}" if namespace else f"{root}/{plural}"
         self.kind = ""
         self.label_selector = label_selector
         self.on_event = on_event
@@ -62,7 +72,8 @@ class Watch:
         """Events delivered so far: progress, which resets the backoff."""
         self._stop = threading.Event()
         self._response: urllib3.BaseHTTPResponse | None = None
-        self._thread = threading.Thread(target=self._run, name=f"watch-{plural}", daemon=True)
+        name = f"watch-{plural}" + (f"-{namespace}" if namespace else "")
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()

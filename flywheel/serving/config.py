@@ -7,7 +7,7 @@ the Deployment defaults. Keys are the Deployment's camelCase names, so `traffic`
 `logging` are copied from the spec as is:
 
     {"name": "fraud", "namespace": "default",
-     "champion": {"uri": "file:///a/m1", "quantized": true},
+     "champion": {"uri": "file:///a/m1", "quantized": true, "version": "fraud-3f2a..."},
      "challenger": {"uri": "file:///a/m2", "quantized": true},            # optional
      "traffic": {"mode": "canary", "challengerPercent": 10, "stickyHeader": "x-request-id"},
      "batching": {"enabled": true, "maxBatchSize": 64, "maxLatencyMs": 1000},
@@ -43,6 +43,10 @@ class ModelSource(common.Model):
 
     uri: str = Field(pattern=common.ARTIFACT_URI_PATTERN)
     quantized: bool = True
+    version: str | None = None
+    """The version the controller resolved (a TrainingRun's status.model.version). The directory of
+    a retrained run keeps its URI, so this is what changes the config, hence rolls or swaps the
+    server; the server itself reports the version of the card it loaded."""
 
 
 class ServingConfig(common.Model):

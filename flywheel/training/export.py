@@ -32,7 +32,7 @@ import flywheel
 from flywheel import artifacts
 from flywheel.api import contract, trainingrun
 from flywheel.training import config as config_mod
-from flywheel.training import inference, preprocess
+from flywheel.training import identity, inference, preprocess
 
 DYNAMIC_METHOD = "onnxruntime.quantization.quantize_dynamic (QInt8 weights, per-batch activations)"
 STATIC_METHOD = "onnxruntime.quantization.quantize_static (QDQ, QInt8 weights, QUInt8 activations, MinMax)"
@@ -55,7 +55,6 @@ def export(
     are given: the raw holdout split), then model_card.json; publish. `calibration`: the training
     split's preprocessed features, which static int8 takes its activation scales from."""
     store = artifacts.Store(cfg.artifacts_uri)
-    version = f"{cfg.name}-{(lineage.hash or 'nohash')[:8]}"
     arch = cfg.spec.model.architecture
     shape = {"n_inputs": prep.n_inputs, "hidden": list(arch.hidden_layers), "n_outputs": prep.n_outputs}
     with tempfile.TemporaryDirectory(prefix="flywheel-export-") as tmp:
@@ -82,8 +81,7 @@ def export(
         if holdout_rows is not None:
             _write_holdout(staged / contract.HOLDOUT_FILE, prep, holdout_rows)
             files["holdout"] = contract.HOLDOUT_FILE
-        card = {
-            "version": version,
+        card: dict[str, Any] = {
             "name": cfg.name,
             "namespace": cfg.namespace,
             "createdAt": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -100,6 +98,10 @@ def export(
             "quantization": quant,
             "files": files,
         }
+        # The version identifies the model: its content plus the card's identifying fields.
+        digests = _digests(staged, files, state)
+        version = identity.version(cfg.name, card, digests)
+        card = {"version": version, **card, "digests": digests}
         artifacts.atomic_write_text(staged / contract.MODEL_CARD, _json(card))  # last: marks it complete
         _publish(store, staged)
     model = store.child(contract.MODEL_DIR)
@@ -110,6 +112,16 @@ def export(
         card_uri=model.join(contract.MODEL_CARD),
     )
     return refs, card
+
+
+def _digests(staged: Path, files: dict[str, str], state: dict[str, torch.Tensor]) -> dict[str, str]:
+    """sha256 of what serving loads: the fp32 weights (as tensors), the ONNX files, the preprocessor.
+    The holdout is evaluation data (the spec and the data hash already identify it)."""
+    out = {contract.FP32_FILE: identity.tensors_digest(state)}
+    for key, name in sorted(files.items()):
+        if key not in ("fp32", "holdout"):
+            out[name] = identity.file_digest(staged / name)
+    return out
 
 
 def _onnx_fp32(net: nn.Module, prep: preprocess.Preprocessor, target: Path) -> None:

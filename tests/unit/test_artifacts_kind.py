@@ -105,6 +105,9 @@ def test_the_driftmonitor_operator_gets_the_store_credentials_in_the_release_nam
     values: dict[str, Any] = {}
     for setting in flag(argv, "--set"):
         key, _, value = setting.partition("=")
+        # kind-up.sh's own variables: the images' tag (the chart's appVersion) and their registry.
+        app_version = yaml.safe_load((ROOT / "helm/flywheel/Chart.yaml").read_text())["appVersion"]
+        value = value.replace("$tag", app_version).replace("$registry", "ghcr.io/flywheel-dev")
         node = values
         *parents, leaf = key.split(".")
         for part in parents:

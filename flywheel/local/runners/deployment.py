@@ -9,7 +9,7 @@ True only when /readyz answers 200 (the models are loaded). Foreground, the CLI 
 
 - Port: spec.port (a port still in use after a bounded wait fails the Deployment, saying so; a
   restart's own connections in TIME-WAIT do not count); endpoint http://127.0.0.1:<port>.
-- Traffic log: spec.logging.sink, else <artifacts>/deployments/<name>/traffic (sink_uri()), where
+- Traffic log: spec.logging.sink, else <artifacts>/traffic/<name> (sink_uri()), where
   <artifacts> is spec.artifacts.uri, or <home>/artifacts when it is the in-cluster default.
 - Promotion: when only the champion changed (promote(), or `flywheel run` with a new
   spec.champion) and the server runs one worker, the running server loads the new model and swaps

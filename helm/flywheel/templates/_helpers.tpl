@@ -7,8 +7,30 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end }}
 
+{{/* The operator image: repository@digest when image.digest is set (pinned), else repository:tag. */}}
 {{- define "flywheel.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+{{- end }}
+
+{{/* Rules on namespaced resources: the operator's own kind, events, and what it creates or reads.
+In the ClusterRole when every namespace is watched, in a Role per namespace otherwise. */}}
+{{- define "flywheel.namespacedRules" -}}
+# Framework: kopf watches its own resource and writes its status.
+- apiGroups: [flywheel.dev]
+  resources: [{{ .plural }}]
+  verbs: [get, list, watch, patch, update]
+- apiGroups: [flywheel.dev]
+  resources: [{{ .plural }}/status]
+  verbs: [get, patch, update]
+# Framework: events for people.
+- apiGroups: ["", events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- include "flywheel.appRules" (dict "kind" .kind) | nindent 0 }}
 {{- end }}
 
 {{/* The ClusterTrainingRuntime TrainJobs run against: the chart's own when it installs one. */}}

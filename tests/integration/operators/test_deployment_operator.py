@@ -213,3 +213,48 @@ async def test_deleting_the_deployment_leaves_nothing_behind(emulator: Any) -> N
     for key in ("v1/configmaps", *EXTRA):
         assert emulator.live(key, NS) == [], key
     assert len(emulator.live("flywheel.dev/v1alpha1/trainingruns", NS)) == 1  # not ours to delete
+
+
+def config_hash(dep: dict[str, Any]) -> str:
+    return str(dep["spec"]["template"]["metadata"]["annotations"][contract.ANNOTATION_CONFIG_HASH])
+
+
+async def test_a_retrained_run_rolls_the_pods_and_an_unchanged_one_does_not(emulator: Any) -> None:
+    """The TrainingRun succeeds again with a new model at the same URI (what a retrain writes): the
+    operator learns it from the TrainingRun's watch event alone, the version in the serving config
+    changes the pod template's hash, and status names the version served once the pods rolled. The
+    same version reported again (a status refresh) changes nothing."""
+    model = await training_run("train-a", "train-a-0f0f0f0f0f0f")
+    async with conftest.running(make_registry()):
+        await tr_tests.create(manifest())
+        await conftest.eventually(lambda: emulator.live(APPS, NS), what="the serving Deployment")
+        await roll(emulator)
+        await conftest.eventually(lambda: condition(emulator).get("status") == "True", what="Ready")
+        before = config_hash(child(emulator))
+
+        retrained = {"phase": "Succeeded", "model": {"cardUri": f"{model}/model_card.json",
+                     "quantizedUri": f"{model}/model_int8.onnx", "version": "train-a-1a1a1a1a1a1a"}}  # fmt: skip
+        await tr_tests.patch_status("flywheel.dev/v1alpha1", "TrainingRun", "train-a", retrained)
+        await conftest.eventually(lambda: config_hash(child(emulator)) != before, what="the pods rolling")
+        assert template_env(child(emulator))[contract.ENV_CHAMPION_URI] == model  # same URI, new model
+        (config_map,) = emulator.live("v1/configmaps", NS)
+        assert '"version": "train-a-1a1a1a1a1a1a"' in config_map["data"][contract.CONFIG_FILE]
+        await conftest.eventually(lambda: condition(emulator).get("reason") == "RollingOut", what="rolling")
+        await roll(emulator)
+        await conftest.eventually(lambda: status(emulator).get("championVersion") == "train-a-1a1a1a1a1a1a"
+                                  and condition(emulator).get("status") == "True", what="Ready on the retrain")  # fmt: skip
+        rolled = config_hash(child(emulator))
+
+        again = {**retrained, "message": "status refreshed, same model"}
+        await tr_tests.patch_status("flywheel.dev/v1alpha1", "TrainingRun", "train-a", again)
+        await asyncio.sleep(0.5)
+        assert config_hash(child(emulator)) == rolled
+    messages = [e["message"] for e in emulator.live("v1/events", NS)
+                if e.get("involvedObject", {}).get("kind") == "Deployment" and e["reason"] == "ChampionChanged"]  # fmt: skip
+    assert messages == ["champion train-a-0f0f0f0f0f0f -> train-a-1a1a1a1a1a1a; rolling pods"]
+    assert status(emulator)["championUri"] == model and not status(emulator).get("rollbackTarget")
+    settings = reconcile.settings_mod.Settings()
+    _, outcome = await asyncio.to_thread(
+        reconcile.reconcile_once, deployment, emulator.live(MDEPS, NS)[0], settings
+    )
+    assert outcome.writes == []

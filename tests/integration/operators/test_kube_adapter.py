@@ -117,3 +117,28 @@ async def test_a_list_ref_reads_the_labelled_objects_with_their_kind(emulator: A
     assert [(o["kind"], o["metadata"]["name"]) for o in found["items"]] == [("Pod", "a-x1")]
     observed = await asyncio.to_thread(execute.observe, [plans.list_ref("v1", "Pod", "a", NS, "job-name=a")])
     assert [o["metadata"]["name"] for o in plans.items(observed, "Pod", "a")] == ["a-x1"]
+
+
+async def test_a_namespaced_watch_sees_only_its_namespace(emulator: Any) -> None:
+    """What an operator with a Role per watched namespace (Helm watchNamespaces) runs: the list and
+    the stream ask the namespaced path, and another namespace's objects never arrive."""
+    other = {**config_map("elsewhere"), "metadata": {"name": "other", "namespace": "other-ns"}}
+    await asyncio.to_thread(objects.apply, other)
+    await asyncio.to_thread(objects.apply, config_map("mine"))
+    seen: list[tuple[str, str]] = []
+    stream = watch.Watch("v1", "configmaps", lambda t, o: seen.append((o["metadata"]["namespace"], o["data"]["key"])),
+                         namespace=NS)  # fmt: skip
+    assert stream.path == f"/api/v1/namespaces/{NS}/configmaps"
+    stream.start()
+    try:
+        await conftest.eventually(lambda: seen, what="the listed ConfigMap")
+        await asyncio.to_thread(
+            objects.apply,
+            {**other, "data": {"key": "changed"}},
+            emulator.live("v1/configmaps", "other-ns")[0],
+        )
+        await asyncio.to_thread(objects.apply, config_map("mine-2"), emulator.live("v1/configmaps", NS)[0])
+        await conftest.eventually(lambda: (NS, "mine-2") in seen, what="the change")
+    finally:
+        await asyncio.to_thread(stream.stop)
+    assert {ns for ns, _ in seen} == {NS}

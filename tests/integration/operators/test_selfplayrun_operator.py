@@ -54,6 +54,8 @@ def selfplay_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(kube_emulator.RESOURCES, POLICIES, info)
     monkeypatch.setattr(reconcile, "RETRY_BACKOFF", 0.3)
     monkeypatch.setattr(jobstatus, "REQUEUE_ACTIVE", 0.3)  # progress is read at every requeue
+    # The example leaves spec.artifacts at its default: on a cluster the chart's artifacts.uri fills it.
+    monkeypatch.setenv("FLYWHEEL_ARTIFACTS_URI", "pvc://flywheel-artifacts")
 
 
 def make_registry() -> kopf.OperatorRegistry:
@@ -167,7 +169,7 @@ async def test_a_deleted_fence_comes_back_and_reconciling_twice_writes_nothing(e
         await asyncio.sleep(0.3)
     before = len(emulator.writes())
     run = emulator.live(RUNS, NS)[0]
-    settings = reconcile.settings_mod.Settings()
+    settings = reconcile.settings_mod.Settings.from_env()  # the platform store, as the operator has it
     _, outcome = await asyncio.to_thread(reconcile.reconcile_once, selfplayrun_operator, run, settings)
     assert outcome.writes == [] and len(emulator.writes()) == before
     assert selfplayrun.network_policy_name("azr-tiny") == "azr-tiny-sandbox"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flywheel import cli, errors
+from flywheel import cli
 from flywheel.controllers import render
 from tests.unit.controllers import upstream
 
@@ -86,11 +86,64 @@ def test_invalid_resource_is_one_line_per_problem_and_nothing_printed(
     assert "Traceback" not in captured.err
 
 
-def test_broken_yaml_and_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(errors.UserError, match="invalid YAML"):
-        render.cli(argparse.Namespace(filename=[write(tmp_path, "kind: [")]))
-    with pytest.raises(errors.UserError, match="no such file"):
-        render.cli(argparse.Namespace(filename=[str(tmp_path / "absent.yaml")]))
+def test_broken_yaml_and_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert render.cli(argparse.Namespace(filename=[write(tmp_path, "kind: [")])) == 1
+    assert "invalid YAML" in capsys.readouterr().err
+    assert render.cli(argparse.Namespace(filename=[str(tmp_path / "absent.yaml")])) == 1
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_one_bad_file_does_not_hide_the_others(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The good files are printed whole, the bad ones reported one line each, and the exit code says
+    something failed; no traceback, not even for a renderer's own bug."""
+    good = write(tmp_path, TWO_RUNS, "good.yaml")
+    broken = write(tmp_path, "kind: [", "broken.yaml")
+    invalid = write(tmp_path, TWO_RUNS.replace("gpusPerReplica: 1", "gpusPerReplica: -1"), "invalid.yaml")
+    assert cli.main(["render", "-f", broken, "-f", good, "-f", invalid]) == 1
+    captured = capsys.readouterr()
+    names = [d["metadata"]["name"] for d in yaml.safe_load_all(captured.out)]
+    assert names == ["iris-config", "iris", "wine-config", "wine"]  # good.yaml only
+    assert "broken.yaml: line 1: invalid YAML" in captured.err
+    assert "TrainingRun/wine: spec.resources.gpusPerReplica" in captured.err
+    assert "2 of 3 file(s) failed to render" in captured.err and "Traceback" not in captured.err
+
+
+def test_a_renderer_bug_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(render.RENDERERS, "TrainingRun", "json:loads")  # raises TypeError on a dict
+    assert cli.main(["render", "-f", write(tmp_path, TWO_RUNS)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "cannot render (TypeError" in captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_every_example_renders(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`flywheel render -f examples/`: every file, each kind; a DriftMonitor says in the stream that
+    it has no children until it runs; the kustomization beside them is skipped with a note; the
+    local examples (artifacts at the default, a path in the pod) get a note that the operator
+    refuses them when no platform store is configured."""
+    monkeypatch.delenv("FLYWHEEL_ARTIFACTS_URI", raising=False)
+    assert cli.main(["render", "-f", str(REPO / "examples")]) == 0
+    captured = capsys.readouterr()
+    docs = [d for d in yaml.safe_load_all(captured.out) if d is not None]
+    kinds = {d["kind"] for d in docs}
+    assert {"PyTorchJob", "ConfigMap", "Deployment", "Service"} <= kinds
+    for doc in docs:
+        if doc["kind"] == "PyTorchJob":
+            upstream.assert_upstream_valid(doc)
+        else:
+            upstream.validate_core(doc)
+    owners = {(d["metadata"]["ownerReferences"][0]["kind"]) for d in docs}
+    assert owners == {"TrainingRun", "SelfPlayRun", "Deployment"}
+    monitors = [line for line in captured.out.splitlines() if line.startswith("# DriftMonitor")]
+    assert len(monitors) == len(list((REPO / "examples").glob("driftmonitor*.yaml")))
+    assert all("no children until it runs" in line for line in monitors)
+    assert "kustomization.yaml" in captured.err and "error" not in captured.err
+    refused = [line for line in captured.err.splitlines() if "the operator refuses this" in line]
+    assert {Path(line.split(":")[1].strip()).name for line in refused} == {
+        "deployment-local.yaml", "selfplayrun-tiny.yaml", "trainingrun-local.yaml",
+    }  # fmt: skip
 
 
 def test_kind_whose_renderer_is_not_there_yet_is_skipped_with_a_note(

@@ -13,7 +13,8 @@ from helm_python import Chart, lint
 ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "helm" / "flywheel"
 # Kinds whose schemas live in CRDs that kubernetes-validate does not ship; each is checked by shape.
-CUSTOM_KINDS = {"ServiceMonitor", "NetworkAttachmentDefinition", "ClusterKopfPeering"}
+CUSTOM_KINDS = {"ServiceMonitor", "NetworkAttachmentDefinition", "ClusterKopfPeering", "KopfPeering"}
+DIGEST = "sha256:" + "0123456789abcdef" * 4
 
 MATRIX = {
     "defaults": {},
@@ -35,6 +36,11 @@ MATRIX = {
         }
     },
     "namespaced-no-selfplay": {"watchNamespaces": ["ml"], "operators": {"selfplayrun": {"enabled": False}}},
+    "namespaced-ha-digest": {
+        "watchNamespaces": ["ml", "serving"],
+        "operators": {"deployment": {"replicas": 2}},
+        "image": {"digest": DIGEST},
+    },
 }
 
 
@@ -139,3 +145,84 @@ def test_every_values_key_is_commented():
         if not stripped or stripped.startswith(("#", "-")) or ":" not in stripped or indent > 2:
             continue
         assert lines[i - 1].strip().startswith("#"), f"values.yaml line {i + 1} ({stripped}) has no comment"
+
+
+def _rbac(docs: list[dict[str, Any]], kind: str) -> dict[tuple[str | None, str], dict[str, Any]]:
+    return {(d["metadata"].get("namespace"), d["metadata"]["name"]): d for d in docs if d["kind"] == kind}
+
+
+def test_watch_namespaces_get_roles_and_only_reads_stay_cluster_wide():
+    """With watchNamespaces, each operator's rights on workloads are a Role per watched namespace
+    bound to its ServiceAccount; cluster-wide it may only read CRDs and namespaces (kopf's start).
+    Without, one ClusterRole holds it all and there are no Roles."""
+    docs = render(MATRIX["namespaced-ha-digest"])
+    roles, bindings = _rbac(docs, "Role"), _rbac(docs, "RoleBinding")
+    operators = ["trainingrun", "selfplayrun", "deployment", "driftmonitor"]
+    assert (
+        set(roles)
+        == set(bindings)
+        == {(ns, f"fw-{k}-operator") for ns in ("ml", "serving") for k in operators}
+    )
+    for (_, name), binding in bindings.items():
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": "flywheel"}]
+    for (_, name), role in _rbac(docs, "ClusterRole").items():
+        resources = {r for rule in role["rules"] for r in rule["resources"]}
+        assert resources == {"customresourcedefinitions", "namespaces"}, name
+        assert all(set(rule["verbs"]) <= {"get", "list", "watch"} for rule in role["rules"]), name
+    deployment_role = roles[("ml", "fw-deployment-operator")]
+    granted = {
+        (g, r) for rule in deployment_role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+    }
+    assert {
+        ("apps", "deployments"),
+        ("flywheel.dev", "deployments/status"),
+        ("kopf.dev", "kopfpeerings"),
+    } <= granted
+    assert {
+        (d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs if d["kind"] == "KopfPeering"
+    } == {
+        ("ml", "fw-deployment-operator"),
+        ("serving", "fw-deployment-operator"),
+    }
+    args = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "fw-deployment-operator"
+    )["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=ml" in args and "--namespace=serving" in args
+
+    cluster_wide = render({})
+    assert not _rbac(cluster_wide, "Role") and not _rbac(cluster_wide, "RoleBinding")
+    role = _rbac(cluster_wide, "ClusterRole")[(None, "fw-deployment-operator")]
+    assert "deployments" in {r for rule in role["rules"] for r in rule["resources"]}
+
+
+def test_image_digest_pins_the_operator_image():
+    pinned = render({"image": {"digest": DIGEST, "tag": "0.2.0"}})
+    images = {
+        c["image"]
+        for d in pinned
+        if d["kind"] == "Deployment"
+        for c in d["spec"]["template"]["spec"]["containers"]
+    }
+    assert images == {f"ghcr.io/flywheel-dev/operator@{DIGEST}"}
+    tagged = render({"image": {"tag": "0.2.0"}})
+    assert {
+        c["image"]
+        for d in tagged
+        if d["kind"] == "Deployment"
+        for c in d["spec"]["template"]["spec"]["containers"]
+    } == {"ghcr.io/flywheel-dev/operator:0.2.0"}
+    with pytest.raises(Exception, match="tag"):  # what the chart once suggested: an invalid reference
+        render({"image": {"tag": "@" + DIGEST}})
+    with pytest.raises(Exception, match="digest"):
+        render({"image": {"digest": "0123abcd"}})
+
+
+def test_the_platform_artifact_store_reaches_every_operator():
+    docs = render({"artifacts": {"uri": "s3://flywheel-artifacts", "s3CredentialsSecret": "keys"}})
+    for doc in (d for d in docs if d["kind"] == "Deployment"):
+        env = {e["name"]: e.get("value") for e in doc["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["FLYWHEEL_ARTIFACTS_URI"] == "s3://flywheel-artifacts"
+        assert env["FLYWHEEL_ARTIFACTS_CREDENTIALS_SECRET"] == "keys"
+    with pytest.raises(Exception, match="uri"):  # a path in the operator's pods: scratch space
+        render({"artifacts": {"uri": "file:///var/lib/flywheel/artifacts"}})

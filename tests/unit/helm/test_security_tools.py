@@ -48,12 +48,21 @@ def test_checkov_passes_on_the_rendered_chart(case, tmp_path):
 
 
 def test_there_is_a_dockerfile_per_image():
-    assert {p.parent.name for p in DOCKERFILES} == {"operator", "trainer", "selfplay", "serving", "drift"}
+    assert {p.parent.name for p in DOCKERFILES} == {
+        "operator",
+        "trainer",
+        "trainer-cpu",
+        "selfplay",
+        "serving",
+        "drift",
+    }
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=[p.parent.name for p in DOCKERFILES])
 def test_hadolint_is_clean(dockerfile):
-    proc = subprocess.run([_tool("hadolint"), str(dockerfile)], check=False, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [_tool("hadolint"), str(dockerfile)], check=False, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
