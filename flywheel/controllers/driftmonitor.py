@@ -44,7 +44,7 @@ import pydantic
 from flywheel.api import common, conditions, contract
 from flywheel.api import driftmonitor as api
 from flywheel.api import trainingrun as tr_api
-from flywheel.controllers import driftcheck, plans
+from flywheel.controllers import artifact_store, driftcheck, plans
 from flywheel.controllers import driftmonitor_claims as claims
 from flywheel.controllers import driftmonitor_decisions as decisions
 from flywheel.controllers import settings as settings_mod
@@ -352,7 +352,7 @@ def _check_job(
     )
     if name == merged.get("checkJob"):
         return None  # that Job ran and its outcome is in; the next window gets a new one
-    config = job_config(resource, monitor, seen.deployment, champion, due, pending)
+    config = job_config(resource, monitor, seen.deployment, champion, due, pending, settings)
     out.apply.extend(driftcheck.render(resource, name, config, monitor.spec.artifacts, settings))
     if seen.job is not None:  # the last Job's outcome is in status now: it can go
         old = seen.job["metadata"]
@@ -379,12 +379,15 @@ def job_config(
     champion: tuple[str, str | None],
     check: bool,
     runs: list[plans.Manifest],
+    settings: settings_mod.Settings | None = None,
 ) -> dict[str, Any]:
     """The check Job's config (flywheel/drift/job.py reads it): no clock reading, so the same
-    window renders the same Job."""
+    window renders the same Job. The traffic sink is where the Deployment's pods write: a defaulted
+    store is the platform's (artifact_store.effective_uri), as the Deployment's operator made it."""
     dep = deployment or {}
     spec = dep.get("spec") or {}
     root = (spec.get("artifacts") or {}).get("uri") or common.Artifacts().uri
+    root = artifact_store.effective_uri(root, settings or settings_mod.Settings())
     sink = (spec.get("logging") or {}).get("sink") or contract.traffic_sink(root, dep["metadata"]["name"])
     items = []
     for run in runs:
