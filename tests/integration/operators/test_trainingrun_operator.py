@@ -200,3 +200,64 @@ async def test_deleting_the_run_leaves_nothing_behind(emulator: Any) -> None:
         await asyncio.sleep(0.3)  # a late child event or requeue must not re-create anything
     assert emulator.live(JOBS, NS) == []
     assert emulator.live(CONFIGMAPS, NS) == []
+
+
+def condition(em: Any, type_: str, name: str = "iris") -> dict[str, Any]:
+    return next((c for c in run_status(em, name).get("conditions", []) if c["type"] == type_), {})
+
+
+async def edit_spec(**training: Any) -> None:
+    """`kubectl edit`: a merge patch of spec.training (the emulator bumps the generation; it has no
+    CRD schema, so the CEL rule that refuses this on a real API server does not run here)."""
+    path = client.path("flywheel.dev/v1alpha1", "TrainingRun", NS, "iris")
+    await call("PATCH", path, {"spec": {"training": training}}, objects.MERGE_PATCH)
+
+
+async def test_spec_edit_after_start_stalls_until_put_back_and_a_finished_run_stays_succeeded(
+    emulator: Any,
+) -> None:
+    epochs = run_manifest()["spec"]["training"].get("epochs", 3)
+    async with conftest.running(make_registry()):
+        await create(run_manifest(epochs=epochs))
+        await conftest.eventually(lambda: emulator.live(JOBS, NS), what="the PyTorchJob")
+        await patch_status("kubeflow.org/v1", "PyTorchJob", "iris", job_condition("Running"))
+        await conftest.eventually(lambda: run_status(emulator).get("phase") == "Running", what="Running")
+
+        await edit_spec(epochs=epochs + 10)
+        await conftest.eventually(
+            lambda: condition(emulator, "Stalled").get("status") == "True", what="Stalled after the edit"
+        )
+        assert ready(emulator)["reason"] == "SpecChangedAfterStart"
+        assert condition(emulator, "SpecDiverged")["status"] == "True"
+        await edit_spec(epochs=epochs)  # put back: the generation moved on twice, the spec did not
+        await conftest.eventually(
+            lambda: condition(emulator, "Stalled").get("status") == "False", what="the stall cleared"
+        )
+        assert condition(emulator, "SpecDiverged")["status"] == "False"
+        assert run_status(emulator)["phase"] == "Running"
+
+        await create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "iris-master-0", "namespace": NS},
+                      "spec": {"containers": [{"name": "pytorch", "image": "trainer"}]}})  # fmt: skip
+        terminated = {"exitCode": 0, "reason": "Completed", "message": json.dumps({"phase": "Succeeded"})}
+        await patch_status("v1", "Pod", "iris-master-0",
+                           {"phase": "Succeeded", "containerStatuses": [{"name": "pytorch", "state": {"terminated": terminated}}]})  # fmt: skip
+        await patch_status("kubeflow.org/v1", "PyTorchJob", "iris", job_condition("Succeeded"))
+        await conftest.eventually(lambda: run_status(emulator).get("phase") == "Succeeded", what="Succeeded")
+
+        await edit_spec(epochs=epochs + 20)
+        await conftest.eventually(
+            lambda: condition(emulator, "SpecDiverged").get("status") == "True", what="SpecDiverged"
+        )
+    status = run_status(emulator)
+    generation = emulator.live(RUNS, NS)[0]["metadata"]["generation"]
+    # kstatus Current (and Healthy to the Argo CD check): the model it trained is still the result.
+    assert (status["phase"], status["observedGeneration"]) == ("Succeeded", generation)
+    assert [condition(emulator, t)["status"] for t in ("Ready", "Reconciling", "Stalled")] == [
+        "True",
+        "False",
+        "False",
+    ]
+    warnings = [e for e in emulator.live("v1/events", NS) if e["reason"] == "SpecChangedAfterStart"]
+    assert len(warnings) == 2 and {e["type"] for e in warnings} == {
+        "Warning"
+    }  # the running edit, the finished one
