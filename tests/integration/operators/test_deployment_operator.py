@@ -141,6 +141,7 @@ async def test_children_validate_and_champion_change_rolls_out_with_status(emula
         assert first["endpoint"] == f"http://{CHILD}.{NS}.svc:3000"
         assert (first["replicas"], first["readyReplicas"], first["phase"]) == (2, 2, "Running")
         assert (first["championVersion"], first["championUri"]) == ("a-1", model_a)
+        assert (first["servedChampionVersion"], first["servedChampionUri"]) == ("a-1", model_a)
         assert first["challengerUri"] == EXAMPLE["spec"]["challenger"]["uri"]
         assert condition(emulator, "ChallengerReady")["status"] == "True"
         old_hash = child(emulator)["spec"]["template"]["metadata"]["annotations"][
@@ -160,10 +161,14 @@ async def test_children_validate_and_champion_change_rolls_out_with_status(emula
         assert rolled["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
         await conftest.eventually(lambda: condition(emulator).get("reason") == "RollingOut", what="rolling")
         assert status(emulator)["rollbackTarget"] == model_a
+        # Wanted b-1 at once; served stays a-1 while the old pods answer (not Ready yet).
+        mid = status(emulator)
+        assert (mid["championVersion"], mid["servedChampionVersion"]) == ("b-1", "a-1")
         await roll(emulator)
         await conftest.eventually(lambda: status(emulator).get("championVersion") == "b-1"
                                   and condition(emulator).get("status") == "True", what="Ready on b-1")  # fmt: skip
     final = status(emulator)
+    assert final["servedChampionUri"] == model_b
     assert (final["championUri"], final["rollbackTarget"], final["observedGeneration"]) == (
         model_b,
         model_a,
