@@ -350,10 +350,18 @@ def _watcher(binding: Binding, child: Child) -> Any:
     return start
 
 
-def _stop_watches(binding: Binding) -> Any:
+def _stop(binding: Binding) -> Any:
+    """kopf clean-up handler: stop the child watches, the requeue timers and the queued reconciles
+    (a reconcile already in a worker thread finishes there; every step of it is idempotent)."""
+
     async def stop(**_: Any) -> None:
         while binding.watches:
             await asyncio.to_thread(binding.watches.pop().stop)
+        for timer in binding.timers.values():
+            timer.cancel()
+        binding.timers.clear()
+        for task in list(binding.tasks):
+            task.cancel()
 
     return stop
 
@@ -404,6 +412,5 @@ def register(
         kopf.on.startup(id=f"{kind.lower()}-watch-{child.plural}", registry=registry)(
             _watcher(binding, child)
         )
-    if children:
-        kopf.on.cleanup(id=f"{kind.lower()}-watch-stop", registry=registry)(_stop_watches(binding))
+    kopf.on.cleanup(id=f"{kind.lower()}-watch-stop", registry=registry)(_stop(binding))
     return binding
