@@ -192,6 +192,24 @@ async def test_operator_killed_midway_and_restarted_creates_no_duplicate(emulato
     assert len(posts) == 1  # the restart saw the ConfigMap and did not even try again
 
 
+async def test_an_event_whose_post_failed_is_sent_again_before_the_status_says_so(emulator: Any) -> None:
+    """Events are derived from the status transition, so the status is written only after them:
+    when the event POST fails (or the process dies there), the retry re-plans the same transition
+    and sends the event; the status written first would have lost it (the retry saw no transition).
+    The retry sees the job it created, so the transition it announces is to JobCreated."""
+    emulator.fail("POST", "events", times=1)
+
+    def announced() -> list[str]:
+        return [e["reason"] for e in emulator.live("v1/events", NS) if e["involvedObject"]["name"] == "iris"]
+
+    async with conftest.running(make_registry(), fake_time=True):
+        await create(run_manifest())
+        await conftest.eventually(lambda: ready(emulator).get("reason") == "JobCreated", what="JobCreated")
+        await conftest.eventually(announced, what="an event for the run")
+        await asyncio.sleep(0.3)
+    assert announced() == ["JobCreated"]
+
+
 async def test_deleting_the_run_leaves_nothing_behind(emulator: Any) -> None:
     async with conftest.running(make_registry(), fake_time=True):
         await create(run_manifest())
