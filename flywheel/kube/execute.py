@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import copy
 import dataclasses
 import datetime
 from collections.abc import Callable, Iterable, Mapping
@@ -58,11 +59,22 @@ class Outcome:
     answer to our write. A watch event carrying one of these resourceVersions says nothing new."""
 
 
-def observe(refs: Iterable[plans.Ref]) -> plans.Observed:
-    """Read every ref, side by side (missing objects are simply absent)."""
-    wanted = list(refs)
-    found = list(_IO.map(objects.get, wanted)) if len(wanted) > 1 else [objects.get(r) for r in wanted]
+Cache = Callable[[plans.Ref], tuple[bool, "plans.Manifest | None"]]
+"""A read from a watch's store: (known, object); not known -> read from the API."""
+
+
+def observe(refs: Iterable[plans.Ref], cache: Cache | None = None) -> plans.Observed:
+    """Read every ref, side by side (missing objects are simply absent); refs the `cache` knows
+    are taken from it (a copy: plans and callers may change what they observed)."""
     observed = plans.Observed()
+    wanted: list[plans.Ref] = []
+    for ref in refs:
+        known, obj = cache(ref) if cache is not None else (False, None)
+        if not known:
+            wanted.append(ref)
+        elif obj is not None:
+            observed.objects[ref.key] = copy.deepcopy(obj)
+    found = list(_IO.map(objects.get, wanted)) if len(wanted) > 1 else [objects.get(r) for r in wanted]
     for ref, obj in zip(wanted, found, strict=True):
         if obj is not None:
             observed.objects[ref.key] = obj
@@ -101,16 +113,18 @@ def reconcile(
     refs: Iterable[plans.Ref],
     plan_fn: PlanFn,
     now: datetime.datetime | None = None,
+    cache: Cache | None = None,
 ) -> tuple[plans.Plan, Outcome]:
     """observe -> plan -> converge; for a resource never reconciled, the fresh path first.
-    A resource being deleted gets no new children (see no_creates_when_deleting)."""
+    A resource being deleted gets no new children (see no_creates_when_deleting). `cache`:
+    where observe may read (see observe)."""
     wanted = list(refs)
     if deleting(resource):
         plan_fn = no_creates_when_deleting(plan_fn)
     elif never_reconciled(resource):
         with contextlib.suppress(Stale):
             return converge(resource, plan_fn, _Assumed(), now, pending=wanted)
-    return converge(resource, plan_fn, observe(wanted), now)
+    return converge(resource, plan_fn, observe(wanted, cache), now)
 
 
 def deleting(resource: Mapping[str, Any]) -> bool:
