@@ -29,6 +29,9 @@ class Event:
     reason: str
     message: str
     type: str = "Normal"
+    occurrence: str = ""
+    """Tells two occurrences of the same event apart (the API deduplicates events by a name
+    derived from the resource, the text and this): the state a transition leaves, say."""
 
 
 class PermanentError(Exception):

@@ -182,9 +182,12 @@ def patch_spec(patch: Mapping[str, Any]) -> bool:
 
 def event_manifest(resource: Mapping[str, Any], event: plans.Event, now: datetime.datetime) -> dict[str, Any]:
     """A core/v1 Event about `resource`. Its name is derived from the resource's uid and
-    generation and the event's text, so re-sending the same event is a 409, not a duplicate."""
+    generation and the event's text and occurrence, so re-sending the same event is a 409, not a
+    duplicate, while a second occurrence of the same text is a new event."""
     meta = resource["metadata"]
     key = f"{meta.get('uid')}/{meta.get('generation')}/{event.type}/{event.reason}/{event.message}"
+    if event.occurrence:  # absent from the key when empty: names of existing events stay
+        key += f"/{event.occurrence}"
     stamp = plans.now_rfc3339(now)
     return {
         "apiVersion": "v1",
