@@ -241,15 +241,32 @@ class Store:
         return out
 
     def delete(self, kind: str, name: str, namespace: str = "default") -> bool:
-        """Delete a resource and its events; True when it existed."""
+        """Delete a resource and its events, and (as Kubernetes' garbage collector does) every
+        object in its namespace whose ownerReferences name it, theirs in turn; True when it existed."""
         with self._transaction() as conn:
-            cur = conn.execute(
-                "DELETE FROM resources WHERE kind=? AND namespace=? AND name=?", (kind, namespace, name)
-            )
-            conn.execute(
-                "DELETE FROM events WHERE kind=? AND namespace=? AND name=?", (kind, namespace, name)
-            )
-        return cur.rowcount > 0
+            row = conn.execute(
+                "SELECT uid FROM resources WHERE kind=? AND namespace=? AND name=?", (kind, namespace, name)
+            ).fetchone()
+            if row is None:
+                return False
+            doomed = [(kind, name, row[0])]
+            while doomed:
+                kind_, name_, uid = doomed.pop()
+                conn.execute(
+                    "DELETE FROM resources WHERE kind=? AND namespace=? AND name=?", (kind_, namespace, name_)
+                )
+                conn.execute(
+                    "DELETE FROM events WHERE kind=? AND namespace=? AND name=?", (kind_, namespace, name_)
+                )
+                owned = conn.execute(
+                    "SELECT kind, name, uid, metadata FROM resources WHERE namespace=? AND metadata LIKE ?",
+                    (namespace, f"%{uid}%"),
+                ).fetchall()
+                for child_kind, child_name, child_uid, metadata in owned:
+                    refs = json.loads(metadata).get("ownerReferences") or []
+                    if any(ref.get("uid") == uid for ref in refs):
+                        doomed.append((child_kind, child_name, child_uid))
+        return True
 
     # --- events ---------------------------------------------------------------------------------
     def add_event(

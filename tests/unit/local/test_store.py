@@ -192,3 +192,30 @@ def test_a_home_from_before_children_gains_the_new_columns(tmp_path):
     old = store.Store(tmp_path).get("TrainingRun", "old")
     assert old["apiVersion"] == "flywheel.dev/v1alpha1" and old["spec"] == {"a": 1}
     assert old["metadata"]["generation"] == 3
+
+
+def test_delete_collects_what_the_resource_owns_like_the_garbage_collector(tmp_path):
+    s = store.Store(tmp_path)
+    run = s.put(MANIFEST)
+    owner = {"apiVersion": "flywheel.dev/v1alpha1", "kind": "TrainingRun", "name": "iris",
+             "uid": run["metadata"]["uid"], "controller": True}  # fmt: skip
+    job = s.put({"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+                 "metadata": {"name": "iris", "ownerReferences": [owner]}, "spec": {}})  # fmt: skip
+    by_job = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "name": "iris",
+        "uid": job["metadata"]["uid"],
+    }
+    s.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "iris-master-0", "ownerReferences": [by_job]},
+        }
+    )
+    s.put({**CONFIG_MAP, "metadata": {"name": "someone-elses"}})
+    assert s.delete("TrainingRun", "iris") is True
+    assert s.get("PyTorchJob", "iris") is None and s.get("Pod", "iris-master-0") is None
+    assert s.get("ConfigMap", "someone-elses") is not None
+    assert s.delete("TrainingRun", "iris") is False
