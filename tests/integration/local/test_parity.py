@@ -11,7 +11,7 @@ message). Equal conditions then mean the two adapters feed the controller the sa
 carry out its plans the same way; a local path that decided anything itself would differ.
 
 Scenarios: Succeeded, Failed at the data gate, Failed in the trainer (a target column that is not
-there), a spec change after the run (SpecChangedAfterStart on both), and a SelfPlayRun whose
+there, the gate off), a spec change after the run (SpecChangedAfterStart on both), and a SelfPlayRun whose
 trainer fails. Deployment is not covered: the local backend still runs it with its own runner.
 """
 
@@ -86,7 +86,8 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Scenario]:
     gated = training_manifest("gated")
     gated["spec"]["data"]["validation"] = {"expectations": [impossible]}
     broken = training_manifest("broken")
-    broken["spec"]["model"]["target"] = "no_such_column"
+    broken["spec"]["model"]["target"] = "no_such_column"  # the gate would catch it: it is off here
+    broken["spec"]["data"]["validation"] = {"enabled": False}
     ok = training_manifest("ok")
     out = {
         "succeeded": ended(run_local(workdir, ok, "home-ok"), ok),
