@@ -183,9 +183,13 @@ class JobRun:
         if ready.get("status") == "True":
             self.report(resource)
             return True
-        where = f"see `flywheel logs {self.ref}`"
-        message = status.get("message") or ready.get("message") or "failed"
-        self.ctx.console.print(f"[red]{self.ref}: failed: {message}[/red] ({where})", highlight=False)
+        message = status.get("message") or ready.get("message") or "see `flywheel get`"
+        phase = str(status.get("phase") or "not ready").lower()
+        if phase == "failed":
+            message = f"{message} (see `flywheel logs {self.ref}`)"
+        else:  # e.g. Succeeded, then Stalled by a spec change: say what the controller says
+            phase = f"{phase}, not ready ({ready.get('reason')})"
+        self.ctx.console.print(f"[red]{self.ref}: {phase}: {message}[/red]", highlight=False)
         return False
 
 
