@@ -12,7 +12,7 @@ carry out its plans the same way; a local path that decided anything itself woul
 
 Scenarios: Succeeded, Failed at the data gate, Failed in the trainer (a target column that is not
 there, the gate off), a spec change after the run (SpecChangedAfterStart on both), and a SelfPlayRun whose
-trainer fails. Deployment is not covered: the local backend still runs it with its own runner.
+trainer succeeds or fails. Deployment is not covered: the local backend still runs it with its own runner.
 """
 
 from __future__ import annotations
@@ -51,10 +51,22 @@ def training_manifest(name: str, **spec: Any) -> dict[str, Any]:
     return doc
 
 
-def selfplay_failing_manifest(tmp: Path) -> dict[str, Any]:
+def selfplay_manifest(name: str) -> dict[str, Any]:
+    """examples/selfplayrun-tiny.yaml cut to one small step (as test_selfplayrun_runner does): the
+    test is about who decides the status, not about self-play."""
     doc = yaml.safe_load((ROOT / "examples" / "selfplayrun-tiny.yaml").read_text())
-    doc["metadata"] = {"name": "azr-broken", "namespace": NS}
+    doc["metadata"] = {"name": name, "namespace": NS}
     doc["spec"]["policy"].pop("warmStart", None)
+    doc["spec"]["heldOut"] = {"every": 1, "tasks": 2, "samples": 0}
+    doc["spec"]["selfPlay"].update(
+        steps=1, batchSize=1, solveRateRollouts=1, maxNewTokens=96, inductionInputs=4, references=1
+    )
+    doc["spec"]["executor"]["workers"] = 1
+    return doc
+
+
+def selfplay_failing_manifest(tmp: Path) -> dict[str, Any]:
+    doc = selfplay_manifest("azr-broken")
     doc["spec"]["policy"]["model"] = str(tmp / "no-model-here")  # a valid spec; no model there
     return doc
 
@@ -101,6 +113,8 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Scenario]:
     out["changed"] = ended(ctx, changed)
     spr = selfplay_failing_manifest(workdir)
     out["selfplay-failed"] = ended(run_local(workdir, spr, "home-spr"), spr)
+    played = selfplay_manifest("azr")
+    out["selfplay-succeeded"] = ended(run_local(workdir, played, "home-spr-ok"), played)
     return out
 
 
@@ -188,10 +202,18 @@ async def test_a_spec_change_after_the_run_stalls_alike_on_both_backends(
     assert local_status["observedGeneration"] == kube_status["observedGeneration"] == 2
 
 
-async def test_a_selfplayrun_whose_trainer_fails_ends_alike_on_both_backends(
-    local: dict[str, Scenario],
+@pytest.mark.parametrize(
+    ("scenario", "phase"), [("selfplay-succeeded", "Succeeded"), ("selfplay-failed", "Failed")]
+)
+async def test_a_selfplayrun_ends_alike_on_both_backends(
+    local: dict[str, Scenario], scenario: str, phase: str
 ) -> None:
-    kube_status = await on_kube(selfplay_operator, local["selfplay-failed"])
-    local_status = local["selfplay-failed"][2]
+    kube_status = await on_kube(selfplay_operator, local[scenario])
+    local_status = local[scenario][2]
     assert summary(kube_status) == summary(local_status)
-    assert summary(local_status)[0] == "Failed" and "config.json missing" in local_status["message"]
+    assert summary(local_status)[0] == phase
+    if phase == "Failed":
+        assert "config.json missing" in local_status["message"]
+    else:  # the result fields come from the same termination message on both
+        assert local_status["step"] == kube_status["step"] == 1
+        assert local_status["solveRate"] == kube_status["solveRate"]
