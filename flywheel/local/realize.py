@@ -8,9 +8,10 @@ process ends, a Master Pod object whose `pytorch` container is terminated with t
 as its message. So `controllers.pytorchjob.job_state` and `termination_message` read the local
 child exactly as they read the cluster's, and the controllers decide everything else.
 
-Running one pod template here (`local_command` + `start_pod` + `pod_end` + `pod_manifest`) is
-kind-agnostic: a batch/v1 Job's template runs the same way. The contract paths of the pod are
-remapped to local files:
+Running one pod template here (`run_template`, built from `local_command`, `start_pod` and
+`pod_end`; `pod_manifest` for the terminated Pod) is kind-agnostic: a batch/v1 Job's template runs
+the same way, with its own status writer. The contract paths of the pod are remapped to local
+files:
 
 - configMap volumes: their data is written under <home>/runs/<owner kind>/<owner>/volumes/<volume>,
   and env values below the mount path point there (FLYWHEEL_CONFIG -> .../volumes/config/config.json);
@@ -218,46 +219,62 @@ def pod_manifest(
 # --- PyTorchJob: the Training Operator's part -----------------------------------------------------
 
 
+def run_template(
+    ctx: Context, child: Manifest, template: Manifest, nproc: int = 1, start: bool = True
+) -> str | PodEnd:
+    """Run a child's pod template on this machine: the one call a realiser needs per look.
+
+    Returns "running" (its process runs), a PodEnd (it ended since: record the verdict), "gone"
+    (its process ended without a word and not under this CLI: interrupted), "started" (started
+    now), "waiting: ..." (a ConfigMap it mounts is missing) or "idle" (start=False, not running).
+    The process belongs to the child's owner (owner_of) and to this child's uid only.
+    """
+    meta = child["metadata"]
+    workload = owner_of(child)
+    info = ctx.supervisor.find(workload.kind, workload.name)
+    run_dir = ctx.supervisor.run_dir(workload.kind, workload.name)
+    if info is not None and _read(run_dir / JOB_UID_FILE) == meta.get("uid"):
+        if ctx.supervisor.alive(info):
+            return "running"
+        end = pod_end(ctx, workload, info)
+        if end is not None:
+            return end
+        if not start:
+            return "gone"
+    if not start:
+        return "idle"
+    command = local_command(ctx, template, meta.get("namespace") or "default", workload, nproc)
+    if isinstance(command, str):
+        return f"waiting: {command}"
+    argv, env = command
+    start_pod(ctx, workload, argv, env, str(meta.get("uid")))
+    return "started"
+
+
 def sync_job(ctx: Context, job: Manifest, start: bool = True) -> str:
     """Move one stored PyTorchJob on: start its processes, notice they ended, write its status.
-    Returns what it did: "running", "started", "finished", "suspended", "waiting: ..." or
+    Returns what it did: "running", "started", "finished", "suspended", "waiting..." or
     "terminal". With start=False (`flywheel get`) nothing is started; an attempt whose process is
     gone without a word is marked Suspended (the next `flywheel run` resumes it)."""
     state = pytorchjob.job_state(job)
     if state.terminal:
         return "terminal"
-    meta = job["metadata"]
-    namespace = meta.get("namespace") or "default"
-    workload = owner_of(job)
-    info = ctx.supervisor.find(workload.kind, workload.name)
-    run_dir = ctx.supervisor.run_dir(workload.kind, workload.name)
-    ours = info is not None and _read(run_dir / JOB_UID_FILE) == meta.get("uid")
-    if info is not None and ours and ctx.supervisor.alive(info):
-        return "running"
-    now = datetime.datetime.now(datetime.UTC)
-    if info is not None and ours:
-        end = pod_end(ctx, workload, info)
-        if end is not None:
-            _finish(ctx, job, end, now)
-            return "finished"
-    if not start:
-        if state.started and state.phase != conditions.SUSPENDED:
-            suspend(ctx, job, "the trainer process is gone")
-            return "suspended"
-        return "waiting"
     spec = job.get("spec") or {}
     replica_specs = spec.get("pytorchReplicaSpecs") or {}
     master = (replica_specs.get("Master") or {}).get("template") or {}
     replicas = sum(int(r.get("replicas") or 1) for r in replica_specs.values())
     per_node = int(spec.get("nprocPerNode") or 1) if str(spec.get("nprocPerNode", "1")).isdigit() else 1
     nproc = max(1, min(per_node * replicas, ctx.cores()))  # more workers than cores is contention
-    command = local_command(ctx, master, namespace, workload, nproc)
-    if isinstance(command, str):
-        return f"waiting: {command}"
-    argv, env = command
-    start_pod(ctx, workload, argv, env, str(meta.get("uid")))
-    mark_running(ctx, job)
-    return "started"
+    step = run_template(ctx, job, master, nproc, start)
+    if isinstance(step, PodEnd):
+        _finish(ctx, job, step, datetime.datetime.now(datetime.UTC))
+        return "finished"
+    if step == "started":
+        mark_running(ctx, job)
+    elif step in ("gone", "idle") and state.started and state.phase != conditions.SUSPENDED:
+        suspend(ctx, job, "the trainer process is gone")
+        return "suspended"
+    return "waiting" if step in ("gone", "idle") else step
 
 
 def mark_running(ctx: Context, job: Manifest) -> None:
