@@ -96,10 +96,12 @@ class JobRun:
     def run(self) -> bool:
         resource = self.current()
         status = resource.get("status") or {}
-        if (
+        ready = plans.get_condition(status.get("conditions"), conditions.READY) or {}
+        done = (
             status.get("phase") == conditions.SUCCEEDED
             and status.get("observedGeneration") == self.generation
-        ):
+        )
+        if done and ready.get("status") == "True":  # not when Stalled by a spec change: say so again
             self.ctx.console.print(f"{self.ref}: already succeeded (generation {self.generation}), skipping")
             return True
         self.prepare(resource)

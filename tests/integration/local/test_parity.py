@@ -111,6 +111,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Scenario]:
     ctx = out["succeeded"][0]
     assert tr_runner.run(ctx, ctx.store.put(changed)) is False  # the operator's rule: no retrain
     out["changed"] = ended(ctx, changed)
+    assert tr_runner.run(ctx, ctx.store.get("TrainingRun", "ok", NS)) is False  # and it stays said
     spr = selfplay_failing_manifest(workdir)
     out["selfplay-failed"] = ended(run_local(workdir, spr, "home-spr"), spr)
     played = selfplay_manifest("azr")
