@@ -59,28 +59,8 @@ def ref_of(manifest: Mapping[str, Any]) -> plans.Ref:
     )
 
 
-def contains(live: Any, desired: Any) -> bool:
-    """Whether `live` already says everything `desired` says (server-added fields are ignored).
-
-    Dicts: every desired key matches (a desired None means "absent"); lists: same length and
-    item-wise containment (the server fills defaults inside containers, ports, ...); scalars: equal.
-    """
-    if isinstance(desired, Mapping):
-        if not isinstance(live, Mapping):
-            return False
-        return all(
-            (key not in live or live[key] is None)
-            if value is None
-            else key in live and contains(live[key], value)
-            for key, value in desired.items()
-        )
-    if isinstance(desired, list):
-        return (
-            isinstance(live, list)
-            and len(live) == len(desired)
-            and all(contains(a, b) for a, b in zip(live, desired, strict=True))
-        )
-    return bool(live == desired)
+contains = plans.contains
+"""Whether `live` already says everything `desired` says (shared with flywheel.local.execute)."""
 
 
 def apply(manifest: dict[str, Any], live: dict[str, Any] | None = None) -> str:
