@@ -27,8 +27,11 @@ install: $(STAMP) ## create .venv with every runtime and dev dependency
 demo: $(STAMP) ## the whole loop on this machine: train, serve, drift, retrain, promote
 	$(BIN)/flywheel demo
 
+STRICT := flywheel/api flywheel/controllers flywheel/kube flywheel/local operators
+
 test: $(STAMP) $(TOOLS)/.installed ## every test but e2e (what CI runs)
 	$(BIN)/lint-imports
+	$(BIN)/mypy $(STRICT)
 	$(BIN)/pytest -m "not e2e" -p no:cacheprovider
 
 test-fast: $(STAMP) ## the fast tests only
