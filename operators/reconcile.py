@@ -23,6 +23,13 @@ A controller module offers `observe_refs(resource, settings) -> [Ref]` and
   blocked while the operator is down).
   Pods are not watched: the Training Operator marks the job Succeeded/Failed only after the Master
   pod ended, so the job's event arrives when the pod's termination message is already readable.
+- Restart reads: the child watches keep what they list (flywheel.kube.watch), and the first
+  reconcile of each owner after a start reads its watched children from there (start-up waits
+  up to SYNC_WAIT for each first list). A restart with 1000 TrainingRuns then lists the jobs once
+  instead of sending 1000 job GETs; ConfigMaps and Pods are not watched and are still read. Later
+  reconciles read the API: a store is behind our own writes until their events come back, and
+  planning from it would repeat them. kopf has no store to offer for this: its @kopf.index is
+  fed by kopf's own per-event machinery, the cost the child watch exists to avoid.
 - No echo: a child event whose resourceVersion this operator already knows (it read that version,
   or wrote it and got it back) carries nothing new, so the queued reconcile is dropped before it
   reads anything: our own creates and patches do not come back as a second reconcile. Deletions,
@@ -102,6 +109,8 @@ answer, retried a second later, is not news for the people reading Ready."""
 EVENT_INTERVAL = 60.0
 """Seconds between two ReconcileError events of one object."""
 R_RECONCILE_ERROR = "ReconcileError"
+SYNC_WAIT = 10.0
+"""Seconds start-up waits for each child watch's first list (see Binding.looked)."""
 WORKERS = int(os.environ.get("FLYWHEEL_OPERATOR_WORKERS", "16"))
 _EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="reconcile")
 
@@ -148,6 +157,10 @@ class Binding:
     """When (monotonic) each object last got a ReconcileError event."""
     rng: random.Random = dataclasses.field(default_factory=random.Random)
     """The retries' jitter (seeded in tests)."""
+    looked: set[tuple[str, str]] = dataclasses.field(default_factory=set)
+    """Owners reconciled since this process started. The first reconcile of each reads its
+    watched children from the watches' stores (a restart lists them once instead of a GET per
+    owner); later ones read the API, which is never behind our own writes."""
 
     @property
     def plural(self) -> str:
@@ -184,6 +197,7 @@ def reconcile_once(
     resource: dict[str, Any],
     settings: settings_mod.Settings,
     now: datetime.datetime | None = None,
+    cache: execute.Cache | None = None,
 ) -> tuple[plans.Plan, execute.Outcome]:
     """observe -> plan -> execute, synchronously: the whole reconcile, testable without kopf."""
     at = now or datetime.datetime.now(datetime.UTC)
@@ -196,7 +210,18 @@ def reconcile_once(
         out: plans.Plan = controller.plan(resolved, seen, at, settings)
         return out
 
-    return execute.reconcile(resource, controller.observe_refs(resource, settings), plan, at)
+    return execute.reconcile(resource, controller.observe_refs(resource, settings), plan, at, cache)
+
+
+def _from_watches(binding: Binding) -> execute.Cache:
+    """Reads of the children this binding watches, from the watches' stores (once they listed)."""
+    streams = {(stream.api_version, stream.kind): stream for stream in binding.watches if stream.kind}
+
+    def read(ref: plans.Ref) -> tuple[bool, plans.Manifest | None]:
+        stream = streams.get((ref.api_version, ref.kind))
+        return stream.cached(ref.namespace, ref.name) if stream is not None else (False, None)
+
+    return read
 
 
 async def _reconcile(binding: Binding, resource: dict[str, Any]) -> plans.Plan | None:
@@ -206,9 +231,10 @@ async def _reconcile(binding: Binding, resource: dict[str, Any]) -> plans.Plan |
     loop = asyncio.get_running_loop()
     async with binding.locks[key]:
         started = time.monotonic()
+        cache = None if key in binding.looked else _from_watches(binding)
         try:
             plan, outcome = await loop.run_in_executor(
-                _EXECUTOR, reconcile_once, binding.controller, resource, binding.settings
+                _EXECUTOR, reconcile_once, binding.controller, resource, binding.settings, None, cache
             )
         except Exception as exc:
             metrics.observe(binding.kind, "error", time.monotonic() - started)
@@ -218,6 +244,7 @@ async def _reconcile(binding: Binding, resource: dict[str, Any]) -> plans.Plan |
             _schedule(binding, key, delay)
             return None
         binding.failures.pop(key, None)
+        binding.looked.add(key)
         _remember(binding, key[0], outcome)
         result = "changed" if outcome.writes else "unchanged"
         metrics.observe(
@@ -332,6 +359,7 @@ async def _reconcile_key(binding: Binding, key: tuple[str, str]) -> None:
             if resource is None:
                 binding.served.discard(key)
                 binding.reported.pop(key, None)
+                binding.looked.discard(key)
             return
         await _reconcile(binding, resource)
     except Exception as exc:  # the GET failed (the reconcile handles its own): back off, requeue
@@ -361,6 +389,10 @@ def _watcher(binding: Binding, child: Child) -> Any:
             )
             binding.watches.append(stream)
             stream.start()
+        # kopf resumes the owners once start-up is over: give the first lists a moment to be in
+        # the stores for them (without it, they read the API, as before; nothing waits for ever).
+        for stream in binding.watches:
+            await asyncio.to_thread(stream.synced.wait, SYNC_WAIT)
 
     return start
 
@@ -379,10 +411,18 @@ def _watch_namespaces() -> list[str | None]:
     return list(WATCH_NAMESPACES)
 
 
-def _stop_watches(binding: Binding) -> Any:
+def _stop(binding: Binding) -> Any:
+    """kopf clean-up handler: stop the child watches, the requeue timers and the queued reconciles
+    (a reconcile already in a worker thread finishes there; every step of it is idempotent)."""
+
     async def stop(**_: Any) -> None:
         while binding.watches:
             await asyncio.to_thread(binding.watches.pop().stop)
+        for timer in binding.timers.values():
+            timer.cancel()
+        binding.timers.clear()
+        for task in list(binding.tasks):
+            task.cancel()
 
     return stop
 
@@ -433,6 +473,5 @@ def register(
         kopf.on.startup(id=f"{kind.lower()}-watch-{child.plural}", registry=registry)(
             _watcher(binding, child)
         )
-    if children:
-        kopf.on.cleanup(id=f"{kind.lower()}-watch-stop", registry=registry)(_stop_watches(binding))
+    kopf.on.cleanup(id=f"{kind.lower()}-watch-stop", registry=registry)(_stop(binding))
     return binding

@@ -6,6 +6,7 @@ from __future__ import annotations
 READY = "Ready"
 RECONCILING = "Reconciling"  # kstatus "abnormal-true": work in progress
 STALLED = "Stalled"  # kstatus "abnormal-true": cannot progress without a person
+SPEC_DIVERGED = "SpecDiverged"  # a run's spec differs from the one its job was started with
 # TrainingRun
 DATA_RESOLVED = "DataResolved"
 DATA_VALIDATED = "DataValidated"

@@ -116,6 +116,22 @@ def _defaultable(prop: Schema) -> bool:
     return prop.get("type") == "object" and "properties" in prop and not prop.get("required")
 
 
+RUN_KINDS = ("TrainingRun", "SelfPlayRun")
+SPEC_FIXED_ONCE_STARTED = {
+    # A transition rule at the root (only it sees both spec and status): once the status says the
+    # job runs or succeeded, its pods and its result cannot take a new spec, so the edit is
+    # refused at admission, as batch/v1 Job refuses template edits. Not for Pending (the job is
+    # recreated from the new spec) nor Failed (which also means "invalid spec: fix it"). An edit
+    # that slips in before the status says so is reported by the operator (condition
+    # SpecDiverged, flywheel.controllers.jobstatus). Status writes keep the spec: they pass.
+    "rule": "!has(oldSelf.status) || !has(oldSelf.status.phase) "
+    "|| !(oldSelf.status.phase in ['Running', 'Succeeded']) || self.spec == oldSelf.spec",
+    "message": "spec cannot change once the run is Running or Succeeded (its job keeps the spec it "
+    "started with): create a new run with a new name, or delete this one and apply it again",
+    "fieldPath": ".spec",
+}
+
+
 def openapi_schema(kind: str) -> Schema:
     """The openAPIV3Schema of one kind."""
     cls = KINDS[kind]
@@ -129,6 +145,7 @@ def openapi_schema(kind: str) -> Schema:
     if kind == "SelfPlayRun":
         spec["properties"]["selfPlay"]["properties"]["taskTypes"]["x-kubernetes-list-type"] = "set"
     schema: Schema = {
+        **({"x-kubernetes-validations": [SPEC_FIXED_ONCE_STARTED]} if kind in RUN_KINDS else {}),
         "type": "object",
         "description": (cls.__doc__ or "").strip(),
         "required": ["spec"],

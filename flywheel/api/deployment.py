@@ -186,6 +186,11 @@ class DeploymentStatus(common.CommonStatus):
     challenger_uri: str | None = None
     rollback_target: str | None = None
     """The champion before the last promotion (a model URI)."""
+    served_champion_uri: str | None = None
+    """The champion the ready pods serve (championUri is the wanted one): the wanted champion once
+    every wanted replica of the current pod template is ready, until then the one served before;
+    absent while no pod is ready."""
+    served_champion_version: str | None = None
 
 
 class Deployment(common.Resource):

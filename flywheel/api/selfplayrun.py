@@ -259,6 +259,9 @@ class SelfPlayRunStatus(common.CommonStatus):
     """Observed state of a SelfPlayRun."""
 
     job_name: str | None = None
+    job_spec_hash: str | None = None
+    """Hash of the spec the job was started with: a later edit is reported (condition
+    SpecDiverged) by comparing it with the current spec, also after the job is gone."""
     step: int | None = None
     """Last completed step."""
     buffers: PerTask | None = None
@@ -276,7 +279,13 @@ class SelfPlayRunStatus(common.CommonStatus):
 
 
 class SelfPlayRun(common.Resource):
-    """Absolute-Zero self-play RL with a sandboxed code executor."""
+    """Absolute-Zero self-play RL with a sandboxed code executor.
+
+    The spec is fixed once the job has started: the API server refuses edits while the run is
+    Running or Succeeded; an edit that gets in anyway is reported, not applied (condition
+    SpecDiverged=True; a running run is also Stalled, a finished one keeps its phase and Ready).
+    Create a new run to run with a new spec.
+    """
 
     KIND: ClassVar[str] = "SelfPlayRun"
     PLURAL: ClassVar[str] = "selfplayruns"

@@ -255,6 +255,9 @@ class TrainingRunStatus(common.CommonStatus):
 
     job_name: str | None = None
     """The PyTorchJob (Kubernetes) or process group (local) running the trainer."""
+    job_spec_hash: str | None = None
+    """Hash of the spec the job was started with: a later edit is reported (condition
+    SpecDiverged) by comparing it with the current spec, also after the job is gone."""
     data: DataLineage | None = None
     """Data lineage."""
     validation: dict[str, Any] | None = Field(
@@ -270,7 +273,13 @@ class TrainingRunStatus(common.CommonStatus):
 
 
 class TrainingRun(common.Resource):
-    """Train a tabular model on DVC-versioned data, gated by Great Expectations."""
+    """Train a tabular model on DVC-versioned data, gated by Great Expectations.
+
+    The spec is fixed once the job has started: the API server refuses edits while the run is
+    Running or Succeeded; an edit that gets in anyway is reported, not applied (condition
+    SpecDiverged=True; a running run is also Stalled, a finished one keeps its phase and Ready).
+    Create a new run to train with a new spec.
+    """
 
     KIND: ClassVar[str] = "TrainingRun"
     PLURAL: ClassVar[str] = "trainingruns"

@@ -12,7 +12,10 @@ ConfigMap, apps/v1 Deployment, Service, HPA, PDB), deployment_status (rollout, c
   roll with maxUnavailable 0, so no request fails. The previous champion URI becomes
   status.rollbackTarget and a ChampionChanged event says so.
 - Status: endpoint, replicas and readyReplicas (from the live apps/v1 Deployment), champion and
-  challenger URIs and versions, conditions Ready / ChampionReady / ChallengerReady.
+  challenger URIs and versions (wanted), servedChampionUri/Version (what the ready pods serve:
+  the wanted champion only once the rollout is done, deployment_status.served_fields), conditions
+  Ready / ChampionReady / ChallengerReady. Ready is True only when the served champion is the
+  wanted one.
 """
 
 from __future__ import annotations
@@ -66,8 +69,9 @@ def plan(
     name = children.child(dep.name)
     live = observed.get("Deployment", name)
     done, message = status_mod.rollout(dep, live, wanted[1])
+    served = status_mod.served_fields(champion.model, live, done, current)
     rows = [
-        *status_mod.serving_rows(champion.model, done, message),
+        *status_mod.serving_rows(champion.model, done, message, served["servedChampionUri"]),
         status_mod.challenger_row(dep, observed, challenger if done else None),
     ]
     live_status = (live or {}).get("status") or {}
@@ -91,6 +95,7 @@ def plan(
         events.append(plans.Event(status_mod.R_CHAMPION_CHANGED, message))
     phase = conditions.RUNNING if done else conditions.PENDING
     out = status_mod.finish(resource, current, now, rows, phase, fields)
+    out.status.update(served)  # after finish, which drops None: a null here clears the field
     out.apply = wanted
     out.delete = children.stale(dep, observed)
     out.events = events + out.events

@@ -48,6 +48,21 @@ def rollout(dep: api.Deployment, live: plans.Manifest | None, desired: plans.Man
     return True, f"{ready}/{wanted} replicas ready"
 
 
+def served_fields(
+    champion: models.Model | None, live: plans.Manifest | None, done: bool, current: dict[str, Any]
+) -> dict[str, Any]:
+    """servedChampionUri/Version: which champion the ready pods serve, from the pods' readiness
+    as the live apps/v1 Deployment reports it. `done` (every wanted replica ready on the current
+    template) means the wanted champion. Mid-rollout the pods that answer are the previous
+    template's (maxUnavailable 0 keeps them until the new ones are ready), so the champion served
+    before stays. No ready pod (or no Deployment): none, written as null to clear it."""
+    if done and champion is not None:
+        return {"servedChampionUri": champion.uri, "servedChampionVersion": champion.version}
+    if live is None or not ((live.get("status") or {}).get("readyReplicas") or 0):
+        return {"servedChampionUri": None, "servedChampionVersion": None}
+    return {key: current.get(key) for key in ("servedChampionUri", "servedChampionVersion")}
+
+
 def waiting_rows(champion: models.Resolution) -> list[Row]:
     """Ready and ChampionReady while the champion's model is not there (or never will be)."""
     state = "False" if champion.failed else "Unknown"
@@ -58,12 +73,17 @@ def waiting_rows(champion: models.Resolution) -> list[Row]:
     ]
 
 
-def serving_rows(champion: models.Model, done: bool, message: str) -> list[Row]:
-    """Ready and ChampionReady once the champion resolved: True when served, else rolling out."""
+def serving_rows(champion: models.Model, done: bool, message: str, served: str | None = None) -> list[Row]:
+    """Ready and ChampionReady once the champion resolved: True when served (the served champion is
+    then the wanted one), else rolling out, saying what the ready pods serve meanwhile."""
     state, reason = ("True", R_AVAILABLE) if done else ("Unknown", R_ROLLING_OUT)
+    if done:
+        about = f"serving {champion.uri}"
+    else:
+        about = f"rolling out {champion.uri}; " + (f"pods serve {served}" if served else "no pod serves yet")
     return [
         (conditions.READY, state, reason, message),
-        (conditions.CHAMPION_READY, state, reason, f"serving {champion.uri}"),
+        (conditions.CHAMPION_READY, state, reason, about),
     ]
 
 

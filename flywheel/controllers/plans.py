@@ -12,6 +12,7 @@ import dataclasses
 import datetime
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import pydantic
@@ -29,6 +30,9 @@ class Event:
     reason: str
     message: str
     type: str = "Normal"
+    occurrence: str = ""
+    """Tells two occurrences of the same event apart (the API deduplicates events by a name
+    derived from the resource, the text and this): the state a transition leaves, say."""
 
 
 class PermanentError(Exception):
@@ -223,3 +227,28 @@ def validate_spec(cls: type[R], resource: Manifest) -> R:
     """
     envelope = {k: resource[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in resource}
     return cls.model_validate(envelope)
+
+
+def contains(live: Any, desired: Any) -> bool:
+    """Whether `live` already says everything `desired` says (server-added fields are ignored):
+    the skip-if-equal rule of both adapters, so applying a plan twice writes nothing.
+
+    Dicts: every desired key matches (a desired None means "absent"); lists: same length and
+    item-wise containment (the server fills defaults inside containers, ports, ...); scalars: equal.
+    """
+    if isinstance(desired, Mapping):
+        if not isinstance(live, Mapping):
+            return False
+        return all(
+            (key not in live or live[key] is None)
+            if value is None
+            else key in live and contains(live[key], value)
+            for key, value in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(live) == len(desired)
+            and all(contains(a, b) for a, b in zip(live, desired, strict=True))
+        )
+    return bool(live == desired)

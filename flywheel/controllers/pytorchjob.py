@@ -35,6 +35,14 @@ PORT_NAME = "pytorchjob-port"  # the operator adds it when missing; explicit kee
 # "-worker-1022" is the longest pod/Service suffix (replicas <= 1024): 63 - 12.
 JOB_NAME_MAX = 51
 ANNOTATION_GENERATION = f"{contract.ANNOTATION_PREFIX}/owner-generation"
+ANNOTATION_SPEC_HASH = f"{contract.ANNOTATION_PREFIX}/owner-spec-hash"
+"""plans.config_hash of the owner's spec the job was rendered from: a spec edited after the job
+started, then put back, compares equal again (a generation number never comes back)."""
+
+
+def spec_hash(owner: plans.Manifest) -> str:
+    """The hash ANNOTATION_SPEC_HASH records for `owner`'s current spec."""
+    return plans.config_hash(owner.get("spec") or {})
 
 
 def job_name(owner_name: str) -> str:
@@ -115,8 +123,9 @@ def render_job(
     queue_label = kueue_queue(scheduling)
     if queue_label:
         metadata["labels"][contract.KUEUE_QUEUE_LABEL] = queue_label
+    metadata["annotations"] = {ANNOTATION_SPEC_HASH: spec_hash(owner)}
     if meta.get("generation") is not None:
-        metadata["annotations"] = {ANNOTATION_GENERATION: str(meta["generation"])}
+        metadata["annotations"][ANNOTATION_GENERATION] = str(meta["generation"])
     job = {
         "apiVersion": API_VERSION,
         "kind": KIND,

@@ -35,7 +35,7 @@ RENDERERS: dict[str, str] = {
 Renderer = Callable[[plans.Manifest, settings.Settings], list[plans.Manifest]]
 Rendered = plans.Manifest | str  # a child manifest, or a comment about a resource without children
 
-# Kinds whose controller has no render_children: why they render nothing (a comment in the stream).
+# Kinds whose children depend on what they observe: why rendering shows none (a comment in the stream).
 NOTHING_YET = {
     "DriftMonitor": (
         "no children until it runs: its check Jobs and challenger TrainingRuns are created from its "
@@ -72,17 +72,19 @@ def render_file(path: str, config: settings.Settings) -> list[Rendered]:
             continue
         resource = loading.parse(doc, where)  # UserError listing every problem
         fn = _renderer(resource.KIND)
+        nothing = f"{resource.KIND} {resource.namespace}/{resource.name}: {NOTHING_YET.get(resource.KIND)}"
         if fn is None:
             if resource.KIND in NOTHING_YET:
-                children.append(
-                    f"{resource.KIND} {resource.namespace}/{resource.name}: {NOTHING_YET[resource.KIND]}"
-                )
+                children.append(nothing)
             continue
         manifest, ephemeral = artifact_store.resolve(resource.to_manifest(), config)
         if ephemeral is not None:  # rendered all the same: it is what `flywheel run` uses locally
             print(f"note: {where}: on Kubernetes the operator refuses this: {ephemeral}", file=sys.stderr)
         try:
-            children.extend(fn(manifest, config))
+            rendered = fn(manifest, config)
+            children.extend(rendered)
+            if not rendered and resource.KIND in NOTHING_YET:  # say why the stream has none
+                children.append(nothing)
         except pydantic.ValidationError as exc:  # a renderer's own checks beyond the model
             lines = loading.error_lines(where, exc)
             raise errors.UserError(f"{where}: {len(lines)} problem(s)", problems=lines) from exc

@@ -163,9 +163,14 @@ def plan(
     job = observed.get(launch.KIND, name)
     if job is None:
         if current.get("phase") in jobstatus.TERMINAL and current.get("jobName"):
-            return plans.Plan()  # finished and the job was garbage-collected: the status is final
+            return jobstatus.finished_without_job(resource, current, now)  # job garbage-collected
         job_manifest, config_map = _render(resource, run, settings)
-        view = jobstatus.View(conditions.PENDING, "Unknown", jobstatus.R_CREATING, f"creating {name}")
+        view = jobstatus.View(
+            conditions.PENDING,
+            "Unknown",
+            jobstatus.R_CREATING,
+            jobstatus.creating(name, current, launch.KIND),
+        )
         children = [network_policy(resource, run), config_map, job_manifest]
         return jobstatus.finish(resource, current, now, view, name, apply=children)
     if not jobstatus.owned_by(job, resource):
@@ -182,14 +187,9 @@ def plan(
         state, launch.termination_message(pod), current, run.spec.self_play.steps, log_tail
     )
     if maybe_view is None:  # finished, result already recorded, pod gone: the status is final
-        return plans.Plan()
+        return jobstatus.finished_without_job(resource, current, now)
     view = maybe_view
-    if changed:
-        view.ready, view.reason, view.stalled = "False", R_SPEC_CHANGED, True
-        view.message = (
-            f"spec changed after {name} started; self-play goes on with the spec it started with. "
-            "Create a new SelfPlayRun (or delete and re-apply this one) to use the new spec"
-        )
+    jobstatus.report_spec(view, job, resource, state.terminal, launch.KIND)
     apply: list[plans.Manifest] = []
     if not state.terminal:
         if observed.get(NETWORK_POLICY, network_policy_name(meta["name"])) is None:

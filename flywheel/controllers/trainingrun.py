@@ -4,12 +4,11 @@ A TrainingRun is a run, not a service: it trains once. So:
 - the job is applied only while it is missing; a running or finished job is never patched (an
   operator upgrade with a new trainer image must not mix images inside one job), and a run whose
   job was garbage-collected after finishing (ttlSecondsAfterFinished) keeps its final status;
-- spec changes after the job exists: the job records the owner's metadata.generation. If the job
-  has not started pods yet (only Created, or Suspended by Kueue) it is deleted and recreated from
-  the new spec. Once it has started, PyTorchJob pod templates are effectively immutable and a half
-  trained model cannot take new settings, so the run goes on with the spec it started with and
-  reports Ready=False, Stalled=True, reason SpecChangedAfterStart: create a new TrainingRun (or
-  delete and re-apply this one) to train with the new spec.
+- spec changes after the job exists: the job records a hash of the spec it was rendered from. If
+  the job has not started pods yet (only Created, or Suspended by Kueue) it is deleted and
+  recreated from the new spec. Once it has started, the run goes on with the spec it started
+  with and reports the edit (jobstatus: condition SpecDiverged; a running run is also Stalled, a
+  finished one stays what it was); putting the spec back clears it.
 - results come from the Master pod's termination message (contract.TERMINATION_LOG): a JSON
   summary {"phase", "message", "metrics", "model", "data", "checkpoint", "validation"} that rank 0
   writes; "validation": {"success": false, ...} marks a failed data gate. A missing or garbled
@@ -119,9 +118,11 @@ def _plan(
     job = observed.get(launch.KIND, name)
     if job is None:
         if current.get("phase") in TERMINAL and current.get("jobName"):
-            return _finished_without_job(resource, current, now)
+            return jobstatus.finished_without_job(resource, current, now)
         job_manifest, config_map = _render(resource, run, settings)
-        view = jobstatus.View(conditions.PENDING, "Unknown", R_CREATING, f"creating {launch.KIND} {name}")
+        view = jobstatus.View(
+            conditions.PENDING, "Unknown", R_CREATING, jobstatus.creating(name, current, launch.KIND)
+        )
         return jobstatus.finish(resource, current, now, view, name, apply=[config_map, job_manifest])
     if not jobstatus.owned_by(job, resource):
         message = f"a {launch.KIND} named {name} exists but belongs to something else; rename this run"
@@ -133,36 +134,15 @@ def _plan(
         return jobstatus.recreate(resource, current, now, job, _render(resource, run, settings), message)
     maybe_view = _job_view(state, observed, launch, name, current)
     if maybe_view is None:  # finished, result already recorded, pod gone: the status is final
-        return _finished_without_job(resource, current, now)
+        return jobstatus.finished_without_job(resource, current, now)
     view = maybe_view
-    changed = jobstatus.spec_changed(job, resource)
-    if changed:
-        view.ready, view.reason, view.stalled = "False", R_SPEC_CHANGED, True
-        view.message = (
-            f"spec changed after {launch.KIND} {name} started; it keeps training with the spec it started "
-            "with. Create a new TrainingRun (or delete and re-apply this one) to train with the new spec"
-        )
+    jobstatus.report_spec(view, job, resource, state.terminal, launch.KIND)
+    changed = bool(view.diverged)
     apply: list[plans.Manifest] = []
     missing = observed.get("ConfigMap", launch.config_map_name(meta["name"])) is None
     if missing and not state.terminal and not changed:
         apply = [_render(resource, run, settings)[1]]  # restarted pods need their config back
     return jobstatus.finish(resource, current, now, view, name, apply=apply)
-
-
-def _finished_without_job(
-    resource: plans.Manifest, current: dict[str, Any], now: datetime.datetime
-) -> plans.Plan:
-    """The job was garbage-collected after finishing: the status is final, except that a later
-    spec change is reported (sticky through the Ready reason once observedGeneration moved on)."""
-    generation = resource["metadata"].get("generation")
-    ready = plans.get_condition(current.get("conditions"), conditions.READY) or {}
-    moved = generation is not None and current.get("observedGeneration") not in (None, generation)
-    if not moved and ready.get("reason") != R_SPEC_CHANGED:
-        return plans.Plan()
-    message = "spec changed after the run finished; a finished TrainingRun does not train again. "
-    message += "Create a new TrainingRun to train with the new spec"
-    view = jobstatus.View(current["phase"], "False", R_SPEC_CHANGED, message, stalled=True)
-    return jobstatus.finish(resource, current, now, view, current["jobName"])
 
 
 def _job_view(

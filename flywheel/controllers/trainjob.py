@@ -163,7 +163,7 @@ def render_job(
     queue = pytorchjob.kueue_queue(scheduling)
     if queue:
         metadata["labels"][contract.KUEUE_QUEUE_LABEL] = queue
-    annotations: dict[str, str] = {}
+    annotations: dict[str, str] = {pytorchjob.ANNOTATION_SPEC_HASH: pytorchjob.spec_hash(owner)}
     if meta.get("generation") is not None:
         annotations[pytorchjob.ANNOTATION_GENERATION] = str(meta["generation"])
     gang = scheduling.gang

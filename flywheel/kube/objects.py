@@ -59,28 +59,8 @@ def ref_of(manifest: Mapping[str, Any]) -> plans.Ref:
     )
 
 
-def contains(live: Any, desired: Any) -> bool:
-    """Whether `live` already says everything `desired` says (server-added fields are ignored).
-
-    Dicts: every desired key matches (a desired None means "absent"); lists: same length and
-    item-wise containment (the server fills defaults inside containers, ports, ...); scalars: equal.
-    """
-    if isinstance(desired, Mapping):
-        if not isinstance(live, Mapping):
-            return False
-        return all(
-            (key not in live or live[key] is None)
-            if value is None
-            else key in live and contains(live[key], value)
-            for key, value in desired.items()
-        )
-    if isinstance(desired, list):
-        return (
-            isinstance(live, list)
-            and len(live) == len(desired)
-            and all(contains(a, b) for a, b in zip(live, desired, strict=True))
-        )
-    return bool(live == desired)
+contains = plans.contains
+"""Whether `live` already says everything `desired` says (shared with flywheel.local.execute)."""
 
 
 def apply(manifest: dict[str, Any], live: dict[str, Any] | None = None) -> str:
@@ -182,9 +162,12 @@ def patch_spec(patch: Mapping[str, Any]) -> bool:
 
 def event_manifest(resource: Mapping[str, Any], event: plans.Event, now: datetime.datetime) -> dict[str, Any]:
     """A core/v1 Event about `resource`. Its name is derived from the resource's uid and
-    generation and the event's text, so re-sending the same event is a 409, not a duplicate."""
+    generation and the event's text and occurrence, so re-sending the same event is a 409, not a
+    duplicate, while a second occurrence of the same text is a new event."""
     meta = resource["metadata"]
     key = f"{meta.get('uid')}/{meta.get('generation')}/{event.type}/{event.reason}/{event.message}"
+    if event.occurrence:  # absent from the key when empty: names of existing events stay
+        key += f"/{event.occurrence}"
     stamp = plans.now_rfc3339(now)
     return {
         "apiVersion": "v1",

@@ -19,6 +19,11 @@ next event. Nothing here ends the thread but stop(): the operator's process outl
 of the server. Listed objects are delivered
 with type None (as kopf does), so after every (re)list the callback has seen the whole state;
 objects deleted while no stream was open are not reported (kopf does not either).
+
+It also keeps what it watches (`cached`, a client-go store): each list replaces the store (so an
+object deleted while no stream was open goes from it too), each event updates it before the
+callback runs. The operators read from it only the first time they reconcile an owner after a
+start (operators/reconcile.py): a restart then lists the children once instead of reading each.
 """
 
 from __future__ import annotations
@@ -63,7 +68,12 @@ class Watch:
     ) -> None:
         root = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
         self.path = f"{root}/namespaces/{namespace}/{plural}" if namespace else f"{root}/{plural}"
+        self.api_version = api_version
         self.kind = ""
+        self.store: dict[tuple[str, str], dict[str, Any]] = {}
+        """The watched objects by (namespace, name), as the last list and the events since say."""
+        self.synced = threading.Event()
+        """Set once the first list is in the store."""
         self.label_selector = label_selector
         self.on_event = on_event
         self.version: str | None = None
@@ -122,11 +132,33 @@ class Watch:
             params["labelSelector"] = self.label_selector
         return self.path + "?" + urllib.parse.urlencode(params)
 
+    def cached(self, namespace: str, name: str) -> tuple[bool, dict[str, Any] | None]:
+        """(known, object): known is False until the first list is in; then object None means
+        the object does not exist (as far as the last list and the events since say)."""
+        if not self.synced.is_set():
+            return False, None
+        return True, self.store.get((namespace, name))
+
+    def _keep(self, type_: str | None, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        key = (meta.get("namespace") or "default", meta.get("name", ""))
+        if type_ == "DELETED":
+            self.store.pop(key, None)
+        else:
+            self.store[key] = obj
+
     def _list(self) -> str:
         listing = client.request("GET", self._query())
         self.kind = str(listing.get("kind") or "").removesuffix("List")
-        for item in listing.get("items") or []:
+        items = listing.get("items") or []
+        for item in items:
             item.setdefault("kind", self.kind)  # list items carry no kind of their own
+        fresh: dict[tuple[str, str], dict[str, Any]] = {}
+        self.store = fresh  # one swap: readers see the old store or the new one, never half
+        for item in items:
+            self._keep(None, item)
+        self.synced.set()
+        for item in items:
             self.on_event(None, item)
         version = (listing.get("metadata") or {}).get("resourceVersion")
         return str(version) if version else ""
@@ -147,6 +179,7 @@ class Watch:
                     raise Gone(f"ERROR event {obj.get('code')} {obj.get('reason')}: {obj.get('message')}")
                 version = (obj.get("metadata") or {}).get("resourceVersion")
                 if kind != "BOOKMARK":
+                    self._keep(kind, {**obj, "kind": obj.get("kind") or self.kind})
                     self.on_event(kind, obj)
                 self._delivered += 1
                 if version:

@@ -1,7 +1,8 @@
 """The trainer's typed config, read once from the JSON file named by FLYWHEEL_CONFIG.
 
-The local backend writes this file itself; on Kubernetes it is the TrainingRun's ConfigMap mounted at
-contract.CONFIG_PATH. Both produce the same shape, so the trainer never knows which backend runs it.
+On both backends it is the TrainingRun's ConfigMap rendered by controllers/trainingrun: mounted at
+contract.CONFIG_PATH in the pod, written to a local file by flywheel.local.realize. The trainer never
+knows which backend runs it.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ class Config(pydantic.BaseModel):
     artifacts_uri: str = pydantic.Field(min_length=1)
     """The run's own artifact root, e.g. file:///home/.flywheel/artifacts/default/trainingruns/iris."""
     data_path: str | None = None
-    """A local CSV/Parquet file already resolved and validated by the caller (local backend)."""
+    """A CSV/Parquet file the caller already has, skipping DVC and the gate. No backend writes it:
+    on both the trainer resolves and gates the data itself (the controllers render no dataPath);
+    tests and benchmarks use it to train on a plain file."""
     lineage: trainingrun.DataLineage | None = None
-    """What the caller resolved the data to; the trainer fills in what it can when absent."""
+    """With dataPath: what the data is (the trainer fills in hash and size when absent)."""
 
     def to_dict(self) -> dict[str, object]:
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")

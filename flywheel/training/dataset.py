@@ -38,8 +38,8 @@ def cache_dir() -> Path:
 
 
 def locate(cfg: config_mod.Config) -> Source:
-    """The data file and its lineage. With dataPath the caller already resolved and gated it;
-    otherwise resolve with DVC and run the Great Expectations gate here (call on local rank 0)."""
+    """The data file and its lineage: resolved with DVC and gated with Great Expectations here, on
+    both backends (call on local rank 0). dataPath (tests and benchmarks only) skips both."""
     if cfg.data_path:
         return Source(cfg.data_path, _complete(cfg.lineage or trainingrun.DataLineage(), Path(cfg.data_path)))
     from flywheel.data import gate, resolve  # lazy: DVC and GX are heavy and only needed here

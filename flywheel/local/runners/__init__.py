@@ -21,6 +21,11 @@ RUNNERS below):
         the manifest as stored afterwards.
 
 Runners print through ctx.console (rich), never to stdout directly, so commands can silence them.
+
+TrainingRun and SelfPlayRun write no status themselves: runners.jobrun runs their controllers
+(observe -> plan -> flywheel.local.execute) over children in the store, which flywheel.local.realize
+turns into processes, so their status is the operator's. Deployment and DriftMonitor still have
+runners of their own.
 """
 
 from __future__ import annotations

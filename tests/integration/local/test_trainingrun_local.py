@@ -1,5 +1,7 @@
-"""`flywheel run` on the local backend with real processes: the example DVC repository, the Great
-Expectations gate, a 2-worker torchrun, checkpoints, resume after the CLI is killed with SIGKILL.
+"""`flywheel run` on the local backend with real processes: the TrainingRun controller plans, the
+realiser runs its PyTorchJob as a 2-worker torchrun, the trainer resolves the example DVC
+repository and runs the Great Expectations gate itself (as in the pod), checkpoints, resume after
+the CLI is killed with SIGKILL.
 
 The tests share one working directory (module scope), so the example repository is made once: the
 first test makes it through the CLI (the relative path of examples/trainingrun-local.yaml, which
@@ -127,7 +129,12 @@ def test_two_worker_run_end_to_end_then_idempotent(workdir):
         -1
     ] == "done"
     events = [e["reason"] for e in store.Store(home).events("TrainingRun", "e2e")]
-    assert events == ["JobCreated", "Succeeded"]
+    assert events == ["CreatingJob", "JobRunning", "Succeeded"]  # the operator's events
+    job = store.Store(home).get("PyTorchJob", "e2e")  # the child, as the Training Operator leaves it
+    assert [c["type"] for c in job["status"]["conditions"] if c["status"] == "True"] == [
+        "Created",
+        "Succeeded",
+    ]
 
     # The same generation again: nothing runs, nothing changes.
     code, out = run_cli(workdir, "run", "-f", "e2e.yaml", "--home", str(home))
@@ -164,8 +171,11 @@ def test_failed_gate_ends_the_run_failed_with_nothing_trained(workdir, repo):
     assert status["phase"] == "Failed"
     assert conds["DataValidated"] == ("False", "ValidationFailed")
     assert conds["Ready"] == ("False", "ValidationFailed")
-    assert "f1" in status["message"] and status["validation"]["success"] is False
-    assert not (home / "logs").exists() and not (home / "artifacts").exists()  # nothing started
+    assert "data validation failed" in status["message"] and status["validation"]["success"] is False
+    assert "f1" in json.dumps(status["validation"])  # the failed expectation names its column
+    # The gate ran inside the trainer (as in the pod), which stopped before training anything.
+    assert not (home / "artifacts" / "default" / "trainingruns" / "gated" / "model").exists()
+    assert "data validation failed" in (home / "logs" / "trainingrun" / "gated.log").read_text()
 
 
 def _wait_for_checkpoint(log: Path, proc: subprocess.Popen, offset: int, timeout: float = 180) -> dict:
@@ -250,7 +260,9 @@ def test_interrupt_then_sigkill_the_cli_midway_then_rerun_resumes(workdir, repo)
     assert after["metadata"]["uid"] == before["metadata"]["uid"] and after["metadata"]["generation"] == 1
     assert after["status"]["startTime"] == before["status"]["startTime"]
     reasons = [e["reason"] for e in s.events("TrainingRun", "resume")]
-    assert reasons == ["JobCreated", "JobSuspended", "JobCreated", "JobSuspended", "JobCreated", "Succeeded"]
+    assert reasons == [
+        "CreatingJob", "JobRunning", "JobSuspended", "JobRunning", "JobSuspended", "JobRunning", "Succeeded"
+    ]  # fmt: skip
 
 
 def test_second_run_attaches_logs_follow_then_stop_and_run_resumes(workdir, repo):
@@ -291,7 +303,7 @@ def test_second_run_attaches_logs_follow_then_stop_and_run_resumes(workdir, repo
     s = store.Store(home)
     assert s.get("TrainingRun", "twice")["status"]["phase"] == "Suspended"
     assert log.read_text().count("started:") == 1  # the second run started no trainer
-    assert [e["reason"] for e in s.events("TrainingRun", "twice")] == ["JobCreated", "JobSuspended"]
+    assert [e["reason"] for e in s.events("TrainingRun", "twice")] == ["CreatingJob", "JobRunning", "JobSuspended"]
 
     code, out = run_cli(workdir, "run", "-f", name, "--home", str(home))
     assert code == 0 and "resuming from the checkpoint at step" in out, out

@@ -74,6 +74,12 @@ RESOURCES: dict[str, kmock.ResourceInfo] = {
         subresources={"status"},
         verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
     ),
+    "networking.k8s.io/v1/networkpolicies": kmock.ResourceInfo(  # a SelfPlayRun's fence, any launcher
+        kind="NetworkPolicy",
+        singular="networkpolicy",
+        namespaced=True,
+        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+    ),
     "batch/v1/jobs": kmock.ResourceInfo(
         kind="Job",
         singular="job",

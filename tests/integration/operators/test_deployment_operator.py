@@ -50,11 +50,10 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture(autouse=True)
 def serving_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Declare the serving children's kinds before the emulator starts; quick retries and requeues."""
+    """Declare the serving children's kinds before the emulator starts. Requeues (a champion still
+    training: REQUEUE_WAITING) and retries keep their real delays: the operator runs on fake time."""
     for key, info in EXTRA.items():
         monkeypatch.setitem(kube_emulator.RESOURCES, key, info)
-    monkeypatch.setattr(reconcile, "RETRY_BACKOFF", 0.3)
-    monkeypatch.setattr(deployment, "REQUEUE_WAITING", 0.3)
 
 
 def make_registry() -> kopf.OperatorRegistry:
@@ -114,7 +113,7 @@ def template_env(dep: dict[str, Any]) -> dict[str, str]:
 async def test_children_validate_and_champion_change_rolls_out_with_status(emulator: Any) -> None:
     model_a = await training_run("train-a", "a-1")
     model_b = await training_run("train-b", "b-1")
-    async with conftest.running(make_registry()):
+    async with conftest.running(make_registry(), fake_time=True):
         await tr_tests.create(manifest())
         await conftest.eventually(lambda: emulator.live(APPS, NS), what="the serving Deployment")
         await conftest.eventually(
@@ -141,6 +140,7 @@ async def test_children_validate_and_champion_change_rolls_out_with_status(emula
         assert first["endpoint"] == f"http://{CHILD}.{NS}.svc:3000"
         assert (first["replicas"], first["readyReplicas"], first["phase"]) == (2, 2, "Running")
         assert (first["championVersion"], first["championUri"]) == ("a-1", model_a)
+        assert (first["servedChampionVersion"], first["servedChampionUri"]) == ("a-1", model_a)
         assert first["challengerUri"] == EXAMPLE["spec"]["challenger"]["uri"]
         assert condition(emulator, "ChallengerReady")["status"] == "True"
         old_hash = child(emulator)["spec"]["template"]["metadata"]["annotations"][
@@ -160,10 +160,14 @@ async def test_children_validate_and_champion_change_rolls_out_with_status(emula
         assert rolled["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
         await conftest.eventually(lambda: condition(emulator).get("reason") == "RollingOut", what="rolling")
         assert status(emulator)["rollbackTarget"] == model_a
+        # Wanted b-1 at once; served stays a-1 while the old pods answer (not Ready yet).
+        mid = status(emulator)
+        assert (mid["championVersion"], mid["servedChampionVersion"]) == ("b-1", "a-1")
         await roll(emulator)
         await conftest.eventually(lambda: status(emulator).get("championVersion") == "b-1"
                                   and condition(emulator).get("status") == "True", what="Ready on b-1")  # fmt: skip
     final = status(emulator)
+    assert final["servedChampionUri"] == model_b
     assert (final["championUri"], final["rollbackTarget"], final["observedGeneration"]) == (
         model_b,
         model_a,
@@ -182,7 +186,7 @@ async def test_children_validate_and_champion_change_rolls_out_with_status(emula
 
 async def test_waits_for_the_training_run_then_serves_it(emulator: Any) -> None:
     await training_run("train-a", "a-1", succeeded=False)
-    async with conftest.running(make_registry()):
+    async with conftest.running(make_registry(), fake_time=True):
         await tr_tests.create(manifest())
         await conftest.eventually(
             lambda: condition(emulator).get("reason") == "WaitingForModel", what="waiting"
@@ -201,7 +205,7 @@ async def test_deleting_the_deployment_leaves_nothing_behind(emulator: Any) -> N
     """Every child carries an owner reference to the Deployment's uid (the emulated GC follows
     them), and no late child event or requeue re-creates anything."""
     await training_run("train-a", "a-1")
-    async with conftest.running(make_registry()):
+    async with conftest.running(make_registry(), fake_time=True):
         await tr_tests.create(manifest())
         await conftest.eventually(lambda: len(emulator.live("policy/v1/poddisruptionbudgets", NS)) == 1,
                                   what="all five children")  # fmt: skip

@@ -28,9 +28,7 @@ def binding(seed: int = 3) -> reconcile.Binding:
 def test_backoff_grows_per_object_is_capped_and_resets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(reconcile, "RETRY_BACKOFF", 1.0)
     monkeypatch.setattr(reconcile, "RETRY_CAP", 8.0)
-    monkeypatch.setattr(
-        reconcile, "RETRIES", throttle.TokenBucket(qps=0, burst=1)
-    )  # per object only
+    monkeypatch.setattr(reconcile, "RETRIES", throttle.TokenBucket(qps=0, burst=1))  # per object only
     b = binding()
     delays = [reconcile._failed(b, KEY, RuntimeError("x")) for _ in range(6)]
     for delay, raw in zip(delays, [1, 2, 4, 8, 8, 8], strict=True):

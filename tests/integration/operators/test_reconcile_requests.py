@@ -144,3 +144,29 @@ async def test_fresh_path_after_a_crash_that_left_children_but_no_trace(emulator
         await conftest.eventually(lambda: tr.ready(emulator).get("reason") == "JobCreated", what="JobCreated")
     assert len(emulator.live(tr.JOBS, tr.NS)) == 1
     assert len(emulator.live(tr.CONFIGMAPS, tr.NS)) == 1
+
+
+async def test_a_restart_reads_the_watched_children_from_the_watch_not_one_get_each(emulator: Any) -> None:
+    """The first reconcile of each run after a start takes its job from the job watch's list;
+    the ConfigMap and the Master pod (not watched) are still read, one GET each."""
+    async with conftest.running(tr.make_registry()):
+        for name in ("a", "b", "c"):
+            await tr.create(tr.run_manifest(name))
+        await conftest.eventually(
+            lambda: all(tr.ready(emulator, n).get("reason") == "JobCreated" for n in "abc"), what="JobCreated"
+        )
+        await asyncio.sleep(0.3)
+    before = len(emulator.requests())
+    async with conftest.running(tr.make_registry()):
+        await conftest.eventually(
+            lambda: (
+                sent(emulator, before)["PATCH trainingruns"] >= 3 or sent(emulator, before)["GET pods"] >= 3
+            ),
+            what="three resumed runs",
+        )
+        await asyncio.sleep(0.3)
+        counts = sent(emulator, before)
+    assert counts["GET pytorchjobs"] == 0
+    assert counts["GET configmaps"] == 3 and counts["GET pods"] == 3
+    assert not [k for k in counts if k.endswith("pytorchjobs") and not k.startswith("GET")]  # no re-create
+    assert counts["PATCH trainingruns/status"] == 0  # the store said what the API would have

@@ -20,7 +20,7 @@ import kopf
 import pytest
 import yaml
 
-from flywheel.controllers import jobstatus, selfplayrun
+from flywheel.controllers import selfplayrun
 from flywheel.kube import client
 from operators import _startup, reconcile
 from operators import selfplayrun as selfplayrun_operator
@@ -44,7 +44,8 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture(autouse=True)
 def selfplay_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Declare NetworkPolicies before the emulator starts; quick retries and requeues."""
+    """Declare NetworkPolicies before the emulator starts (requeues and retries keep their real
+    delays: the operator runs on fake time, conftest.running)."""
     info = kmock.ResourceInfo(
         kind="NetworkPolicy",
         singular="networkpolicy",
@@ -52,8 +53,6 @@ def selfplay_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
         verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
     )
     monkeypatch.setitem(kube_emulator.RESOURCES, POLICIES, info)
-    monkeypatch.setattr(reconcile, "RETRY_BACKOFF", 0.3)
-    monkeypatch.setattr(jobstatus, "REQUEUE_ACTIVE", 0.3)  # progress is read at every requeue
     # The example leaves spec.artifacts at its default: on a cluster the chart's artifacts.uri fills it.
     monkeypatch.setenv("FLYWHEEL_ARTIFACTS_URI", "pvc://flywheel-artifacts")
 
@@ -106,7 +105,7 @@ async def start_job(em: Any, log: list[str]) -> None:
 
 
 async def test_children_are_fence_config_and_job_all_valid_and_owned(emulator: Any) -> None:
-    async with conftest.running(make_registry()):
+    async with conftest.running(make_registry(), fake_time=True):
         run = await tr_tests.create(manifest())
         await conftest.eventually(lambda: emulator.live(JOBS, NS), what="the PyTorchJob")
     (job,) = emulator.live(JOBS, NS)
@@ -126,7 +125,7 @@ async def test_children_are_fence_config_and_job_all_valid_and_owned(emulator: A
 
 async def test_per_step_progress_then_result_reach_status(emulator: Any) -> None:
     log = ["[I] torchrun starting", json.dumps({"event": "start", "step": 0, "steps": TOTAL})]
-    async with conftest.running(make_registry()):
+    async with conftest.running(make_registry(), fake_time=True):
         await tr_tests.create(manifest())
         await start_job(emulator, log)
         log.append(step_line(1, 0.0))
@@ -158,7 +157,7 @@ async def test_per_step_progress_then_result_reach_status(emulator: Any) -> None
 
 
 async def test_a_deleted_fence_comes_back_and_reconciling_twice_writes_nothing(emulator: Any) -> None:
-    async with conftest.running(make_registry()):
+    async with conftest.running(make_registry(), fake_time=True):
         await tr_tests.create(manifest())
         await start_job(emulator, [step_line(1, 0.0)])
         await conftest.eventually(lambda: run_status(emulator).get("step") == 1, what="step 1 in status")

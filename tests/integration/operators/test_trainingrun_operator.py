@@ -1,6 +1,9 @@
 """The TrainingRun operator, run by kopf for real against the Kubernetes API emulator over HTTP.
 
-The Kubeflow Training Operator does not run here: tests patch the PyTorchJob's status and create
+The operator's event loop runs on fake time (conftest.running): its requeues and retry backoffs
+keep their real delays and fire as soon as it idles, and a test's short real wait for "nothing
+more happens" covers minutes of the operator's time. The Kubeflow Training Operator does not run
+here: tests patch the PyTorchJob's status and create
 its Master pod themselves, standing in for it (that is the only mocked party). Garbage collection
 is emulated by the fixture (see kube_emulator), so the deletion test proves that every child
 carries an owner reference to the run's uid and that the operator does not re-create anything
@@ -31,12 +34,6 @@ CONFIGMAPS = "v1/configmaps"
 NS = conftest.NAMESPACE
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(autouse=True)
-def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Retry after API errors in 0.3 s instead of 10 s (kopf honours the delay across restarts)."""
-    monkeypatch.setattr(reconcile, "RETRY_BACKOFF", 0.3)
 
 
 def make_registry() -> kopf.OperatorRegistry:
@@ -87,7 +84,7 @@ def ready(em: Any, name: str = "iris") -> dict[str, Any]:
 
 
 async def test_apply_creates_one_job_with_owner_reference_and_config_map(emulator: Any) -> None:
-    async with conftest.running(make_registry()):
+    async with conftest.running(make_registry(), fake_time=True):
         run = await create(run_manifest())
         await conftest.eventually(lambda: ready(emulator).get("reason") == "JobCreated", what="JobCreated")
     jobs, maps = emulator.live(JOBS, NS), emulator.live(CONFIGMAPS, NS)
@@ -107,7 +104,7 @@ async def test_apply_creates_one_job_with_owner_reference_and_config_map(emulato
 
 
 async def test_job_status_moves_run_through_running_to_succeeded_with_metrics(emulator: Any) -> None:
-    async with conftest.running(make_registry()):
+    async with conftest.running(make_registry(), fake_time=True):
         await create(run_manifest())
         await conftest.eventually(lambda: emulator.live(JOBS, NS), what="the PyTorchJob")
         await patch_status("kubeflow.org/v1", "PyTorchJob", "iris", job_condition("Running"))
@@ -132,7 +129,7 @@ async def test_job_status_moves_run_through_running_to_succeeded_with_metrics(em
 
 
 async def test_job_failure_marks_run_failed(emulator: Any) -> None:
-    async with conftest.running(make_registry()):
+    async with conftest.running(make_registry(), fake_time=True):
         await create(run_manifest())
         await conftest.eventually(lambda: emulator.live(JOBS, NS), what="the PyTorchJob")
         await patch_status("kubeflow.org/v1", "PyTorchJob", "iris", job_condition("Failed"))
@@ -142,7 +139,7 @@ async def test_job_failure_marks_run_failed(emulator: Any) -> None:
 
 
 async def test_invalid_spec_ends_ready_false_with_reason_and_no_children(emulator: Any) -> None:
-    async with conftest.running(make_registry()):
+    async with conftest.running(make_registry(), fake_time=True):
         await create(run_manifest(epochs=0))  # the CRD schema says minimum 1; the emulator has no schema
         await conftest.eventually(lambda: ready(emulator).get("reason") == "InvalidSpec", what="InvalidSpec")
         await asyncio.sleep(0.3)  # kopf records the permanent failure in its annotations
@@ -155,7 +152,7 @@ async def test_invalid_spec_ends_ready_false_with_reason_and_no_children(emulato
 
 
 async def test_reconciling_twice_writes_nothing(emulator: Any) -> None:
-    async with conftest.running(make_registry()):
+    async with conftest.running(make_registry(), fake_time=True):
         await create(run_manifest())
         await conftest.eventually(lambda: ready(emulator).get("reason") == "JobCreated", what="JobCreated")
         await asyncio.sleep(0.3)  # let the child's ADDED event re-reconcile, too
@@ -164,22 +161,26 @@ async def test_reconciling_twice_writes_nothing(emulator: Any) -> None:
     settings = reconcile.settings_mod.Settings()
     _, outcome = await asyncio.to_thread(reconcile.reconcile_once, trainingrun, run, settings)
     assert outcome.writes == []
-    async with conftest.running(make_registry()):  # a restart resumes every run: still nothing to do
+    async with conftest.running(
+        make_registry(), fake_time=True
+    ):  # a restart resumes every run: still nothing to do
         await asyncio.sleep(0.5)
     assert [(r.method, str(r.url.path)) for r in emulator.writes()[before:]] == []
 
 
 async def test_operator_killed_midway_and_restarted_creates_no_duplicate(emulator: Any) -> None:
     emulator.fail("POST", "pytorchjobs", times=100)  # the API falls over after the ConfigMap
-    async with conftest.running(make_registry()):
+    async with conftest.running(make_registry(), fake_time=True):
         await create(run_manifest())
         await conftest.eventually(lambda: emulator.live(CONFIGMAPS, NS), what="the ConfigMap")
     assert emulator.live(JOBS, NS) == []  # killed (stopped) midway: ConfigMap written, job not
     emulator.fail("POST", "pytorchjobs", times=0)
     emulator._faults.clear()
-    async with conftest.running(make_registry()):
+    async with conftest.running(make_registry(), fake_time=True):
         await conftest.eventually(lambda: ready(emulator).get("reason") == "JobCreated", what="JobCreated")
-        async with conftest.running(make_registry()):  # and a second replica racing it, for good measure
+        async with conftest.running(
+            make_registry(), fake_time=True
+        ):  # and a second replica racing it, for good measure
             await asyncio.sleep(0.3)
     assert len(emulator.live(JOBS, NS)) == 1
     assert len(emulator.live(CONFIGMAPS, NS)) == 1
@@ -191,8 +192,26 @@ async def test_operator_killed_midway_and_restarted_creates_no_duplicate(emulato
     assert len(posts) == 1  # the restart saw the ConfigMap and did not even try again
 
 
+async def test_an_event_whose_post_failed_is_sent_again_before_the_status_says_so(emulator: Any) -> None:
+    """Events are derived from the status transition, so the status is written only after them:
+    when the event POST fails (or the process dies there), the retry re-plans the same transition
+    and sends the event; the status written first would have lost it (the retry saw no transition).
+    The retry sees the job it created, so the transition it announces is to JobCreated."""
+    emulator.fail("POST", "events", times=1)
+
+    def announced() -> list[str]:
+        return [e["reason"] for e in emulator.live("v1/events", NS) if e["involvedObject"]["name"] == "iris"]
+
+    async with conftest.running(make_registry(), fake_time=True):
+        await create(run_manifest())
+        await conftest.eventually(lambda: ready(emulator).get("reason") == "JobCreated", what="JobCreated")
+        await conftest.eventually(announced, what="an event for the run")
+        await asyncio.sleep(0.3)
+    assert announced() == ["JobCreated"]
+
+
 async def test_deleting_the_run_leaves_nothing_behind(emulator: Any) -> None:
-    async with conftest.running(make_registry()):
+    async with conftest.running(make_registry(), fake_time=True):
         await create(run_manifest())
         await conftest.eventually(lambda: ready(emulator).get("reason") == "JobCreated", what="JobCreated")
         await call("DELETE", client.path("flywheel.dev/v1alpha1", "TrainingRun", NS, "iris"))
@@ -200,3 +219,64 @@ async def test_deleting_the_run_leaves_nothing_behind(emulator: Any) -> None:
         await asyncio.sleep(0.3)  # a late child event or requeue must not re-create anything
     assert emulator.live(JOBS, NS) == []
     assert emulator.live(CONFIGMAPS, NS) == []
+
+
+def condition(em: Any, type_: str, name: str = "iris") -> dict[str, Any]:
+    return next((c for c in run_status(em, name).get("conditions", []) if c["type"] == type_), {})
+
+
+async def edit_spec(**training: Any) -> None:
+    """`kubectl edit`: a merge patch of spec.training (the emulator bumps the generation; it has no
+    CRD schema, so the CEL rule that refuses this on a real API server does not run here)."""
+    path = client.path("flywheel.dev/v1alpha1", "TrainingRun", NS, "iris")
+    await call("PATCH", path, {"spec": {"training": training}}, objects.MERGE_PATCH)
+
+
+async def test_spec_edit_after_start_stalls_until_put_back_and_a_finished_run_stays_succeeded(
+    emulator: Any,
+) -> None:
+    epochs = run_manifest()["spec"]["training"].get("epochs", 3)
+    async with conftest.running(make_registry(), fake_time=True):
+        await create(run_manifest(epochs=epochs))
+        await conftest.eventually(lambda: emulator.live(JOBS, NS), what="the PyTorchJob")
+        await patch_status("kubeflow.org/v1", "PyTorchJob", "iris", job_condition("Running"))
+        await conftest.eventually(lambda: run_status(emulator).get("phase") == "Running", what="Running")
+
+        await edit_spec(epochs=epochs + 10)
+        await conftest.eventually(
+            lambda: condition(emulator, "Stalled").get("status") == "True", what="Stalled after the edit"
+        )
+        assert ready(emulator)["reason"] == "SpecChangedAfterStart"
+        assert condition(emulator, "SpecDiverged")["status"] == "True"
+        await edit_spec(epochs=epochs)  # put back: the generation moved on twice, the spec did not
+        await conftest.eventually(
+            lambda: condition(emulator, "Stalled").get("status") == "False", what="the stall cleared"
+        )
+        assert condition(emulator, "SpecDiverged")["status"] == "False"
+        assert run_status(emulator)["phase"] == "Running"
+
+        await create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "iris-master-0", "namespace": NS},
+                      "spec": {"containers": [{"name": "pytorch", "image": "trainer"}]}})  # fmt: skip
+        terminated = {"exitCode": 0, "reason": "Completed", "message": json.dumps({"phase": "Succeeded"})}
+        await patch_status("v1", "Pod", "iris-master-0",
+                           {"phase": "Succeeded", "containerStatuses": [{"name": "pytorch", "state": {"terminated": terminated}}]})  # fmt: skip
+        await patch_status("kubeflow.org/v1", "PyTorchJob", "iris", job_condition("Succeeded"))
+        await conftest.eventually(lambda: run_status(emulator).get("phase") == "Succeeded", what="Succeeded")
+
+        await edit_spec(epochs=epochs + 20)
+        await conftest.eventually(
+            lambda: condition(emulator, "SpecDiverged").get("status") == "True", what="SpecDiverged"
+        )
+    status = run_status(emulator)
+    generation = emulator.live(RUNS, NS)[0]["metadata"]["generation"]
+    # kstatus Current (and Healthy to the Argo CD check): the model it trained is still the result.
+    assert (status["phase"], status["observedGeneration"]) == ("Succeeded", generation)
+    assert [condition(emulator, t)["status"] for t in ("Ready", "Reconciling", "Stalled")] == [
+        "True",
+        "False",
+        "False",
+    ]
+    warnings = [e for e in emulator.live("v1/events", NS) if e["reason"] == "SpecChangedAfterStart"]
+    assert len(warnings) == 2 and {e["type"] for e in warnings} == {
+        "Warning"
+    }  # the running edit, the finished one

@@ -77,3 +77,29 @@ def test_deployment_kind_is_disambiguated_by_shortname():
     assert yaml.safe_load(crds.render_all()["flywheel.dev_deployments.yaml"])["metadata"]["name"] == (
         "deployments.flywheel.dev"
     )
+
+
+@pytest.mark.parametrize("kind", crds.RUN_KINDS)
+def test_run_spec_is_refused_once_running_or_succeeded(kind):
+    """The root transition rule, evaluated with cel-python as the API server would on an update
+    (self = the new object, oldSelf = the stored one; not evaluated on create)."""
+    import celpy
+
+    [rule] = crds.openapi_schema(kind)["x-kubernetes-validations"]
+    env = celpy.Environment()
+    program = env.program(env.compile(rule["rule"]))
+
+    def allowed(old: dict[str, Any], new: dict[str, Any]) -> bool:
+        names = {"self": celpy.json_to_cel(new), "oldSelf": celpy.json_to_cel(old)}
+        return bool(program.evaluate(names))
+
+    spec = {"training": {"epochs": 3}}
+    edited = {"spec": {"training": {"epochs": 50}}}
+    for phase in ("Running", "Succeeded"):
+        stored = {"spec": spec, "status": {"phase": phase}}
+        assert not allowed(stored, edited)
+        assert allowed(stored, {"spec": spec, "status": {"phase": phase, "message": "a status write"}})
+    for stored in ({"spec": spec}, {"spec": spec, "status": {}}, {"spec": spec, "status": {"phase": "Pending"}},
+                   {"spec": spec, "status": {"phase": "Failed"}}):  # fmt: skip
+        assert allowed(stored, edited), stored
+    assert "create a new run" in rule["message"]

@@ -283,3 +283,37 @@ def test_invalid_spec_is_a_permanent_error_naming_the_field() -> None:
     assert out.apply == []
     ready = plans.get_condition(out.status["conditions"], conditions.READY)
     assert ready is not None and ready["reason"] == conditions.R_INVALID_SPEC
+
+
+def test_served_champion_follows_the_pods_not_the_spec() -> None:
+    """status.championUri is the wanted champion at once; servedChampionUri moves only when every
+    wanted replica of the new template is ready, and Ready is True only then."""
+    res, settled = _converge(resource(replicas=2), [], NOW)
+    assert settled.status["servedChampionUri"] == settled.status["championUri"] == f"{ART}/models/m1"
+    res = {**res, "status": settled.status}
+    promoted = {
+        **res,
+        "metadata": {**res["metadata"], "generation": 2},
+        "spec": {**res["spec"], "champion": {"uri": f"{ART}/models/m9"}},
+    }
+    old_live = live(by_kind(settled.apply)["Deployment"], ready=2)
+    out = deployment.plan(promoted, observed(old_live), LATER, SETTINGS)
+    assert out.status["championUri"] == f"{ART}/models/m9"
+    assert out.status["servedChampionUri"] == f"{ART}/models/m1"  # the old pods still answer
+    new = by_kind(out.apply)["Deployment"]
+    # Mid-roll (maxSurge 1): one new pod ready beside the two old ones; not every replica is new.
+    rolling = live(new, ready=1, generation=2)
+    rolling["status"].update(replicas=3, readyReplicas=3)
+    mid = deployment.plan({**promoted, "status": out.status}, observed(rolling), LATER, SETTINGS)
+    assert mid.status["servedChampionUri"] == f"{ART}/models/m1"
+    champion_ready = plans.get_condition(mid.status["conditions"], conditions.CHAMPION_READY)
+    assert champion_ready is not None and f"pods serve {ART}/models/m1" in champion_ready["message"]
+    assert plans.get_condition(mid.status["conditions"], conditions.READY)["status"] == "Unknown"  # type: ignore[index]
+    done = deployment.plan(
+        {**promoted, "status": mid.status}, observed(live(new, ready=2, generation=2)), LATER, SETTINGS
+    )
+    assert done.status["servedChampionUri"] == f"{ART}/models/m9"
+    assert plans.get_condition(done.status["conditions"], conditions.READY)["status"] == "True"  # type: ignore[index]
+    # The serving Deployment deleted under us: nothing serves until it is back.
+    gone = deployment.plan({**promoted, "status": done.status}, observed(), LATER, SETTINGS)
+    assert gone.status["servedChampionUri"] is None and gone.status["servedChampionVersion"] is None

@@ -81,3 +81,29 @@ def test_a_stale_observed_generation_reads_in_progress_whatever_the_conditions()
     res, settled = td._converge(res, [], td.NOW)
     edited = {**res, "metadata": {**res["metadata"], "generation": 2}}
     assert read(edited, settled) == "InProgress"
+
+
+def test_a_succeeded_trainingrun_edited_afterwards_reads_current_and_healthy() -> None:
+    """The edit is its own condition (SpecDiverged), not a failure: kstatus Current, and the Argo CD
+    health Lua (platform/gitops/argocd/health.lua, run by tests.unit.platform.test_gitops) Healthy."""
+    from tests.unit.platform import test_gitops
+
+    res = upstream.trainingrun()
+    job = ttr.job_with(res, *ttr.DONE)
+    master = ttr.pod(trainer_result.compact(ttr.SUCCESS))
+    done = {**res, "status": trainingrun.plan(res, ttr.world(res, job, master), ttr.T0, ttr.SETTINGS).status}
+    edited = ttr.edit(done)
+    for seen in (ttr.world(res, job, master), plans.Observed()):  # the job there; garbage-collected
+        after = {
+            **edited,
+            "status": execute_merge(done["status"], trainingrun.plan(edited, seen, ttr.T0, ttr.SETTINGS)),
+        }
+        assert kstatus.compute(after) == "Current"
+        assert test_gitops.health(after)["status"] == "Healthy"
+        assert (plans.get_condition(after["status"]["conditions"], "SpecDiverged") or {}).get(
+            "status"
+        ) == "True"
+
+
+def execute_merge(status: dict[str, Any], plan: plans.Plan) -> dict[str, Any]:
+    return ttr.merge(status, plan.status)  # type: ignore[no-any-return]

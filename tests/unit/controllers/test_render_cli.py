@@ -10,7 +10,7 @@ import yaml
 
 from flywheel import cli
 from flywheel.controllers import render
-from tests.unit.controllers import upstream
+from tests.unit.controllers import upstream, upstream_trainjob
 
 REPO = upstream.REPO
 EXAMPLES = sorted(p for p in (REPO / "examples").glob("trainingrun-*.yaml") if "trainjob" not in p.name)
@@ -132,6 +132,8 @@ def test_every_example_renders(capsys: pytest.CaptureFixture[str], monkeypatch: 
     for doc in docs:
         if doc["kind"] == "PyTorchJob":
             upstream.assert_upstream_valid(doc)
+        elif doc["kind"] == "TrainJob":
+            assert upstream_trainjob.trainjob_errors(doc) == []
         else:
             upstream.validate_core(doc)
     owners = {(d["metadata"]["ownerReferences"][0]["kind"]) for d in docs}
@@ -142,7 +144,7 @@ def test_every_example_renders(capsys: pytest.CaptureFixture[str], monkeypatch: 
     assert "kustomization.yaml" in captured.err and "error" not in captured.err
     refused = [line for line in captured.err.splitlines() if "the operator refuses this" in line]
     assert {Path(line.split(":")[1].strip()).name for line in refused} == {
-        "deployment-local.yaml", "selfplayrun-tiny.yaml", "trainingrun-local.yaml",
+        "deployment-local.yaml", "driftmonitor-local.yaml", "selfplayrun-tiny.yaml", "trainingrun-local.yaml",
     }  # fmt: skip
 
 

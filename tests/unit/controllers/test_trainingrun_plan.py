@@ -263,15 +263,42 @@ def test_finished_run_whose_job_was_garbage_collected_is_final() -> None:
     assert plan.apply == [] and plan.status == {} and plan.events == []
     # ... and its pod disappearing does not erase the recorded result either.
     assert trainingrun.plan(resource, world(resource, job), T0, SETTINGS).status == {}
-    edited = copy.deepcopy(resource)
-    edited["metadata"]["generation"] = 2
+    # A metadata-only bump of the generation is no spec change; an edit of the spec is reported
+    # on SpecDiverged against the hash the status recorded from the job, without failing the run.
+    bumped = copy.deepcopy(resource)
+    bumped["metadata"]["generation"] = 2
+    assert trainingrun.plan(bumped, plans.Observed(), T0, SETTINGS).status == {}
+    edited = edit(resource)
     plan = trainingrun.plan(edited, plans.Observed(), T0, SETTINGS)
     assert plan.apply == []
-    assert cond(plan.status, conditions.READY)["reason"] == trainingrun.R_SPEC_CHANGED
+    assert cond(plan.status, conditions.SPEC_DIVERGED)["status"] == "True"
     assert plan.status["phase"] == conditions.SUCCEEDED
+    assert_current(applied(edited, plan))
+    assert [(e.type, e.reason) for e in plan.events] == [("Warning", trainingrun.R_SPEC_CHANGED)]
     again = trainingrun.plan(applied(edited, plan), plans.Observed(), T0, SETTINGS)
     assert merge(applied(edited, plan)["status"], again.status) == applied(edited, plan)["status"]
     assert again.events == []
+    reverted = {**applied(edited, plan), "spec": resource["spec"]}
+    back = trainingrun.plan(reverted, plans.Observed(), T0, SETTINGS)
+    assert cond(back.status, conditions.SPEC_DIVERGED)["status"] == "False"
+    assert_current(applied(reverted, back))
+
+
+def edit(resource: dict[str, Any]) -> dict[str, Any]:
+    """The resource after `kubectl edit` changed the epochs (the API server bumps generation)."""
+    edited = copy.deepcopy(resource)
+    edited["metadata"]["generation"] = resource["metadata"].get("generation", 1) + 1
+    edited["spec"]["training"] = {**edited["spec"].get("training", {}), "epochs": 50}
+    return edited
+
+
+def assert_current(resource: dict[str, Any]) -> None:
+    """kstatus reads it Current: Ready True, not Reconciling, not Stalled, generation observed."""
+    status = resource["status"]
+    assert status["observedGeneration"] == resource["metadata"]["generation"]
+    assert cond(status, conditions.READY)["status"] == "True"
+    assert cond(status, conditions.RECONCILING)["status"] == "False"
+    assert cond(status, conditions.STALLED)["status"] == "False"
 
 
 def test_spec_change_before_pods_started_recreates_the_job() -> None:
@@ -298,18 +325,69 @@ def test_spec_change_before_pods_started_recreates_the_job() -> None:
 def test_spec_change_after_start_keeps_the_job_and_says_so() -> None:
     resource = upstream.trainingrun()
     job = job_with(resource, *RUNNING)
-    edited = copy.deepcopy(resource)
-    edited["metadata"]["generation"] = 2
-    edited["spec"]["training"] = {"epochs": 50}
+    edited = edit(resource)
     plan = trainingrun.plan(edited, observed(job), T0, SETTINGS)  # ConfigMap missing too
     assert plan.apply == [] and plan.delete == []  # no patch of a running job, no new config
     ready = cond(plan.status, conditions.READY)
     assert (ready["status"], ready["reason"]) == ("False", trainingrun.R_SPEC_CHANGED)
     assert cond(plan.status, conditions.STALLED)["status"] == "True"
+    assert cond(plan.status, conditions.SPEC_DIVERGED)["status"] == "True"
     assert plan.status["phase"] == conditions.RUNNING and plan.status["observedGeneration"] == 2
     assert [e.type for e in plan.events] == ["Warning"]
     again = trainingrun.plan(applied(edited, plan), observed(job), T0, SETTINGS)
     assert again.events == []
+
+
+def test_spec_put_back_clears_the_stall() -> None:
+    """The generation only grows, so the stall is decided by the spec hash the job records."""
+    resource = upstream.trainingrun()
+    job = job_with(resource, *RUNNING)
+    edited = edit(resource)
+    stalled = applied(edited, trainingrun.plan(edited, observed(job), T0, SETTINGS))
+    reverted = {**stalled, "metadata": {**stalled["metadata"], "generation": 3}, "spec": resource["spec"]}
+    plan = trainingrun.plan(reverted, observed(job), T0, SETTINGS)
+    assert cond(plan.status, conditions.STALLED)["status"] == "False"
+    assert cond(plan.status, conditions.SPEC_DIVERGED)["status"] == "False"
+    assert cond(plan.status, conditions.RECONCILING)["status"] == "True"  # training goes on
+    assert cond(plan.status, conditions.READY)["reason"] != trainingrun.R_SPEC_CHANGED
+
+
+def test_succeeded_run_edited_stays_succeeded() -> None:
+    """Ready and phase are the run's result (its model may be served); the edit is its own condition."""
+    resource = upstream.trainingrun()
+    job = job_with(resource, *DONE)
+    master = pod(trainer_result.compact(SUCCESS))
+    done = applied(resource, trainingrun.plan(resource, world(resource, job, master), T0, SETTINGS))
+    edited = edit(done)
+    plan = trainingrun.plan(edited, world(resource, job, master), T0, SETTINGS)
+    after = applied(edited, plan)
+    assert after["status"]["phase"] == conditions.SUCCEEDED
+    assert_current(after)
+    diverged = cond(after["status"], conditions.SPEC_DIVERGED)
+    assert (diverged["status"], diverged["reason"]) == ("True", trainingrun.R_SPEC_CHANGED)
+    assert "create a new trainingrun" in diverged["message"].lower()
+    assert [(e.type, e.reason) for e in plan.events] == [("Warning", trainingrun.R_SPEC_CHANGED)]
+
+
+def test_a_job_recreated_after_it_ran_is_a_new_event() -> None:
+    """The API dedupes events by content; the occurrence (the state left) tells two apart."""
+    resource = upstream.trainingrun()
+    first = trainingrun.plan(resource, plans.Observed(), T0, SETTINGS)
+    running = applied(resource, first)
+    job = job_with(resource, *RUNNING, startTime="2026-01-01T12:00:05Z")
+    running = applied(running, trainingrun.plan(running, world(resource, job), T0, SETTINGS))
+    gone = trainingrun.plan(running, plans.Observed(), T0, SETTINGS)  # someone deleted the job
+    assert [o["kind"] for o in gone.apply] == ["ConfigMap", "PyTorchJob"]
+    [event] = [e for e in gone.events if e.reason == trainingrun.R_CREATING]
+    assert "gone" in event.message
+    assert event.occurrence != first.events[0].occurrence
+    again = applied(running, gone)
+    job2 = job_with(resource, *RUNNING, startTime="2026-01-01T13:00:00Z")
+    again = applied(again, trainingrun.plan(again, world(resource, job2), T0, SETTINGS))
+    gone2 = trainingrun.plan(again, plans.Observed(), T0, SETTINGS)
+    [event2] = [e for e in gone2.events if e.reason == trainingrun.R_CREATING]
+    assert (event2.message, event2.reason) == (event.message, event.reason)
+    assert event2.occurrence != event.occurrence
 
 
 def test_missing_config_map_is_restored_while_running() -> None:

@@ -137,3 +137,38 @@ def test_a_server_that_keeps_answering_410_gets_a_growing_pause(
     server["streams"] = [gone, gone, gone, gone]
     run(server)
     assert waits[0] == 0.0 and 0.5 <= waits[1] <= 1.0 and 1.0 <= waits[2] <= 2.0 and 2.0 <= waits[3] <= 4.0
+
+
+def test_the_store_follows_lists_and_events_and_a_relist_replaces_it(server: dict[str, list[Any]]) -> None:
+    """What operators.reconcile reads on a restart: nothing known before the first list; after
+    it, present and absent objects alike; an object gone while no stream was open leaves the store
+    at the relist (its DELETED event was never seen)."""
+    server["lists"] = [
+        {
+            "kind": "PyTorchJobList",
+            "metadata": {"resourceVersion": "10"},
+            "items": [job("a", "9"), job("b", "9")],
+        },
+        {"kind": "PyTorchJobList", "metadata": {"resourceVersion": "30"}, "items": [job("c", "29")]},
+    ]
+    server["streams"] = [
+        [{"type": "MODIFIED", "object": {"metadata": {"name": "a", "resourceVersion": "11"}}},
+         {"type": "DELETED", "object": job("b", "12")}],
+        [{"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old"}}],
+    ]  # fmt: skip
+    stream = watch.Watch("kubeflow.org/v1", "pytorchjobs", lambda t, o: None)
+    assert stream.cached("default", "a") == (False, None)
+    snapshots: list[dict[str, str]] = []
+    original = stream._keep
+
+    def keep(type_: str | None, obj: dict[str, Any]) -> None:
+        original(type_, obj)
+        snapshots.append({n: o["metadata"]["resourceVersion"] for (_, n), o in stream.store.items()})
+
+    stream._keep = keep  # type: ignore[method-assign]
+    stream._run()
+    assert {"a": "11"} in snapshots  # a updated, b deleted, before the relist
+    known, a = stream.cached("default", "a")
+    assert known and a is None  # gone at the relist, with no DELETED event
+    known, c = stream.cached("default", "c")
+    assert known and c is not None and c["kind"] == "PyTorchJob"

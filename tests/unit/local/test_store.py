@@ -146,3 +146,76 @@ def test_merge_patch_rfc7386_examples():
     assert store.merge_patch({"a": [{"b": "c"}]}, {"a": [1]}) == {"a": [1]}
     assert store.merge_patch({"e": None}, {"a": 1}) == {"e": None, "a": 1}
     assert store.merge_patch({}, {"a": {"bb": {"ccc": None}}}) == {"a": {"bb": {}}}
+
+
+CONFIG_MAP = {
+    "apiVersion": "v1",
+    "kind": "ConfigMap",
+    "metadata": {"name": "iris-config", "labels": {"flywheel.dev/owner-kind": "TrainingRun"}},
+    "data": {"config.json": "{}"},
+}
+
+
+def test_children_keep_their_api_version_and_fields_and_stay_out_of_the_kindless_list(tmp_path):
+    s = store.Store(tmp_path)
+    s.put(MANIFEST)
+    got = s.put(CONFIG_MAP)
+    assert got["apiVersion"] == "v1" and got["data"] == {"config.json": "{}"} and "spec" not in got
+    job = s.put({"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "metadata": {"name": "iris"},
+                 "spec": {"nprocPerNode": "2"}})  # fmt: skip
+    assert job["apiVersion"] == "kubeflow.org/v1" and job["spec"] == {"nprocPerNode": "2"}
+    assert [m["kind"] for m in s.list()] == ["TrainingRun"]  # `flywheel get` shows resources, not children
+    assert [m["metadata"]["name"] for m in s.list("ConfigMap")] == ["iris-config"]
+    changed = {**CONFIG_MAP, "data": {"config.json": '{"a": 1}'}}
+    assert s.put(changed)["metadata"]["generation"] == 2  # no spec: its other fields count
+
+
+def test_resource_version_moves_on_every_write_across_objects(tmp_path):
+    s = store.Store(tmp_path)
+    first = int(s.put(MANIFEST)["metadata"]["resourceVersion"])
+    second = int(s.put(CONFIG_MAP)["metadata"]["resourceVersion"])
+    third = int(s.patch_status("TrainingRun", "iris", {"phase": "Running"})["metadata"]["resourceVersion"])
+    assert first < second < third
+    assert s.get("ConfigMap", "iris-config")["metadata"]["resourceVersion"] == str(second)
+
+
+def test_a_home_from_before_children_gains_the_new_columns(tmp_path):
+    conn = sqlite3.connect(tmp_path / "state.db")
+    conn.executescript(
+        "CREATE TABLE resources (kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL, "
+        "uid TEXT NOT NULL, generation INTEGER NOT NULL, metadata TEXT NOT NULL, spec TEXT NOT NULL, "
+        "status TEXT NOT NULL, created TEXT NOT NULL, updated TEXT NOT NULL, PRIMARY KEY (kind, namespace, name));"
+        "INSERT INTO resources VALUES ('TrainingRun','default','old','u',3,'{}','{\"a\":1}','{}','t','t');"
+    )
+    conn.commit()
+    conn.close()
+    old = store.Store(tmp_path).get("TrainingRun", "old")
+    assert old["apiVersion"] == "flywheel.dev/v1alpha1" and old["spec"] == {"a": 1}
+    assert old["metadata"]["generation"] == 3
+
+
+def test_delete_collects_what_the_resource_owns_like_the_garbage_collector(tmp_path):
+    s = store.Store(tmp_path)
+    run = s.put(MANIFEST)
+    owner = {"apiVersion": "flywheel.dev/v1alpha1", "kind": "TrainingRun", "name": "iris",
+             "uid": run["metadata"]["uid"], "controller": True}  # fmt: skip
+    job = s.put({"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+                 "metadata": {"name": "iris", "ownerReferences": [owner]}, "spec": {}})  # fmt: skip
+    by_job = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "name": "iris",
+        "uid": job["metadata"]["uid"],
+    }
+    s.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "iris-master-0", "ownerReferences": [by_job]},
+        }
+    )
+    s.put({**CONFIG_MAP, "metadata": {"name": "someone-elses"}})
+    assert s.delete("TrainingRun", "iris") is True
+    assert s.get("PyTorchJob", "iris") is None and s.get("Pod", "iris-master-0") is None
+    assert s.get("ConfigMap", "someone-elses") is not None
+    assert s.delete("TrainingRun", "iris") is False

@@ -59,6 +59,7 @@ def test_kind_up_builds_and_loads_the_slim_images_with_the_pinned_node(tmp_path:
     }
     assert builds == {
         f"ghcr.io/flywheel-dev/operator:{tag}": "operator",
+        f"ghcr.io/flywheel-dev/drift:{tag}": "drift",  # the DriftMonitor's check Job
         f"ghcr.io/flywheel-dev/serving:{tag}": "serving",
         f"ghcr.io/flywheel-dev/trainer:{tag}": "trainer-cpu",  # CPU torch, not the CUDA image
     }
@@ -78,7 +79,7 @@ def test_kind_up_builds_and_loads_the_slim_images_with_the_pinned_node(tmp_path:
 def test_the_cuda_trainer_and_selfplay_only_on_request(tmp_path: Path) -> None:
     calls = kind_up(tmp_path, "--cuda-trainer", "--with-selfplay")
     dirs = {m.group(1) for c in calls if (m := re.search(r"/images/([\w-]+)/Dockerfile", c))}
-    assert dirs == {"operator", "serving", "trainer", "selfplay"}
+    assert dirs == {"operator", "serving", "drift", "trainer", "selfplay"}
 
 
 def test_kind_up_names_a_missing_tool(tmp_path: Path) -> None:

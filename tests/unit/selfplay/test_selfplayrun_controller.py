@@ -283,3 +283,24 @@ def test_a_pvc_model_gets_its_own_read_only_claim_which_the_trainer_resolves(
 def test_a_model_uri_without_a_folder_is_rejected_naming_the_field() -> None:
     with pytest.raises(ValueError, match=r"policy.model 'pvc://models': use pvc://claim/path"):
         api.SelfPlayRunSpec.model_validate({"policy": {"model": "pvc://models"}})
+
+
+def test_a_succeeded_run_edited_afterwards_stays_succeeded_also_once_its_job_is_gone() -> None:
+    """The edit shows on SpecDiverged only; Ready and phase are the run's result (kstatus: Current)."""
+    manifest = resource()
+    job = job_with(manifest, ("Created", "True"), ("Running", "False"), ("Succeeded", "True"))
+    message = json.dumps({"phase": "Succeeded", "step": 3})
+    done = {
+        **manifest,
+        "status": selfplayrun.plan(manifest, observed(manifest, job, message), T0, SETTINGS).status,
+    }
+    assert done["status"]["jobSpecHash"] == pytorchjob.spec_hash(manifest)
+    edited = {**done, "metadata": {**done["metadata"], "generation": 2}, "spec": {"selfPlay": {"steps": 7}}}
+    for seen in (observed(manifest, job, message), plans.Observed()):  # job there; job collected
+        out = selfplayrun.plan(edited, seen, T0, SETTINGS)
+        status = {**done["status"], **out.status}
+        assert status["phase"] == conditions.SUCCEEDED and status["observedGeneration"] == 2
+        rows = {c["type"]: c["status"] for c in status["conditions"]}
+        assert rows[conditions.READY] == "True" and rows[conditions.STALLED] == "False"
+        assert rows[conditions.SPEC_DIVERGED] == "True"
+        assert [e.reason for e in out.events] == [jobstatus.R_SPEC_CHANGED]

@@ -45,6 +45,7 @@ def _as_dicts(requests: list[traffic.Request]) -> list[dict[str, Any]]:
                     "probability": r.probabilities[i],
                     "latency_ms": r.latency_ms,
                     traffic.ERROR: r.errors[i] if r.errors else None,
+                    traffic.RECORD_INDEX: i,
                 }
             )
     return rows
