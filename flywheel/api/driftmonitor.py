@@ -80,12 +80,31 @@ class Drift(common.Model):
     """Per-column overrides."""
 
 
+class Trigger(enum.StrEnum):
+    FEATURE_DRIFT = "featureDrift"
+    PREDICTION_DRIFT = "predictionDrift"
+    PERFORMANCE_DROP = "performanceDrop"
+
+
+class RetrainMode(enum.StrEnum):
+    FROM_SCRATCH = "fromScratch"
+    FINE_TUNE = "fineTune"
+
+
 class Retrain(common.Model):
     """The challenger TrainingRun started on drift."""
 
     enabled: bool = True
     template: trainingrun.TrainingRunSpec
     """Spec of the challenger run; data.rev is resolved to a commit at trigger time and pinned."""
+    triggers: list[Trigger] = Field(default_factory=lambda: [Trigger.FEATURE_DRIFT], min_length=1)
+    """What starts a retrain: featureDrift (the inputs moved: the Evidently check), predictionDrift
+    (the served predictions' distribution moved from the champion's on its holdout: a proxy for
+    label shift), performanceDrop (the champion's metric on labelled traffic fell: see
+    spec.performance). The one that fired is named on the challenger and in status."""
+    mode: RetrainMode = RetrainMode.FROM_SCRATCH
+    """fromScratch: the template as written. fineTune: the challenger starts from the champion's
+    weights and preprocessing (its model.initFrom is set to the champion the Deployment serves)."""
     cooldown_seconds: int = Field(default=3600, ge=0)
     """No new retrain within this long of the last one."""
     max_concurrent: int = Field(default=1, ge=1, le=10)
@@ -133,6 +152,25 @@ class Promotion(common.Model):
         return self
 
 
+class Performance(common.Model):
+    """Live performance: the champion's metric on traffic whose ground truth came back
+    (POST /feedback, or label files in the traffic sink's feedback/ folder)."""
+
+    metric: Metric | None = None
+    """accuracy, f1, rmse or mae; unset: promotion.metric (accuracy when that is roc_auc)."""
+    min_rows: int = Field(default=50, ge=1)
+    """Labelled rows in the window below which no drop is judged."""
+    threshold: float | None = None
+    """A drop when the metric is past this value (below for accuracy and f1, above for rmse and
+    mae). Unset: a drop is the window's 95% interval lying wholly below (worse than) the champion's
+    own interval on its holdout."""
+    prediction_drift_threshold: float = Field(default=0.1, gt=0, le=1)
+    """predictionDrift fires when the served predictions' distance from the champion's predictions
+    on its holdout reaches this: Jensen-Shannon distance of the class shares (classification), or
+    the Wasserstein distance in units of the holdout predictions' standard deviation (regression);
+    Evidently's defaults for a column of that kind."""
+
+
 class DriftMonitorSpec(common.Model):
     """Desired state of a DriftMonitor."""
 
@@ -144,6 +182,7 @@ class DriftMonitorSpec(common.Model):
     drift: Drift = Field(default_factory=Drift)
     retrain: Retrain
     promotion: Promotion = Field(default_factory=Promotion)
+    performance: Performance = Field(default_factory=Performance)
     artifacts: common.Artifacts = Field(default_factory=common.Artifacts)
     """Where reports are written."""
 
@@ -182,6 +221,7 @@ class RetrainStatus(common.Model):
     """Challenger TrainingRuns not yet finished."""
     last_started: str | None = None
     last_reason: str | None = None
+    last_trigger: str | None = None
     count: int = 0
 
 
@@ -198,6 +238,38 @@ class RollbackHold(common.Model):
     data_rev: str | None = None
     champion: str | None = None
     """What the Deployment served instead, when the rollback was seen."""
+
+
+class VersionPerformance(common.Model):
+    version: str
+    value: float | None = None
+    low: float | None = None
+    high: float | None = None
+    rows: int = 0
+    """Labelled rows the figure is computed on; [low, high] is its 95% interval."""
+
+
+class LivePerformance(common.Model):
+    """The champion's metric on labelled traffic in the last check's window."""
+
+    metric: str
+    baseline: VersionPerformance | None = None
+    """The champion on its own holdout: what a drop is judged against."""
+    versions: list[VersionPerformance] = Field(default_factory=list)
+    """Per served model version, on the window's labelled rows."""
+    labels: int = 0
+    """Distinct labelled records in the traffic sink."""
+    unknown_labels: int = 0
+    """Labels whose request the traffic log does not hold (not sampled, not flushed, or a wrong id)."""
+    dropped: str | None = None
+    """Why this counts as a performance drop, or unset."""
+
+
+class PredictionDrift(common.Model):
+    method: str
+    distance: float
+    threshold: float
+    drifted: bool
 
 
 class DriftMonitorStatus(common.CommonStatus):
@@ -218,6 +290,10 @@ class DriftMonitorStatus(common.CommonStatus):
     """The last check Job (batch/v1) this monitor started; its outcome is read back from it."""
     check_job_read: str | None = None
     """The check Job whose outcome is in status already (folded in once)."""
+    performance: LivePerformance | None = None
+    prediction_drift: PredictionDrift | None = None
+    triggers: list[str] = Field(default_factory=list)
+    """The retrain triggers the last check found (whether or not spec.retrain.triggers acts on them)."""
 
 
 class DriftMonitor(common.Resource):

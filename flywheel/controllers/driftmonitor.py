@@ -54,10 +54,14 @@ ANNOTATION_DECISION = decisions.ANNOTATION_DECISION
 ANNOTATION_PROMOTION = decisions.ANNOTATION_PROMOTION
 ANNOTATION_TRIGGERED_AT = f"{contract.ANNOTATION_PREFIX}/triggered-at"
 ANNOTATION_TRIGGER_REASON = f"{contract.ANNOTATION_PREFIX}/trigger-reason"
+ANNOTATION_TRIGGER = f"{contract.ANNOTATION_PREFIX}/trigger"
+"""Which retrain trigger started a challenger: featureDrift, predictionDrift or performanceDrop."""
+ANNOTATION_RETRAIN_MODE = f"{contract.ANNOTATION_PREFIX}/retrain-mode"
 REQUEUE_ACTIVE = 30.0
 REQUEUE_JOB = 10.0
 """Seconds between looks while a check Job runs (its watch event usually comes first)."""
 R_MONITORING = "Monitoring"
+R_PERFORMANCE_DROPPED = "PerformanceDropped"
 R_NO_DEPLOYMENT = "DeploymentNotFound"
 R_NO_CHECK = "NotCheckedYet"
 R_NOT_ENOUGH_ROWS = "NotEnoughRows"
@@ -250,12 +254,26 @@ def to_evaluate(resource: plans.Manifest, seen: Facts) -> list[plans.Manifest]:
 
 
 def retrain_reason(resource: plans.Manifest, seen: Facts, now: datetime.datetime) -> str | None:
-    """Why a retrain starts now, or None: drifted, newer than the last retrain, room, cooled down."""
+    """Why a retrain starts now, or None: a trigger spec.retrain.triggers acts on fired in the latest
+    check, which is newer than the last retrain; there is room; the cooldown has passed."""
+    found = retrain_trigger(resource, seen, now)
+    return None if found is None else found[1]
+
+
+def retrain_trigger(resource: plans.Manifest, seen: Facts, now: datetime.datetime) -> tuple[str, str] | None:
+    """(trigger, reason) of the retrain that starts now, or None (see retrain_reason)."""
     spec = validate(resource).spec
     if not spec.retrain.enabled or seen.deployment is None:
         return None
     latest = {**(resource.get("status") or {}), **(seen.check or {})}
-    if latest.get("drifted") is not True or not latest.get("lastCheckTime"):
+    if not latest.get("lastCheckTime"):
+        return None
+    # A status written before triggers existed says only `drifted`: feature drift.
+    fired = latest.get("triggers")
+    if fired is None:
+        fired = [api.Trigger.FEATURE_DRIFT.value] if latest.get("drifted") is True else []
+    acting = [t.value for t in spec.retrain.triggers if t.value in fired]
+    if not acting:
         return None
     checked = plans.parse_rfc3339(latest["lastCheckTime"])
     started = _last_started(resource, seen.runs)
@@ -265,12 +283,24 @@ def retrain_reason(resource: plans.Manifest, seen: Facts, now: datetime.datetime
         return None
     if len(_undecided(seen.runs)) >= spec.retrain.max_concurrent:
         return None
+    trigger = acting[0]
+    return trigger, _trigger_text(trigger, spec, latest)
+
+
+def _trigger_text(trigger: str, spec: api.DriftMonitorSpec, latest: dict[str, Any]) -> str:
+    at = f"in the check at {latest['lastCheckTime']}"
+    if trigger == api.Trigger.PREDICTION_DRIFT:
+        drift = latest.get("predictionDrift") or {}
+        return (
+            f"prediction drift: {drift.get('method')} distance {float(drift.get('distance') or 0):.3f} "
+            f">= {spec.performance.prediction_drift_threshold:g} {at}"
+        )
+    if trigger == api.Trigger.PERFORMANCE_DROP:
+        perf = latest.get("performance") or {}
+        return f"performance drop ({perf.get('metric')}): {perf.get('dropped')} {at}"
     columns = ", ".join(c.get("column", "?") for c in latest.get("driftedColumns") or []) or "none listed"
     share = float(latest.get("datasetDriftShare") or 0.0)
-    return (
-        f"drift share {share:.2f} >= {spec.drift.dataset_drift_share:g} in the check at "
-        f"{latest['lastCheckTime']} (drifted: {columns})"
-    )
+    return f"drift share {share:.2f} >= {spec.drift.dataset_drift_share:g} {at} (drifted: {columns})"
 
 
 def plan(
@@ -294,10 +324,25 @@ def plan(
     status: dict[str, Any] = dict(seen.check or {})
     if seen.outcome is not None:
         status["checkJobRead"] = current.get("checkJob")  # its outcome is folded in once
+        dropped = ((seen.check or {}).get("performance") or {}).get("dropped")
+        if dropped:  # once per check, as the outcome is folded in once
+            out.events.append(
+                plans.Event(R_PERFORMANCE_DROPPED, f"live performance dropped: {dropped}", "Warning")
+            )
     runs = list(seen.runs)
-    reason = retrain_reason(resource, seen, now)
-    if reason is not None:
-        child = challenger_manifest(resource, monitor, _count(resource, runs) + 1, reason, now)
+    found = retrain_trigger(resource, seen, now)
+    reason = None if found is None else found[1]
+    if found is not None:
+        champion_uri = (champion_model(seen.deployment) or ("", None))[0]
+        child = challenger_manifest(
+            resource,
+            monitor,
+            _count(resource, runs) + 1,
+            found[1],
+            now,
+            trigger=found[0],
+            champion=champion_uri,
+        )
         out.apply.append(child)
         runs.append(child)
         data = monitor.spec.retrain.template.data
@@ -311,7 +356,9 @@ def plan(
                                hold=decisions.active_hold({**current, **status}))  # fmt: skip
     status.update(decisions.fields(current, decided))
     undecided = _undecided(runs, decided)
-    status["retrain"] = _retrain_status(resource, runs, undecided, reason if out.apply else None)
+    status["retrain"] = _retrain_status(
+        resource, runs, undecided, reason if found else None, found[0] if found else None
+    )
     running = _check_job(resource, monitor, seen, {**current, **status}, now, settings, out, status)
     _conditions(resource, monitor, seen, current, status, now, out, running)
     out.status = {k: v for k, v in status.items() if v is not None}
@@ -418,19 +465,34 @@ def challenger_manifest(
     number: int,
     reason: str,
     now: datetime.datetime,
+    trigger: str = api.Trigger.FEATURE_DRIFT.value,
+    champion: str = "",
 ) -> plans.Manifest:
-    """The challenger TrainingRun: the template (the trainer pins data.rev's commit), owned by the monitor."""
+    """The challenger TrainingRun: the template (the trainer pins data.rev's commit), owned by the
+    monitor, naming the trigger; with retrain.mode fineTune it starts from `champion` (model.initFrom)."""
     name = plans.child_name(monitor.name, str(number))
     meta = plans.child_metadata(resource, name, COMPONENT)
     meta["labels"][contract.LABEL_ROLE] = "challenger"
-    meta["annotations"] = {ANNOTATION_TRIGGERED_AT: plans.now_rfc3339(now), ANNOTATION_TRIGGER_REASON: reason}
+    mode = monitor.spec.retrain.mode
+    meta["annotations"] = {
+        ANNOTATION_TRIGGERED_AT: plans.now_rfc3339(now),
+        ANNOTATION_TRIGGER_REASON: reason,
+        ANNOTATION_TRIGGER: trigger,
+        ANNOTATION_RETRAIN_MODE: mode.value,
+    }
     spec = monitor.spec.retrain.template.to_dict()
+    if mode == api.RetrainMode.FINE_TUNE and champion:
+        spec["model"]["initFrom"] = champion
     return {"apiVersion": common.API_VERSION, "kind": tr_api.TrainingRun.KIND, "metadata": meta, "spec": spec}
 
 
 # --- retrain bookkeeping ---------------------------------------------------------------------------
 def _retrain_status(
-    resource: plans.Manifest, runs: list[plans.Manifest], undecided: list[str], reason: str | None
+    resource: plans.Manifest,
+    runs: list[plans.Manifest],
+    undecided: list[str],
+    reason: str | None,
+    trigger: str | None = None,
 ) -> dict[str, Any]:
     current = (resource.get("status") or {}).get("retrain") or {}
     started = _last_started(resource, runs)
@@ -439,6 +501,7 @@ def _retrain_status(
         "count": _count(resource, runs),
         "lastStarted": plans.now_rfc3339(started) if started else None,
         "lastReason": reason or current.get("lastReason"),
+        "lastTrigger": trigger or current.get("lastTrigger"),
     }
     return {k: v for k, v in out.items() if v is not None}
 

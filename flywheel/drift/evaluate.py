@@ -72,8 +72,8 @@ def compare(
     if metric not in performance.CLASSIFICATION | performance.REGRESSION:
         return comparison
     truth, (champion, challenger) = (
-        _truth(predictors[0], rows, target),
-        [_as_array(p, o) for p, o in zip(predictors, outputs, strict=True)],
+        truth_of(predictors[0], rows, target),
+        [predictions_of(p, o) for p, o in zip(predictors, outputs, strict=True)],
     )
     difference = paired.compare(truth, champion, challenger, metric)
     return dataclasses.replace(comparison, interval=(difference.low, difference.high), test=difference.test)
@@ -101,13 +101,13 @@ def _predict(
     return predictor.predict(rows)
 
 
-def _truth(predictor: inference.Predictor, rows: pd.DataFrame, target: str) -> np.ndarray:
+def truth_of(predictor: inference.Predictor, rows: pd.DataFrame, target: str) -> np.ndarray:
     if predictor.preprocessor.task == "regression":
         return rows[target].to_numpy(dtype=np.float64)
     return rows[target].astype(str).to_numpy()
 
 
-def _as_array(predictor: inference.Predictor, prediction: inference.Prediction) -> np.ndarray:
+def predictions_of(predictor: inference.Predictor, prediction: inference.Prediction) -> np.ndarray:
     if predictor.preprocessor.task == "regression":
         return np.asarray(prediction.predictions, dtype=np.float64)
     return np.asarray([str(p) for p in prediction.predictions])
@@ -120,8 +120,8 @@ def _value(
     target: str,
     metric: driftmonitor.Metric,
 ) -> float:
-    truth = _truth(predictor, rows, target)
-    predicted = _as_array(predictor, prediction)
+    truth = truth_of(predictor, rows, target)
+    predicted = predictions_of(predictor, prediction)
     if predictor.preprocessor.task == "regression":
         return _regression(metric, truth, predicted)
     labels = sorted(set(truth))

@@ -71,7 +71,7 @@ def _check(
     cache: Path,
     seed: int,
 ) -> dict[str, Any]:
-    from flywheel.drift import checks, reference, reports, window
+    from flywheel.drift import checks, live, reference, reports, window
 
     current = window.read(sink, spec.window, now, seed)
     stamp = plans.now_rfc3339(now)
@@ -84,9 +84,23 @@ def _check(
     result = checks.check(current, ref, spec.drift, features, spec.window.max_rows, seed)
     uri = reports.write(spec.artifacts.uri, str(config["monitor"]), now, result)
     status = result.to_status(uri, now)
+    status.update(live.assess(spec, champion_dir, config.get("championVersion"), current, sink, seed))
+    status["triggers"] = triggers(status)
     columns = sorted(status.get("driftedColumns") or [], key=lambda c: -float(c.get("score") or 0))
     status["driftedColumns"] = columns[: driftcheck.MAX_COLUMNS]  # the report lists them all
     return {"check": status, "note": None, "reason": None}
+
+
+def triggers(status: dict[str, Any]) -> list[str]:
+    """The retrain triggers a check's status shows (spec.retrain.triggers chooses which act)."""
+    fired = []
+    if status.get("drifted") is True:
+        fired.append(dm_api.Trigger.FEATURE_DRIFT.value)
+    if (status.get("predictionDrift") or {}).get("drifted") is True:
+        fired.append(dm_api.Trigger.PREDICTION_DRIFT.value)
+    if (status.get("performance") or {}).get("dropped"):
+        fired.append(dm_api.Trigger.PERFORMANCE_DROP.value)
+    return fired
 
 
 def _evaluate(

@@ -632,3 +632,82 @@ def test_a_challenger_that_exported_no_model_is_rejected_without_a_job() -> None
     world.step(at(0.5))
     assert world.monitor["status"]["lastDecision"]["reason"] == "the challenger exported no model"
     assert world.started_jobs == []
+
+
+def _live(
+    minutes: float, *, feature: bool = False, prediction: bool = False, drop: bool = False
+) -> dict[str, Any]:
+    """A check outcome with the live-performance and prediction-drift fields the check Job adds."""
+    out = check(feature, minutes)
+    out["predictionDrift"] = {"method": "jensenshannon", "distance": 0.31 if prediction else 0.02,
+                              "threshold": 0.1, "drifted": prediction}  # fmt: skip
+    out["performance"] = {
+        "metric": "accuracy", "labels": 300, "unknownLabels": 4,
+        "baseline": {"version": "v1", "value": 0.99, "low": 0.98, "high": 0.995, "rows": 800},
+        "versions": [{"version": "v1", "value": 0.84 if drop else 0.99, "low": 0.8, "high": 0.88, "rows": 300}],
+        "dropped": "0.8400 [0.8000, 0.8800] on 300 rows against the baseline" if drop else None,
+    }  # fmt: skip
+    fired = [
+        n
+        for n, on in (("featureDrift", feature), ("predictionDrift", prediction), ("performanceDrop", drop))
+        if on
+    ]
+    out["triggers"] = fired
+    return out
+
+
+@pytest.mark.parametrize(
+    ("triggers", "fired", "expected"),
+    [
+        (["featureDrift"], {"drop": True}, None),  # concept drift is invisible to the default trigger
+        (["performanceDrop"], {"drop": True}, "performanceDrop"),
+        (["performanceDrop"], {"feature": True}, None),
+        (["predictionDrift", "performanceDrop"], {"prediction": True}, "predictionDrift"),
+        (["featureDrift", "performanceDrop"], {"feature": True, "drop": True}, "featureDrift"),
+        (["performanceDrop", "featureDrift"], {}, None),
+    ],
+)
+def test_each_trigger_fires_only_when_chosen_and_is_named_on_the_challenger(
+    triggers: list[str], fired: dict[str, bool], expected: str | None
+) -> None:
+    world = World(monitor(retrain={"triggers": triggers}))
+    plan = world.step(NOW, check=_live(0, **fired))
+    if expected is None:
+        assert world.runs == {} and "lastTrigger" not in world.monitor["status"]["retrain"]
+        return
+    (child,) = plan.apply
+    assert child["metadata"]["annotations"][dm.ANNOTATION_TRIGGER] == expected
+    assert world.monitor["status"]["retrain"]["lastTrigger"] == expected
+    assert world.monitor["status"]["triggers"] == [t for t in ("featureDrift", "predictionDrift", "performanceDrop")
+                                                   if t in _live(0, **fired)["triggers"]]  # fmt: skip
+
+
+def test_a_performance_drop_is_reported_in_status_and_one_warning_event() -> None:
+    world = World(monitor(retrain={"triggers": ["performanceDrop"]}))
+    plan = world.step(NOW, check=_live(0, drop=True))
+    perf = world.monitor["status"]["performance"]
+    assert (
+        perf["versions"][0]["rows"] == 300 and perf["baseline"]["low"] == 0.98 and perf["unknownLabels"] == 4
+    )
+    assert [e.reason for e in plan.events].count(dm.R_PERFORMANCE_DROPPED) == 1
+    assert "performance drop (accuracy)" in world.monitor["status"]["retrain"]["lastReason"]
+    assert dm.R_PERFORMANCE_DROPPED not in [e.reason for e in world.step(at(1)).events]  # folded in once
+
+
+def test_fine_tune_mode_starts_the_challenger_from_the_served_champion() -> None:
+    world = World(monitor(retrain={"mode": "fineTune"}))
+    (child,) = world.step(NOW, check=check(True, 0)).apply
+    assert child["spec"]["model"]["initFrom"] == "file:///art/ml/trainingruns/shuttle-v1/model"
+    assert child["metadata"]["annotations"][dm.ANNOTATION_RETRAIN_MODE] == "fineTune"
+    scratch = World(monitor())
+    (plain,) = scratch.step(NOW, check=check(True, 0)).apply
+    assert "initFrom" not in plain["spec"]["model"]
+    assert plain["metadata"]["annotations"][dm.ANNOTATION_RETRAIN_MODE] == "fromScratch"
+
+
+def test_a_status_from_before_triggers_still_retrains_on_feature_drift() -> None:
+    world = World(monitor())
+    old = check(True, 0)
+    assert "triggers" not in old
+    (child,) = world.step(NOW, check=old).apply
+    assert child["metadata"]["annotations"][dm.ANNOTATION_TRIGGER] == "featureDrift"

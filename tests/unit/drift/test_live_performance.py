@@ -140,3 +140,20 @@ def test_paired_difference_is_signed_for_lower_is_better_metrics() -> None:
     assert diff.difference > 0 and diff.low > 0  # lower error is the challenger's gain
     assert diff.as_status()["test"] == "paired bootstrap" and diff.as_status()["rows"] == 200
     assert paired.compare(truth, champion, challenger, "mae") == diff  # seeded: same rows, same interval
+
+
+def test_prediction_drift_measures_the_served_predictions_against_the_reference() -> None:
+    from flywheel.drift import job, live
+
+    reference = np.array(["0"] * 97 + ["1"] * 3)
+    same = live.prediction_drift(reference, np.array(["0"] * 970 + ["1"] * 30), "classification", 0.1)
+    assert same["distance"] == pytest.approx(0.0) and not same["drifted"]
+    shifted = live.prediction_drift(reference, np.array(["0"] * 80 + ["1"] * 20), "classification", 0.1)
+    assert shifted["drifted"] and shifted["method"] == "jensenshannon"
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=2000)
+    assert not live.prediction_drift(values, rng.normal(size=2000), "regression", 0.1)["drifted"]
+    assert live.prediction_drift(values, rng.normal(loc=0.5, size=2000), "regression", 0.1)["drifted"]
+    status = {"drifted": False, "predictionDrift": shifted, "performance": {"dropped": "x"}}
+    assert job.triggers(status) == ["predictionDrift", "performanceDrop"]
+    assert job.triggers({"drifted": True}) == ["featureDrift"]
