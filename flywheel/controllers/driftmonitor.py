@@ -174,7 +174,8 @@ def facts(resource: plans.Manifest, observed: plans.Observed) -> Facts:
         if isinstance(item, dict) and item.get("challenger") in undecided:
             out.evaluations[item["challenger"]] = _evaluation(item)
     failed = driftcheck.evaluated_by(str(job_name), resource["metadata"]["name"])
-    if out.outcome.error and failed is not None and failed in undecided:  # its own evaluation Job failed: say why, once
+    # Its own evaluation Job failed: say why, once.
+    if out.outcome.error and failed is not None and failed in undecided:
         why = f"the challenger could not be evaluated: {out.outcome.error}"
         out.evaluations[failed] = decisions.Evaluation(failed, "rejected", why, _metric(resource))
     return out
