@@ -52,6 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="schema and semantic checks of resource files")
     p.add_argument("-f", "--filename", action="append", required=True, help="YAML file (repeatable)")
+    p.add_argument(
+        "--target",
+        choices=("local", "kubernetes"),
+        default="local",
+        help="kubernetes: also refuse what the operator would (artifacts in the pod's scratch space)",
+    )
+    p.add_argument(
+        "--artifacts-uri",
+        help="the platform's artifact store (the chart's artifacts.uri; default $FLYWHEEL_ARTIFACTS_URI): "
+        "a resource that leaves spec.artifacts.uri at its default writes there",
+    )
 
     p = sub.add_parser("render", help="print the child manifests the operators create, as YAML")
     p.add_argument("-f", "--filename", action="append", required=True, help="YAML file (repeatable)")

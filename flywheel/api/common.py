@@ -259,6 +259,20 @@ class Artifacts(Model):
     for s3://; mounted as environment, never copied into status or events."""
 
 
+def pod_scratch_problem(uri: str) -> str | None:
+    """Why `uri` cannot hold a pod's artifacts on Kubernetes, or None: a file:// path is inside the
+    pod, deleted with it (flywheel.controllers.artifact_store refuses it; `flywheel validate
+    --target kubernetes` says so first)."""
+    if not uri.startswith("file://"):
+        return None
+    return (
+        f"spec.artifacts.uri: {uri} is a path inside the pod, deleted with it: models and checkpoints "
+        "written there are lost. Set spec.artifacts.uri to s3://bucket/prefix (with "
+        "spec.artifacts.credentialsSecret) or pvc://claim/path, or install the chart with "
+        "artifacts.uri set so the operator supplies the store"
+    )
+
+
 class RestartPolicy(enum.StrEnum):
     ON_FAILURE = "OnFailure"
     EXIT_CODE = "ExitCode"

@@ -27,14 +27,7 @@ DEFAULT_URI = common.Artifacts().uri
 
 def problem(uri: str) -> str | None:
     """Why `uri` cannot hold a pod's artifacts, or None."""
-    if not uri.startswith("file://"):
-        return None
-    return (
-        f"spec.artifacts.uri: {uri} is a path inside the pod, deleted with it: models and checkpoints "
-        "written there are lost. Set spec.artifacts.uri to s3://bucket/prefix (with "
-        "spec.artifacts.credentialsSecret) or pvc://claim/path, or install the chart with "
-        "artifacts.uri set so the operator supplies the store"
-    )
+    return common.pod_scratch_problem(uri)
 
 
 def effective_uri(uri: str | None, config: settings.Settings) -> str:

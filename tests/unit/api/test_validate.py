@@ -57,3 +57,27 @@ def test_valid_files_pass(capsys):
 def test_missing_file_is_one_line(capsys):
     assert cli.main(["validate", "-f", "/nonexistent.yaml"]) == 1
     assert "no such file" in capsys.readouterr().out
+
+
+def test_kubernetes_target_refuses_artifacts_in_the_pod_unless_the_platform_has_a_store(
+    capsys, monkeypatch, tmp_path
+):
+    monkeypatch.delenv("FLYWHEEL_ARTIFACTS_URI", raising=False)
+    local = str(Path(__file__).parents[3] / "examples" / "trainingrun-local.yaml")
+    written = tmp_path / "scratch.yaml"
+    text = Path(local).read_text()
+    written.write_text(
+        text.replace("name: shuttle", "name: scratch") + "  artifacts:\n    uri: file:///data/runs\n"
+    )
+    assert cli.main(["validate", "-f", local]) == 0  # locally the default is the home's store
+    assert cli.main(["validate", "-f", local, "--target", "kubernetes"]) == 1
+    out = capsys.readouterr().out
+    assert "spec.artifacts.uri: file:///var/lib/flywheel/artifacts is a path inside the pod" in out
+    assert "pvc://" in out and "artifacts.uri" in out
+    # The default with a platform store is that store; a file:// path the author wrote never is.
+    assert cli.main(["validate", "-f", local, "--target", "kubernetes", "--artifacts-uri", "s3://b/p"]) == 0
+    monkeypatch.setenv("FLYWHEEL_ARTIFACTS_URI", "s3://b/p")
+    assert cli.main(["validate", "-f", local, "--target", "kubernetes"]) == 0
+    capsys.readouterr()
+    assert cli.main(["validate", "-f", str(written), "--target", "kubernetes"]) == 1
+    assert "file:///data/runs is a path inside the pod" in capsys.readouterr().out
