@@ -58,6 +58,20 @@ class Plan:
     """Set when the spec is invalid: the adapter stops retrying until the spec changes."""
 
 
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: objects merge recursively, null deletes, anything else replaces
+    (inputs are not modified). The one implementation both adapters and the tests apply."""
+    if not isinstance(patch, Mapping):
+        return patch
+    out = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
 def now_rfc3339(now: datetime.datetime) -> str:
     return now.astimezone(datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 

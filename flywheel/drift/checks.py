@@ -24,6 +24,7 @@ import pandas as pd
 
 from flywheel import errors
 from flywheel.api import driftmonitor
+from flywheel.controllers import plans
 from flywheel.drift import window
 
 NUMERICAL_ONLY = frozenset({"ks", "wasserstein"})
@@ -71,7 +72,7 @@ class CheckResult:
             for c in self.drifted_columns
         ]
         return {
-            "lastCheckTime": moment.astimezone(datetime.UTC).isoformat(timespec="seconds"),
+            "lastCheckTime": plans.now_rfc3339(moment),  # the API's format, as every other time
             "rowsChecked": self.rows_current,
             "datasetDriftShare": self.drift_share,
             "drifted": self.drifted,

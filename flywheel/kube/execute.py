@@ -192,7 +192,7 @@ def converge(
         if isinstance(seen, _Assumed):
             _check_assumptions(plan, seen)
         changed = apply_children(plan, seen, outcome, create_only=isinstance(seen, _Assumed))
-        status = merge(status, status_patch(resource, plan))
+        status = plans.merge_patch(status, status_patch(resource, plan))
         events.extend(e for e in plan.events if e not in events)
         # Only creates and patches of children are folded: a delete's effect arrives later (a
         # foreground delete finishes after its children), and an error must stop at once.
@@ -281,19 +281,6 @@ def finish(
     if objects.patch_status(resource, status):
         outcome.writes.append(f"status {_key(resource)}")
     outcome.writes.extend(f"event {e.reason}" for e in posted)
-
-
-def merge(target: Any, patch: Any) -> Any:
-    """RFC 7386: apply a JSON merge patch to `target` (inputs are not modified)."""
-    if not isinstance(patch, Mapping):
-        return patch
-    out = dict(target) if isinstance(target, Mapping) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merge(out.get(key), value)
-    return out
 
 
 def diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:

@@ -100,7 +100,7 @@ def _patch_spec(store: store_mod.Store, patch: Mapping[str, Any]) -> bool:
     body = {"spec": patch.get("spec") or {}, "metadata": wanted_meta}
     if plans.contains(live, body):
         return False
-    merged = store_mod.merge_patch({k: v for k, v in live.items() if k != "status"}, body)
+    merged = plans.merge_patch({k: v for k, v in live.items() if k != "status"}, body)
     store.put(merged)
     return True
 

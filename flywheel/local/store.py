@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from flywheel.api import common
+from flywheel.controllers import plans
 
 Manifest = dict[str, Any]
 
@@ -73,19 +74,6 @@ _ENVELOPE = ("apiVersion", "kind", "metadata", "spec", "status")
 
 # Metadata the store owns; a manifest's values for these are ignored on put.
 _SERVER_FIELDS = ("uid", "generation", "creationTimestamp", "resourceVersion")
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch: objects merge recursively, null deletes, anything else replaces."""
-    if not isinstance(patch, dict):
-        return patch
-    out = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merge_patch(out.get(key), value)
-    return out
 
 
 def _now() -> str:
@@ -230,7 +218,7 @@ class Store:
             ).fetchone()
             if row is None:
                 raise KeyError(f"{kind}/{name} not found in namespace {namespace}")
-            status = merge_patch(json.loads(row[0]), patch)
+            status = plans.merge_patch(json.loads(row[0]), patch)
             conn.execute(
                 "UPDATE resources SET status=?, resource_version=?, updated=? "
                 "WHERE kind=? AND namespace=? AND name=?",

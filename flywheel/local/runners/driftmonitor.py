@@ -34,7 +34,6 @@ from flywheel.controllers import driftcheck, plans
 from flywheel.controllers import driftmonitor as controller
 from flywheel.controllers import settings as settings_mod
 from flywheel.local import runners
-from flywheel.local import store as store_mod
 from flywheel.local.runners import trainingrun as trainingrun_runner
 
 KIND = api.DriftMonitor.KIND
@@ -132,7 +131,7 @@ def _patch(ctx: runners.Context, patch: Manifest) -> None:
     if live is None:
         raise KeyError(f"{patch['kind']}/{meta['name']} is not in {ctx.home}")
     body = {k: v for k, v in patch.items() if k in ("metadata", "spec")}
-    merged = store_mod.merge_patch({k: v for k, v in live.items() if k != "status"}, body)
+    merged = plans.merge_patch({k: v for k, v in live.items() if k != "status"}, body)
     if merged != {k: v for k, v in live.items() if k != "status"}:
         ctx.store.put(merged)
     champion = (patch.get("spec") or {}).get("champion")

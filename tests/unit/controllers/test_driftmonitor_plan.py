@@ -18,7 +18,6 @@ import pytest
 from flywheel.api import conditions, contract
 from flywheel.controllers import driftmonitor as dm
 from flywheel.controllers import plans
-from flywheel.local import store as store_mod
 
 NOW = datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.UTC)
 COMMIT = "a" * 40
@@ -163,13 +162,13 @@ class World:
                 self.runs.setdefault(body["metadata"]["name"], {**copy.deepcopy(body), "status": {}})
             elif verb == "patch" and body["kind"] == "Deployment":
                 assert self.deployment is not None
-                before, self.deployment = self.deployment, store_mod.merge_patch(self.deployment, body)
+                before, self.deployment = self.deployment, plans.merge_patch(self.deployment, body)
                 self.dep_patches += self.deployment != before  # what reaches the API server
             elif verb == "patch":
                 name = body["metadata"]["name"]
-                self.runs[name] = store_mod.merge_patch(self.runs[name], body)
+                self.runs[name] = plans.merge_patch(self.runs[name], body)
             else:
-                self.monitor["status"] = store_mod.merge_patch(self.monitor.get("status") or {}, body)
+                self.monitor["status"] = plans.merge_patch(self.monitor.get("status") or {}, body)
         self.events.extend(plan.events)
         return plan
 
@@ -392,7 +391,7 @@ def test_replanning_the_same_world_is_a_no_op() -> None:
     second = dm.plan(world.monitor, world.observed(), at(1))
     assert first.requeue_after == dm.REQUEUE_JOB  # while the Job runs
     assert first.status == second.status and second.apply == [] and second.patch_resources == []
-    assert store_mod.merge_patch(world.monitor["status"], second.status) == world.monitor["status"]
+    assert plans.merge_patch(world.monitor["status"], second.status) == world.monitor["status"]
 
 
 def test_missing_deployment_is_ready_false_and_starts_nothing() -> None:

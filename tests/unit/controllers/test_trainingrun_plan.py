@@ -23,17 +23,7 @@ JOB = "iris"
 POD = "iris-master-0"
 
 
-def merge(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch, what the adapters send for .status."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merge(out.get(key), value)
-    return out
+merge = plans.merge_patch  # what the adapters send for .status
 
 
 def applied(resource: dict[str, Any], plan: plans.Plan) -> dict[str, Any]:

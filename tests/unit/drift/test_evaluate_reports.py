@@ -72,7 +72,7 @@ def test_report_folder_is_stamped_in_utc_and_complete(tmp_path: Path) -> None:
     folder = tmp_path / "driftmonitors" / "mon" / "reports" / "20260301T123005Z"
     assert uri == folder.as_uri() and (folder / "report.html").read_text() == "<html>r</html>"
     summary = json.loads((folder / "summary.json").read_text())
-    assert summary["time"] == "2026-03-01T12:30:05+00:00" and summary["columns"][0]["column"] == "f1"
+    assert summary["time"] == "2026-03-01T12:30:05Z" and summary["columns"][0]["column"] == "f1"
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temp files left behind
 
 
@@ -81,7 +81,7 @@ def test_status_lists_only_drifted_columns() -> None:
     assert status["driftedColumns"] == [
         {"column": "f1", "score": 0.4, "method": "wasserstein", "threshold": 0.1}
     ]
-    assert status["rowsChecked"] == 100 and status["lastCheckTime"] == "2026-01-01T00:00:00+00:00"
+    assert status["rowsChecked"] == 100 and status["lastCheckTime"] == "2026-01-01T00:00:00Z"
 
 
 def test_metrics_gauge_follows_every_check_and_the_counter_only_drift() -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from flywheel.controllers import plans
 from flywheel.kube import execute
 
 TARGETS: list[dict[str, Any]] = [
@@ -28,8 +29,8 @@ PATCHES: list[dict[str, Any]] = [
 @pytest.mark.parametrize("first", PATCHES)
 @pytest.mark.parametrize("second", PATCHES)
 def test_one_diff_patch_equals_two_patches_in_turn(target: Any, first: Any, second: Any) -> None:
-    in_turn = execute.merge(execute.merge(target, first), second)
-    assert execute.merge(target, execute.diff(target, in_turn)) == in_turn
+    in_turn = plans.merge_patch(plans.merge_patch(target, first), second)
+    assert plans.merge_patch(target, execute.diff(target, in_turn)) == in_turn
 
 
 def test_diff_of_equal_objects_is_empty() -> None:
@@ -39,6 +40,6 @@ def test_diff_of_equal_objects_is_empty() -> None:
 def test_merge_is_rfc7386_and_leaves_inputs_alone() -> None:
     target = {"a": {"b": 1, "c": 2}, "d": [1, 2]}
     patch = {"a": {"b": None, "x": 9}, "d": [3], "e": "new"}
-    assert execute.merge(target, patch) == {"a": {"c": 2, "x": 9}, "d": [3], "e": "new"}
+    assert plans.merge_patch(target, patch) == {"a": {"c": 2, "x": 9}, "d": [3], "e": "new"}
     assert target == {"a": {"b": 1, "c": 2}, "d": [1, 2]}
     assert patch["a"] == {"b": None, "x": 9}

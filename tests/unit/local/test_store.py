@@ -7,6 +7,7 @@ import sqlite3
 
 import pytest
 
+from flywheel.controllers import plans
 from flywheel.local import store
 
 MANIFEST = {
@@ -140,12 +141,12 @@ def test_concurrent_writers_in_separate_processes_lose_nothing(tmp_path):
 
 
 def test_merge_patch_rfc7386_examples():
-    assert store.merge_patch({"a": "b"}, {"a": "c"}) == {"a": "c"}
-    assert store.merge_patch({"a": "b"}, {"b": "c"}) == {"a": "b", "b": "c"}
-    assert store.merge_patch({"a": "b"}, {"a": None}) == {}
-    assert store.merge_patch({"a": [{"b": "c"}]}, {"a": [1]}) == {"a": [1]}
-    assert store.merge_patch({"e": None}, {"a": 1}) == {"e": None, "a": 1}
-    assert store.merge_patch({}, {"a": {"bb": {"ccc": None}}}) == {"a": {"bb": {}}}
+    assert plans.merge_patch({"a": "b"}, {"a": "c"}) == {"a": "c"}
+    assert plans.merge_patch({"a": "b"}, {"b": "c"}) == {"a": "b", "b": "c"}
+    assert plans.merge_patch({"a": "b"}, {"a": None}) == {}
+    assert plans.merge_patch({"a": [{"b": "c"}]}, {"a": [1]}) == {"a": [1]}
+    assert plans.merge_patch({"e": None}, {"a": 1}) == {"e": None, "a": 1}
+    assert plans.merge_patch({}, {"a": {"bb": {"ccc": None}}}) == {"a": {"bb": {}}}
 
 
 CONFIG_MAP = {
