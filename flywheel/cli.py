@@ -134,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", parents=[home], help="the whole loop locally: train, serve, drift, retrain, promote"
     )
     p.add_argument("--report", default=None, help="report folder (default: <home>/report)")
+    p.add_argument(
+        "--scenario",
+        choices=("closed-loop", "concept-drift"),
+        default="closed-loop",
+        help="closed-loop: feature drift, retrain, promote; concept-drift: no feature drift, a drop "
+        "seen through POST /feedback, a fine-tuned challenger promoted by a statistical test",
+    )
 
     p = sub.add_parser("selfplay", help="self-play tools: `selfplay pretrain` warm-starts the tiny policy")
     p.add_argument(

@@ -206,17 +206,24 @@ def commit_period(root: Path, n: int, periods: int, message: str) -> tuple[str, 
     """Write period n's rows, track them with DVC, commit on main, tag `period-n`, push to the DVC
     remote: (commit, DVC content hash). A period committed by a crashed earlier call but not tagged
     is tagged, not committed twice."""
+    return commit_rows(root, period_frame(n, periods=periods), f"period-{n}", message)
+
+
+def commit_rows(root: Path, frame: pd.DataFrame, tag: str, message: str) -> tuple[str, str]:
+    """Write `frame` to the tracked DATA_PATH, commit it on main, tag it `tag`, push it to the DVC
+    remote: (commit, DVC content hash). Rows committed by a crashed earlier call are tagged, not
+    committed twice."""
     import dvc.repo
 
     with dvcenv.quiet():
-        write_period(root / DATA_PATH, n, periods=periods)
+        artifacts.atomic_write_text(root / DATA_PATH, frame.to_csv(index=False))
         repo = dvc.repo.Repo(str(root))
         try:
             (stage,) = repo.add(str(root / DATA_PATH))
             git(root, "add", f"{DATA_PATH}.dvc", str(Path(DATA_PATH).parent / ".gitignore"))
             if _staged(root):
                 git(root, "commit", "-q", "-m", message)
-            git(root, "tag", f"period-{n}")
+            git(root, "tag", tag)
             repo.push()
         finally:
             repo.close()

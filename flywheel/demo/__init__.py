@@ -14,6 +14,10 @@
     by hot swap under the running traffic
 10. the report: Evidently HTML, training curves, comparison figure, summary.json, and a table
 
+`flywheel demo --scenario concept-drift` tells the other story: the inputs do not move, their
+meaning does; ground truth sent back through POST /feedback shows the drop, and a fine-tuned
+challenger is promoted by a statistical test (flywheel.demo.concept).
+
 The stages are in flywheel.demo.flow, the traffic generator in flywheel.demo.replay, the report in
 flywheel.demo.report. The server is stopped at the end; `flywheel run -f
 examples/deployment-local.yaml --home DIR` serves the promoted champion again.
@@ -34,12 +38,15 @@ FIX_TRAIN = "see `flywheel logs trainingrun/<name> --home {home}`; run the demo 
 FIX_SERVE = "see `flywheel logs deployment/shuttle --home {home}`"
 FIX_DRIFT = "see `flywheel get dm shuttle -o yaml --home {home}`"
 FIX_GIT = "check that git works here and that {home} is writable"
+CLOSED_LOOP, CONCEPT_DRIFT = "closed-loop", "concept-drift"
 
 
 def cli(args: argparse.Namespace) -> int:
     console = Console()
     home = Path(args.home).resolve()
     report_dir = Path(args.report).resolve() if args.report else home / "report"
+    if getattr(args, "scenario", CLOSED_LOOP) == CONCEPT_DRIFT:
+        return _concept(console, home, report_dir)
     started = time.monotonic()
     st = stages.Stages(console, total=10, log_path=home / "logs" / "demo.log")
     loop = flow.Loop(home, console, st)
@@ -68,6 +75,43 @@ def cli(args: argparse.Namespace) -> int:
         f"Explore: flywheel get --home {home}; flywheel get dm shuttle -o yaml --home {home}",
         highlight=False,
     )
+    return 0
+
+
+def _concept(console: Console, home: Path, report_dir: Path) -> int:
+    from flywheel.demo import concept
+
+    started = time.monotonic()
+    st = stages.Stages(console, total=8, log_path=home / "logs" / "demo-concept.log")
+    loop = flow.Loop(home, console, st)
+    train, serve, drift, git = (f.format(home=home) for f in (FIX_TRAIN, FIX_SERVE, FIX_DRIFT, FIX_GIT))
+    console.print(f"[bold]flywheel demo --scenario concept-drift[/bold] (home {home})")
+    try:
+        st.run("data", "Commit period-1 data to a local DVC repository", git, loop.commit_period_1)
+        st.run("champion", "Train the champion on period-1", train, loop.train_champion)
+        st.run("serve", "Serve the champion on localhost (Deployment)", serve, loop.serve)
+        st.run("traffic", "Period-1 traffic, then its ground truth by a new rule (POST /feedback)", serve,
+               lambda: concept.labelled_traffic(loop))  # fmt: skip
+        st.run(
+            "commit", "Commit period 1 relabelled as a new DVC rev", git, lambda: concept.commit_concept(loop)
+        )
+        st.run("check", "DriftMonitor: no feature drift; live performance drops; retrain", drift,
+               lambda: concept.check_and_retrain(loop))  # fmt: skip
+        st.run("challenger", "Fine-tune the champion on the relabelled rows", train,
+               lambda: concept.train_challenger(loop))  # fmt: skip
+        st.run("promote", "Paired bootstrap on the same rows; promote if the lower bound clears the margin",
+               drift, lambda: concept.decide(loop))  # fmt: skip
+    finally:
+        loop.stop_serving()
+    out = concept.summary(loop, report_dir, time.monotonic() - started)
+    decision = out.get("decision") or {}
+    console.print(
+        f"trigger: {out.get('trigger')} (feature drift: {out['featureDrift']['drifted']}); "
+        f"retrain: {out.get('retrainMode')} from {out.get('initFrom')}; "
+        f"decision: {decision.get('decision')} ({decision.get('test')}, interval {decision.get('interval')})",
+        highlight=False,
+    )
+    console.print(f"Summary: {report_dir / concept.FILE}")
     return 0
 
 

@@ -22,12 +22,17 @@ def tag(period: int) -> str:
     return f"period-{period}"
 
 
-def tagged(root: Path, period: int) -> str | None:
-    """The commit tagged period-N, or None."""
+CONCEPT_TAG = "concept-1"
+"""Period 1's training rows relabelled by examples.concept_shift (the concept-drift scenario)."""
+
+
+def tagged(root: Path, period: int | str) -> str | None:
+    """The commit tagged period-N (or the tag given by name), or None."""
     if not (root / ".git").exists():
         return None
+    name = period if isinstance(period, str) else tag(period)
     done = subprocess.run(
-        ["git", "rev-parse", "--verify", "-q", f"refs/tags/{tag(period)}^{{commit}}"],
+        ["git", "rev-parse", "--verify", "-q", f"refs/tags/{name}^{{commit}}"],
         cwd=root,
         capture_output=True,
         text=True,
@@ -56,3 +61,15 @@ def commit_period(root: Path, period: int) -> tuple[str, bool]:
     init(root)
     message = f"Data: shuttle period {period} of {PERIODS}, labelled"
     return examples.commit_period(root, period, PERIODS, message)[0], True
+
+
+def commit_concept(root: Path) -> tuple[str, bool]:
+    """Commit period 1's training rows with the new labelling rule (examples.concept_shift) and tag
+    them CONCEPT_TAG: what a team commits once the new failure mode is understood. Idempotent."""
+    existing = tagged(root, CONCEPT_TAG)
+    if existing:
+        return existing, False
+    init(root)
+    rows = examples.concept_shift(examples.period_frame(1))
+    message = "Data: shuttle period 1, relabelled with the new failure mode (f9 at or above its q85)"
+    return examples.commit_rows(root, rows, CONCEPT_TAG, message)[0], True

@@ -34,7 +34,7 @@ ROUNDS = 4
 """Reconciles a stage waits for its outcome (a Job is started, run, then read back)."""
 
 
-def _reconcile(demo: flow.Loop, manifest: dict[str, Any], done: Any) -> Any:
+def reconcile_until(demo: flow.Loop, manifest: dict[str, Any], done: Any) -> Any:
     """Reconcile until `done(plan)` (at most ROUNDS times); the last plan."""
     from flywheel.local.runners import driftmonitor
 
@@ -48,9 +48,9 @@ def _reconcile(demo: flow.Loop, manifest: dict[str, Any], done: Any) -> Any:
 
 
 def check_drift(demo: flow.Loop) -> None:
-    _fresh_monitor(demo)
+    fresh_monitor(demo)
     manifest = demo.ctx.store.put(resources.driftmonitor(demo.repo, retrain=False))
-    plan = _reconcile(demo, manifest, lambda p: p.status.get("lastCheckTime"))
+    plan = reconcile_until(demo, manifest, lambda p: p.status.get("lastCheckTime"))
     status = plan.status
     drift = plans.get_condition(status.get("conditions"), conditions.DRIFT_DETECTED) or {}
     if not status.get("lastCheckTime") or drift.get("status") == "Unknown":
@@ -74,7 +74,7 @@ def check_drift(demo: flow.Loop) -> None:
         )
 
 
-def _fresh_monitor(demo: flow.Loop) -> None:
+def fresh_monitor(demo: flow.Loop) -> None:
     """A previous demo's monitor and its challengers' records go; their artifacts stay (reused)."""
     from flywheel.controllers import driftmonitor as controller
 
@@ -93,7 +93,7 @@ def _fresh_monitor(demo: flow.Loop) -> None:
 
 def start_retrain(demo: flow.Loop) -> None:
     manifest = demo.ctx.store.put(resources.driftmonitor(demo.repo, retrain=True))
-    plan = _reconcile(demo, manifest, lambda p: any(m["kind"] == api.TrainingRun.KIND for m in p.apply))
+    plan = reconcile_until(demo, manifest, lambda p: any(m["kind"] == api.TrainingRun.KIND for m in p.apply))
     started = [m["metadata"]["name"] for m in plan.apply if m["kind"] == api.TrainingRun.KIND]
     if not started:
         status = (demo.ctx.store.get(api.DriftMonitor.KIND, demo.monitor_name) or {}).get("status") or {}
@@ -123,7 +123,7 @@ def evaluate_and_promote(demo: flow.Loop) -> None:
     stored = demo.ctx.store.get(api.DriftMonitor.KIND, demo.monitor_name)
     assert stored is not None
     challenger = demo.facts.runs["challenger"]
-    plan = _reconcile(
+    plan = reconcile_until(
         demo, stored, lambda p: (p.status.get("lastDecision") or {}).get("challenger") == challenger
     )
     decision = plan.status.get("lastDecision") or {}

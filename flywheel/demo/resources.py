@@ -68,3 +68,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+CONCEPT_ROWS = 400
+"""Labelled requests the concept-drift scenario sends: enough for the live interval to separate."""
+
+
+def driftmonitor_concept(repo: Path, tag: str) -> Manifest:
+    """The example monitor, set for concept drift: it retrains on a performance drop as well as on
+    feature drift, fine-tunes the champion on the relabelled rows (`tag`), and promotes only when
+    the paired interval's lower bound clears minImprovement. The window is the scenario's traffic."""
+    doc = copy.deepcopy(_load(DRIFTMONITOR))
+    retrain = doc["spec"]["retrain"]
+    retrain["template"]["data"].update(repo=str(repo), rev=tag)
+    retrain["template"]["training"]["epochs"] = 3  # fine-tuning: a third of a fresh run's epochs
+    retrain.update(triggers=["featureDrift", "performanceDrop"], mode="fineTune")
+    doc["spec"]["window"].update(rows=CONCEPT_ROWS, minRows=CONCEPT_ROWS // 2)
+    doc["spec"]["promotion"]["rule"] = "lowerBound"
+    return _validated(doc, DRIFTMONITOR)
