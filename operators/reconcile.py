@@ -252,6 +252,7 @@ async def _reconcile(binding: Binding, resource: dict[str, Any]) -> plans.Plan |
         )
         if outcome.writes:
             logger.info("Reconciled %s %s/%s: %s", binding.kind, *key, ", ".join(outcome.writes))
+        metrics.status(binding.kind, key, plan.status)
     _schedule(binding, key, plan.requeue_after)
     return plan
 
