@@ -82,7 +82,7 @@ def _concept(console: Console, home: Path, report_dir: Path) -> int:
     from flywheel.demo import concept
 
     started = time.monotonic()
-    st = stages.Stages(console, total=8, log_path=home / "logs" / "demo-concept.log")
+    st = stages.Stages(console, total=10, log_path=home / "logs" / "demo-concept.log")
     loop = flow.Loop(home, console, st)
     train, serve, drift, git = (f.format(home=home) for f in (FIX_TRAIN, FIX_SERVE, FIX_DRIFT, FIX_GIT))
     console.print(f"[bold]flywheel demo --scenario concept-drift[/bold] (home {home})")
@@ -101,6 +101,11 @@ def _concept(console: Console, home: Path, report_dir: Path) -> int:
                lambda: concept.train_challenger(loop))  # fmt: skip
         st.run("promote", "Paired bootstrap on the same rows; promote if the lower bound clears the margin",
                drift, lambda: concept.decide(loop))  # fmt: skip
+        st.run("after", "More labelled traffic, answered by the new champion", serve,
+               lambda: concept.traffic_after(loop))  # fmt: skip
+        writable = f"check that {report_dir} is writable"
+        figure = st.run("report", "The live metric over time, with the drop and the promotion marked",
+                        writable, lambda: concept.figure(loop, report_dir))  # fmt: skip
     finally:
         loop.stop_serving()
     out = concept.summary(loop, report_dir, time.monotonic() - started)
@@ -111,7 +116,7 @@ def _concept(console: Console, home: Path, report_dir: Path) -> int:
         f"decision: {decision.get('decision')} ({decision.get('test')}, interval {decision.get('interval')})",
         highlight=False,
     )
-    console.print(f"Summary: {report_dir / concept.FILE}")
+    console.print(f"Summary: {report_dir / concept.FILE}; figure: {figure}")
     return 0
 
 

@@ -18,6 +18,7 @@ its interval, the retrain mode and the promotion test.
 
 from __future__ import annotations
 
+import collections
 import json
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ from flywheel.demo import dataset, flow, resources, stages
 from flywheel.serving import traffic
 
 FILE = "concept-summary.json"
+FIGURE = "live_performance.png"
 ID_PREFIX = "concept"
 
 
@@ -45,11 +47,20 @@ def commit_concept(demo: flow.Loop) -> None:
 
 def labelled_traffic(demo: flow.Loop) -> None:
     """Period-1 traffic, one record per request, then its ground truth by the new rule."""
+    _send_labelled(demo, 0)
+
+
+def traffic_after(demo: flow.Loop) -> None:
+    """As much labelled traffic again, now answered by whoever the monitor left serving."""
+    _send_labelled(demo, resources.CONCEPT_ROWS)
+
+
+def _send_labelled(demo: flow.Loop, start: int) -> None:
     assert demo.facts.endpoint and demo.facts.sink
-    rows = examples.period_frame(1, part="traffic", rows=resources.CONCEPT_ROWS)
+    rows = examples.period_frame(1, part="traffic", rows=start + resources.CONCEPT_ROWS).iloc[start:]
     truth = examples.concept_shift(rows)[examples.TARGET].astype(str).tolist()
     records = rows.drop(columns=[examples.TARGET]).to_dict(orient="records")
-    ids = [f"{ID_PREFIX}-{i}" for i in range(len(records))]
+    ids = [f"{ID_PREFIX}-{start + i}" for i in range(len(records))]
     with httpx.Client(timeout=30) as client:
         for rid, record in zip(ids, records, strict=True):
             reply = client.post(f"{demo.facts.endpoint}/predict", json={"records": [record]},
@@ -72,9 +83,10 @@ def labelled_traffic(demo: flow.Loop) -> None:
                                     "check spec.logging of examples/deployment-local.yaml")  # fmt: skip
         time.sleep(0.25)
     changed = sum(a != b for a, b in zip(truth, rows[examples.TARGET].astype(str), strict=True))
+    served = dict(collections.Counter(logged[logged["request_id"].isin(ids)]["model_version"]))
     demo.st.note(
-        f"{len(ids)} period-1 requests answered and logged; {len(labels)} labels sent to /feedback "
-        f"({changed} differ from the old rule: the new failure mode)"
+        f"{len(ids)} period-1 requests answered ({served}) and logged; {len(labels)} labels sent to "
+        f"/feedback ({changed} differ from the old rule: the new failure mode)"
     )
 
 
@@ -135,6 +147,36 @@ def decide(demo: flow.Loop) -> None:
     demo.st.note(f"decision: {decision['decision']}: {decision['reason']}")
 
 
+WINDOW = 100
+"""Labelled rows per point of the live-performance figure."""
+
+
+def figure(demo: flow.Loop, report_dir: Path) -> Path:
+    """The live metric over consecutive windows of the scenario's labelled traffic, with the check
+    that found the drop and the promotion marked."""
+    from flywheel.demo import figures
+    from flywheel.drift import feedback, performance
+
+    assert demo.facts.sink
+    logged = traffic.read(demo.facts.sink)
+    logged = logged[logged["request_id"].astype(str).str.startswith(f"{ID_PREFIX}-") & logged["served"]]
+    joined = feedback.join(logged, demo.facts.sink).rows.sort_values("timestamp", kind="stable")
+    perf = demo.facts.check.get("performance") or {}
+    metric = str(perf.get("metric") or "accuracy")
+    windows = []
+    for end in range(WINDOW, len(joined) + 1, WINDOW // 2):
+        part = joined.iloc[end - WINDOW : end]
+        version = str(part["model_version"].mode().iloc[0])
+        part = part[part["model_version"] == version]
+        got = performance.estimate(part[feedback.LABEL].to_numpy(), part["prediction"].to_numpy(), metric)
+        windows.append({"end": end, "version": version, "value": got.value, "low": got.low, "high": got.high})
+    marks = {"drop found, fine-tune started": resources.CONCEPT_ROWS}
+    if (demo.facts.decision or {}).get("decision") == "promoted":
+        marks["challenger promoted"] = resources.CONCEPT_ROWS + 1
+    baseline = (perf.get("baseline") or {}).get("value")
+    return figures.live_performance(windows, marks, report_dir / FIGURE, metric=metric, baseline=baseline)
+
+
 def summary(demo: flow.Loop, report_dir: Path, seconds: float) -> dict[str, Any]:
     status = demo.facts.check
     run = demo.ctx.store.get(api.TrainingRun.KIND, demo.facts.runs.get("challenger", "")) or {}
@@ -152,6 +194,7 @@ def summary(demo: flow.Loop, report_dir: Path, seconds: float) -> dict[str, Any]
         ),
         "initFrom": ((run.get("spec") or {}).get("model") or {}).get("initFrom"),
         "decision": demo.facts.decision,
+        "figure": FIGURE,
         "totalSeconds": round(seconds, 2),
     }
     report_dir.mkdir(parents=True, exist_ok=True)

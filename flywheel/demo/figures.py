@@ -1,4 +1,5 @@
-"""The report's figures: training curves of both runs and the champion/challenger comparison.
+"""The report's figures: training curves of both runs, the champion/challenger comparison, and the
+live metric over time (the concept-drift scenario).
 
 The curves come from the trainer's own per-epoch events (JSON lines in the run's log, see
 flywheel.training.trainer.emit), not from a re-computation, so they show what actually happened.
@@ -102,6 +103,38 @@ def comparison(
     ax.set_ylabel("score")
     ax.legend(loc="lower right", fontsize=8)
     ax.text(0.01, 0.98, "* decides the promotion", transform=ax.transAxes, fontsize=7, va="top")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def live_performance(
+    windows: list[dict[str, Any]], marks: dict[str, float], path: Path, *, metric: str, baseline: float | None
+) -> Path:
+    """The live metric over consecutive windows of labelled rows (x: labelled rows so far), with its
+    95% interval, coloured by the model version that served the window; vertical marks (label -> x)
+    for what the monitor did, a dotted line for the champion's holdout figure."""
+    if not windows:
+        raise ValueError("no labelled windows to plot")
+    fig = Figure(figsize=(8, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+    versions = list(dict.fromkeys(w["version"] for w in windows))
+    for i, version in enumerate(versions):
+        mine = [w for w in windows if w["version"] == version]
+        x = [w["end"] for w in mine]
+        color = palette[i % len(palette)]
+        ax.plot(x, [w["value"] for w in mine], marker="o", color=color, label=f"served by {version}")
+        ax.fill_between(x, [w["low"] for w in mine], [w["high"] for w in mine], color=color, alpha=0.15)
+    if baseline is not None:
+        ax.axhline(baseline, linestyle=":", color="grey", label="champion on its holdout")
+    for n, (label, x) in enumerate(marks.items()):
+        ax.axvline(x, linestyle="--", color="black", alpha=0.6)
+        ax.text(x, 0.02 + 0.08 * n, f" {label}", transform=ax.get_xaxis_transform(), fontsize=8)
+    ax.set(title=f"Live {metric} on labelled traffic (95% intervals)", xlabel="labelled rows", ylabel=metric)
+    ax.set_ylim(0, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right", framealpha=0.8)
     fig.tight_layout()
     return _save(fig, path)
 

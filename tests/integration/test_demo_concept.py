@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from flywheel import api
 from flywheel.controllers import driftmonitor as controller
@@ -49,5 +50,7 @@ def test_concept_drift_is_found_through_feedback_and_a_fine_tuned_challenger_win
     assert run["metadata"]["annotations"][controller.ANNOTATION_TRIGGER] == "performanceDrop"
     card = json.loads((Path(run["status"]["model"]["cardUri"].removeprefix("file://"))).read_text())
     assert card["training"]["initFrom"]["version"] == out["champion"]  # lineage: fine-tuned from it
+    with Image.open(report / out["figure"]) as image:  # the live metric over time, drop and promotion marked
+        image.verify()
     deployment = store.get(api.Deployment.KIND, "shuttle")
     assert deployment is not None and deployment["status"]["championVersion"] == out["challenger"]
