@@ -124,6 +124,11 @@ class Training(common.Model):
     """Write a checkpoint every N optimiser steps (and at each epoch end)."""
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
     """Fraction of rows held out and evaluated at the end."""
+    replay_fraction: float = Field(default=0.0, ge=0, le=1)
+    """With model.initFrom: add this many of the starting model's own training rows (as a
+    fraction of the new training split; resolved from its card's data lineage, its holdout left
+    out) to the training split, so fine-tuning on new data does not forget the old. The holdout
+    stays new data only."""
     class_weighting: Literal["none", "balanced"] = "none"
     """Classification only: balanced weighs each class's loss by n / (classes x its count) in the
     training split, so a rare class (anomalies, fraud) is not ignored by a model that predicts the

@@ -25,6 +25,32 @@ from flywheel.api import contract, trainingrun
 from flywheel.training import inference, preprocess
 
 
+def replay_source(uri: str) -> tuple[trainingrun.Data, trainingrun.TrainingRunSpec]:
+    """Where the model at `uri` was trained (its card's data lineage, pinned to the commit) and the
+    spec it was trained with (to leave its holdout out, split as it was)."""
+    folder = artifacts.local_dir(uri, artifacts.CACHE_ROOT / "models")
+    card = json.loads((folder / contract.MODEL_CARD).read_text())
+    data = card.get("data") or {}
+    if not (data.get("repo") and data.get("path")):
+        raise errors.UserError(
+            f"training.replayFraction: the model at {uri} does not record where its data came from "
+            "(its card's data lineage has no repo or path); set training.replayFraction to 0"
+        )
+    spec = trainingrun.TrainingRunSpec.model_validate(card["config"]["spec"])
+    rev = str(data.get("commit") or data.get("rev") or "HEAD")
+    return spec.data.model_copy(update={"repo": data["repo"], "rev": rev, "path": data["path"]}), spec
+
+
+def replay_rows(
+    frame: pd.DataFrame, spec: trainingrun.TrainingRunSpec, wanted: int, seed: int
+) -> pd.DataFrame:
+    """`wanted` rows (at most all) of the starting model's training split, drawn seeded."""
+    from flywheel.training import dataset
+
+    old_train, _ = dataset.split(frame, spec)
+    return old_train.sample(n=min(wanted, len(old_train)), random_state=seed).reset_index(drop=True)
+
+
 @dataclasses.dataclass(frozen=True)
 class Start:
     uri: str

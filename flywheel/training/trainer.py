@@ -15,13 +15,14 @@ import time
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
 from flywheel import artifacts
-from flywheel.api import trainingrun
+from flywheel.api import contract, trainingrun
 from flywheel.training import checkpoint, dataset, dist, export, finetune, metrics, preprocess
 from flywheel.training import config as config_mod
 from flywheel.training import model as model_mod
@@ -61,6 +62,9 @@ def run(cfg: config_mod.Config, world: dist.World) -> result_mod.Result:
     frame = dataset.read(source.path)
     lineage = source.lineage.model_copy(update={"rows": source.lineage.rows or len(frame)})
     train_df, hold_df = dataset.split(frame, spec)
+    replayed = _replay(cfg, world, len(train_df))
+    if replayed is not None:  # rehearsal: the starting model's own rows beside the new ones
+        train_df = pd.concat([train_df, replayed[0]], ignore_index=True)
     store = artifacts.Store(cfg.artifacts_uri)
     resumed = checkpoint.latest(store)
     start = None
@@ -98,7 +102,7 @@ def run(cfg: config_mod.Config, world: dist.World) -> result_mod.Result:
             final,
             lineage,
             x_hold.cpu().numpy(),
-            {**loop.summary(), **({"initFrom": start.lineage()} if start else {})},
+            {**loop.summary(), **_start_lineage(spec, replayed)},
             holdout_rows=hold_df,
             calibration=x_train.cpu().numpy(),
         )
@@ -119,6 +123,43 @@ def run(cfg: config_mod.Config, world: dist.World) -> result_mod.Result:
         checkpoint=trainingrun.Checkpoint(uri=loop.checkpoint_uri, step=loop.checkpoint_step),
         validation=source.validation,
     )
+
+
+def _replay(
+    cfg: config_mod.Config, world: dist.World, n_new: int
+) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+    """(rows, lineage) replayed from the starting model's training data (training.replayFraction),
+    or None. Resolved on each node's local rank 0, as the run's own data; every rank draws the same
+    rows (seeded), so a resumed run replays what it started with."""
+    spec = cfg.spec
+    if not spec.model.init_from or spec.training.replay_fraction <= 0:
+        return None
+    data, old_spec = finetune.replay_source(spec.model.init_from)
+    if world.local_rank == 0:
+        from flywheel.data import resolve  # lazy: DVC is heavy
+
+        mine: str | None = str(resolve.resolve(data, dataset.cache_dir()).local_path)
+    else:
+        mine = None
+    path: str = dist.broadcast(world, mine)
+    wanted = round(spec.training.replay_fraction * n_new)
+    rows = finetune.replay_rows(dataset.read(path), old_spec, wanted, spec.training.seed)
+    return rows, {"rows": len(rows), "fraction": spec.training.replay_fraction, "repo": data.repo,
+                  "commit": data.rev, "path": data.path}  # fmt: skip
+
+
+def _start_lineage(
+    spec: trainingrun.TrainingRunSpec, replayed: tuple[pd.DataFrame, dict[str, Any]] | None
+) -> dict[str, Any]:
+    """training.initFrom of the card: the model a fine-tune started from, and what it replayed."""
+    if not spec.model.init_from:
+        return {}
+    folder = artifacts.local_dir(spec.model.init_from, artifacts.CACHE_ROOT / "models")
+    card = json.loads((folder / contract.MODEL_CARD).read_text())
+    out: dict[str, Any] = {"uri": spec.model.init_from, "version": str(card.get("version") or "unknown")}
+    if replayed is not None:
+        out["replay"] = replayed[1]
+    return {"initFrom": out}
 
 
 def _locate(cfg: config_mod.Config, world: dist.World) -> dataset.Source:

@@ -21,7 +21,7 @@ from tests.integration.drift import conftest
 pytestmark = pytest.mark.slow  # trains tiny models
 
 
-def _run(tmp: Path, exports: conftest.Exports, name: str, **model: object) -> Path:
+def _run(tmp: Path, exports: conftest.Exports, name: str, replay: float = 0.0, **model: object) -> Path:
     data = examples.write_period(tmp / f"{name}.csv", 2)
     spec = trainingrun.TrainingRunSpec(
         data=exports.repo.data_spec(2),
@@ -29,10 +29,18 @@ def _run(tmp: Path, exports: conftest.Exports, name: str, **model: object) -> Pa
             update={"architecture": trainingrun.Architecture(hidden_layers=[16]), **model}
         ),
         # A learning rate this small moves no weight visibly: what the run ends with is what it began with.
-        training=trainingrun.Training(epochs=1, batch_size=128, learning_rate=1e-12, weight_decay=0.0),
+        training=trainingrun.Training(
+            epochs=1, batch_size=128, learning_rate=1e-12, weight_decay=0.0, replay_fraction=replay
+        ),
     )
     root = tmp / "artifacts" / name
-    cfg = config.Config(name=name, spec=spec, artifacts_uri=root.as_uri(), data_path=str(data))
+    lineage = trainingrun.DataLineage(
+        repo=str(exports.repo.root), rev="period-2", commit=exports.repo.commits["period-2"],
+        path=exports.repo.data_path,
+    )  # fmt: skip
+    cfg = config.Config(
+        name=name, spec=spec, artifacts_uri=root.as_uri(), data_path=str(data), lineage=lineage
+    )
     with contextlib.redirect_stdout(io.StringIO()):
         trainer.run(cfg, dist.init({}))
     return root / contract.MODEL_DIR
@@ -69,3 +77,20 @@ def test_a_model_the_run_cannot_start_from_is_refused_naming_the_field(
         _run(tmp_path, exports, "nowhere", init_from=(tmp_path / "missing").as_uri())
     with pytest.raises(ValueError, match=r"init_from|initFrom"):
         trainingrun.ModelSpec(task="classification", target="y", init_from="/not/a/uri")
+
+
+def test_replay_mixes_the_champions_own_training_rows_into_the_new_split(
+    exports: conftest.Exports, tmp_path: Path
+) -> None:
+    """training.replayFraction: the champion's rows come back from its card's data lineage (the real
+    DVC repository at the commit it recorded), its holdout left out, drawn seeded."""
+    plain = _run(tmp_path, exports, "plain", init_from=exports.champion.as_uri())
+    mixed = _run(tmp_path, exports, "mixed", init_from=exports.champion.as_uri(), replay=0.5)
+    first = json.loads((exports.champion / contract.MODEL_CARD).read_text())
+    card = json.loads((mixed / contract.MODEL_CARD).read_text())
+    replay = card["training"]["initFrom"]["replay"]
+    n_new = json.loads((plain / contract.MODEL_CARD).read_text())["training"]["samples"]
+    assert replay["fraction"] == 0.5 and replay["rows"] == round(0.5 * 3200)  # 80% of 4000 new rows
+    assert replay["commit"] == first["data"]["commit"] and replay["path"] == first["data"]["path"]
+    assert card["training"]["samples"] == n_new + round(0.5 * 3200)  # one epoch over the mixed split
+    assert card["data"]["commit"] != first["data"]["commit"]  # the new data is the run's own lineage
