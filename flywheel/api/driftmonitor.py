@@ -194,6 +194,16 @@ class DriftedColumn(common.Model):
     threshold: float | None = None
 
 
+class LabelledShadow(common.Model):
+    """Champion and challenger on the window's labelled shadowed records (the same live rows)."""
+
+    rows: int
+    difference: float
+    """challenger - champion, > 0 favours the challenger."""
+    interval: list[float] = Field(default_factory=list)
+    """Its 95% paired bootstrap interval [low, high]."""
+
+
 class Decision(common.Model):
     """A promotion decision, with the figures it was made on."""
 
@@ -214,6 +224,9 @@ class Decision(common.Model):
     """The improvement's 95% interval [low, high] (challenger better when > 0), and its test."""
     test: str | None = None
     rule: str | None = None
+    shadow: LabelledShadow | None = None
+    """With enough labelled shadow traffic: the same comparison on those live rows, which must
+    also be a win under the rule."""
 
 
 class RetrainStatus(common.Model):

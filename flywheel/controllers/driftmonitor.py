@@ -203,8 +203,18 @@ def _evaluation(item: dict[str, Any]) -> decisions.Evaluation:
         champion_value=number("championValue"), challenger_value=number("challengerValue"),
         champion_version=item.get("championVersion"), challenger_version=item.get("challengerVersion"),
         data_rev=item.get("dataRev"), rows=_int(item.get("rows")), interval=_pair(item.get("interval")),
-        test=item.get("test"), rule=item.get("rule"),
+        test=item.get("test"), rule=item.get("rule"), shadow=_shadow(item.get("shadow")),
     )  # fmt: skip
+
+
+def _shadow(value: Any) -> dict[str, Any] | None:
+    """The labelled-shadow comparison of a Job's outcome, or None when it is absent or garbled."""
+    if not isinstance(value, dict):
+        return None
+    try:
+        return api.LabelledShadow.model_validate(value).to_dict()
+    except pydantic.ValidationError:
+        return None
 
 
 def _int(value: Any) -> int | None:

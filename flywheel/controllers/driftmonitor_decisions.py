@@ -61,6 +61,8 @@ class Evaluation:
     """The improvement's 95% interval from the paired test (flywheel.drift.paired)."""
     test: str | None = None
     rule: str | None = None
+    shadow: dict[str, Any] | None = None
+    """The comparison on labelled shadow traffic, as the check Job wrote it (api.LabelledShadow)."""
 
     @property
     def promote(self) -> bool:
@@ -267,6 +269,7 @@ def _decision(ev: Evaluation, now: datetime.datetime) -> dict[str, Any]:
         interval=None if ev.interval is None else [round(v, 6) for v in ev.interval],
         test=ev.test,
         rule=ev.rule,
+        shadow=api.LabelledShadow.model_validate(ev.shadow) if ev.shadow else None,
     )
     return decision.to_dict()
 

@@ -60,8 +60,15 @@ class Verdict:
     """The decision is "promoted" and promotion.autoPromote is set: patch the Deployment."""
 
 
-def decide(promotion: driftmonitor.Promotion, comparison: Comparison, shadow: ShadowStats | None) -> Verdict:
-    """Promote only a challenger that wins by minImprovement and passes the shadow guards."""
+def decide(
+    promotion: driftmonitor.Promotion,
+    comparison: Comparison,
+    shadow: ShadowStats | None,
+    labelled: Comparison | None = None,
+) -> Verdict:
+    """Promote only a challenger that wins by minImprovement, on the holdout and, when the window
+    holds enough labelled shadow traffic (`labelled`), on those live rows too, by the same rule; and
+    passes the shadow guards."""
     figures = _figures(comparison)
     if not (math.isfinite(comparison.champion_value) and math.isfinite(comparison.challenger_value)):
         return _rejected(f"{figures}: the metric is undefined on these rows, so no winner can be named")
@@ -81,12 +88,27 @@ def decide(promotion: driftmonitor.Promotion, comparison: Comparison, shadow: Sh
             )
     elif comparison.improvement < promotion.min_improvement:
         return _rejected(f"{figures}: {margin} < minImprovement {promotion.min_improvement:g}")
+    live = ""
+    if labelled is not None:
+        low = labelled.interval[0] if labelled.interval else labelled.improvement
+        judged = low if promotion.rule == driftmonitor.PromotionRule.LOWER_BOUND else labelled.improvement
+        live = (
+            f"; on {labelled.rows} labelled shadow rows {labelled.challenger_value:.4f} vs "
+            f"{labelled.champion_value:.4f}, improvement {labelled.improvement:+.4f}"
+            + (
+                f" (95% [{labelled.interval[0]:+.4f}, {labelled.interval[1]:+.4f}])"
+                if labelled.interval
+                else ""
+            )
+        )
+        if judged < promotion.min_improvement:
+            return _rejected(f"{figures}: {margin}{live}: not a win on the live rows")
     guard = _shadow_problem(promotion, shadow)
     if guard is not None:
         return _rejected(f"{figures}, but {guard}")
     applied = "" if promotion.auto_promote else " (autoPromote is false: recorded, not applied)"
     bound = "lower bound" if promotion.rule == driftmonitor.PromotionRule.LOWER_BOUND else "improvement"
-    reason = f"{figures}: {margin}, {bound} >= minImprovement {promotion.min_improvement:g}"
+    reason = f"{figures}: {margin}, {bound} >= minImprovement {promotion.min_improvement:g}{live}"
     return Verdict("promoted", reason + _shadow_note(shadow) + applied, promotion.auto_promote)
 
 

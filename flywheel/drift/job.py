@@ -15,6 +15,7 @@ The clock is read here, once, so the check's time is when it really looked at th
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -113,7 +114,7 @@ def _evaluate(
     cache: Path,
 ) -> dict[str, Any]:
     """Score champion and challenger on the challenger's holdout; the verdict, as a decision."""
-    from flywheel.drift import evaluate, window
+    from flywheel.drift import evaluate, live, window
 
     metric = spec.promotion.metric.value
     base = {
@@ -128,11 +129,24 @@ def _evaluate(
     except errors.UserError as exc:  # e.g. no holdout rows: retrying cannot help; record why
         return {**base, "decision": "rejected", "reason": f"the challenger could not be evaluated: {exc}"}
     shadow = window.shadow_stats(sink, spec.window, now)
-    verdict = decide.decide(spec.promotion, comparison, shadow)
+    task = "regression" if comparison.metric in ("rmse", "mae") else "classification"
+    live_pairs = live.shadow_comparison(spec, sink, now, challenger.get("version"), task)
+    labelled = None
+    if live_pairs is not None:
+        labelled = decide.Comparison.of(live_pairs.metric, live_pairs.champion, live_pairs.challenger,
+                                        live_pairs.rows)  # fmt: skip
+        labelled = dataclasses.replace(
+            labelled, interval=(live_pairs.low, live_pairs.high), test=live_pairs.test
+        )
+    verdict = decide.decide(spec.promotion, comparison, shadow, labelled)
     decision = "pending" if verdict.decision == "promoted" and not verdict.promote else verdict.decision
     figures = {
         "championValue": comparison.champion_value, "challengerValue": comparison.challenger_value,
         "rows": comparison.rows, "interval": list(comparison.interval) if comparison.interval else None,
         "test": comparison.test, "rule": spec.promotion.rule.value,
+        "shadow": None if live_pairs is None else {
+            "rows": live_pairs.rows, "difference": round(live_pairs.difference, 6),
+            "interval": [round(live_pairs.low, 6), round(live_pairs.high, 6)],
+        },
     }  # fmt: skip
     return {**base, **figures, "decision": decision, "reason": verdict.reason, "metric": comparison.metric}

@@ -105,3 +105,32 @@ def prediction_drift(
         "threshold": threshold,
         "drifted": value >= threshold,
     }
+
+
+def shadow_comparison(
+    spec: dm_api.DriftMonitorSpec,
+    sink: str,
+    now: Any,
+    challenger_version: str | None,
+    task: str,
+) -> paired.Difference | None:
+    """Champion and challenger on the labelled shadowed records of the window (the paired test on
+    the same live rows), or None below spec.performance.minRows labelled pairs or for roc_auc."""
+    from flywheel.drift import window
+
+    metric = spec.promotion.metric
+    if metric not in performance.CLASSIFICATION | performance.REGRESSION:
+        return None
+    pairs = window.shadow_pairs(sink, spec.window, now, challenger_version)
+    if pairs.empty:
+        return None
+    labels, _, _ = feedback.read_labels(sink)
+    labelled = pairs.merge(labels[[*feedback.KEY, feedback.LABEL]], on=feedback.KEY, how="inner")
+    if len(labelled) < spec.performance.min_rows:
+        return None
+
+    def as_array(column: str) -> np.ndarray:
+        values = labelled[column].to_numpy()
+        return values.astype(np.float64) if task == "regression" else values.astype(str)
+
+    return paired.compare(as_array(feedback.LABEL), as_array("champion"), as_array("challenger"), metric)

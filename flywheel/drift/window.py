@@ -86,6 +86,32 @@ def shadow_stats(
     )
 
 
+def shadow_pairs(
+    sink_uri: str, window: driftmonitor.Window, now: datetime.datetime, challenger_version: str | None
+) -> pd.DataFrame:
+    """The window's shadowed records, one row each: the champion's served prediction and the
+    challenger's shadow prediction on the same (request_id, record_index), both scored; columns
+    request_id, record_index, champion, challenger. Empty when there are none."""
+    since = _since(window, now)
+    frame = traffic.read(sink_uri, last_rows=None if window.rows is None else 2 * window.rows, since=since)
+    columns = ["request_id", traffic.RECORD_INDEX, "champion", "challenger"]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    if traffic.RECORD_INDEX not in frame.columns:
+        frame = frame.assign(**{traffic.RECORD_INDEX: 0})
+    frame = frame.assign(**{traffic.RECORD_INDEX: frame[traffic.RECORD_INDEX].fillna(0).astype("int64")})
+    shadow = frame[
+        (frame["role"] == CHALLENGER) & ~frame["served"].astype(bool) & frame["prediction"].notna()
+    ]
+    if challenger_version is not None:
+        shadow = shadow[shadow["model_version"] == challenger_version]
+    served = _answered(frame)
+    key = ["request_id", traffic.RECORD_INDEX]
+    pairs = served[[*key, "prediction"]].merge(shadow[[*key, "prediction"]], on=key, suffixes=("_a", "_b"))
+    pairs = pairs.drop_duplicates(key, keep="last")
+    return pairs.rename(columns={"prediction_a": "champion", "prediction_b": "challenger"})[columns]
+
+
 def _per_request(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per request: whether any of its rows failed, and its latency (the same on each row)."""
     failed = rows[traffic.ERROR].notna()

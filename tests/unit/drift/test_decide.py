@@ -98,3 +98,18 @@ def test_lower_bound_rule_needs_the_interval_above_the_margin() -> None:
 def test_lower_bound_rule_with_roc_auc_is_refused_naming_the_fields() -> None:
     with pytest.raises(ValueError, match=r"promotion\.rule lowerBound needs a per-row metric"):
         _promotion(metric="roc_auc", rule="lowerBound")
+
+
+def test_labelled_shadow_traffic_must_be_a_win_too() -> None:
+    rule = _promotion(minImprovement=0.01, rule="lowerBound")
+    holdout = dataclasses.replace(decide.Comparison.of("accuracy", 0.80, 0.90, 800), interval=(0.07, 0.13))
+    lost = dataclasses.replace(decide.Comparison.of("accuracy", 0.85, 0.84, 300), interval=(-0.04, 0.02))
+    verdict = decide.decide(rule, holdout, None, lost)
+    assert (
+        not verdict.promote
+        and "not a win on the live rows" in verdict.reason
+        and "300 labelled" in verdict.reason
+    )
+    won = dataclasses.replace(decide.Comparison.of("accuracy", 0.80, 0.88, 300), interval=(0.05, 0.11))
+    verdict = decide.decide(rule, holdout, None, won)
+    assert verdict.promote and "on 300 labelled shadow rows" in verdict.reason

@@ -157,3 +157,36 @@ def test_prediction_drift_measures_the_served_predictions_against_the_reference(
     status = {"drifted": False, "predictionDrift": shifted, "performance": {"dropped": "x"}}
     assert job.triggers(status) == ["predictionDrift", "performanceDrop"]
     assert job.triggers({"drifted": True}) == ["featureDrift"]
+
+
+def test_labelled_shadow_pairs_compare_both_models_on_the_same_live_records(tmp_path: Path) -> None:
+    """Real traffic-log files (TrafficLogger) with champion and shadow rows, and labels from
+    POST /feedback's writer: the paired comparison is on the records both scored and a label names."""
+    from flywheel.api import driftmonitor as dm
+    from flywheel.drift import live
+
+    logger = traffic.TrafficLogger(tmp_path.as_uri(), 10**6, 3600)
+    logger.features = ("x",)
+    rng = np.random.default_rng(3)
+    truth = rng.choice(["a", "b"], size=120)
+    arrived = int(T0.timestamp() * 1e6)
+    for i, label in enumerate(truth):
+        champ = label if rng.random() < 0.6 else ("b" if label == "a" else "a")
+        chall = label if rng.random() < 0.95 else ("b" if label == "a" else "a")
+        for role, served, version, answer in (
+            ("champion", True, "v1", champ),
+            ("challenger", False, "v2", chall),
+        ):
+            logger.add_request(traffic.Request(arrived + i, f"r{i}", role, served, version, [{"x": 1.0}],
+                                               [answer], [0.9], 1.0))  # fmt: skip
+    logger.flush()
+    _post(tmp_path, [{"request_id": f"r{i}", "label": str(v)} for i, v in enumerate(truth)], T0)
+    spec = dm.DriftMonitorSpec.model_validate({
+        "deploymentRef": "d", "window": {"rows": 1000, "minRows": 10},
+        "retrain": {"template": {"data": {"repo": "r", "path": "p"}, "model": {"task": "classification", "target": "y"}}},
+    })  # fmt: skip
+    got = live.shadow_comparison(
+        spec, tmp_path.as_uri(), T0 + datetime.timedelta(hours=1), "v2", "classification"
+    )
+    assert got is not None and got.rows == 120 and got.difference > 0.2 and got.low > 0.1
+    assert live.shadow_comparison(spec, tmp_path.as_uri(), T0, "other-version", "classification") is None
