@@ -88,7 +88,7 @@ def succeeded(name: str) -> dict[str, Any]:
             "model": {"version": f"{name}-v", "cardUri": f"{uri}/model_card.json"}}  # fmt: skip
 
 
-async def seed(auto_promote: bool = True) -> dict[str, Any]:
+async def seed(auto_promote: bool = True, **retrain: Any) -> dict[str, Any]:
     """The champion run (Succeeded), its Deployment serving it (status), and the monitor."""
     spec = {"data": {"repo": "https://git.example/d.git", "path": "data.csv"},
             "model": {"task": "classification", "target": "y"}}  # fmt: skip
@@ -103,7 +103,7 @@ async def seed(auto_promote: bool = True) -> dict[str, Any]:
     return await create({
         "apiVersion": "flywheel.dev/v1alpha1", "kind": "DriftMonitor", "metadata": {"name": "mon", "namespace": NS},
         "spec": {"deploymentRef": "svc", "schedule": {"intervalSeconds": 60},
-                 "retrain": {"cooldownSeconds": 600, "template": template},
+                 "retrain": {"cooldownSeconds": 600, "template": template, **retrain},
                  "promotion": {"autoPromote": auto_promote, "metric": "accuracy"}},
     })  # fmt: skip
 
@@ -135,7 +135,12 @@ def monitor_events(em: Any, reason: str) -> int:
 
 
 async def finish_job(
-    em: Any, clock: Clock, drifted: bool = True, win: bool = True, fail: bool = False
+    em: Any,
+    clock: Clock,
+    drifted: bool = True,
+    win: bool = True,
+    fail: bool = False,
+    found: dict[str, Any] | None = None,
 ) -> str:
     """Play the Job controller and the kubelet for the waiting check Job (see the docstring)."""
     name = await conftest.eventually(lambda: waiting_job(em), what="a check Job")
@@ -144,7 +149,7 @@ async def finish_job(
     if config["check"]:
         result["check"] = {"lastCheckTime": plans.now_rfc3339(clock.now), "rowsChecked": 1000,
                            "drifted": drifted, "datasetDriftShare": 0.7 if drifted else 0.1,
-                           "driftedColumns": [], "reportUri": "file:///r"}  # fmt: skip
+                           "driftedColumns": [], "reportUri": "file:///r", **(found or {})}  # fmt: skip
     for item in config["challengers"]:
         result["evaluations"].append({
             "challenger": item["name"], "decision": "promoted" if win else "rejected",
@@ -256,3 +261,31 @@ async def test_a_failed_check_job_is_said_and_the_next_window_checks_again(emula
         assert second != first
         await conftest.eventually(lambda: status(emulator).get("drifted") is False, what="the second check")
     assert challengers(emulator) == []
+
+
+async def test_a_performance_drop_fine_tunes_the_champion_named_on_the_challenger(emulator: Any) -> None:
+    """The check finds no feature drift but a drop on labelled traffic; the monitor acts on the
+    trigger it was given, fine-tuning from the champion the Deployment serves."""
+    clock = Clock()
+    drop = {
+        "triggers": ["performanceDrop"],
+        "performance": {"metric": "accuracy", "labels": 400, "unknownLabels": 0,
+                        "baseline": {"version": "champ-v", "value": 0.99, "low": 0.98, "high": 0.995, "rows": 800},
+                        "versions": [{"version": "champ-v", "value": 0.84, "low": 0.80, "high": 0.87, "rows": 400}],
+                        "dropped": "0.8400 [0.8000, 0.8700] on 400 rows against the baseline"},
+        "predictionDrift": {"method": "jensenshannon", "distance": 0.01, "threshold": 0.1, "drifted": False},
+    }  # fmt: skip
+    async with conftest.running(make_registry(clock)):
+        await seed(triggers=["featureDrift", "performanceDrop"], mode="fineTune")
+        await finish_job(emulator, clock, drifted=False, found=drop)
+        await conftest.eventually(lambda: challengers(emulator) == ["mon-1"], what="the challenger")
+        run = live(emulator, RUNS, "mon-1")
+        assert run["metadata"]["annotations"][dm.ANNOTATION_TRIGGER] == "performanceDrop"
+        assert run["metadata"]["annotations"][dm.ANNOTATION_RETRAIN_MODE] == "fineTune"
+        assert run["spec"]["model"]["initFrom"] == f"file:///art/{NS}/trainingruns/champ/model"
+        await conftest.eventually(
+            lambda: status(emulator).get("retrain", {}).get("lastTrigger"), what="status"
+        )
+        assert status(emulator)["performance"]["versions"][0]["rows"] == 400  # kept by the CRD's schema
+        assert status(emulator)["triggers"] == ["performanceDrop"]
+        assert monitor_events(emulator, dm.R_PERFORMANCE_DROPPED) == 1
