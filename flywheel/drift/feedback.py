@@ -17,6 +17,7 @@ Rows of the log written before record_index existed read it as 0 (their requests
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import io
 import math
 
@@ -28,6 +29,8 @@ from flywheel.serving import traffic
 
 LABEL = "label"
 PROBLEMS_MAX = 20
+MAX_LABELS = 2_000_000
+"""Label rows one read keeps (a check Job's memory is bounded)."""
 KEY = ["request_id", traffic.RECORD_INDEX]
 
 
@@ -45,14 +48,26 @@ class Joined:
     problems: list[str] = dataclasses.field(default_factory=list)
 
 
-def read_labels(sink_uri: str) -> tuple[pd.DataFrame, int, list[str]]:
-    """Every label under <sink>/feedback/, last one per record: (labels, replaced, problems)."""
+def read_labels(sink_uri: str, since: pd.Timestamp | None = None) -> tuple[pd.DataFrame, int, list[str]]:
+    """The labels under <sink>/feedback/, last one per record: (labels, replaced, problems).
+
+    `since` (the oldest request of the window being judged) skips the files POST /feedback wrote
+    before it: a label comes after its request, so they cannot join, and the folder only grows.
+    Files named otherwise (dropped by another system) are always read. At most MAX_LABELS rows are
+    kept, the newest files first; what is left out is said in problems."""
     store = artifacts.Store(sink_uri).child(serving_feedback.FOLDER)
     frames: list[pd.DataFrame] = []
     problems: list[str] = []
-    for order, name in enumerate(n for n in store.list() if not n.startswith(".")):
+    names = [n for n in store.list() if not n.startswith(".") and not _before(n, since)]
+    kept = 0
+    for order, name in reversed(list(enumerate(names))):  # newest first, for the bound
+        if kept >= MAX_LABELS:
+            problems.append(f"{store.join('')}: over {MAX_LABELS} labels in the window; older files left out")
+            break
         try:
-            frames.append(_labels_file(name, store.read_bytes(name)).assign(_file=order))
+            frame = _labels_file(name, store.read_bytes(name)).assign(_file=order)
+            frames.append(frame)
+            kept += len(frame)
         except Exception as exc:  # a foreign file: say which and why, keep the others
             if len(problems) < PROBLEMS_MAX:
                 problems.append(f"{store.join(name)}: {type(exc).__name__}: {str(exc)[:200]}")
@@ -65,9 +80,25 @@ def read_labels(sink_uri: str) -> tuple[pd.DataFrame, int, list[str]]:
     return last[[*KEY, LABEL, "received"]].reset_index(drop=True), len(labels) - len(last), problems
 
 
+def _before(name: str, since: pd.Timestamp | None) -> bool:
+    """Whether a file POST /feedback wrote (named by its UTC write time) predates `since`."""
+    if since is None:
+        return False
+    try:
+        written = pd.Timestamp(datetime.datetime.strptime(name[:23], "%Y%m%dT%H%M%S.%fZ"), tz="UTC")
+    except ValueError:
+        return False  # not one of ours: read it
+    moment = pd.Timestamp(since)
+    return bool(written < (moment.tz_convert("UTC") if moment.tzinfo else moment.tz_localize("UTC")))
+
+
 def join(traffic_rows: pd.DataFrame, sink_uri: str) -> Joined:
-    """The traffic rows that have a label (every role: shadow rows pair with served ones)."""
-    labels, replaced, problems = read_labels(sink_uri)
+    """The traffic rows that have a label (every role: shadow rows pair with served ones); label
+    files written before the oldest of the rows are not read."""
+    since = (
+        traffic_rows["timestamp"].min() if "timestamp" in traffic_rows.columns and len(traffic_rows) else None
+    )
+    labels, replaced, problems = read_labels(sink_uri, None if pd.isna(since) else since)
     rows = traffic_rows.copy()
     if traffic.RECORD_INDEX not in rows.columns:
         rows[traffic.RECORD_INDEX] = 0

@@ -190,3 +190,17 @@ def test_labelled_shadow_pairs_compare_both_models_on_the_same_live_records(tmp_
     )
     assert got is not None and got.rows == 120 and got.difference > 0.2 and got.low > 0.1
     assert live.shadow_comparison(spec, tmp_path.as_uri(), T0, "other-version", "classification") is None
+
+
+def test_label_files_written_before_the_window_are_not_read(tmp_path: Path) -> None:
+    """A label follows its request: files POST /feedback wrote before the oldest row of the window
+    cannot join, so the read skips them (the folder only grows); dropped files are always read."""
+    rows = _traffic([("a", 0, "v1", True, "x")])  # at T0
+    _post(tmp_path, [{"request_id": "a", "label": "old"}], T0 - datetime.timedelta(days=1))
+    (tmp_path / serving_feedback.FOLDER / "external.csv").write_text("request_id,label\nzz,x\n")
+    labels, _, problems = feedback.read_labels(tmp_path.as_uri(), since=pd.Timestamp(T0))
+    assert labels["request_id"].tolist() == ["zz"] and problems == []
+    assert len(feedback.read_labels(tmp_path.as_uri())[0]) == 2  # no window: everything
+    _post(tmp_path, [{"request_id": "a", "label": "new"}], T0 + datetime.timedelta(minutes=5))
+    joined = feedback.join(rows, tmp_path.as_uri())
+    assert joined.rows["label"].tolist() == ["new"] and joined.unknown == 1  # zz; "old" was not read
