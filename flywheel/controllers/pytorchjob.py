@@ -68,6 +68,32 @@ def rank0_pod_ref(name: str, namespace: str) -> plans.Ref:
     return plans.Ref("v1", "Pod", master_pod_name(name), namespace)
 
 
+def render_config_map(owner: plans.Manifest, component: str, config: dict[str, Any]) -> plans.Manifest:
+    """The ConfigMap holding `config` as JSON, mounted at contract.CONFIG_MOUNT (either launcher)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": plans.child_metadata(owner, config_map_name(owner["metadata"]["name"]), component),
+        "data": {contract.CONFIG_FILE: config_text(config)},
+    }
+
+
+def job_metadata(
+    owner: plans.Manifest, name: str, component: str, scheduling: common.Scheduling
+) -> dict[str, Any]:
+    """A run's job metadata (either launcher): owner labels, the Kueue queue label, and the spec hash
+    and generation the run's controller compares (jobstatus.spec_changed)."""
+    meta = owner["metadata"]
+    metadata = plans.child_metadata(owner, name, component)
+    queue_label = kueue_queue(scheduling)
+    if queue_label:
+        metadata["labels"][contract.KUEUE_QUEUE_LABEL] = queue_label
+    metadata["annotations"] = {ANNOTATION_SPEC_HASH: spec_hash(owner)}
+    if meta.get("generation") is not None:
+        metadata["annotations"][ANNOTATION_GENERATION] = str(meta["generation"])
+    return metadata
+
+
 def render_job(
     owner: plans.Manifest,
     *,
@@ -93,12 +119,7 @@ def render_job(
     meta = owner["metadata"]
     name = job_name(meta["name"])
     cm_name = config_map_name(meta["name"])
-    config_map = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": plans.child_metadata(owner, cm_name, component),
-        "data": {contract.CONFIG_FILE: config_text(config)},
-    }
+    config_map = render_config_map(owner, component, config)
     template = pod_template(
         owner,
         resources=resources,
@@ -119,17 +140,10 @@ def render_job(
     replica_specs: dict[str, Any] = {"Master": _replica(1, run_policy, template)}
     if resources.replicas > 1:
         replica_specs["Worker"] = _replica(resources.replicas - 1, run_policy, _copy(template))
-    metadata = plans.child_metadata(owner, name, component)
-    queue_label = kueue_queue(scheduling)
-    if queue_label:
-        metadata["labels"][contract.KUEUE_QUEUE_LABEL] = queue_label
-    metadata["annotations"] = {ANNOTATION_SPEC_HASH: spec_hash(owner)}
-    if meta.get("generation") is not None:
-        metadata["annotations"][ANNOTATION_GENERATION] = str(meta["generation"])
     job = {
         "apiVersion": API_VERSION,
         "kind": KIND,
-        "metadata": metadata,
+        "metadata": job_metadata(owner, name, component, scheduling),
         "spec": {
             "nprocPerNode": str(resources.nproc_per_replica()),
             "runPolicy": _run_policy(run_policy, scheduling, resources.replicas),

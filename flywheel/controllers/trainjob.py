@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flywheel.api import common, conditions, contract
+from flywheel.api import common, conditions
 from flywheel.controllers import plans, podspec, pytorchjob, settings
 
 API_VERSION = "trainer.kubeflow.org/v1alpha1"
@@ -102,12 +102,7 @@ def render_job(
     meta = owner["metadata"]
     name = job_name(meta["name"])
     cm_name = config_map_name(meta["name"])
-    config_map = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": plans.child_metadata(owner, cm_name, component),
-        "data": {contract.CONFIG_FILE: pytorchjob.config_text(config)},
-    }
+    config_map = pytorchjob.render_config_map(owner, component, config)
     template = pytorchjob.pod_template(
         owner,
         resources=resources,
@@ -159,18 +154,10 @@ def render_job(
     }
     if run_policy.active_deadline_seconds is not None:
         spec["activeDeadlineSeconds"] = run_policy.active_deadline_seconds
-    metadata = plans.child_metadata(owner, name, component)
-    queue = pytorchjob.kueue_queue(scheduling)
-    if queue:
-        metadata["labels"][contract.KUEUE_QUEUE_LABEL] = queue
-    annotations: dict[str, str] = {pytorchjob.ANNOTATION_SPEC_HASH: pytorchjob.spec_hash(owner)}
-    if meta.get("generation") is not None:
-        annotations[pytorchjob.ANNOTATION_GENERATION] = str(meta["generation"])
+    metadata = pytorchjob.job_metadata(owner, name, component, scheduling)
     gang = scheduling.gang
     if gang.enabled and gang.scheduler == common.GangScheduler.VOLCANO and scheduling.queue_name:
-        annotations[VOLCANO_QUEUE_ANNOTATION] = scheduling.queue_name
-    if annotations:
-        metadata["annotations"] = annotations
+        metadata["annotations"][VOLCANO_QUEUE_ANNOTATION] = scheduling.queue_name
     job = {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": spec}
     return job, config_map
 
