@@ -47,6 +47,18 @@ import yaml
 
 from flywheel import api
 
+
+def _children(kind: str, status: bool = True) -> kmock.ResourceInfo:
+    """A namespaced kind the operators create and update (singular: the kind in lower case)."""
+    return kmock.ResourceInfo(
+        kind=kind,
+        singular=kind.lower(),
+        namespaced=True,
+        subresources={"status"} if status else set(),
+        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+    )
+
+
 RESOURCES: dict[str, kmock.ResourceInfo] = {
     **{
         f"{api.API_VERSION}/{cls.PLURAL}": kmock.ResourceInfo(
@@ -60,33 +72,10 @@ RESOURCES: dict[str, kmock.ResourceInfo] = {
         )
         for cls in api.KINDS.values()
     },
-    "kubeflow.org/v1/pytorchjobs": kmock.ResourceInfo(
-        kind="PyTorchJob",
-        singular="pytorchjob",
-        namespaced=True,
-        subresources={"status"},
-        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
-    ),
-    "trainer.kubeflow.org/v1alpha1/trainjobs": kmock.ResourceInfo(
-        kind="TrainJob",
-        singular="trainjob",
-        namespaced=True,
-        subresources={"status"},
-        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
-    ),
-    "networking.k8s.io/v1/networkpolicies": kmock.ResourceInfo(  # a SelfPlayRun's fence, any launcher
-        kind="NetworkPolicy",
-        singular="networkpolicy",
-        namespaced=True,
-        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
-    ),
-    "batch/v1/jobs": kmock.ResourceInfo(
-        kind="Job",
-        singular="job",
-        namespaced=True,
-        subresources={"status"},
-        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
-    ),
+    "kubeflow.org/v1/pytorchjobs": _children("PyTorchJob"),
+    "trainer.kubeflow.org/v1alpha1/trainjobs": _children("TrainJob"),
+    "networking.k8s.io/v1/networkpolicies": _children("NetworkPolicy", status=False),  # a SelfPlayRun's fence
+    "batch/v1/jobs": _children("Job"),
     "v1/configmaps": kmock.ResourceInfo(
         kind="ConfigMap",
         singular="configmap",

@@ -15,7 +15,6 @@ import json
 import pathlib
 from typing import Any
 
-import kmock
 import kopf
 import pytest
 import yaml
@@ -24,7 +23,7 @@ from flywheel.controllers import selfplayrun
 from flywheel.kube import client
 from operators import _startup, reconcile
 from operators import selfplayrun as selfplayrun_operator
-from tests.integration.operators import conftest, kube_emulator
+from tests.integration.operators import conftest
 from tests.integration.operators import test_trainingrun_operator as tr_tests
 from tests.unit.controllers import upstream
 
@@ -43,17 +42,10 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture(autouse=True)
-def selfplay_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Declare NetworkPolicies before the emulator starts (requeues and retries keep their real
-    delays: the operator runs on fake time, conftest.running)."""
-    info = kmock.ResourceInfo(
-        kind="NetworkPolicy",
-        singular="networkpolicy",
-        namespaced=True,
-        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
-    )
-    monkeypatch.setitem(kube_emulator.RESOURCES, POLICIES, info)
-    # The example leaves spec.artifacts at its default: on a cluster the chart's artifacts.uri fills it.
+def platform_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example leaves spec.artifacts at its default: on a cluster the chart's artifacts.uri fills
+    it. (NetworkPolicies are declared by kube_emulator; requeues and retries keep their real delays:
+    the operator runs on fake time, conftest.running.)"""
     monkeypatch.setenv("FLYWHEEL_ARTIFACTS_URI", "pvc://flywheel-artifacts")
 
 
