@@ -56,22 +56,7 @@ def run_manifest(name: str = "iris", **spec: Any) -> dict[str, Any]:
     return manifest
 
 
-def cond(type_: str, status: str = "True", message: str = "") -> dict[str, Any]:
-    return {"type": type_, "status": status, "reason": type_, "message": message,
-            "lastTransitionTime": "2026-12-07T20:00:00Z"}  # fmt: skip
-
-
-def jobs(active: int = 0, ready: int = 0, succeeded: int = 0, failed: int = 0) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": "node",
-            "active": active,
-            "ready": ready,
-            "succeeded": succeeded,
-            "failed": failed,
-            "suspended": 0,
-        }
-    ]
+cond, jobs = upstream_trainjob.cond, upstream_trainjob.jobs_status
 
 
 async def node_pod(job: str, index: int, suffix: str, message: str | None = None, exit_code: int = 0) -> None:

@@ -217,23 +217,7 @@ def test_every_refused_field_is_named_at_once() -> None:
 # --- Status ---------------------------------------------------------------------------------------
 
 
-def cond(
-    type_: str, status: str = "True", message: str = "", at: str = "2026-12-07T20:00:00Z"
-) -> dict[str, Any]:
-    return {"type": type_, "status": status, "reason": type_, "message": message, "lastTransitionTime": at}
-
-
-def jobs_status(active: int = 0, ready: int = 0, succeeded: int = 0, failed: int = 0) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": "node",
-            "active": active,
-            "ready": ready,
-            "succeeded": succeeded,
-            "failed": failed,
-            "suspended": 0,
-        }
-    ]
+cond, jobs_status = v2.cond, v2.jobs_status
 
 
 @pytest.mark.parametrize(

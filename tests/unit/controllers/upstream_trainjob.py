@@ -137,3 +137,24 @@ def assert_valid(job: dict[str, Any], runtime: dict[str, Any]) -> dict[str, Any]
     pod = trainer_pod(job, runtime)
     upstream.validate_core(pod)
     return pod
+
+
+def cond(
+    type_: str, status: str = "True", message: str = "", at: str = "2026-12-07T20:00:00Z"
+) -> dict[str, Any]:
+    """A TrainJob status condition as Trainer v2 writes it (reason = type)."""
+    return {"type": type_, "status": status, "reason": type_, "message": message, "lastTransitionTime": at}
+
+
+def jobs_status(active: int = 0, ready: int = 0, succeeded: int = 0, failed: int = 0) -> list[dict[str, Any]]:
+    """A TrainJob's status.jobsStatus for its one replicated job, `node`."""
+    return [
+        {
+            "name": "node",
+            "active": active,
+            "ready": ready,
+            "succeeded": succeeded,
+            "failed": failed,
+            "suspended": 0,
+        }
+    ]
