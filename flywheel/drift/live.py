@@ -25,7 +25,7 @@ from scipy.stats import wasserstein_distance
 
 from flywheel import errors
 from flywheel.api import driftmonitor as dm_api
-from flywheel.drift import evaluate, feedback, paired, performance
+from flywheel.drift import decide, evaluate, feedback, paired, performance
 
 MAX_VERSIONS = 5  # per check: the termination message is bounded (4 KiB)
 
@@ -71,7 +71,7 @@ def assess(
     mine = next((v.estimate for v in versions if v.version == champion_version), None)
     dropped = None
     if mine is not None and mine.rows >= spec.performance.min_rows:
-        lower = metric in paired.LOWER_IS_BETTER
+        lower = metric in decide.LOWER_IS_BETTER
         dropped = performance.dropped(baseline, mine, spec.performance.threshold, lower_is_better=lower)
     out["performance"] = {
         "metric": metric.value,

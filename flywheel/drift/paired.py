@@ -19,12 +19,11 @@ import dataclasses
 import numpy as np
 
 from flywheel.api import driftmonitor
-from flywheel.drift import performance
+from flywheel.drift import decide, performance
 
 RESAMPLES = 2000
 CONFIDENCE = 0.95
 TEST = "paired bootstrap"
-LOWER_IS_BETTER = frozenset({driftmonitor.Metric.RMSE, driftmonitor.Metric.MAE})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +64,7 @@ def compare(
     metric = performance.check_metric(metric)
     if not len(truth) == len(champion) == len(challenger) or len(truth) == 0:
         raise ValueError("paired comparison needs the same, non-empty rows for both models")
-    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    sign = -1.0 if metric in decide.LOWER_IS_BETTER else 1.0
     a = performance.metric_value(truth, champion, metric)
     b = performance.metric_value(truth, challenger, metric)
     rng = np.random.default_rng(seed)
