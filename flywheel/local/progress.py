@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from rich import console as rich_console
@@ -34,28 +31,6 @@ def parse_event(line: str) -> Event | None:
     except json.JSONDecodeError:
         return None
     return event if isinstance(event, dict) and "event" in event else None
-
-
-def follow(path: Path, offset: int, running: Callable[[], bool], poll: float = 0.2) -> Iterator[str]:
-    """Yield complete lines appended to `path` after `offset` until `running()` is False and the
-    file is read to its end."""
-    pending = b""
-    with path.open("rb") as fh:
-        fh.seek(offset)
-        while True:
-            alive = running()  # read after checking, so nothing written before exit is missed
-            chunk = fh.read()
-            if chunk:
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for raw in lines:
-                    yield raw.decode(errors="replace")
-                continue
-            if not alive:
-                if pending:
-                    yield pending.decode(errors="replace")
-                return
-            time.sleep(poll)
 
 
 class Bars:

@@ -25,7 +25,7 @@ from typing import Any
 from flywheel.api import conditions
 from flywheel.controllers import jobstatus, plans, pytorchjob
 from flywheel.controllers import settings as settings_mod
-from flywheel.local import execute, progress, realize
+from flywheel.local import execute, logview, progress, realize
 from flywheel.local.runners import Context
 
 Manifest = dict[str, Any]
@@ -166,7 +166,7 @@ class JobRun:
         info = self.ctx.supervisor.find(workload.kind, workload.name)
         if info is None:
             return
-        for line in progress.follow(self.log, offset, lambda: self.ctx.supervisor.alive(info)):
+        for line in logview.tail(self.log, offset, lambda: self.ctx.supervisor.alive(info)):
             event = progress.parse_event(line)
             if event is not None and self.on_event(event, bars):
                 self.reconcile()
