@@ -93,16 +93,10 @@ def render(
     }
     if secrets:
         container["envFrom"] = [{"secretRef": {"name": s}} for s in secrets]
-    pod_spec: dict[str, Any] = {
+    pod_spec = {
         "restartPolicy": "Never",
-        "containers": [container],
-        "volumes": volumes + art_volumes,
-        "securityContext": podspec.pod_security_context(),
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
+        **podspec.job_pod_spec(container, volumes + art_volumes, config_.service_account),
     }
-    if config_.service_account:
-        pod_spec["serviceAccountName"] = config_.service_account
     job = {
         "apiVersion": API_VERSION,
         "kind": KIND,

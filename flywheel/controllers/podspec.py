@@ -29,6 +29,23 @@ Dicts = list[dict[str, Any]]
 DEFAULT_ROCE_GID_INDEX = 3  # RoCE v2 over IPv4 on most NICs; NCCL < 2.21 defaults to 0 (RoCE v1)
 
 
+def job_pod_spec(
+    container: dict[str, Any], volumes: list[dict[str, Any]], service_account: str | None
+) -> dict[str, Any]:
+    """The pod spec a run's or a check's job pods share: one container, no API token, no service
+    links, the pod security context, the workload ServiceAccount when one is set."""
+    spec: dict[str, Any] = {
+        "containers": [container],
+        "volumes": volumes,
+        "securityContext": pod_security_context(),
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+    }
+    if service_account:
+        spec["serviceAccountName"] = service_account
+    return spec
+
+
 def pod_security_context() -> dict[str, Any]:
     """Pod-level: non-root uid/gid 1000, fsGroup so mounted claims are writable, RuntimeDefault seccomp."""
     return {

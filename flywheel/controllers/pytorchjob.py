@@ -271,15 +271,7 @@ def pod_template(
     }
     if env_from:
         container["envFrom"] = env_from
-    spec: dict[str, Any] = {
-        "containers": [container],
-        "volumes": volumes + art_volumes,
-        "securityContext": podspec.pod_security_context(),
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-    }
-    if settings.service_account:
-        spec["serviceAccountName"] = settings.service_account
+    spec = podspec.job_pod_spec(container, volumes + art_volumes, settings.service_account)
     if scheduling.priority_class_name:
         spec["priorityClassName"] = scheduling.priority_class_name
     if scheduling.node_selector:
