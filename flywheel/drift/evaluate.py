@@ -121,15 +121,10 @@ def _value(
     metric: driftmonitor.Metric,
 ) -> float:
     truth = truth_of(predictor, rows, target)
-    predicted = predictions_of(predictor, prediction)
-    if predictor.preprocessor.task == "regression":
-        return _regression(metric, truth, predicted)
-    labels = sorted(set(truth))
-    if metric == driftmonitor.Metric.ACCURACY:
-        return float((predicted == truth).mean())
-    if metric == driftmonitor.Metric.F1:
-        return float(skm.f1_score(truth, predicted, labels=labels, average="macro", zero_division=0))
-    return roc_auc(truth, np.asarray(prediction.probabilities), prediction.classes, labels)
+    if metric == driftmonitor.Metric.ROC_AUC:
+        return roc_auc(truth, np.asarray(prediction.probabilities), prediction.classes, sorted(set(truth)))
+    # One definition of each per-row metric: the one live performance and the paired test use.
+    return performance.metric_value(truth, predictions_of(predictor, prediction), metric)
 
 
 def roc_auc(truth: np.ndarray, probabilities: np.ndarray, classes: list[str], labels: list[str]) -> float:
@@ -147,9 +142,3 @@ def roc_auc(truth: np.ndarray, probabilities: np.ndarray, classes: list[str], la
     uniform = np.full_like(columns, 1.0 / len(labels))
     normalised = np.divide(columns, total, out=uniform, where=total > 0)
     return float(skm.roc_auc_score(truth, normalised, multi_class="ovr", labels=labels))
-
-
-def _regression(metric: driftmonitor.Metric, truth: np.ndarray, predicted: np.ndarray) -> float:
-    if metric == driftmonitor.Metric.RMSE:
-        return float(math.sqrt(skm.mean_squared_error(truth, predicted)))
-    return float(skm.mean_absolute_error(truth, predicted))
