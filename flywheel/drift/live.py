@@ -124,7 +124,7 @@ def shadow_comparison(
     pairs = window.shadow_pairs(sink, spec.window, now, challenger_version)
     if pairs.empty:
         return None
-    labels, _, _ = feedback.read_labels(sink)
+    labels, _, _ = feedback.read_labels(sink, since=pairs["timestamp"].min())  # only the window's
     labelled = pairs.merge(labels[[*feedback.KEY, feedback.LABEL]], on=feedback.KEY, how="inner")
     if len(labelled) < spec.performance.min_rows:
         return None

@@ -91,10 +91,10 @@ def shadow_pairs(
 ) -> pd.DataFrame:
     """The window's shadowed records, one row each: the champion's served prediction and the
     challenger's shadow prediction on the same (request_id, record_index), both scored; columns
-    request_id, record_index, champion, challenger. Empty when there are none."""
+    request_id, record_index, timestamp (the request's), champion, challenger. Empty when none."""
     since = _since(window, now)
     frame = traffic.read(sink_uri, last_rows=None if window.rows is None else 2 * window.rows, since=since)
-    columns = ["request_id", traffic.RECORD_INDEX, "champion", "challenger"]
+    columns = ["request_id", traffic.RECORD_INDEX, "timestamp", "champion", "challenger"]
     if frame.empty:
         return pd.DataFrame(columns=columns)
     if traffic.RECORD_INDEX not in frame.columns:
@@ -107,7 +107,9 @@ def shadow_pairs(
         shadow = shadow[shadow["model_version"] == challenger_version]
     served = _answered(frame)
     key = ["request_id", traffic.RECORD_INDEX]
-    pairs = served[[*key, "prediction"]].merge(shadow[[*key, "prediction"]], on=key, suffixes=("_a", "_b"))
+    pairs = served[[*key, "timestamp", "prediction"]].merge(
+        shadow[[*key, "prediction"]], on=key, suffixes=("_a", "_b")
+    )
     pairs = pairs.drop_duplicates(key, keep="last")
     return pairs.rename(columns={"prediction_a": "champion", "prediction_b": "challenger"})[columns]
 
