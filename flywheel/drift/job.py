@@ -129,7 +129,7 @@ def _evaluate(
     except errors.UserError as exc:  # e.g. no holdout rows: retrying cannot help; record why
         return {**base, "decision": "rejected", "reason": f"the challenger could not be evaluated: {exc}"}
     shadow = window.shadow_stats(sink, spec.window, now)
-    task = "regression" if comparison.metric in ("rmse", "mae") else "classification"
+    task = "classification" if comparison.higher_is_better else "regression"  # rmse and mae: lower
     live_pairs = live.shadow_comparison(spec, sink, now, challenger.get("version"), task)
     labelled = None
     if live_pairs is not None:
