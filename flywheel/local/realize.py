@@ -15,6 +15,7 @@ files:
 
 - configMap volumes: their data is written under <home>/runs/<owner kind>/<owner>/volumes/<volume>,
   and env values below the mount path point there (FLYWHEEL_CONFIG -> .../volumes/config/config.json);
+  emptyDir volumes (but /tmp) are folders there too (a server's BENTOML_HOME);
 - contract.TERMINATION_LOG -> <run dir>/termination-log (read back into the Pod's status);
 - the in-cluster default artifact URI -> file://<home>/artifacts (also inside ConfigMap data);
 - HOME is left as the user's (the pod's points at an emptyDir);
@@ -103,7 +104,12 @@ def local_command(
     mounts: dict[str, Path] = {}
     volumes = {v.get("name"): v for v in spec.get("volumes") or []}
     for mount in container.get("volumeMounts") or []:
-        source = (volumes.get(mount.get("name")) or {}).get("configMap")
+        volume = volumes.get(mount.get("name")) or {}
+        source = volume.get("configMap")
+        if "emptyDir" in volume and mount["mountPath"] != "/tmp":
+            mounts[mount["mountPath"]] = run_dir / "volumes" / mount["name"]  # a pod's scratch space
+            mounts[mount["mountPath"]].mkdir(parents=True, exist_ok=True)
+            continue
         if not source:
             continue
         config_map = ctx.store.get("ConfigMap", source["name"], namespace)
@@ -139,6 +145,8 @@ def _argv(command: list[str], nproc: int) -> list[str]:
         return [sys.executable, *rest]
     if head == "flywheel":
         return [sys.executable, "-m", "flywheel", *rest]
+    if head == "bentoml":  # a pod serves on its pod IP; here on loopback only
+        return [sys.executable, "-m", "bentoml", *["127.0.0.1" if a == "0.0.0.0" else a for a in rest]]  # noqa: S104
     return command
 
 

@@ -178,9 +178,9 @@ def test_serve_promote_under_load_then_notice_the_dead_server(home: Any) -> None
     changes = [
         e["message"] for e in ctx.store.events(runner.KIND, "shuttle") if e["reason"] == "ChampionChanged"
     ]
-    assert changes == [
-        f"champion {uris['shuttle']} -> {uris['shuttle-2']}",
-        f"champion {uris['shuttle-2']} -> {uris['shuttle']}",
+    assert changes == [  # the controller's words, as on Kubernetes
+        f"champion {uris['shuttle']} -> {uris['shuttle-2']}; rolling pods",
+        f"champion {uris['shuttle-2']} -> {uris['shuttle']}; rolling pods",
     ]
 
     # Traffic was logged where INTERFACES.md says, readable by a DriftMonitor.
@@ -198,9 +198,12 @@ def test_serve_promote_under_load_then_notice_the_dead_server(home: Any) -> None
     seen = runner.observe(ctx, stored(ctx))
     assert (ready(seen)["status"], ready(seen)["reason"], seen["status"]["phase"]) == (
         "False",
-        "ServerExited",
+        "ServingUnavailable",
         "Failed",
     )
+    assert "the server process is gone" in ready(seen)["message"]
+    child = ctx.store.get("Deployment", "shuttle-serving")  # the apps/v1 child, as the kubelet left it
+    assert (child["apiVersion"], child["status"]["readyReplicas"]) == ("apps/v1", 0)
     assert supervisor.tagged(ctx.supervisor.tag(runner.KIND, "shuttle")) == []  # no orphaned workers
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{status['endpoint']}/livez", timeout=2)
