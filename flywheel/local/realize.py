@@ -22,8 +22,11 @@ files:
 - added: FLYWHEEL_DATA_CACHE=<home>/cache/data, FLYWHEEL_RESULT_PATH=<run dir>/result.json and
   OMP_NUM_THREADS (the cores split between the workers).
 
-Processes are keyed by the child's owner (labels flywheel.dev/owner-kind and owner-name), so the
-log stays <home>/logs/<owner kind>/<owner>.log, where `flywheel logs` finds it.
+A PyTorchJob's processes are keyed by the child's owner (labels flywheel.dev/owner-kind and
+owner-name), so the log stays <home>/logs/<owner kind>/<owner>.log, where `flywheel logs` finds it.
+A batch/v1 Job's (`sync_batch_job`, the DriftMonitor's check) are keyed by the Job itself: the
+monitor's own loop holds the owner's key, and one monitor has a Job per window (logs:
+<home>/logs/job/<job>.log, `flywheel logs job/<job>`).
 """
 
 from __future__ import annotations
