@@ -19,7 +19,8 @@ trained.py), realised from the stored apps/v1 child; on Kubernetes no Deployment
 kubelet runs, so the test plays them by replaying the local child's status (replicas, ready and
 updated counts, Available/Progressing) onto the emulator's apps/v1 Deployment (simulated pod
 readiness), with observedGeneration set to that object's own generation. Scenarios: to Ready, a
-champion whose TrainingRun Failed, and a change of the champion (a rollout, a hot swap locally).
+champion whose TrainingRun Failed, a change of the champion (a rollout, a hot swap locally), and
+a champion the pods cannot load (RolloutFailed; locally the live server refuses it).
 """
 
 from __future__ import annotations
@@ -306,6 +307,14 @@ def serving_local(tmp_path_factory: pytest.TempPathFactory) -> Any:
         failed = serving_manifest("serve-failed", "broken", served.free_port())
         assert dep_runner.run(ctx, ctx.store.put(failed)) is False
         out["failed"] = serving_ended(ctx, failed)
+        # A champion the live server refuses (a directory outside the artifact store): the
+        # rollout fails while the previous champion keeps serving.
+        outside = home.parent / "parity-outside"
+        shutil.copytree(trained.model_dir(source, "wine-a"), outside, dirs_exist_ok=True)
+        refused = copy.deepcopy(promoted)
+        refused["spec"]["champion"] = {"uri": outside.as_uri()}
+        assert dep_runner.run(ctx, ctx.store.put(refused)) is False
+        out["refused"] = serving_ended(ctx, refused)
     finally:
         ctx.supervisor.stop("Deployment", "serve", grace=5)
     yield home, source, out
@@ -316,7 +325,7 @@ async def serving_on_kube(home: Path, source: Path, scenario: ServingScenario) -
     replaying the local child's status. Returns the Deployment's status."""
     manifest, _, local_child = scenario
     name = manifest["metadata"]["name"]
-    run_name = manifest["spec"]["champion"]["fromTrainingRun"]
+    run_name = manifest["spec"]["champion"].get("fromTrainingRun", "shuttle")
     for run in {run_name, "shuttle", "shuttle-2"}:
         if await asyncio.to_thread(objects.get, plans.Ref("flywheel.dev/v1alpha1", "TrainingRun", run, NS)):
             continue
@@ -324,7 +333,11 @@ async def serving_on_kube(home: Path, source: Path, scenario: ServingScenario) -
         await call("POST", client.manifest_path(run_manifest, collection=True), run_manifest)
         await patch_status("flywheel.dev/v1alpha1", "TrainingRun", run, status)
     if await asyncio.to_thread(objects.get, plans.Ref("flywheel.dev/v1alpha1", "Deployment", name, NS)):
-        await call("PATCH", client.manifest_path(manifest), {"spec": manifest["spec"]}, objects.MERGE_PATCH)
+        # A merge patch keeps keys it does not name: the champion's other source is nulled, as a
+        # `kubectl apply` of the new manifest would remove it.
+        champion = {"fromTrainingRun": None, "uri": None, **manifest["spec"]["champion"]}
+        spec = {**manifest["spec"], "champion": champion}
+        await call("PATCH", client.manifest_path(manifest), {"spec": spec}, objects.MERGE_PATCH)
     else:
         await call("POST", client.manifest_path(manifest, collection=True), manifest)
     status = (await reconcile_on_kube(deployment, "Deployment", name))["status"]
@@ -367,3 +380,20 @@ async def test_a_champion_change_rolls_out_alike_on_both_backends(serving_local:
     assert local_status["championUri"].endswith("/trainingruns/shuttle-2/model")
     assert local_status["observedGeneration"] == kube_status["observedGeneration"] == 2
     assert child is not None and child["status"]["observedGeneration"] == child["metadata"]["generation"] == 2
+
+
+async def test_a_rollout_the_pods_cannot_finish_fails_alike_on_both_backends(serving_local: Any) -> None:
+    """Ready, a champion change, then a champion the server cannot load: locally the live server
+    refuses it (the old model keeps serving), on Kubernetes the new pods never get ready and the
+    Deployment controller gives up (Progressing False). Both say RolloutFailed, and both still
+    name the champion the ready pods serve."""
+    home, source, scenarios = serving_local
+    for step in ("ready", "changed"):
+        await serving_on_kube(home, source, scenarios[step])
+    kube_status = await serving_on_kube(home, source, scenarios["refused"])
+    _, local_status, _ = scenarios["refused"]
+    assert summary(kube_status) == summary(local_status), kube_status.get("message")
+    assert summary(local_status)[0] == "Failed"
+    assert ("Ready", "False", "RolloutFailed") in summary(local_status)[1]
+    assert kube_status["servedChampionUri"] == local_status["servedChampionUri"]
+    assert local_status["servedChampionUri"].endswith("/trainingruns/shuttle-2/model")
