@@ -22,7 +22,6 @@ from flywheel.local.runners import Context
 KIND = "Deployment"
 READY_TIMEOUT = float(os.environ.get("FLYWHEEL_SERVING_READY_TIMEOUT", "180"))
 TOKEN_FILE = "admin-token"  # noqa: S105 - a file name
-SERVED_FILE = "served.json"
 
 
 def endpoint(port: int) -> str:
