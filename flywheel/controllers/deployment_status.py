@@ -26,6 +26,8 @@ R_ROLLING_OUT = "RollingOut"
 R_AVAILABLE = "Available"
 R_NO_CHALLENGER = "NotConfigured"
 R_CHAMPION_CHANGED = "ChampionChanged"
+R_ROLLOUT_FAILED = "RolloutFailed"
+R_UNAVAILABLE = "ServingUnavailable"
 Row = tuple[str, str, str, str]
 """(type, status, reason, message) of one condition."""
 
@@ -46,6 +48,39 @@ def rollout(dep: api.Deployment, live: plans.Manifest | None, desired: plans.Man
     if updated < wanted or ready < wanted or status.get("replicas", 0) > updated:
         return False, f"rolling out: {updated}/{wanted} updated, {ready}/{wanted} ready"
     return True, f"{ready}/{wanted} replicas ready"
+
+
+def rollout_failure(live: plans.Manifest | None, desired: plans.Manifest) -> tuple[str, str] | None:
+    """(reason, message) when the live apps/v1 Deployment says its pods of the desired template
+    cannot serve, in the Deployment controller's words: Progressing False (ProgressDeadlineExceeded:
+    the new pods never became ready) is RolloutFailed; Available False after the rollout had
+    finished (Progressing says NewReplicaSetAvailable: the ready pods went away, e.g. crashed) is
+    ServingUnavailable. None otherwise (creating, rolling, or serving). A status of an older
+    template or generation does not count: the new rollout has not been looked at yet."""
+    if live is None:
+        return None
+    meta, status = live.get("metadata") or {}, live.get("status") or {}
+    want_hash = desired["metadata"]["annotations"][contract.ANNOTATION_CONFIG_HASH]
+    if (meta.get("annotations") or {}).get(contract.ANNOTATION_CONFIG_HASH) != want_hash:
+        return None
+    generation = meta.get("generation")
+    if generation is not None and status.get("observedGeneration", 0) < generation:
+        return None
+    progressing = plans.get_condition(status.get("conditions"), "Progressing") or {}
+    available = plans.get_condition(status.get("conditions"), "Available") or {}
+    if progressing.get("status") == "False":
+        return R_ROLLOUT_FAILED, str(progressing.get("message") or progressing.get("reason"))
+    if available.get("status") == "False" and progressing.get("reason") == "NewReplicaSetAvailable":
+        return R_UNAVAILABLE, str(available.get("message") or available.get("reason"))
+    return None
+
+
+def failed_rows(reason: str, message: str) -> list[Row]:
+    """Ready and ChampionReady when the pods cannot serve (rollout_failure)."""
+    return [
+        (conditions.READY, "False", reason, message),
+        (conditions.CHAMPION_READY, "False", reason, message),
+    ]
 
 
 def served_fields(

@@ -95,6 +95,10 @@ def get(args: argparse.Namespace) -> int:
     return 0
 
 
+JOB_NAMES = ("job", "jobs", "job.batch", "jobs.batch")
+"""How `flywheel logs` names a batch Job (kubectl's names), e.g. `job/shuttle-check-29944770`."""
+
+
 def logs(args: argparse.Namespace) -> int:
     if getattr(args, "name", None):
         kind_text, sep, name = args.ref, "/", args.name
@@ -102,7 +106,8 @@ def logs(args: argparse.Namespace) -> int:
         kind_text, sep, name = args.ref.partition("/")
     if not sep or not kind_text or not name:
         raise errors.UserError(f"{args.ref!r}: give KIND/NAME, e.g. trainingrun/iris")
-    kind = resolve_kind(kind_text)
+    # A DriftMonitor's check Job runs under its own name (flywheel.local.realize.job_workload).
+    kind = "Job" if kind_text.lower() in JOB_NAMES else resolve_kind(kind_text)
     home = Path(args.home).resolve()
     sup = supervisor_mod.Supervisor(home)
     lock = lock_mod.ResourceLock(home, kind, name, getattr(args, "namespace", None) or "default")
