@@ -5,6 +5,7 @@ and message (the traceback in the log) when the user's function raises."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +24,15 @@ def raises(ctx):
 
 def wrong_return(ctx):
     return {"weights": 1}
+
+def own_onnx(ctx):
+    import torch
+    net = torch.nn.Linear(len(ctx.inputs["numeric"]), ctx.n_outputs)
+    import tempfile
+    path = tempfile.mkdtemp() + "/mine.onnx"
+    torch.onnx.export(net, (ctx.encode(ctx.train.head(2))["numeric"],), path, input_names=["numeric"],
+                      output_names=["output"], dynamic_axes={"numeric": {0: "n"}, "output": {0: "n"}}, dynamo=False)
+    return path
 """
 
 
@@ -63,4 +73,16 @@ def test_an_exception_in_the_users_function_is_failed_with_its_type_and_message(
     assert outcome.message == (
         "spec.trainer.entryPoint user_trainer_mod:raises raised RuntimeError: the loss went to NaN at step 3"
     )
-    assert "Traceback" in stderr and 'user_trainer_mod.py", line 5, in raises' in stderr  # the log has it
+    assert "Traceback" in stderr and 'user_trainer_mod.py", line 3, in raises' in stderr  # the log has it
+
+
+def test_a_function_may_return_the_onnx_file_it_wrote(tmp_path: Path) -> None:
+    """The other return form: the platform quantizes, scores and serves the user's own ONNX file."""
+    code, outcome, stderr = _run(tmp_path, "user_trainer_mod:own_onnx")
+    assert code == 0, stderr[-3000:]
+    assert outcome.phase == "Succeeded" and "accuracy" in outcome.metrics
+    model = fixtures.run_root(tmp_path, "broken") / "model"
+    card = json.loads((model / "model_card.json").read_text())
+    assert card["trainer"] == {"entryPoint": "user_trainer_mod:own_onnx", "returned": "onnx"}
+    assert "fp32" not in card["files"] and card["files"]["fp32Onnx"] == "model_fp32.onnx"
+    assert outcome.model is not None and outcome.model.fp32_uri.endswith("model_fp32.onnx")
