@@ -204,3 +204,47 @@ def test_trainer_image_and_env_reach_both_launchers_pods(launcher: str) -> None:
     assert image == "registry/mine:2"
     assert {"name": "MY_FLAG", "value": "on"} in env
     assert [e["name"] for e in env].index("MY_FLAG") > [e["name"] for e in env].index("FLYWHEEL_CONFIG")
+
+
+# --- flywheel validate and fine-tuning ------------------------------------------------------------
+
+
+def _validate(path: Path, target: str = "local") -> int:
+    import argparse
+
+    from flywheel.training import entrycheck
+
+    return entrycheck.cli(argparse.Namespace(filename=[str(path)], target=target, artifacts_uri=None))
+
+
+def test_validate_imports_the_entry_point_against_the_manifest_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    example = Path(__file__).resolve().parents[3] / "examples" / "custom-tabular"
+    assert _validate(example) == 0
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "vmod_two_args.py").write_text("def train(ctx, extra):\n    pass\n")
+    manifest = (example / "trainingrun.yaml").read_text()
+    manifest = manifest.replace("tabular_model:train", "vmod_two_args:train").replace("path: .", "path: code")
+    (tmp_path / "run.yaml").write_text(manifest)
+    capsys.readouterr()
+    assert _validate(tmp_path / "run.yaml") == 1
+    out = capsys.readouterr().out
+    assert "spec.trainer.entryPoint vmod_two_args:train: must take one argument" in out
+    # Kubernetes: nothing imported; the image that must hold the code is named
+    _validate(tmp_path / "run.yaml", "kubernetes")
+    assert "must be importable in ghcr.io/flywheel-dev/custom-tabular:0.1.0" in capsys.readouterr().out
+    sys.modules.pop("vmod_two_args", None)
+
+
+def test_fine_tuning_needs_the_entry_point_that_trained_the_model(tmp_path: Path) -> None:
+    from flywheel.api import contract
+    from flywheel.training import finetune
+
+    (tmp_path / contract.MODEL_CARD).write_text('{"trainer": {"entryPoint": "team.models:train"}}')
+    (tmp_path / contract.FP32_FILE).write_bytes(b"")
+    model = trainingrun.ModelSpec(task=trainingrun.Task.CLASSIFICATION, target="y")
+    for entry, said in [("other:train", "other:train"), (None, "unset (the built-in MLP)")]:
+        with pytest.raises(errors.UserError, match="use the same entry point") as info:
+            finetune.load(tmp_path.as_uri(), model, entry)
+        assert "trained by team.models:train" in str(info.value) and said in str(info.value)
