@@ -115,7 +115,9 @@ def train(ctx: TrainContext) -> Trained:
         for batch in order.split(ctx.training.batch_size):
             cat = feeds.get("categorical")
             if cat is not None:  # teach row 0 ("unknown") by hiding a few known categories
-                cat = cat[batch].masked_fill(torch.rand(len(batch), cat.shape[1]) < hp["unknownRate"], 0)
+                cat = cat[batch].masked_fill(
+                    torch.rand(len(batch), cat.shape[1], device=cat.device) < hp["unknownRate"], 0
+                )
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(feeds["numeric"][batch], cat), labels[batch])
             loss.backward()
