@@ -9,7 +9,7 @@ import pydantic
 import yaml
 
 from flywheel import errors
-from flywheel.api import KINDS, common
+from flywheel.api import KINDS, common, trainingrun
 
 Manifest = dict[str, Any]
 
@@ -18,6 +18,7 @@ PATTERN_HINTS = {
     common.DNS_LABEL_PATTERN: "use lowercase letters, digits and '-', starting and ending alphanumeric",
     common.QUANTITY_PATTERN: "use a Kubernetes quantity such as 500m, 2, 512Mi or 4Gi",
     common.ARTIFACT_URI_PATTERN: "use file:///path, pvc://claim/path or s3://bucket/prefix",
+    trainingrun.ENTRY_POINT_PATTERN: "use module:function, e.g. my_models.tabular:train",
 }
 
 
