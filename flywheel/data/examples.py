@@ -209,18 +209,20 @@ def commit_period(root: Path, n: int, periods: int, message: str) -> tuple[str, 
     return commit_rows(root, period_frame(n, periods=periods), f"period-{n}", message)
 
 
-def commit_rows(root: Path, frame: pd.DataFrame, tag: str, message: str) -> tuple[str, str]:
-    """Write `frame` to the tracked DATA_PATH, commit it on main, tag it `tag`, push it to the DVC
+def commit_rows(
+    root: Path, frame: pd.DataFrame, tag: str, message: str, data_path: str = DATA_PATH
+) -> tuple[str, str]:
+    """Write `frame` to the tracked `data_path`, commit it on main, tag it `tag`, push it to the DVC
     remote: (commit, DVC content hash). Rows committed by a crashed earlier call are tagged, not
     committed twice."""
     import dvc.repo
 
     with dvcenv.quiet():
-        artifacts.atomic_write_text(root / DATA_PATH, frame.to_csv(index=False))
+        artifacts.atomic_write_text(root / data_path, frame.to_csv(index=False))
         repo = dvc.repo.Repo(str(root))
         try:
-            (stage,) = repo.add(str(root / DATA_PATH))
-            git(root, "add", f"{DATA_PATH}.dvc", str(Path(DATA_PATH).parent / ".gitignore"))
+            (stage,) = repo.add(str(root / data_path))
+            git(root, "add", f"{data_path}.dvc", str(Path(data_path).parent / ".gitignore"))
             if _staged(root):
                 git(root, "commit", "-q", "-m", message)
             git(root, "tag", tag)

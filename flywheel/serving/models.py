@@ -171,8 +171,8 @@ def _tensor(where: str, raw: Any, numeric: list[str]) -> Tensor:
     if not isinstance(shape, list) or not shape or not all(type(d) is int and d > 0 for d in shape):
         raise errors.UserError(f"{where} ({name}): shape must be a list of positive integers, e.g. [1, 8, 8]")
     columns = raw.get("columns")
-    if columns is None and isinstance(raw.get("columnPrefix"), str):
-        columns = [c for c in numeric if c.startswith(raw["columnPrefix"])]  # in the card's order
+    if columns is None and isinstance(raw.get("columnPrefix"), str):  # as spec.trainer.inputs reads it
+        columns = [f"{raw['columnPrefix']}{i}" for i in range(math.prod(shape))]
     if not isinstance(columns, list) or len(columns) != math.prod(shape):
         got = len(columns) if isinstance(columns, list) else "no"
         raise errors.UserError(

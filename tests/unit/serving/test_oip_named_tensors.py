@@ -40,7 +40,7 @@ def test_the_card_declares_its_tensors_and_older_cards_declare_none() -> None:
     legacy = card_raw()
     del legacy["inputs"]
     assert models.parse_card(legacy).tensors == ()
-    # columnPrefix: the card's features with that prefix, in the card's order (px10 after px9).
+    # columnPrefix: <prefix>0 .. <prefix>N-1, as spec.trainer.inputs expands it.
     by_prefix = card_raw(kind="tensors", tensors=[{"name": "image", "shape": [8], "columnPrefix": "px"}])
     assert models.parse_card(by_prefix).tensors[0].columns == tuple(PIXELS)
     # The tensors are part of the request schema a hot swap must keep.
