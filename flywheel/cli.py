@@ -21,7 +21,7 @@ HOME_HELP = "local state directory (default: $FLYWHEEL_HOME, else ./.flywheel)"
 # command -> "module:function"; each function takes the parsed args and returns an exit code.
 COMMANDS: dict[str, str] = {
     "crds": "flywheel.api.crds:cli",
-    "validate": "flywheel.api.validation:cli",
+    "validate": "flywheel.training.entrycheck:cli",
     "render": "flywheel.controllers.render:cli",
     "run": "flywheel.local.commands:run",
     "get": "flywheel.local.commands:get",

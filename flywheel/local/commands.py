@@ -34,6 +34,7 @@ from flywheel.api import conditions as conds
 from flywheel.controllers import plans
 from flywheel.local import lock as lock_mod
 from flywheel.local import logview, runners
+from flywheel.local import paths as paths_mod
 from flywheel.local import supervisor as supervisor_mod
 
 Manifest = dict[str, Any]
@@ -245,8 +246,10 @@ def load_files(paths: list[str]) -> list[common.Resource]:
 
     resources: list[common.Resource] = []
     for path in paths:
+        folder = Path(path) if Path(path).is_dir() else Path(path).parent
         for item in loading.load_file(path):
-            resources.append(item if isinstance(item, common.Resource) else loading.parse(item, str(path)))
+            resource = item if isinstance(item, common.Resource) else loading.parse(item, str(path))
+            resources.append(paths_mod.code_paths(resource, folder))
     seen: set[tuple[str, str, str]] = set()
     for r in resources:
         key = (r.KIND, r.namespace, r.name)
