@@ -21,9 +21,10 @@ import torch
 from sklearn import datasets
 from torch import nn
 
-LOADER = "tests.integration.serving.cnn_fixture:load"
+from flywheel.api import contract, trainingrun
+from flywheel.training import preprocess
+
 PIXELS = [f"px{i}" for i in range(64)]
-CLASSES = [str(d) for d in range(10)]
 HOLDOUT = 300  # the last rows of load_digits, never trained on
 
 
@@ -90,10 +91,14 @@ def build(path: Path, version: str, seed: int = 0) -> dict[str, Any]:
             activation_type=ortq.QuantType.QUInt8,
             weight_type=ortq.QuantType.QInt8,
         )
+    frame = pd.DataFrame(images[:-HOLDOUT], columns=PIXELS).assign(digit=labels[:-HOLDOUT])
+    spec = trainingrun.ModelSpec(task=trainingrun.Task.CLASSIFICATION, target="digit")
+    prep = preprocess.fit(frame, frame["digit"], spec)
+    (path / contract.PREPROCESSOR_FILE).write_text(json.dumps(prep.to_dict()))
     card = {
         "version": version,
         "task": "classification",
-        "classes": CLASSES,
+        "classes": list(prep.classes),
         "features": [{"name": c, "type": "numeric", "min": 0.0, "max": 16.0} for c in PIXELS],
         "inputs": {
             "kind": "tensors",
@@ -102,30 +107,5 @@ def build(path: Path, version: str, seed: int = 0) -> dict[str, Any]:
         "files": {"fp32Onnx": "model_fp32.onnx", "quantized": "model_int8.onnx"},
         "quantization": {"activationScales": "static"},
     }
-    (path / "model_card.json").write_text(json.dumps(card))
+    (path / contract.MODEL_CARD).write_text(json.dumps(card))
     return card
-
-
-class Predictor:
-    """Feeds from the card's tensors: each filled row-major from its columns."""
-
-    def __init__(self, path: Path, card: dict[str, Any], file: str) -> None:
-        import onnxruntime as ort
-
-        self.session = ort.InferenceSession(str(path / file), providers=["CPUExecutionProvider"])
-        self.tensors = card["inputs"]["tensors"]
-
-    def predict(self, frame: pd.DataFrame) -> tuple[list[str], np.ndarray]:
-        feeds = {
-            t["name"]: frame[t["columns"]].to_numpy(dtype=np.float32).reshape(-1, *t["shape"])
-            for t in self.tensors
-        }
-        logits = self.session.run(["output"], feeds)[0]
-        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probs = shifted / shifted.sum(axis=1, keepdims=True)
-        return [CLASSES[i] for i in probs.argmax(axis=1)], probs
-
-
-def load(path: Path, quantized: bool) -> Predictor:
-    card = json.loads((Path(path) / "model_card.json").read_text())
-    return Predictor(Path(path), card, card["files"]["quantized" if quantized else "fp32Onnx"])

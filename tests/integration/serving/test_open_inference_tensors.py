@@ -1,6 +1,6 @@
 """Named tensor inputs through the Open Inference Protocol: a real client (tritonclient's HTTP
 client) against the real BentoML server serving a real CNN on the 8x8 digits (cnn_fixture: a
-`tensors` card, image [N, 1, 8, 8], int8 ONNX). It answers the right digit for held-out images,
+`tensors` card, image [N, 1, 8, 8], int8 ONNX) through Flywheel's own loader. It answers the right digit for held-out images,
 the same as /predict, logs px columns, and refuses bad tensors with a 400 naming them."""
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "name": NAME,
         "champion": {"uri": (root / "model").as_uri(), "quantized": True},
         "traffic": {"mode": "canary"},
-        "loader": cnn_fixture.LOADER,
         "batching": {"enabled": True, "maxBatchSize": 32, "maxLatencyMs": 5000},
         "logging": {"enabled": True, "sampleRate": 1.0, "sink": (root / "traffic").as_uri(),
                     "flushRows": 50, "flushSeconds": 0.5},
