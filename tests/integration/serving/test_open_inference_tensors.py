@@ -1,7 +1,8 @@
 """Named tensor inputs through the Open Inference Protocol: a real client (tritonclient's HTTP
-client) against the real BentoML server serving a real CNN on the 8x8 digits (cnn_fixture: a
-`tensors` card, image [N, 1, 8, 8], int8 ONNX) through Flywheel's own loader. It answers the right digit for held-out images,
-the same as /predict, logs px columns, and refuses bad tensors with a 400 naming them."""
+client) against the real BentoML server serving real CNNs on the 8x8 digits (cnn_fixture: a
+`tensors` card, image [N, 1, 8, 8], int8 ONNX; a champion and a shadowed challenger) through
+Flywheel's own loader. It answers the right digit for held-out images, the same as /predict, logs
+px columns for both roles, pins a version, and refuses bad tensors with a 400 naming them."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from flywheel.serving import traffic
+from flywheel.serving import routing, traffic
 from tests.integration.serving import cnn_fixture
 from tests.integration.serving.conftest import Server
 
@@ -31,10 +32,12 @@ ACCURACY_FLOOR = 0.85
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("digits")
     cnn_fixture.build(root / "model", "cnn-v1")
+    cnn_fixture.build(root / "challenger", "cnn-v2", seed=1)  # shadowed: answers every request too
     cfg = {
         "name": NAME,
         "champion": {"uri": (root / "model").as_uri(), "quantized": True},
-        "traffic": {"mode": "canary"},
+        "challenger": {"uri": (root / "challenger").as_uri(), "quantized": True},
+        "traffic": {"mode": "shadow"},
         "batching": {"enabled": True, "maxBatchSize": 32, "maxLatencyMs": 5000},
         "logging": {"enabled": True, "sampleRate": 1.0, "sink": (root / "traffic").as_uri(),
                     "flushRows": 50, "flushSeconds": 0.5},
@@ -85,10 +88,21 @@ def test_the_image_tensor_gets_the_right_digit_as_predict_does_and_is_logged(ser
     assert plain["predictions"] == predicted[:20]
     assert plain["probabilities"] == pytest.approx(flat.as_numpy("probabilities").tolist(), rel=1e-6)
     # The traffic log holds the pixels as columns, as /predict's requests: what drift reads.
-    frame = _wait(server.sink(), "img-1", len(images))
+    # ... and shadowed on the challenger, as /predict requests are: both roles logged.
+    frame = _wait(server.sink(), "img-1", 2 * len(images))
+    assert sorted(set(frame["role"])) == [routing.CHALLENGER, routing.CHAMPION]
     assert set(cnn_fixture.PIXELS) <= set(frame.columns)
+    frame = frame[frame["role"] == routing.CHAMPION]
     logged = frame.sort_values("record_index")[cnn_fixture.PIXELS].to_numpy(dtype=np.float32)
     assert np.array_equal(logged, images)
+
+
+def test_a_version_pins_the_challenger_for_tensor_requests(server: Server) -> None:
+    images, _ = cnn_fixture.holdout()
+    result = _client(server).infer(NAME, [_image(images[:3])], model_version="cnn-v2", outputs=OUTPUTS)
+    reply = result.get_response()
+    assert reply["model_version"] == "cnn-v2" and reply["parameters"]["role"] == routing.CHALLENGER
+    assert _client(server).get_model_metadata(NAME)["versions"] == ["cnn-v1", "cnn-v2"]
 
 
 def test_bad_tensors_are_400s_from_the_client_and_over_http(server: Server) -> None:

@@ -1,19 +1,18 @@
-"""examples/custom-digits: each manifest validates against its CRD schema (JSON schema and CEL) and
-the models, renders for Kubernetes, and its TrainingRun's trainer is importable with the tensor
-the serving side expects (image [1, 8, 8] from px0..px63, the digits repository's columns)."""
+"""examples/custom-digits: each manifest renders for Kubernetes, and its TrainingRun's trainer is
+importable with the tensor the serving side expects (image [1, 8, 8] from px0..px63, the digits
+repository's columns). Schema validation of every example, this folder's included, is in
+test_examples.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import jsonschema
 import pytest
 
 from flywheel import cli
-from flywheel.api import crds, loading, trainingrun
+from flywheel.api import loading, trainingrun
 from flywheel.data import digits
 from flywheel.training import loader
-from tests.unit.api import cel
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "custom-digits"
 FILES = sorted(EXAMPLE.glob("*.yaml"))
@@ -25,12 +24,7 @@ def test_the_folder_holds_the_three_kinds() -> None:
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
-def test_manifest_validates_and_renders(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    for doc in loading.read_documents(path):
-        schema = crds.openapi_schema(doc["kind"])
-        jsonschema.Draft4Validator(schema).validate(doc)
-        assert cel.failures(schema, cel.defaulted(schema, doc)) == []
-        loading.parse(doc, str(path))
+def test_manifest_renders(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["render", "-f", str(path)]) == 0
     out = capsys.readouterr().out
     # A DriftMonitor has no children until it runs: the stream says so instead.
