@@ -157,7 +157,11 @@ class Loop:
         self.st.note(f"serving {status.get('championVersion')} at {status['endpoint']} (traffic log: {sink})")
 
     def stop_serving(self) -> None:
-        self.ctx.supervisor.stop(api.Deployment.KIND, self.deployment_name)
+        """As `flywheel stop` does: afterwards `flywheel get` shows the Deployment Suspended, not
+        Failed as a server that died would be."""
+        from flywheel.local import lifecycle
+
+        lifecycle.stop_and_suspend(self.ctx, lifecycle.Ref(api.Deployment.KIND, self.deployment_name))
 
     # --- 4. traffic -------------------------------------------------------------------------------
     def replay_traffic(self) -> None:

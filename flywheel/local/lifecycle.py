@@ -60,9 +60,7 @@ def stop(args: argparse.Namespace) -> int:
         if manifest is None:
             missing += _not_found(ref, ctx)
             continue
-        ran = stop_resource(ctx, ref)
-        if ran:
-            _suspend(ctx, ref)
+        ran = stop_and_suspend(ctx, ref)
         print(f"{ref} {'stopped' if ran else 'not running'}")
     if not wanted:
         print(f"No resources found in {ctx.home}.")
@@ -93,6 +91,15 @@ def delete(args: argparse.Namespace) -> int:
         for path in purged:
             print(f"  removed {path}")
     return 1 if missing else 0
+
+
+def stop_and_suspend(ctx: runners.Context, ref: Ref) -> bool:
+    """`flywheel stop`: stop the resource and, when anything ran, mark it Suspended (a stopped
+    server is not a crashed one); True when anything was running."""
+    ran = stop_resource(ctx, ref)
+    if ran:
+        _suspend(ctx, ref)
+    return ran
 
 
 def stop_resource(ctx: runners.Context, ref: Ref) -> bool:

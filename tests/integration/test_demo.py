@@ -73,6 +73,8 @@ def test_demo_closes_the_loop(tmp_path: Path) -> None:
     deployment = store.get(api.Deployment.KIND, "shuttle")
     assert deployment is not None
     assert deployment["spec"]["champion"]["fromTrainingRun"] == summary["runs"]["challenger"]
+    # the demo stops its server as `flywheel stop` does: Suspended, not Failed as a crash would be
+    assert deployment["status"]["phase"] == "Suspended", deployment["status"]
     monitor = store.get(api.DriftMonitor.KIND, "shuttle")
     assert monitor is not None and monitor["status"]["lastDecision"]["decision"] == "promoted"
     # the report folder
