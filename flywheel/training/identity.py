@@ -55,16 +55,37 @@ def identity(card: Mapping[str, Any]) -> dict[str, Any]:
         **extra,
         "name": card.get("name"),
         "namespace": card.get("namespace"),
-        "spec": config.get("spec"),
+        "spec": _placeless(config.get("spec")),
         # The content hash identifies the data; without one, where it came from is the best we have.
         "data": {"hash": data["hash"]} if data.get("hash") else data,
         "task": card.get("task"),
         "target": card.get("target"),
         "classes": card.get("classes"),
         "features": card.get("features"),
+        "initFrom": ((card.get("training") or {}).get("initFrom") or {}).get("version"),
         "architecture": card.get("architecture"),
         "quantization": {"method": quant.get("method"), "served": quant.get("served", True)},
     }
+
+
+# Where things are, not what they are: the data's content hash, the weights' digests and the start
+# model's version (training.initFrom) already say what they hold, and these paths differ per home.
+_PLACES = (("data", "repo"), ("trainer", "path"), ("artifacts",), ("model", "initFrom"))
+
+
+def _placeless(spec: Any) -> Any:
+    """The spec without the fields that name a place (a local repository path, the home's artifact
+    folder, the manifest's code folder), so the same model trained in two homes has one version."""
+    if not isinstance(spec, Mapping):
+        return spec
+    out: dict[str, Any] = json.loads(json.dumps(spec, default=str))
+    for path in _PLACES:
+        node: Any = out
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(path[-1], None)
+    return out
 
 
 def version(name: str, card: Mapping[str, Any], digests: Mapping[str, str]) -> str:

@@ -54,6 +54,18 @@ def test_the_version_follows_the_identity_not_the_moment() -> None:
     moved = {**card, "createdAt": "2027-01-01", "metrics": {"f1": 0.6},
              "config": {**card["config"], "artifactsUri": "file:///b"}, "data": {"hash": "abc", "path": "/y"}}  # fmt: skip
     assert identity.version("m", moved, digests) == base
+    # the same spec from another home: its repository, artifact folder, code folder and starting
+    # model's folder are places, not what the model is
+    placed = {"training": {"epochs": 2}, "data": {"repo": "/home/a/datasets/x", "path": "d.csv"},
+              "trainer": {"entryPoint": "m:train", "path": "/home/a/code"},
+              "artifacts": {"uri": "file:///home/a/artifacts"}, "model": {"initFrom": "file:///home/a/m"}}  # fmt: skip
+    elsewhere = json.loads(json.dumps(placed).replace("/home/a", "/srv/b"))
+    at_a = identity.version("m", {**card, "config": {"spec": placed}}, digests)
+    assert identity.version("m", {**card, "config": {"spec": elsewhere}}, digests) == at_a
+    other_code = {**placed, "trainer": {"entryPoint": "n:train", "path": "/home/a/code"}}
+    assert identity.version("m", {**card, "config": {"spec": other_code}}, digests) != at_a
+    started = {**card, "config": {"spec": placed}, "training": {"initFrom": {"version": "m-0123456789ab"}}}
+    assert identity.version("m", started, digests) != at_a  # which model it started from still counts
     assert identity.version("m", card, {**digests, contract.PREPROCESSOR_FILE: "12"}) != base
     assert identity.version("m", {**card, "config": {"spec": {"training": {"epochs": 3}}}}, digests) != base
     assert identity.version("m", {**card, "data": {"hash": "abd"}}, digests) != base
