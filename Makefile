@@ -32,7 +32,7 @@ STRICT := flywheel/api flywheel/controllers flywheel/kube flywheel/local operato
 test: $(STAMP) $(TOOLS)/.installed ## every test but e2e (what CI runs)
 	$(BIN)/lint-imports
 	$(BIN)/mypy $(STRICT)
-	$(BIN)/pytest -m "not e2e" -p no:cacheprovider
+	$(BIN)/pytest -m "not e2e" -p no:cacheprovider --durations=25
 
 test-fast: $(STAMP) ## the fast tests only
 	$(BIN)/pytest -m "not slow and not e2e"
