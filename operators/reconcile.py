@@ -108,7 +108,6 @@ REPORT_AFTER = 2
 answer, retried a second later, is not news for the people reading Ready."""
 EVENT_INTERVAL = 60.0
 """Seconds between two ReconcileError events of one object."""
-R_RECONCILE_ERROR = "ReconcileError"
 SYNC_WAIT = 10.0
 """Seconds start-up waits for each child watch's first list (see Binding.looked)."""
 WORKERS = int(os.environ.get("FLYWHEEL_OPERATOR_WORKERS", "16"))
@@ -278,13 +277,18 @@ def _report(binding: Binding, key: tuple[str, str], resource: dict[str, Any], ex
     conds = list(status.get("conditions") or [])
     # Reconciling (kstatus: InProgress), not Stalled: the retries go on, and most such errors
     # (429, 5xx, timeouts) pass; a Flux `wait` times out with this message instead of failing early.
-    for type_, value in ((conditions.READY, "False"), (conditions.RECONCILING, "True")):
-        conds = plans.set_condition(conds, type_, value, R_RECONCILE_ERROR, message, now)
+    rows = [
+        conditions.Condition(conditions.READY, "False", conditions.R_RECONCILE_ERROR, message),
+        conditions.Condition(conditions.RECONCILING, "True", conditions.R_RECONCILE_ERROR, message),
+    ]
+    conds = plans.set_conditions(conds, rows, now)
     try:
         objects.patch_status(resource, {"conditions": conds})
         last = binding.reported.get(key)
         due = last is None or time.monotonic() - last >= EVENT_INTERVAL
-        if due and objects.post_event(resource, plans.Event(R_RECONCILE_ERROR, message, "Warning"), now):
+        if due and objects.post_event(
+            resource, plans.Event(conditions.R_RECONCILE_ERROR, message, "Warning"), now
+        ):
             binding.reported[key] = time.monotonic()
     except Exception as report_exc:
         logger.info("Could not report the failure on %s %s/%s: %s", binding.kind, *key, report_exc)

@@ -87,12 +87,12 @@ def plan(
     if previous and previous != champion.model.uri:
         fields["rollbackTarget"] = previous
         message = f"champion {previous} -> {champion.model.uri}; rolling pods"
-        events.append(plans.Event(status_mod.R_CHAMPION_CHANGED, message))
+        events.append(plans.Event(conditions.R_CHAMPION_CHANGED, message))
     elif previous and current.get("championVersion") not in (None, champion.model.version):
         # A retrained run keeps its URI: the version says the model changed (no rollback target:
         # the directory now holds the new model).
         message = f"champion {current['championVersion']} -> {champion.model.version}; rolling pods"
-        events.append(plans.Event(status_mod.R_CHAMPION_CHANGED, message))
+        events.append(plans.Event(conditions.R_CHAMPION_CHANGED, message))
     phase = conditions.RUNNING if done else conditions.PENDING
     out = status_mod.finish(resource, current, now, rows, phase, fields)
     out.status.update(served)  # after finish, which drops None: a null here clears the field

@@ -40,7 +40,6 @@ PLURAL = api.SelfPlayRun.PLURAL
 NETWORK_POLICY = "NetworkPolicy"
 NETWORKING_API = "networking.k8s.io/v1"
 S3_PORTS = (443, 80, 9000)  # HTTPS, plain HTTP endpoints, MinIO's default
-R_SPEC_CHANGED = jobstatus.R_SPEC_CHANGED
 LOG_TAIL_LINES = 40
 """Lines of the Master pod's log the operator reads for progress (a step event is one line)."""
 
@@ -168,14 +167,14 @@ def plan(
         view = jobstatus.View(
             conditions.PENDING,
             "Unknown",
-            jobstatus.R_CREATING,
+            conditions.R_CREATING,
             jobstatus.creating(name, current, launch.KIND),
         )
         children = [network_policy(resource, run), config_map, job_manifest]
         return jobstatus.finish(resource, current, now, view, name, apply=children)
     if not jobstatus.owned_by(job, resource):
         message = f"a {launch.KIND} named {name} exists but belongs to something else; rename this run"
-        view = jobstatus.View(conditions.PENDING, "False", jobstatus.R_NAME_CONFLICT, message, stalled=True)
+        view = jobstatus.View(conditions.PENDING, "False", conditions.R_NAME_CONFLICT, message, stalled=True)
         return jobstatus.finish(resource, current, now, view, name)
     state = launch.job_state(job)
     changed = jobstatus.spec_changed(job, resource)

@@ -23,13 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from flywheel import artifacts, errors
-from flywheel.api import contract
+from flywheel.api import conditions, contract
 from flywheel.api import driftmonitor as dm_api
 from flywheel.controllers import driftcheck, plans
 from flywheel.drift import decide
-
-R_NOT_ENOUGH_ROWS = "NotEnoughRows"
-R_CHECK_FAILED = "CheckFailed"
 
 
 def main(env: dict[str, str] | None = None) -> int:
@@ -57,7 +54,7 @@ def run(config: dict[str, Any], now: datetime.datetime, cache: Path, seed: int =
         except errors.UserError as exc:  # reported in DriftDetected, tried again next interval
             stamp = plans.now_rfc3339(now)
             out.update(check={"lastCheckTime": stamp, "rowsChecked": 0},
-                       note=f"the drift check failed: {exc}", reason=R_CHECK_FAILED)  # fmt: skip
+                       note=f"the drift check failed: {exc}", reason=conditions.R_CHECK_FAILED)  # fmt: skip
     for challenger in config.get("challengers") or []:
         out["evaluations"].append(_evaluate(config, spec, champion_dir, challenger, sink, now, cache))
     return out
@@ -79,7 +76,7 @@ def _check(
     if len(current) < spec.window.min_rows:
         note = f"{len(current)} rows in the window, fewer than window.minRows {spec.window.min_rows}"
         return {"check": {"lastCheckTime": stamp, "rowsChecked": len(current)},
-                "note": note + "; not judged", "reason": R_NOT_ENOUGH_ROWS}  # fmt: skip
+                "note": note + "; not judged", "reason": conditions.R_NOT_ENOUGH_ROWS}  # fmt: skip
     ref = reference.load(spec, champion_dir, cache / "drift")
     features = [c for c in window.features(current) if c in ref.columns]
     result = checks.check(current, ref, spec.drift, features, spec.window.max_rows, seed)

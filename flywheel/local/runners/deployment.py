@@ -42,7 +42,6 @@ from flywheel.local.runners import deployment_process as process
 from flywheel.local.runners import status as status_mod
 
 KIND = api.Deployment.KIND
-R_SERVER_EXITED = "ServerExited"
 Manifest = dict[str, Any]
 
 
@@ -96,10 +95,10 @@ def observe(ctx: Context, manifest: Manifest) -> Manifest:
     writer = status_mod.Writer(ctx, manifest)
     writer.patch(
         {"phase": conditions.FAILED, "message": message, "readyReplicas": 0},
-        (conditions.READY, "False", R_SERVER_EXITED, message),
-        (conditions.CHAMPION_READY, "False", R_SERVER_EXITED, message),
+        conditions.Condition(conditions.READY, "False", conditions.R_SERVER_EXITED, message),
+        conditions.Condition(conditions.CHAMPION_READY, "False", conditions.R_SERVER_EXITED, message),
     )
-    writer.event(R_SERVER_EXITED, message, "Warning")
+    writer.event(conditions.R_SERVER_EXITED, message, "Warning")
     return ctx.store.get(KIND, name, namespace) or manifest
 
 
@@ -190,7 +189,7 @@ class _Server:
         )
         message = f"champion: {champion.why}{hint}"
         if champion.failed:
-            return self.status.fail(dstatus.R_MODEL_FAILED, message, conditions.CHAMPION_READY)
+            return self.status.fail(conditions.R_MODEL_FAILED, message, conditions.CHAMPION_READY)
         rows = dstatus.waiting_rows(champion)
         self.status.patch(
             {"phase": conditions.PENDING, "message": message, "observedGeneration": self.status.generation},
@@ -222,7 +221,7 @@ class _Server:
                 "replicas": 1,
                 "readyReplicas": 0,
             },
-            (conditions.READY, "Unknown", dstatus.R_ROLLING_OUT, message),
+            conditions.Condition(conditions.READY, "Unknown", conditions.R_ROLLING_OUT, message),
         )
         self.ctx.console.print(f"deployment/{self.name}: {message}")
         problem = process.wait_ready(self.ctx, self.name, info, port)
@@ -234,7 +233,7 @@ class _Server:
         self._record_rollback(champion)
         self._serving(champion, challenger, observed, port)
         served = f"serving {champion.version or champion.uri} at {process.endpoint(port)}"
-        self.status.event(dstatus.R_AVAILABLE, served)
+        self.status.event(conditions.R_AVAILABLE, served)
         return True
 
     def _swap(
@@ -260,7 +259,7 @@ class _Server:
         if previous and previous != champion.uri:
             message = f"champion {previous} -> {champion.uri}"
             self.status.patch({"rollbackTarget": previous})
-            self.status.event(dstatus.R_CHAMPION_CHANGED, message)
+            self.status.event(conditions.R_CHAMPION_CHANGED, message)
             self.current = {**self.current, "championUri": champion.uri, "rollbackTarget": previous}
 
     def _serving(
