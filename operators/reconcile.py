@@ -1,7 +1,8 @@
 """Generic kopf glue: one level-based reconciler per kind, from a pure controller module.
 
-A controller module offers `observe_refs(resource, settings) -> [Ref]` and
-`plan(resource, observed, now, settings) -> Plan`. `register()` binds it to kopf:
+A controller module offers `observe_refs(resource, settings) -> [Ref]`,
+`validate(resource) -> the api model` and `plan(resource, observed, now, settings, model=) -> Plan`
+(`model`: the resource validated once per reconcile). `register()` binds it to kopf:
 
 - `@kopf.on.resume` + `@kopf.on.create` + `@kopf.on.update` on one function: whatever happened,
   observe -> plan (pure) -> flywheel.kube.execute. It never looks at the event type or diff.
@@ -200,13 +201,18 @@ def reconcile_once(
 ) -> tuple[plans.Plan, execute.Outcome]:
     """observe -> plan -> execute, synchronously: the whole reconcile, testable without kopf."""
     at = now or datetime.datetime.now(datetime.UTC)
+    # Validated once per reconcile: execute plans a second time from the server's answers when
+    # the first plan changed children, and the spec is the same for both.
+    model: list[Any] = []
 
     def plan(view: Any, seen: plans.Observed) -> plans.Plan:
         # The platform's store fills a defaulted spec.artifacts.uri; a store inside the pod is refused.
         resolved, ephemeral = artifact_store.resolve(view, settings)
         if ephemeral is not None:
             return artifact_store.refusal(view, ephemeral, at)
-        out: plans.Plan = controller.plan(resolved, seen, at, settings)
+        if not model:
+            model.append(plans.validated(controller.validate, resolved))
+        out: plans.Plan = controller.plan(resolved, seen, at, settings, model=model[0])
         return out
 
     return execute.reconcile(resource, controller.observe_refs(resource, settings), plan, at, cache)

@@ -91,6 +91,7 @@ class Facts:
 
 
 def validate(resource: plans.Manifest) -> api.DriftMonitor:
+    """The resource as the author wrote it, validated (raises pydantic.ValidationError)."""
     return plans.validate_spec(api.DriftMonitor, resource)
 
 
@@ -245,16 +246,13 @@ def to_evaluate(resource: plans.Manifest, seen: Facts) -> list[plans.Manifest]:
     ]
 
 
-def retrain_reason(resource: plans.Manifest, seen: Facts, now: datetime.datetime) -> str | None:
-    """Why a retrain starts now, or None: a trigger spec.retrain.triggers acts on fired in the latest
-    check, which is newer than the last retrain; there is room; the cooldown has passed."""
-    found = retrain_trigger(resource, seen, now)
-    return None if found is None else found[1]
-
-
-def retrain_trigger(resource: plans.Manifest, seen: Facts, now: datetime.datetime) -> tuple[str, str] | None:
-    """(trigger, reason) of the retrain that starts now, or None (see retrain_reason)."""
-    spec = validate(resource).spec
+def retrain_trigger(
+    resource: plans.Manifest, monitor: api.DriftMonitor, seen: Facts, now: datetime.datetime
+) -> tuple[str, str] | None:
+    """(trigger, reason) of the retrain that starts now, or None: a trigger spec.retrain.triggers
+    acts on fired in the latest check, which is newer than the last retrain; there is room; the
+    cooldown has passed."""
+    spec = monitor.spec
     if not spec.retrain.enabled or seen.deployment is None:
         return None
     latest = {**(resource.get("status") or {}), **(seen.check or {})}
@@ -300,12 +298,14 @@ def plan(
     observed: plans.Observed,
     now: datetime.datetime,
     settings: settings_mod.Settings | None = None,
+    model: api.DriftMonitor | None = None,
 ) -> plans.Plan:
-    """Status, events, the children to create and the patches of one reconcile (pure, idempotent)."""
+    """Status, events, the children to create and the patches of one reconcile (pure, idempotent).
+    `model`: the resource already validated by the adapter (once per reconcile), else validated here."""
     settings = settings or settings_mod.Settings()
     current: dict[str, Any] = resource.get("status") or {}
     try:
-        monitor = validate(resource)
+        monitor = model or validate(resource)
     except pydantic.ValidationError as exc:
         return _invalid(resource, current, exc, now)
     seen = facts(resource, observed)
@@ -324,7 +324,7 @@ def plan(
                 )
             )
     runs = list(seen.runs)
-    found = retrain_trigger(resource, seen, now)
+    found = retrain_trigger(resource, monitor, seen, now)
     reason = None if found is None else found[1]
     if found is not None:
         champion_uri = (champion_model(seen.deployment) or ("", None))[0]

@@ -12,7 +12,7 @@ import dataclasses
 import datetime
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import pydantic
@@ -250,6 +250,16 @@ def validate_spec(cls: type[R], resource: Manifest) -> R:
     """
     envelope = {k: resource[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in resource}
     return cls.model_validate(envelope)
+
+
+def validated(validate: Callable[[Manifest], R], resource: Manifest) -> R | None:
+    """`validate(resource)` (a controller's validate), or None when the spec is invalid: the
+    controller's plan, given no model, validates again and reports every problem (the rare path).
+    An adapter calls this once per reconcile and hands the model to each plan of it."""
+    try:
+        return validate(resource)
+    except pydantic.ValidationError:
+        return None
 
 
 def contains(live: Any, desired: Any) -> bool:

@@ -58,10 +58,15 @@ def observe_refs(resource: plans.Manifest, settings: settings.Settings) -> list[
     ]
 
 
+def validate(resource: plans.Manifest) -> api.SelfPlayRun:
+    """The resource as the author wrote it, validated (raises pydantic.ValidationError)."""
+    return plans.validate_spec(api.SelfPlayRun, resource)
+
+
 def render_children(resource: plans.Manifest, settings: settings.Settings) -> list[plans.Manifest]:
     """[NetworkPolicy, ConfigMap, job]; pydantic.ValidationError when the spec is invalid.
     The policy comes first so the pods never run unfenced."""
-    run = plans.validate_spec(api.SelfPlayRun, resource)
+    run = validate(resource)
     job, config_map = _render(resource, run, settings)
     if run.spec.executor.user_namespace:  # PyTorchJob only: validation refuses it for a TrainJob
         for replica in job["spec"]["pytorchReplicaSpecs"].values():
@@ -148,13 +153,15 @@ def plan(
     now: datetime.datetime,
     settings: settings.Settings,
     log_tail: str | None = None,
+    model: api.SelfPlayRun | None = None,
 ) -> plans.Plan:
     """Decide children, status and events for a SelfPlayRun from what was observed (pure).
-    `log_tail`: the end of the Master pod's log while the job runs (per-step progress), if read."""
+    `log_tail`: the end of the Master pod's log while the job runs (per-step progress), if read.
+    `model`: the resource already validated by the adapter (once per reconcile), else validated here."""
     meta = resource["metadata"]
     current: dict[str, Any] = resource.get("status") or {}
     try:
-        run = plans.validate_spec(api.SelfPlayRun, resource)
+        run = model or validate(resource)
     except pydantic.ValidationError as exc:
         return jobstatus.invalid(resource, current, exc, now)
     launch = launchers.of(resource)

@@ -52,7 +52,7 @@ def observe_refs(resource: plans.Manifest, settings: settings.Settings) -> list[
 
 def render_children(resource: plans.Manifest, settings: settings.Settings) -> list[plans.Manifest]:
     """[ConfigMap, job] for a TrainingRun manifest; pydantic.ValidationError when invalid."""
-    job, config_map = _render(resource, plans.validate_spec(api.TrainingRun, resource), settings)
+    job, config_map = _render(resource, validate(resource), settings)
     return [config_map, job]
 
 
@@ -90,23 +90,37 @@ def _render(
     )
 
 
+def validate(resource: plans.Manifest) -> api.TrainingRun:
+    """The resource as the author wrote it, validated (raises pydantic.ValidationError)."""
+    return plans.validate_spec(api.TrainingRun, resource)
+
+
 def plan(
-    resource: plans.Manifest, observed: plans.Observed, now: datetime.datetime, settings: settings.Settings
+    resource: plans.Manifest,
+    observed: plans.Observed,
+    now: datetime.datetime,
+    settings: settings.Settings,
+    model: api.TrainingRun | None = None,
 ) -> plans.Plan:
-    """Decide children, status and events for a TrainingRun from what was observed (pure)."""
-    out = _plan(resource, observed, now, settings)
+    """Decide children, status and events for a TrainingRun from what was observed (pure).
+    `model`: the resource already validated by the adapter (once per reconcile), else validated here."""
+    out = _plan(resource, observed, now, settings, model)
     if out.requeue_after == jobstatus.REQUEUE_ACTIVE:  # jobstatus.finish's, for any active run
         out.requeue_after = REQUEUE_ACTIVE
     return out
 
 
 def _plan(
-    resource: plans.Manifest, observed: plans.Observed, now: datetime.datetime, settings: settings.Settings
+    resource: plans.Manifest,
+    observed: plans.Observed,
+    now: datetime.datetime,
+    settings: settings.Settings,
+    model: api.TrainingRun | None,
 ) -> plans.Plan:
     meta = resource["metadata"]
     current: dict[str, Any] = resource.get("status") or {}
     try:
-        run = plans.validate_spec(api.TrainingRun, resource)
+        run = model or validate(resource)
     except pydantic.ValidationError as exc:
         return jobstatus.invalid(resource, current, exc, now)
     launch = launchers.of(resource)

@@ -64,7 +64,9 @@ def make_registry(clock: Clock) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     _startup.register(registry, login=kopf.login_with_kubeconfig)
     shim = types.SimpleNamespace(
-        observe_refs=dm.observe_refs, plan=lambda r, o, _now, s: dm.plan(r, o, clock(), s)
+        observe_refs=dm.observe_refs,
+        validate=dm.validate,
+        plan=lambda r, o, _now, s, model=None: dm.plan(r, o, clock(), s, model),
     )
     reconcile.register(shim, kind=operator.KIND, children=operator.CHILDREN, registry=registry)  # type: ignore[arg-type]
     return registry

@@ -720,3 +720,15 @@ def test_a_status_from_before_triggers_still_retrains_on_feature_drift() -> None
     assert "triggers" not in old
     (child,) = world.step(NOW, check=old).apply
     assert child["metadata"]["annotations"][dm.ANNOTATION_TRIGGER] == "featureDrift"
+
+
+def test_a_step_given_the_validated_monitor_validates_nothing_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The adapter validates once per reconcile and hands the model to plan; plan and its helpers
+    (the retrain trigger among them) use it instead of validating the spec again."""
+    world = World(monitor())
+    model = dm.validate(world.monitor)
+    obs = world.observed(check=check(True, 0))
+    resource = {**world.monitor, "status": {"checkJob": world.outcome_job}}
+    monkeypatch.setattr(plans, "validate_spec", lambda *_: pytest.fail("the spec was validated again"))
+    plan = dm.plan(resource, obs, NOW, model=model)
+    assert [m["metadata"]["name"] for m in plan.apply if m["kind"] == "TrainingRun"] == ["shuttle-1"]
