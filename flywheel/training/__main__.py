@@ -13,7 +13,8 @@ from flywheel import errors
 
 def main() -> int:
     from flywheel import artifacts
-    from flywheel.training import config, dist, result, trainer
+    from flywheel import distributed as dist
+    from flywheel.training import config, result, trainer
 
     try:
         cfg = config.load()

@@ -22,8 +22,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
 from flywheel import artifacts
+from flywheel import distributed as dist
 from flywheel.api import contract, trainingrun
-from flywheel.training import checkpoint, dataset, dist, export, finetune, metrics, preprocess
+from flywheel.training import checkpoint, dataset, export, finetune, metrics, preprocess
 from flywheel.training import config as config_mod
 from flywheel.training import model as model_mod
 from flywheel.training import result as result_mod

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 
 from flywheel import artifacts, errors
+from flywheel import distributed as dist
 from flywheel.api import contract, driftmonitor, trainingrun
 from flywheel.data import examples
 from flywheel.drift import evaluate
 from flywheel.serving import config as serving_config
 from flywheel.serving import models as serving_models
-from flywheel.training import config, dist, trainer
+from flywheel.training import config, trainer
 
 pytestmark = pytest.mark.slow
 
