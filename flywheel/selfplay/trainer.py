@@ -28,18 +28,15 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import random
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from flywheel import artifacts, distributed, errors
-from flywheel.api import contract
+from flywheel import artifacts, distributed, errors, results
 from flywheel.selfplay import buffers, checkpoint, config, heldout, policy, pretrain, rollout, trr
 
 PoolFactory = Callable[[config.Config], Any]
@@ -343,20 +340,7 @@ def _step(
 
 
 def finish(cfg: config.Config, run_store: artifacts.Store, summary: dict[str, Any]) -> None:
-    """result.json (FLYWHEEL_RESULT_PATH or <run>/result.json) and the termination message."""
-    body = json.dumps({"kind": "SelfPlayRun", "name": cfg.name, **summary}, sort_keys=True)
-    result_path = os.environ.get(contract.ENV_RESULT_PATH)
-    if result_path:
-        artifacts.atomic_write_text(Path(result_path), body)
-    else:
-        run_store.write_bytes(contract.RESULT_FILE, body.encode())
-    log = os.environ.get(contract.ENV_TERMINATION_LOG) or (
-        contract.TERMINATION_LOG if os.access(contract.TERMINATION_LOG, os.W_OK) else None
-    )
-    if log:
-        message = {
-            "phase": "Succeeded",
-            "message": f"self-play finished at step {summary['step']}",
-            **summary,
-        }
-        Path(log).write_text(json.dumps(message, sort_keys=True, separators=(",", ":")))
+    """result.json and the termination message, as every workload writes them (flywheel.results)."""
+    message = {"phase": "Succeeded", "message": f"self-play finished at step {summary['step']}", **summary}
+    compact = json.dumps(message, sort_keys=True, separators=(",", ":"))
+    results.write(run_store, {"kind": "SelfPlayRun", "name": cfg.name, **summary}, compact)
