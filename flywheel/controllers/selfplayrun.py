@@ -21,7 +21,6 @@ from typing import Any
 
 import pydantic
 
-from flywheel import artifacts
 from flywheel.api import conditions, contract
 from flywheel.api import selfplayrun as api
 from flywheel.controllers import (
@@ -79,12 +78,11 @@ def workload_config(resource: plans.Manifest, run: api.SelfPlayRun) -> dict[str,
     defaults, and this run's artifact root (<root>/<namespace>/selfplayruns/<name>)."""
     meta = resource["metadata"]
     ns = meta.get("namespace") or "default"
-    root = run.spec.artifacts.uri.rstrip("/")
     return {
         "name": meta["name"],
         "namespace": ns,
         "spec": run.spec.to_dict(),
-        "artifactsUri": artifacts.run_root(root, ns, PLURAL, meta["name"]).uri,
+        "artifactsUri": contract.run_root(run.spec.artifacts.uri, ns, PLURAL, meta["name"]),
     }
 
 

@@ -22,7 +22,6 @@ from typing import Any
 
 import pydantic
 
-from flywheel import artifacts
 from flywheel.api import conditions, contract
 from flywheel.api import trainingrun as api
 from flywheel.controllers import jobstatus, launchers, plans, pytorchjob, settings, trainingresult
@@ -61,12 +60,12 @@ def workload_config(resource: plans.Manifest, run: api.TrainingRun) -> dict[str,
     name and namespace, its spec with every default filled in, and its own artifact root."""
     meta = resource["metadata"]
     namespace = meta.get("namespace") or "default"
-    root = artifacts.run_root(run.spec.artifacts.uri, namespace, api.TrainingRun.PLURAL, meta["name"])
+    root = contract.run_root(run.spec.artifacts.uri, namespace, api.TrainingRun.PLURAL, meta["name"])
     return {
         "name": meta["name"],
         "namespace": namespace,
         "spec": run.spec.to_dict(),
-        "artifactsUri": root.uri,
+        "artifactsUri": root,
     }
 
 

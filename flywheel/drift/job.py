@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from flywheel import artifacts, errors
+from flywheel import artifact_cache, errors
 from flywheel.api import conditions, contract
 from flywheel.api import driftmonitor as dm_api
 from flywheel.controllers import driftcheck, plans
@@ -32,7 +32,7 @@ from flywheel.drift import decide
 def main(env: dict[str, str] | None = None) -> int:
     env = dict(os.environ if env is None else env)
     config = json.loads(Path(env.get(contract.ENV_CONFIG, contract.CONFIG_PATH)).read_text())
-    cache = Path(env.get("FLYWHEEL_CACHE_DIR") or artifacts.CACHE_ROOT)
+    cache = Path(env.get("FLYWHEEL_CACHE_DIR") or artifact_cache.ROOT)
     # FLYWHEEL_NOW: the local backend's clock (its runner passes ctx.now()); a pod reads its own.
     stamp = env.get("FLYWHEEL_NOW")
     now = plans.parse_rfc3339(stamp) if stamp else datetime.datetime.now(datetime.UTC)
@@ -45,7 +45,7 @@ def main(env: dict[str, str] | None = None) -> int:
 
 def run(config: dict[str, Any], now: datetime.datetime, cache: Path, seed: int = 0) -> dict[str, Any]:
     spec = dm_api.DriftMonitorSpec.model_validate(config["spec"])
-    champion_dir = artifacts.local_dir(str(config["championUri"]), cache / "models")
+    champion_dir = artifact_cache.local_dir(str(config["championUri"]), cache / "models")
     out: dict[str, Any] = {"check": None, "note": None, "reason": None, "evaluations": []}
     sink = str(config["trafficSink"])
     if config.get("check"):
@@ -119,7 +119,7 @@ def _evaluate(
         "championVersion": config.get("championVersion"), "challengerVersion": challenger.get("version"),
     }  # fmt: skip
     try:
-        challenger_dir = artifacts.local_dir(str(challenger["modelUri"]), cache / "models")
+        challenger_dir = artifact_cache.local_dir(str(challenger["modelUri"]), cache / "models")
         rows = evaluate.holdout(challenger_dir)
         comparison = evaluate.compare(champion_dir, challenger_dir, rows, str(challenger["target"]),
                                       spec.promotion.metric)  # fmt: skip

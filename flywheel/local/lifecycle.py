@@ -190,7 +190,7 @@ def _purge_artifacts(ctx: runners.Context, manifest: Manifest) -> list[Path]:
     elif kind == api.DriftMonitor.KIND:
         places = [artifacts.Store(uri).child(plural, name)]  # flywheel.drift.reports' layout
     else:
-        places = [artifacts.run_root(uri, namespace, plural, name)]
+        places = [artifacts.Store(contract.run_root(uri, namespace, plural, name))]
     removed = []
     for place in places:
         if place.local_root is not None and place.local_root.exists():
