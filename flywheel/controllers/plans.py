@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 import pydantic
 
 from flywheel.api import common, conditions, contract, loading
+from flywheel.api.common import Manifest as Manifest  # re-exported: controllers annotate plans.Manifest
 
-Manifest = dict[str, Any]
 R = TypeVar("R", bound=common.Resource)
 
 

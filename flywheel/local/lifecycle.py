@@ -30,11 +30,11 @@ from typing import Any
 
 from flywheel import api, artifacts, errors
 from flywheel.api import common, conditions, contract
+from flywheel.api.common import Manifest
 from flywheel.controllers import plans
 from flywheel.local import lock as lock_mod
 from flywheel.local import runners
 
-Manifest = dict[str, Any]
 DRIVER_GRACE = 30.0
 """Seconds a driver gets to stop its workload after SIGINT (the supervisor's own grace is 10 s)."""
 STOPPED_MESSAGE = "stopped by `flywheel stop`; `flywheel run` of the same file resumes it"

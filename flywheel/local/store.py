@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from flywheel.api import common
+from flywheel.api.common import Manifest
 from flywheel.controllers import plans
-
-Manifest = dict[str, Any]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS resources (

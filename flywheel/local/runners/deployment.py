@@ -33,6 +33,7 @@ import pydantic
 from flywheel import artifacts, errors
 from flywheel.api import conditions, contract
 from flywheel.api import deployment as api
+from flywheel.api.common import Manifest
 from flywheel.controllers import deployment_children as children
 from flywheel.controllers import deployment_models as models
 from flywheel.controllers import deployment_status as dstatus
@@ -42,7 +43,6 @@ from flywheel.local.runners import deployment_process as process
 from flywheel.local.runners import status as status_mod
 
 KIND = api.Deployment.KIND
-Manifest = dict[str, Any]
 
 
 def run(ctx: Context, manifest: Manifest) -> bool:

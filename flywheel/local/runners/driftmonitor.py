@@ -30,6 +30,7 @@ from typing import Any
 
 from flywheel import api
 from flywheel.api import common, conditions, contract
+from flywheel.api.common import Manifest
 from flywheel.controllers import driftcheck, plans
 from flywheel.controllers import driftmonitor as controller
 from flywheel.controllers import settings as settings_mod
@@ -37,7 +38,6 @@ from flywheel.local import runners
 from flywheel.local.runners import trainingrun as trainingrun_runner
 
 KIND = api.DriftMonitor.KIND
-Manifest = dict[str, Any]
 TERMINAL = (conditions.SUCCEEDED, conditions.FAILED)
 MAX_SLEEP = 5.0
 """Seconds between looks while waiting for the next check (Ctrl-C stays responsive)."""

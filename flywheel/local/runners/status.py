@@ -7,10 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from flywheel.api import conditions
+from flywheel.api.common import Manifest
 from flywheel.controllers import plans
 from flywheel.local import runners
-
-Manifest = dict[str, Any]
 
 
 class Writer:

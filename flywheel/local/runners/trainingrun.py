@@ -14,9 +14,9 @@ examples/trainingrun-local.yaml) is created there on first use.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from flywheel.api import trainingrun as api
+from flywheel.api.common import Manifest
 from flywheel.controllers import trainingrun as controller
 from flywheel.local import paths, progress
 from flywheel.local.runners import Context, jobrun
@@ -24,7 +24,6 @@ from flywheel.local.runners import Context, jobrun
 KIND = api.TrainingRun.KIND
 EXAMPLE_REPO = "datasets/example"
 """The data.repo of examples/trainingrun-local.yaml: created with flywheel.data.examples when missing."""
-Manifest = dict[str, Any]
 
 
 class TrainingRunJob(jobrun.JobRun):
