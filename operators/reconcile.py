@@ -194,7 +194,7 @@ def configure(env: Mapping[str, str]) -> None:
 
 def reconcile_once(
     controller: types.ModuleType,
-    resource: dict[str, Any],
+    resource: plans.Manifest,
     settings: settings_mod.Settings,
     now: datetime.datetime | None = None,
     cache: execute.Cache | None = None,
@@ -229,7 +229,7 @@ def _from_watches(binding: Binding) -> execute.Cache:
     return read
 
 
-async def _reconcile(binding: Binding, resource: dict[str, Any]) -> plans.Plan | None:
+async def _reconcile(binding: Binding, resource: plans.Manifest) -> plans.Plan | None:
     """Run one reconcile of `resource` under its lock; returns the plan (None: object gone)."""
     meta = resource["metadata"]
     key = (meta.get("namespace") or "default", meta["name"])
@@ -273,7 +273,7 @@ def _failed(binding: Binding, key: tuple[str, str], exc: Exception) -> float:
     return delay
 
 
-def _report(binding: Binding, key: tuple[str, str], resource: dict[str, Any], exc: Exception) -> None:
+def _report(binding: Binding, key: tuple[str, str], resource: plans.Manifest, exc: Exception) -> None:
     """Ready=False/ReconcileError with the error's text on the object, and a Warning event (one
     per distinct text: its name is derived from it; at most one per EVENT_INTERVAL). In a worker
     thread; a failure here is only logged: the retry is already scheduled."""
@@ -383,7 +383,7 @@ def _watcher(binding: Binding, child: Child) -> Any:
     async def start(**_: Any) -> None:
         loop = asyncio.get_running_loop()
 
-        def on_event(type_: str | None, obj: dict[str, Any]) -> None:  # in the watch's thread
+        def on_event(type_: str | None, obj: plans.Manifest) -> None:  # in the watch's thread
             meta = obj.get("metadata") or {}
             labels = meta.get("labels") or {}
             if labels.get(contract.LABEL_OWNER_KIND) == binding.kind and labels.get(
