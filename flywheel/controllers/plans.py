@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import pydantic
 
 from flywheel.api import common, conditions, contract, loading
-from flywheel.api.common import Manifest as Manifest  # re-exported: controllers annotate plans.Manifest
+from flywheel.api.common import Manifest as Manifest  # noqa: PLC0414 - re-exported: plans.Manifest
 
 R = TypeVar("R", bound=common.Resource)
 
