@@ -97,7 +97,7 @@ helm upgrade --install flywheel "$root/helm/flywheel" -n flywheel-system --creat
   --set workloadImages.drift="$registry/drift:$tag" \
   --set metrics.serviceMonitor.enabled="$with_prometheus" ${chart_extra[@]+"${chart_extra[@]}"} \
   --set artifacts.uri=s3://flywheel-artifacts \
-  --set artifacts.s3CredentialsSecret=artifacts-s3-credentials --wait   # the platform store; the DriftMonitor reads s3://
+  --set artifacts.s3CredentialsSecret=artifacts-s3-credentials --wait   # the platform store for resources that leave spec.artifacts at its default
 
 # The examples' data.repo: ready only once its data is pushed and its git is served.
 kubectl -n flywheel-system rollout status deploy/example-data --timeout=600s

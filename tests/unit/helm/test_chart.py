@@ -226,3 +226,15 @@ def test_the_platform_artifact_store_reaches_every_operator():
         assert env["FLYWHEEL_ARTIFACTS_CREDENTIALS_SECRET"] == "keys"
     with pytest.raises(Exception, match="uri"):  # a path in the operator's pods: scratch space
         render({"artifacts": {"uri": "file:///var/lib/flywheel/artifacts"}})
+
+
+def test_the_operators_get_no_artifact_keys_or_claim():
+    """The drift check runs in its own Job with the monitor's spec.artifacts; no operator reads
+    the store, so none holds its keys (envFrom) or mounts a claim."""
+    docs = render({"artifacts": {"uri": "s3://flywheel-artifacts", "s3CredentialsSecret": "keys"}})
+    for doc in (d for d in docs if d["kind"] == "Deployment"):
+        pod = doc["spec"]["template"]["spec"]
+        assert all("envFrom" not in c for c in pod["containers"]), doc["metadata"]["name"]
+        assert all("persistentVolumeClaim" not in v for v in pod.get("volumes", [])), doc["metadata"]["name"]
+    with pytest.raises(Exception, match="pvcClaimName"):  # gone: nothing mounts it
+        render({"artifacts": {"pvcClaimName": "models"}})
