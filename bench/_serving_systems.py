@@ -41,17 +41,17 @@ ARCHITECTURE = (64, 32)  # examples/trainingrun-local.yaml
 def train(work: Path, hidden: tuple[int, ...] = ARCHITECTURE) -> Path:
     """Train the Shuttle model with the repository's trainer (hidden layers `hidden`, through the
     TrainingRun's model.architecture.hiddenLayers); return the exported model directory."""
-    data = examples.write_period(work / "shuttle-period-1.csv", 1)
+    data = examples.file_repo(work / "shuttle-dvc", examples.period_frame(1))  # resolved by the trainer
     model = examples.model_spec().to_dict()
     model["architecture"] = {"hiddenLayers": list(hidden)}
     spec = {
-        "data": examples.data_spec(str(work)).to_dict(),
+        "data": data.to_dict(),
         "model": model,
         "training": {"epochs": 8, "batchSize": 128, "learningRate": 0.01, "classWeighting": "balanced"},
         "export": {"quantization": "static-int8"},  # what TrainingRuns export by default
     }
     artifacts = work / "run"
-    cfg = {"name": "shuttle", "spec": spec, "artifactsUri": artifacts.as_uri(), "dataPath": str(data)}
+    cfg = {"name": "shuttle", "spec": spec, "artifactsUri": artifacts.as_uri()}
     cfg_path = work / "trainer.json"
     cfg_path.write_text(json.dumps(cfg))
     env = {**os.environ, contract.ENV_CONFIG: str(cfg_path), "OMP_NUM_THREADS": "1"}

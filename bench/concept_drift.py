@@ -46,17 +46,15 @@ from flywheel.training import config, trainer
 def train(
     root: Path, name: str, frame: pd.DataFrame, epochs: int, init_from: str | None = None
 ) -> tuple[Path, float]:
-    data = root / f"{name}.csv"
-    frame.to_csv(data, index=False)
     spec = trainingrun.TrainingRunSpec(
-        data=examples.data_spec(str(root), "period-1"),
+        data=examples.file_repo(root / f"{name}-dvc", frame),  # the trainer resolves it with DVC
         model=examples.model_spec().model_copy(
             update={"architecture": trainingrun.Architecture(hidden_layers=[32, 16]), "init_from": init_from}
         ),
         training=trainingrun.Training(epochs=epochs, batch_size=128, learning_rate=0.01),
     )
     run_root = root / "artifacts" / name
-    cfg = config.Config(name=name, spec=spec, artifacts_uri=run_root.as_uri(), data_path=str(data))
+    cfg = config.Config(name=name, spec=spec, artifacts_uri=run_root.as_uri())
     started = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
         trainer.run(cfg, dist.init({}))

@@ -29,20 +29,20 @@ RESULTS = Path(__file__).parent / "results" / "ddp_scaling.json"
 ROWS, FEATURES, BATCH, EPOCHS = 24_000, 40, 128, 2
 
 
-def _config(tmp: Path, data: Path, name: str) -> Path:
+def _config(tmp: Path, data: dict, name: str) -> Path:
     spec = {
-        "data": {"repo": "/bench", "path": "data.csv"},
+        "data": data,
         "model": {"task": "classification", "target": "y", "architecture": {"hiddenLayers": [512, 256]}},
         "training": {"epochs": EPOCHS, "batchSize": BATCH, "checkpointEvery": 10_000_000},
         "export": {"quantization": "none"},
     }
-    cfg = {"name": name, "spec": spec, "artifactsUri": (tmp / name).as_uri(), "dataPath": str(data)}
+    cfg = {"name": name, "spec": spec, "artifactsUri": (tmp / name).as_uri()}
     path = tmp / f"{name}.json"
     path.write_text(json.dumps(cfg))
     return path
 
 
-def _run(tmp: Path, data: Path, workers: int, threads: int) -> dict:
+def _run(tmp: Path, data: dict, workers: int, threads: int) -> dict:
     name = f"w{workers}t{threads}"
     env = {**os.environ, "FLYWHEEL_CONFIG": str(_config(tmp, data, name)), "OMP_NUM_THREADS": str(threads)}
     cmd = [
@@ -80,12 +80,14 @@ def main() -> None:
         x, y = datasets.make_classification(
             n_samples=ROWS, n_features=FEATURES, n_informative=24, n_classes=3, random_state=0
         )
-        data = tmp / "data.csv"
         import pandas as pd
+
+        from flywheel.data import examples
 
         frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(FEATURES)])
         frame["y"] = y
-        frame.to_csv(data, index=False)
+        # The trainer resolves its data with DVC, as in a pod (cached after the first run).
+        data = examples.file_repo(tmp / "dvc", frame).to_dict()
         rows = [_run(tmp, data, 1, 1), _run(tmp, data, 1, 2), _run(tmp, data, 2, 1)]
     one, threaded, ddp = rows
     summary = {

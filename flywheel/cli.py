@@ -21,7 +21,7 @@ HOME_HELP = "local state directory (default: $FLYWHEEL_HOME, else ./.flywheel)"
 # command -> "module:function"; each function takes the parsed args and returns an exit code.
 COMMANDS: dict[str, str] = {
     "crds": "flywheel.api.crds:cli",
-    "validate": "flywheel.api.validation:cli",
+    "validate": "flywheel.training.entrycheck:cli",
     "render": "flywheel.controllers.render:cli",
     "run": "flywheel.local.commands:run",
     "get": "flywheel.local.commands:get",
@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="crds", help="directory to write into (default: crds)")
 
     p = sub.add_parser("validate", help="schema and semantic checks of resource files")
-    p.add_argument("-f", "--filename", action="append", required=True, help="YAML file (repeatable)")
+    p.add_argument(
+        "-f", "--filename", action="append", required=True, help="YAML file, or a folder of them (repeatable)"
+    )
     p.add_argument(
         "--target",
         choices=("local", "kubernetes"),
@@ -65,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("render", help="print the child manifests the operators create, as YAML")
-    p.add_argument("-f", "--filename", action="append", required=True, help="YAML file (repeatable)")
+    p.add_argument(
+        "-f", "--filename", action="append", required=True, help="YAML file, or a folder of them (repeatable)"
+    )
 
     p = sub.add_parser(
         "run",
@@ -75,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
         "drives is not started twice: this one follows it and exits with its result. A relative "
         "data.repo is resolved against the home, never the working directory.",
     )
-    p.add_argument("-f", "--filename", action="append", required=True, help="YAML file (repeatable)")
+    p.add_argument(
+        "-f", "--filename", action="append", required=True, help="YAML file, or a folder of them (repeatable)"
+    )
     p.add_argument("--detach", action="store_true", help="start long-running resources and return")
 
     p = sub.add_parser("get", parents=[home], help="show resources of the local backend")

@@ -63,7 +63,8 @@ R_ROLLING_OUT = "RollingOut"
 R_AVAILABLE = "Available"
 R_NO_CHALLENGER = "NotConfigured"
 R_CHAMPION_CHANGED = "ChampionChanged"
-R_SERVER_EXITED = "ServerExited"  # local backend: the BentoML server process ended
+R_ROLLOUT_FAILED = "RolloutFailed"  # the pods of the desired template never became ready
+R_UNAVAILABLE = "ServingUnavailable"  # the ready pods went away after the rollout finished
 # DriftMonitor: the check and the monitor
 R_MONITORING = "Monitoring"
 R_CHECKING = "Checking"

@@ -8,18 +8,40 @@ import pydantic
 import yaml
 
 from flywheel import errors
-from flywheel.api import KINDS, common
+from flywheel.api import KINDS, common, trainingrun
 from flywheel.api.common import Manifest
 
 PATTERN_HINTS = {
     common.DNS_LABEL_PATTERN: "use lowercase letters, digits and '-', starting and ending alphanumeric",
     common.QUANTITY_PATTERN: "use a Kubernetes quantity such as 500m, 2, 512Mi or 4Gi",
     common.ARTIFACT_URI_PATTERN: "use file:///path, pvc://claim/path or s3://bucket/prefix",
+    trainingrun.ENTRY_POINT_PATTERN: "use module:function, e.g. my_models.tabular:train",
 }
 
 
+# A folder of manifests (e.g. examples/custom-tabular/) is applied in this order, whatever its file
+# names: a Deployment serves a TrainingRun's model, a DriftMonitor watches a Deployment.
+KIND_ORDER = ("TrainingRun", "SelfPlayRun", "Deployment", "DriftMonitor")
+
+
+def manifest_files(path: str | Path) -> list[Path]:
+    """The YAML files of a folder (sorted; kustomization.yaml is kustomize's, not a resource)."""
+    folder = Path(path)
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    return [p for p in files if p.name not in ("kustomization.yaml", "kustomization.yml")]
+
+
 def read_documents(path: str | Path) -> list[Manifest]:
-    """Every non-empty YAML document of a file (or '-' for stdin); UserError on unreadable YAML."""
+    """Every non-empty YAML document of a file (or '-' for stdin), or of every YAML file of a folder
+    in KIND_ORDER; UserError on unreadable YAML."""
+    if str(path) != "-" and Path(path).is_dir():
+        docs = [doc for file in manifest_files(path) for doc in read_documents(file)]
+        if not docs:
+            raise errors.UserError(
+                f"{path}: a folder without YAML manifests; pass a file or a folder of them"
+            )
+        rank = {kind: i for i, kind in enumerate(KIND_ORDER)}
+        return sorted(docs, key=lambda d: rank.get(str(d.get("kind")), len(rank)))
     source = Path(path)
     try:
         text = source.read_text() if str(path) != "-" else _stdin()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from typing import Any, ClassVar, Literal
 
 import pydantic
@@ -150,6 +151,129 @@ class Export(common.Model):
     dynamic-int8 (scales computed per batch: served one row per model call) or none."""
 
 
+# The user's code: `module:function`, both Python identifiers (the module may be dotted).
+ENTRY_POINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+TENSOR_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+RESERVED_ENV_PREFIX = "FLYWHEEL_"  # the contract's own variables (config path, artifact root, ...)
+
+
+class EnvVar(common.Model):
+    """One environment variable of the trainer process."""
+
+    name: str = Field(pattern=ENV_NAME_PATTERN)
+    """Variable name (a C identifier)."""
+    value: str = ""
+    """Its value."""
+
+
+class TensorInput(common.Model):
+    """One named FP32 tensor the user's model takes, filled row-major from table columns."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.columns) != has(self.columnPrefix)",
+                    "message": "set exactly one of columns or columnPrefix",
+                }
+            ]
+        }
+    )
+
+    name: str = Field(pattern=TENSOR_NAME_PATTERN)
+    """The ONNX input's name (and the Open Inference Protocol input's), e.g. image."""
+    datatype: Literal["FP32"] = "FP32"
+    """Element type; FP32 only."""
+    shape: list[int] = Field(min_length=1, max_length=8)
+    """Shape of one row's tensor, without the batch axis, e.g. [1, 8, 8]."""
+    columns: list[str] | None = None
+    """The table columns that fill it, row-major; as many as the shape's product."""
+    column_prefix: str | None = Field(default=None, min_length=1)
+    """Instead of columns: <prefix>0 .. <prefix>N-1 in that order, N the shape's product."""
+
+    @pydantic.field_validator("shape")
+    @classmethod
+    def _positive(cls, shape: list[int]) -> list[int]:
+        if any(size < 1 for size in shape):
+            raise ValueError(f"every size must be at least 1 (got {shape})")
+        return shape
+
+    @pydantic.model_validator(mode="after")
+    def _filled(self) -> TensorInput:
+        where = f"spec.trainer.inputs[{self.name}]"
+        if (self.columns is None) == (self.column_prefix is None):
+            raise ValueError(f"{where}: set exactly one of columns or columnPrefix")
+        if self.columns is not None and len(self.columns) != self.size:
+            raise ValueError(
+                f"{where}: shape {self.shape} holds {self.size} values but columns lists "
+                f"{len(self.columns)}; list exactly {self.size} columns (row-major) or fix the shape"
+            )
+        return self
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def column_names(self) -> list[str]:
+        """The columns, row-major: as listed, or the prefix expanded."""
+        if self.columns is not None:
+            return list(self.columns)
+        return [f"{self.column_prefix}{i}" for i in range(self.size)]
+
+
+class Trainer(common.Model):
+    """Your own training code in place of the built-in MLP (see docs/custom-training.md)."""
+
+    entry_point: str = Field(pattern=ENTRY_POINT_PATTERN)
+    """`module:function`: a function taking one flywheel.training.TrainContext and returning
+    flywheel.training.Trained(module, example) or the path of an ONNX file it wrote."""
+    path: str | None = None
+    """Local backend only: a folder put on sys.path before importing the entry point, relative to
+    the manifest's folder. On Kubernetes the module must be importable in the image."""
+    image: str | None = None
+    """Kubernetes: the trainer image holding your code (defaults to resources.image, then the
+    operator's trainer image); it needs flywheel and torch installed."""
+    args: list[str] = Field(default_factory=list)
+    """Given to the function as ctx.args."""
+    env: list[EnvVar] = Field(default_factory=list)
+    """Environment of the trainer process, on both backends."""
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    """Free-form; given to the function as ctx.hyperparameters."""
+    inputs: list[TensorInput] | None = None
+    """Named tensors the model takes (e.g. an image); unset: tabular inputs (a `numeric` FP32
+    matrix and a `categorical` INT64 matrix of category indices)."""
+
+    @pydantic.model_validator(mode="after")
+    def _consistent(self) -> Trainer:
+        reserved = sorted({e.name for e in self.env if e.name.startswith(RESERVED_ENV_PREFIX)})
+        if reserved:
+            raise ValueError(
+                f"spec.trainer.env: {', '.join(reserved)} are Flywheel's own variables; rename them"
+            )
+        if self.inputs is not None:
+            if not self.inputs:
+                raise ValueError("spec.trainer.inputs: empty; list at least one tensor or remove it")
+            names = [t.name for t in self.inputs]
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"spec.trainer.inputs: tensor {', '.join(twice)} declared twice")
+            columns = [c for t in self.inputs for c in t.column_names()]
+            shared = sorted({c for c in columns if columns.count(c) > 1})
+            if shared:
+                raise ValueError(
+                    f"spec.trainer.inputs: column(s) {', '.join(shared[:5])} fill more than one "
+                    "tensor value; each column may fill one"
+                )
+        return self
+
+    def tensor_columns(self) -> list[str]:
+        """Every tensor's columns, in tensor order (empty for tabular inputs)."""
+        return [c for t in self.inputs or [] for c in t.column_names()]
+
+
 class TrainingRunSpec(common.Model):
     """Desired state of a TrainingRun."""
 
@@ -192,6 +316,9 @@ class TrainingRunSpec(common.Model):
     """Artifact store."""
     run_policy: common.RunPolicy = Field(default_factory=common.RunPolicy)
     """Retries and deadlines."""
+    trainer: Trainer | None = None
+    """Your own training code (entry point, image, args, env, hyperparameters, inputs); unset: the
+    built-in MLP of model.architecture."""
     launcher: launchers.Launcher | None = None
     """What runs the trainer on Kubernetes: PyTorchJob (Kubeflow Training Operator v1; the default
     when unset) or TrainJob (Kubeflow Trainer v2). The local backend runs torchrun either way."""
@@ -220,7 +347,33 @@ class TrainingRunSpec(common.Model):
         for f in self.model.features:
             if f.min is not None and f.max is not None and f.min > f.max:
                 raise ValueError(f"model.features[{f.name}]: min {f.min} is greater than max {f.max}")
+        if self.trainer is not None:
+            _check_trainer(self.trainer, self.model)
         return self
+
+
+def _check_trainer(trainer: Trainer, model: ModelSpec) -> None:
+    """What a user trainer cannot be combined with (the entry point's own checks run at import)."""
+    if model.architecture != Architecture():
+        raise ValueError(
+            "model.architecture: it shapes the built-in MLP only, and spec.trainer replaces that "
+            "model; remove model.architecture (give your model's sizes in trainer.hyperparameters)"
+        )
+    columns = trainer.tensor_columns()
+    if columns and model.features:
+        declared = {f.name: f for f in model.features}
+        unknown = [c for c in columns if c not in declared]
+        if unknown:
+            raise ValueError(
+                f"spec.trainer.inputs: column(s) {', '.join(unknown[:5])} are not in model.features; "
+                "declare them there or remove model.features (the tensor columns then are the features)"
+            )
+        categorical = [c for c in columns if declared[c].type == "categorical"]
+        if categorical:
+            raise ValueError(
+                f"spec.trainer.inputs: column(s) {', '.join(categorical[:5])} are categorical in "
+                "model.features; tensors are FP32, so type them numeric"
+            )
 
 
 class DataLineage(common.Model):

@@ -11,6 +11,9 @@ ConfigMap, apps/v1 Deployment, Service, HPA, PDB), deployment_status (rollout, c
   in the serving config) changes the serving config, hence the pod template's hash: the pods
   roll with maxUnavailable 0, so no request fails. The previous champion URI becomes
   status.rollbackTarget and a ChampionChanged event says so.
+- Pods that cannot serve make Ready False (deployment_status.rollout_failure): a rollout that gave
+  up (the live Deployment's Progressing False, ProgressDeadlineExceeded: RolloutFailed) or a
+  finished rollout whose pods are no longer available (ServingUnavailable).
 - Status: endpoint, replicas and readyReplicas (from the live apps/v1 Deployment), champion and
   challenger URIs and versions (wanted), servedChampionUri/Version (what the ready pods serve:
   the wanted champion only once the rollout is done, deployment_status.served_fields), conditions
@@ -79,14 +82,17 @@ def plan(
     name = children.child(dep.name)
     live = observed.get("Deployment", name)
     done, message = status_mod.rollout(dep, live, wanted[1])
+    failure = None if done else status_mod.rollout_failure(live, wanted[1])
     served = status_mod.served_fields(champion.model, live, done, current)
-    rows = [
-        *status_mod.serving_rows(champion.model, done, message, served["servedChampionUri"]),
-        status_mod.challenger_row(dep, observed, challenger if done else None),
-    ]
+    if failure is not None:
+        rows = status_mod.failed_rows(*failure)
+    else:
+        rows = status_mod.serving_rows(champion.model, done, message, served["servedChampionUri"])
+    rows.append(status_mod.challenger_row(dep, observed, challenger if done else None))
     live_status = (live or {}).get("status") or {}
+    host = settings.service_host or f"{name}.{dep.namespace}.svc"
     fields = {
-        "endpoint": f"http://{name}.{dep.namespace}.svc:{dep.spec.port}",
+        "endpoint": f"http://{host}:{dep.spec.port}",
         "replicas": live_status.get("replicas", 0),
         "readyReplicas": live_status.get("readyReplicas", 0),
         **status_mod.model_fields(champion.model, challenger),
@@ -103,7 +109,7 @@ def plan(
         # the directory now holds the new model).
         message = f"champion {current['championVersion']} -> {champion.model.version}; rolling pods"
         events.append(plans.Event(conditions.R_CHAMPION_CHANGED, message))
-    phase = conditions.RUNNING if done else conditions.PENDING
+    phase = conditions.RUNNING if done else (conditions.FAILED if failure else conditions.PENDING)
     out = status_mod.finish(resource, current, now, rows, phase, fields)
     out.status.update(served)  # after finish, which drops None: a null here clears the field
     out.apply = wanted

@@ -39,6 +39,39 @@ def rollout(dep: api.Deployment, live: plans.Manifest | None, desired: plans.Man
     return True, f"{ready}/{wanted} replicas ready"
 
 
+def rollout_failure(live: plans.Manifest | None, desired: plans.Manifest) -> tuple[str, str] | None:
+    """(reason, message) when the live apps/v1 Deployment says its pods of the desired template
+    cannot serve, in the Deployment controller's words: Progressing False (ProgressDeadlineExceeded:
+    the new pods never became ready) is RolloutFailed; Available False after the rollout had
+    finished (Progressing says NewReplicaSetAvailable: the ready pods went away, e.g. crashed) is
+    ServingUnavailable. None otherwise (creating, rolling, or serving). A status of an older
+    template or generation does not count: the new rollout has not been looked at yet."""
+    if live is None:
+        return None
+    meta, status = live.get("metadata") or {}, live.get("status") or {}
+    want_hash = desired["metadata"]["annotations"][contract.ANNOTATION_CONFIG_HASH]
+    if (meta.get("annotations") or {}).get(contract.ANNOTATION_CONFIG_HASH) != want_hash:
+        return None
+    generation = meta.get("generation")
+    if generation is not None and status.get("observedGeneration", 0) < generation:
+        return None
+    progressing = plans.get_condition(status.get("conditions"), "Progressing") or {}
+    available = plans.get_condition(status.get("conditions"), "Available") or {}
+    if progressing.get("status") == "False":
+        return conditions.R_ROLLOUT_FAILED, str(progressing.get("message") or progressing.get("reason"))
+    if available.get("status") == "False" and progressing.get("reason") == "NewReplicaSetAvailable":
+        return conditions.R_UNAVAILABLE, str(available.get("message") or available.get("reason"))
+    return None
+
+
+def failed_rows(reason: str, message: str) -> list[conditions.Condition]:
+    """Ready and ChampionReady when the pods cannot serve (rollout_failure)."""
+    return [
+        conditions.Condition(conditions.READY, "False", reason, message),
+        conditions.Condition(conditions.CHAMPION_READY, "False", reason, message),
+    ]
+
+
 def served_fields(
     champion: models.Model | None, live: plans.Manifest | None, done: bool, current: dict[str, Any]
 ) -> dict[str, Any]:

@@ -109,12 +109,14 @@ def render_job(
     settings: settings.Settings,
     secrets: tuple[str, ...] = (),
     storage: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], []),
+    env: tuple[tuple[str, str], ...] = (),
 ) -> tuple[plans.Manifest, plans.Manifest]:
     """(PyTorchJob, ConfigMap) for `owner`: the same inputs always give the same manifests.
 
     `config` is written as JSON to the ConfigMap and read by the workload from contract.CONFIG_PATH.
     `secrets` are extra Secrets exposed as environment (e.g. a DVC remote's credentials).
     `storage` is extra (volumes, volumeMounts), e.g. a SelfPlayRun's models claim.
+    `env` is the user's (name, value) pairs (spec.trainer.env), after Flywheel's own variables.
     """
     meta = owner["metadata"]
     name = job_name(meta["name"])
@@ -134,6 +136,7 @@ def render_job(
         settings=settings,
         secrets=secrets,
         storage=storage,
+        env=env,
     )
     # The template is built fresh per call, so Master takes it as is; Worker gets its own copy: the
     # two must not alias (adapters and YAML dumps see them).
@@ -249,6 +252,7 @@ def pod_template(
     settings: settings.Settings,
     secrets: tuple[str, ...],
     storage: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    env: tuple[tuple[str, str], ...] = (),
 ) -> dict[str, Any]:
     meta = owner["metadata"]
     rdma = networking.rdma
@@ -261,7 +265,8 @@ def pod_template(
         "image": image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["torchrun", "-m", module],
-        "env": _env(owner, artifacts) + podspec.nccl_env(rdma),
+        # The user's variables last: the API refuses FLYWHEEL_* names, so they never shadow ours.
+        "env": _env(owner, artifacts) + podspec.nccl_env(rdma) + [{"name": k, "value": v} for k, v in env],
         "ports": [{"name": PORT_NAME, "containerPort": contract.TORCH_MASTER_PORT, "protocol": "TCP"}],
         "resources": podspec.resource_requirements(resources, rdma),
         "securityContext": podspec.container_security_context(rdma=rdma.enabled),

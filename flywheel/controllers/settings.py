@@ -35,6 +35,9 @@ class Settings:
     and such a resource is refused (its default is pod scratch space)."""
     artifacts_credentials_secret: str | None = None
     """The Secret a platform s3:// store is read with (Helm value artifacts.s3CredentialsSecret)."""
+    service_host: str | None = None
+    """Where a Deployment's Service answers, for status.endpoint. None: the cluster DNS name
+    (<service>.<namespace>.svc); the local backend, whose servers bind loopback, says 127.0.0.1."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

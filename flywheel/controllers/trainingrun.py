@@ -80,12 +80,13 @@ def _render(
         scheduling=spec.scheduling,
         run_policy=spec.run_policy,
         artifacts=spec.artifacts,
-        image=spec.resources.image or settings.trainer_image,
+        image=(spec.trainer and spec.trainer.image) or spec.resources.image or settings.trainer_image,
         module=contract.TRAINER_MODULE,
         config=workload_config(resource, run),
         component=COMPONENT,
         settings=settings,
         secrets=(spec.data.credentials_secret,) if spec.data.credentials_secret else (),
+        env=tuple((e.name, e.value) for e in spec.trainer.env) if spec.trainer else (),
     )
 
 

@@ -97,6 +97,7 @@ def render_job(
     settings: settings.Settings,
     secrets: tuple[str, ...] = (),
     storage: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], []),
+    env: tuple[tuple[str, str], ...] = (),
 ) -> tuple[plans.Manifest, plans.Manifest]:
     """(TrainJob, ConfigMap) for `owner`, from the same inputs as pytorchjob.render_job."""
     meta = owner["metadata"]
@@ -117,6 +118,7 @@ def render_job(
         settings=settings,
         secrets=(),  # no envFrom on a TrainJob: the Secrets go key by key (_merged_env)
         storage=storage,
+        env=env,
     )
     pod = template["spec"]
     (container,) = pod["containers"]

@@ -209,18 +209,20 @@ def commit_period(root: Path, n: int, periods: int, message: str) -> tuple[str, 
     return commit_rows(root, period_frame(n, periods=periods), f"period-{n}", message)
 
 
-def commit_rows(root: Path, frame: pd.DataFrame, tag: str, message: str) -> tuple[str, str]:
-    """Write `frame` to the tracked DATA_PATH, commit it on main, tag it `tag`, push it to the DVC
+def commit_rows(
+    root: Path, frame: pd.DataFrame, tag: str, message: str, path: str = DATA_PATH
+) -> tuple[str, str]:
+    """Write `frame` to the tracked `path`, commit it on main, tag it `tag`, push it to the DVC
     remote: (commit, DVC content hash). Rows committed by a crashed earlier call are tagged, not
     committed twice."""
     import dvc.repo
 
     with dvcenv.quiet():
-        artifacts.atomic_write_text(root / DATA_PATH, frame.to_csv(index=False))
+        artifacts.atomic_write_text(root / path, frame.to_csv(index=False))
         repo = dvc.repo.Repo(str(root))
         try:
-            (stage,) = repo.add(str(root / DATA_PATH))
-            git(root, "add", f"{DATA_PATH}.dvc", str(Path(DATA_PATH).parent / ".gitignore"))
+            (stage,) = repo.add(str(root / path))
+            git(root, "add", f"{path}.dvc", str(Path(path).parent / ".gitignore"))
             if _staged(root):
                 git(root, "commit", "-q", "-m", message)
             git(root, "tag", tag)
@@ -228,6 +230,24 @@ def commit_rows(root: Path, frame: pd.DataFrame, tag: str, message: str) -> tupl
         finally:
             repo.close()
     return git(root, "rev-parse", "HEAD"), str(stage.outs[0].hash_info.value)
+
+
+def file_repo(
+    root: Path, frame: pd.DataFrame, *, tag: str = "v1", path: str = "data/train.csv", gate: bool = False
+) -> trainingrun.Data:
+    """A git + DVC repository at `root` (empty or absent) holding `frame` at `path`, tagged `tag`;
+    the TrainingRun `spec.data` that trains on it. How a test or a benchmark trains on rows of its
+    own: the trainer resolves them from DVC as in a pod (it has no plain-file input). The gate is
+    off unless `gate`: the callers study training, and the gate has tests of its own."""
+    dvcenv.ensure_offline()
+    root = root.resolve()
+    if root.exists() and any(root.iterdir()):
+        raise FileExistsError(f"{root} is not empty")
+    init_repo(root)
+    commit_rows(root, frame, tag, f"Data: {path}", path)
+    return trainingrun.Data(
+        repo=str(root), rev=tag, path=path, validation=trainingrun.Validation(enabled=gate)
+    )
 
 
 def _staged(root: Path) -> bool:

@@ -35,6 +35,7 @@ from flywheel.api.common import Manifest
 from flywheel.controllers import plans
 from flywheel.local import lock as lock_mod
 from flywheel.local import logview, runners
+from flywheel.local import paths as paths_mod
 from flywheel.local import supervisor as supervisor_mod
 
 # kind -> (column header, status path) of the one field that says most about a resource.
@@ -94,6 +95,10 @@ def get(args: argparse.Namespace) -> int:
     return 0
 
 
+JOB_NAMES = ("job", "jobs", "job.batch", "jobs.batch")
+"""How `flywheel logs` names a batch Job (kubectl's names), e.g. `job/shuttle-check-29944770`."""
+
+
 def logs(args: argparse.Namespace) -> int:
     if getattr(args, "name", None):
         kind_text, sep, name = args.ref, "/", args.name
@@ -101,7 +106,8 @@ def logs(args: argparse.Namespace) -> int:
         kind_text, sep, name = args.ref.partition("/")
     if not sep or not kind_text or not name:
         raise errors.UserError(f"{args.ref!r}: give KIND/NAME, e.g. trainingrun/iris")
-    kind = resolve_kind(kind_text)
+    # A DriftMonitor's check Job runs under its own name (flywheel.local.realize.job_workload).
+    kind = "Job" if kind_text.lower() in JOB_NAMES else resolve_kind(kind_text)
     home = Path(args.home).resolve()
     sup = supervisor_mod.Supervisor(home)
     lock = lock_mod.ResourceLock(home, kind, name, getattr(args, "namespace", None) or "default")
@@ -244,8 +250,10 @@ def load_files(paths: list[str]) -> list[common.Resource]:
 
     resources: list[common.Resource] = []
     for path in paths:
+        folder = Path(path) if Path(path).is_dir() else Path(path).parent
         for item in loading.load_file(path):
-            resources.append(item if isinstance(item, common.Resource) else loading.parse(item, str(path)))
+            resource = item if isinstance(item, common.Resource) else loading.parse(item, str(path))
+            resources.append(paths_mod.code_paths(resource, folder))
     seen: set[tuple[str, str, str]] = set()
     for r in resources:
         key = (r.KIND, r.namespace, r.name)

@@ -19,6 +19,7 @@ import types
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from flywheel import errors
 from flywheel.controllers import plans
 from flywheel.controllers import settings as settings_mod
 from flywheel.local import store as store_mod
@@ -69,6 +70,13 @@ def execute(
         current = seen.get(manifest["kind"], meta["name"]) or store.get(
             manifest["kind"], meta["name"], namespace
         )
+        if current is not None and current.get("apiVersion") != manifest.get("apiVersion"):
+            # The store keys objects by kind and name, not group: a Flywheel Deployment named like
+            # another's serving child (<name>-serving) would be overwritten by it.
+            raise errors.UserError(
+                f"{_key(manifest)}: the name is taken by a {current.get('apiVersion')} object in "
+                f"this home; rename {_key(resource)} or that object"
+            )
         if current is not None and plans.contains(current, manifest):
             continue
         store.put(manifest)

@@ -15,14 +15,18 @@ files:
 
 - configMap volumes: their data is written under <home>/runs/<owner kind>/<owner>/volumes/<volume>,
   and env values below the mount path point there (FLYWHEEL_CONFIG -> .../volumes/config/config.json);
+  emptyDir volumes (but /tmp) are folders there too (a server's BENTOML_HOME);
 - contract.TERMINATION_LOG -> <run dir>/termination-log (read back into the Pod's status);
 - the in-cluster default artifact URI -> file://<home>/artifacts (also inside ConfigMap data);
 - HOME is left as the user's (the pod's points at an emptyDir);
 - added: FLYWHEEL_DATA_CACHE=<home>/cache/data, FLYWHEEL_RESULT_PATH=<run dir>/result.json and
   OMP_NUM_THREADS (the cores split between the workers).
 
-Processes are keyed by the child's owner (labels flywheel.dev/owner-kind and owner-name), so the
-log stays <home>/logs/<owner kind>/<owner>.log, where `flywheel logs` finds it.
+A PyTorchJob's processes are keyed by the child's owner (labels flywheel.dev/owner-kind and
+owner-name), so the log stays <home>/logs/<owner kind>/<owner>.log, where `flywheel logs` finds it.
+A batch/v1 Job's (`sync_batch_job`, the DriftMonitor's check) are keyed by the Job itself: the
+monitor's own loop holds the owner's key, and one monitor has a Job per window (logs:
+<home>/logs/job/<job>.log, `flywheel logs job/<job>`).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from flywheel import artifacts
 from flywheel.api import common, conditions, contract
 from flywheel.api.common import Manifest
-from flywheel.controllers import plans, pytorchjob
+from flywheel.controllers import driftcheck, plans, pytorchjob
 from flywheel.local import supervisor
 
 if TYPE_CHECKING:
@@ -103,7 +107,12 @@ def local_command(
     mounts: dict[str, Path] = {}
     volumes = {v.get("name"): v for v in spec.get("volumes") or []}
     for mount in container.get("volumeMounts") or []:
-        source = (volumes.get(mount.get("name")) or {}).get("configMap")
+        volume = volumes.get(mount.get("name")) or {}
+        source = volume.get("configMap")
+        if "emptyDir" in volume and mount["mountPath"] != "/tmp":
+            mounts[mount["mountPath"]] = run_dir / "volumes" / mount["name"]  # a pod's scratch space
+            mounts[mount["mountPath"]].mkdir(parents=True, exist_ok=True)
+            continue
         if not source:
             continue
         config_map = ctx.store.get("ConfigMap", source["name"], namespace)
@@ -139,6 +148,8 @@ def _argv(command: list[str], nproc: int) -> list[str]:
         return [sys.executable, *rest]
     if head == "flywheel":
         return [sys.executable, "-m", "flywheel", *rest]
+    if head == "bentoml":  # a pod serves on its pod IP; here on loopback only
+        return [sys.executable, "-m", "bentoml", *["127.0.0.1" if a == "0.0.0.0" else a for a in rest]]  # noqa: S104
     return command
 
 
@@ -220,17 +231,24 @@ def pod_manifest(
 
 
 def run_template(
-    ctx: Context, child: Manifest, template: Manifest, nproc: int = 1, start: bool = True
+    ctx: Context,
+    child: Manifest,
+    template: Manifest,
+    nproc: int = 1,
+    start: bool = True,
+    workload: Workload | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> str | PodEnd:
     """Run a child's pod template on this machine: the one call a realiser needs per look.
 
     Returns "running" (its process runs), a PodEnd (it ended since: record the verdict), "gone"
     (its process ended without a word and not under this CLI: interrupted), "started" (started
     now), "waiting: ..." (a ConfigMap it mounts is missing) or "idle" (start=False, not running).
-    The process belongs to the child's owner (owner_of) and to this child's uid only.
+    The process belongs to `workload` (default: the child's owner, owner_of) and to this child's
+    uid only; `extra_env` is added to the container's.
     """
     meta = child["metadata"]
-    workload = owner_of(child)
+    workload = workload or owner_of(child)
     info = ctx.supervisor.find(workload.kind, workload.name)
     run_dir = ctx.supervisor.run_dir(workload.kind, workload.name)
     if info is not None and _read(run_dir / JOB_UID_FILE) == meta.get("uid"):
@@ -247,7 +265,7 @@ def run_template(
     if isinstance(command, str):
         return f"waiting: {command}"
     argv, env = command
-    start_pod(ctx, workload, argv, env, str(meta.get("uid")))
+    start_pod(ctx, workload, argv, {**env, **(extra_env or {})}, str(meta.get("uid")))
     return "started"
 
 
@@ -336,3 +354,60 @@ def _read(path: Path) -> str | None:
         return path.read_text().strip()
     except FileNotFoundError:
         return None
+
+
+# --- batch/v1 Job: the Job controller's part ------------------------------------------------------
+
+
+def job_workload(job: Manifest) -> Workload:
+    """A batch Job's process is keyed by the Job itself, not its owner: a DriftMonitor runs a loop
+    of its own under its name, and several Jobs of one owner may exist. Logs:
+    <home>/logs/job/<job>.log."""
+    return Workload(job["kind"], job["metadata"]["name"])
+
+
+def sync_batch_job(
+    ctx: Context, job: Manifest, start: bool = True, extra_env: dict[str, str] | None = None
+) -> str:
+    """Move one stored batch/v1 Job on: start its pod's process, notice it ended, and then write
+    its Pod (terminated, with the termination message, labelled job-name) and its status
+    (Complete or Failed) as the Job controller and the kubelet do. Returns "running", "started",
+    "finished", "terminal", "waiting: ...", "gone" or "idle" (see run_template)."""
+    conds = (job.get("status") or {}).get("conditions") or []
+    if any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in conds):
+        return "terminal"
+    template = (job.get("spec") or {}).get("template") or {}
+    step = run_template(ctx, job, template, 1, start, job_workload(job), extra_env)
+    now = datetime.datetime.now(datetime.UTC)
+    if isinstance(step, PodEnd):
+        finish_batch_job(ctx, job, step, now)
+        return "finished"
+    if step == "started":
+        meta = job["metadata"]
+        ctx.store.patch_status(
+            job["kind"], meta["name"], {"active": 1, "startTime": plans.now_rfc3339(now)},
+            meta.get("namespace") or "default",
+        )  # fmt: skip
+    return step
+
+
+def finish_batch_job(ctx: Context, job: Manifest, end: PodEnd, now: datetime.datetime) -> None:
+    """The Job's pod ended: the Pod first (its message is the result), then the Job's verdict."""
+    meta = job["metadata"]
+    name, namespace = meta["name"], meta.get("namespace") or "default"
+    containers = (((job.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or [{}]
+    pod, status = pod_manifest(f"{name}-local", namespace, job, str(containers[0].get("name")), end, now)
+    pod["metadata"]["labels"][driftcheck.JOB_NAME_LABEL] = name  # as the Job controller labels pods
+    ctx.store.put(pod)
+    ctx.store.patch_status("Pod", pod["metadata"]["name"], status, namespace)
+    stamp = plans.now_rfc3339(now)
+    if end.succeeded:
+        verdict = {"type": "Complete", "status": "True", "lastTransitionTime": stamp}
+        counts = {"succeeded": 1, "completionTime": stamp}
+    else:
+        log = ctx.supervisor.log_path(*dataclasses.astuple(job_workload(job)))
+        why = f"exit code {end.exit_code}; see {log}"
+        verdict = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": why,
+                   "lastTransitionTime": stamp}  # fmt: skip
+        counts = {"failed": 1}
+    ctx.store.patch_status(job["kind"], name, {"active": 0, "conditions": [verdict], **counts}, namespace)

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from flywheel import api
 from flywheel.api import common
 from flywheel.api.common import Manifest
 from flywheel.controllers import plans
@@ -192,12 +193,20 @@ class Store:
             ).fetchone()
         return _manifest(row) if row else None
 
-    def list(self, kind: str | None = None, namespace: str | None = None) -> list[Manifest]:
+    def list(
+        self, kind: str | None = None, namespace: str | None = None, api_version: str | None = None
+    ) -> list[Manifest]:
         """Resources sorted by kind, namespace, name; optionally of one kind and namespace. Without
-        a kind: the Flywheel resources only (children are listed by their kind)."""
+        a kind: the Flywheel resources only (children are listed by their kind). A kind two API
+        groups share (Deployment: Flywheel's and apps/v1's serving child) lists Flywheel's unless
+        `api_version` names the other."""
         query, args = f"SELECT {_COLUMNS} FROM resources WHERE 1=1", builtins.list[str]()  # noqa: S608
         if kind is not None:
             query, args = query + " AND kind=?", [*args, kind]
+            if api_version is not None:
+                query, args = query + " AND api_version=?", [*args, api_version]
+            elif kind in api.KINDS:
+                query, args = query + " AND api_version IN ('', ?)", [*args, common.API_VERSION]
         else:
             query, args = query + " AND api_version IN ('', ?)", [*args, common.API_VERSION]
         if namespace is not None:

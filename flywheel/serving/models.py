@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,6 +42,20 @@ class Feature:
 
 
 @dataclasses.dataclass(frozen=True)
+class Tensor:
+    """A named input tensor of a `tensors` card: one row fills it row-major from `columns`."""
+
+    name: str
+    datatype: str  # FP32
+    shape: tuple[int, ...]  # per row, without the batch dimension
+    columns: tuple[str, ...]  # len == prod(shape)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclasses.dataclass(frozen=True)
 class Card:
     """The parts of model_card.json serving needs."""
 
@@ -49,14 +64,17 @@ class Card:
     features: tuple[Feature, ...]
     classes: tuple[str, ...]
     raw: dict[str, Any]
+    tensors: tuple[Tensor, ...] = ()
+    """The named tensors of a card with `inputs.kind: tensors`; empty for the other kinds, whose
+    requests carry the features (the Open Inference Protocol's `input` matrix)."""
 
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
 
-    def schema_key(self) -> tuple[tuple[str, str, tuple[str, ...] | None], ...]:
-        """What must not change on a hot swap: the request schema."""
-        return tuple((f.name, f.type, f.categories) for f in self.features)
+    def schema_key(self) -> tuple[Any, ...]:
+        """What must not change on a hot swap: the request schema (records and tensors)."""
+        return (tuple((f.name, f.type, f.categories) for f in self.features), self.tensors)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +103,7 @@ def parse_card(raw: dict[str, Any]) -> Card:
         raise errors.UserError("model_card.json has no feature schema (features: [...])")
     target = raw.get("target")
     classes = raw.get("classes") or (target.get("classes") if isinstance(target, dict) else None) or []
-    return Card(
+    parsed = Card(
         version=str(raw.get("version") or "unknown"),
         task=str(raw.get("task") or ("classification" if classes else "regression")),
         features=tuple(
@@ -102,6 +120,65 @@ def parse_card(raw: dict[str, Any]) -> Card:
         classes=tuple(str(c) for c in classes),
         raw=raw,
     )
+    return dataclasses.replace(parsed, tensors=_tensors(raw.get("inputs"), parsed.features))
+
+
+INPUT_KINDS = ("matrix", "tabular", "tensors")
+TENSOR_DATATYPES = ("FP32",)
+
+
+def _tensors(inputs: Any, features: tuple[Feature, ...]) -> tuple[Tensor, ...]:
+    """The named tensors of `inputs` (the model-input contract), checked against the features: a
+    `tensors` card whose tensors do not cover its features exactly once could not be served."""
+    if inputs is None:
+        return ()  # older exports: the built-in matrix
+    kind = inputs.get("kind") if isinstance(inputs, dict) else None
+    if kind not in INPUT_KINDS:
+        raise errors.UserError(
+            f"model_card.json inputs.kind: {str(kind)[:40]!r}; expected one of {INPUT_KINDS}"
+        )
+    if kind != "tensors":
+        return ()
+    declared = inputs.get("tensors")
+    if not isinstance(declared, list) or not declared:
+        raise errors.UserError("model_card.json inputs.tensors: a non-empty list for inputs.kind tensors")
+    numeric = [f.name for f in features if f.type == "numeric"]
+    out: list[Tensor] = []
+    for i, t in enumerate(declared):
+        out.append(_tensor(f"model_card.json inputs.tensors[{i}]", t, numeric))
+    names = [t.name for t in out]
+    covered = [c for t in out for c in t.columns]
+    if len(set(names)) != len(names) or len(set(covered)) != len(covered) or set(covered) != set(numeric):
+        raise errors.UserError(
+            "model_card.json inputs.tensors: each tensor named once, and their columns together the "
+            f"card's numeric features once each (features {numeric[:10]}..., columns {covered[:10]}...)"
+        )
+    if len(numeric) != len(features):
+        raise errors.UserError("model_card.json inputs.kind tensors: every feature must be numeric")
+    return tuple(out)
+
+
+def _tensor(where: str, raw: Any, numeric: list[str]) -> Tensor:
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
+        raise errors.UserError(f"{where}: an object with name, datatype, shape and columns")
+    name = raw["name"]
+    datatype = raw.get("datatype", "FP32")
+    if datatype not in TENSOR_DATATYPES:
+        raise errors.UserError(
+            f"{where} ({name}): datatype {str(datatype)[:20]!r}; expected {TENSOR_DATATYPES}"
+        )
+    shape = raw.get("shape")
+    if not isinstance(shape, list) or not shape or not all(type(d) is int and d > 0 for d in shape):
+        raise errors.UserError(f"{where} ({name}): shape must be a list of positive integers, e.g. [1, 8, 8]")
+    columns = raw.get("columns")
+    if columns is None and isinstance(raw.get("columnPrefix"), str):  # as spec.trainer.inputs reads it
+        columns = [f"{raw['columnPrefix']}{i}" for i in range(math.prod(shape))]
+    if not isinstance(columns, list) or len(columns) != math.prod(shape):
+        got = len(columns) if isinstance(columns, list) else "no"
+        raise errors.UserError(
+            f"{where} ({name}): {got} columns where shape {shape} needs {math.prod(shape)}"
+        )
+    return Tensor(name, datatype, tuple(shape), tuple(str(c) for c in columns))
 
 
 # s3:// models are downloaded here, one folder per URI, refreshed when the remote card changes and

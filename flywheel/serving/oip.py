@@ -14,7 +14,9 @@ the challenger's) and pins the request to it; without one the traffic settings r
 
 - the numeric features as one FP32 (or FP64) tensor `input`, shape [N, F], in card order (an
   all-numeric model takes nothing else), or as one tensor each, named as in the card, shape [N];
-- each categorical feature as a BYTES tensor named as in the card, shape [N] (or [N, 1]).
+- each categorical feature as a BYTES tensor named as in the card, shape [N] (or [N, 1]);
+- for a model whose card declares named tensors (`inputs.kind: tensors`, e.g. an image), each
+  declared tensor by name instead, shape [N, *shape] or [N, prod(shape)] (flywheel.serving.tensors).
 
 Rows become the same records /predict validates (a bad value is a 400 naming the tensor, the
 row and the problem), scored by FlywheelService.answer: the same routing, shadowing, traffic
@@ -35,6 +37,7 @@ import pydantic
 
 import flywheel
 from flywheel.serving import guard, routing
+from flywheel.serving import tensors as tensors_mod
 
 if TYPE_CHECKING:
     from flywheel.serving.service import FlywheelService
@@ -133,6 +136,8 @@ def _metadata(service: FlywheelService, role: str) -> dict[str, Any]:
     inputs += [
         {"name": f.name, "datatype": "BYTES", "shape": [-1]} for f in card.features if f.type != "numeric"
     ]
+    if card.tensors:
+        inputs = [{"name": t.name, "datatype": t.datatype, "shape": [-1, *t.shape]} for t in card.tensors]
     classification = card.task == "classification"
     outputs = [{"name": PREDICTIONS, "datatype": "BYTES" if classification else "FP32", "shape": [-1]}]
     if classification:
@@ -206,6 +211,8 @@ def _json(body: bytes) -> dict[str, Any]:
         request = json.loads(body)
     except ValueError as exc:
         raise Problem(400, f"invalid JSON: {exc}") from exc
+    except RecursionError as exc:  # [[[[...: nesting deeper than the parser's stack, not a bug
+        raise Problem(400, "invalid JSON: nested too deeply") from exc
     if not isinstance(request, dict):
         raise Problem(400, "the request must be a JSON object with `inputs`")
     unknown = sorted(set(request) - _REQUEST_KEYS)
@@ -240,9 +247,16 @@ def _records(inputs: list[Any], card: Any, max_rows: int) -> list[dict[str, Any]
         if unknown or missing:
             raise Problem(400, f"inputs[{i}]: missing keys {missing}, unknown keys {unknown[:10]}")
         name = tensor["name"]
-        if not isinstance(name, str) or name in tensors:
-            raise Problem(400, f"inputs[{i}].name: a string, each tensor named once")
+        if not isinstance(name, str):
+            raise Problem(400, f"inputs[{i}].name: a string")
+        if name in tensors:
+            raise Problem(400, f"inputs[{i}]: tensor {name[:60]!r} sent twice; send each tensor once")
         tensors[name] = tensor
+    if card.tensors:
+        try:
+            return tensors_mod.records(tensors, card, max_rows)
+        except tensors_mod.Refused as exc:
+            raise Problem(400, str(exc)) from exc
     names = card.feature_names
     numeric = [f.name for f in card.features if f.type == "numeric"]
     rows: list[dict[str, Any]] | None = None
@@ -324,5 +338,6 @@ def _validate(service: FlywheelService, rows: list[dict[str, Any]], inputs: list
         row, feature = (loc[0], str(loc[1])) if len(loc) >= 2 else (loc[0] if loc else 0, "?")
         sent = {t.get("name") for t in inputs if isinstance(t, dict)}
         tensor = INPUT if feature not in sent and INPUT in sent else feature
+        tensor = next((t.name for t in service.card.tensors if feature in t.columns), tensor)
         where = f"input {tensor} row {row}" + (f" ({feature})" if tensor != feature else "")
         raise Problem(400, f"{where}: {first['msg']}") from exc

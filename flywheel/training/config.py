@@ -19,7 +19,10 @@ from flywheel.api import contract, trainingrun
 
 
 class Config(pydantic.BaseModel):
-    """{"name", "namespace", "spec", "artifactsUri", "dataPath"?, "lineage"?} (camelCase on the wire)."""
+    """{"name", "namespace", "spec", "artifactsUri"} (camelCase on the wire). The data is always the
+    spec's DVC dataset, resolved and gated by the trainer (there is no file bypass: a test or a
+    benchmark that trains on its own rows commits them to a local DVC repository,
+    flywheel.data.examples.file_repo)."""
 
     model_config = pydantic.ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
@@ -30,12 +33,6 @@ class Config(pydantic.BaseModel):
     spec: trainingrun.TrainingRunSpec
     artifacts_uri: str = pydantic.Field(min_length=1)
     """The run's own artifact root, e.g. file:///home/.flywheel/artifacts/default/trainingruns/iris."""
-    data_path: str | None = None
-    """A CSV/Parquet file the caller already has, skipping DVC and the gate. No backend writes it:
-    on both the trainer resolves and gates the data itself (the controllers render no dataPath);
-    tests and benchmarks use it to train on a plain file."""
-    lineage: trainingrun.DataLineage | None = None
-    """With dataPath: what the data is (the trainer fills in hash and size when absent)."""
 
     def to_dict(self) -> dict[str, object]:
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")

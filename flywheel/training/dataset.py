@@ -1,4 +1,4 @@
-"""Where the rows come from (a caller-validated file, or DVC + the gate here) and how they split."""
+"""Where the rows come from (DVC + the gate, here in the trainer) and how they split."""
 
 from __future__ import annotations
 
@@ -39,14 +39,12 @@ def cache_dir() -> Path:
 
 def locate(cfg: config_mod.Config) -> Source:
     """The data file and its lineage: resolved with DVC and gated with Great Expectations here, on
-    both backends (call on local rank 0). dataPath (tests and benchmarks only) skips both."""
-    if cfg.data_path:
-        return Source(cfg.data_path, _complete(cfg.lineage or trainingrun.DataLineage(), Path(cfg.data_path)))
+    both backends (call on local rank 0)."""
     from flywheel.data import gate, resolve  # lazy: DVC and GX are heavy and only needed here
 
     resolved = resolve.resolve(cfg.spec.data, cache_dir())
     path = resolved.local_path
-    lineage = cfg.lineage or resolved.lineage
+    lineage = resolved.lineage
     if not cfg.spec.data.validation.enabled:
         return Source(str(path), _complete(lineage, path))
     result = gate.validate(path, cfg.spec, resolved.expectations)
@@ -70,7 +68,7 @@ def read(path: str) -> pd.DataFrame:
             return pd.read_parquet(path)
         return pd.read_csv(path)
     except FileNotFoundError as exc:
-        raise errors.UserError(f"dataPath {path}: no such file") from exc
+        raise errors.UserError(f"data file {path}: no such file") from exc
 
 
 def split(frame: pd.DataFrame, spec: trainingrun.TrainingRunSpec) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -14,9 +14,11 @@ champion/challenger comparison (flywheel.drift.evaluate) scores both models on r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import io
 import logging
+import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -32,7 +34,7 @@ import flywheel
 from flywheel import artifacts
 from flywheel.api import contract, trainingrun
 from flywheel.training import config as config_mod
-from flywheel.training import identity, inference, preprocess
+from flywheel.training import feeds, identity, inference, preprocess
 
 DYNAMIC_METHOD = "onnxruntime.quantization.quantize_dynamic (QInt8 weights, per-batch activations)"
 STATIC_METHOD = "onnxruntime.quantization.quantize_static (QDQ, QInt8 weights, QUInt8 activations, MinMax)"
@@ -40,38 +42,73 @@ STATIC_METHOD = "onnxruntime.quantization.quantize_static (QDQ, QInt8 weights, Q
 CALIBRATION_ROWS = 4096
 
 
+@dataclasses.dataclass
+class Exportable:
+    """What a training function produced, as the exporter takes it."""
+
+    inputs: dict[str, Any]
+    """The card's `inputs` (matrix, tabular or tensors): the ONNX input names and kinds."""
+    module: nn.Module | None = None
+    """The trained network; None when the function wrote an ONNX file itself."""
+    example: dict[str, torch.Tensor] | None = None
+    """One feed dict the module is traced with (matrix: built from the shape when None)."""
+    onnx: Path | None = None
+    """The function's own fp32 ONNX file (instead of a module)."""
+    entry_point: str | None = None
+    """spec.trainer.entryPoint; None for the built-in MLP."""
+
+    @property
+    def builtin(self) -> bool:
+        return self.entry_point is None
+
+
 def export(
-    net: nn.Module,
+    model: Exportable,
     prep: preprocess.Preprocessor,
     cfg: config_mod.Config,
     metrics: dict[str, float],
     lineage: trainingrun.DataLineage,
-    holdout: np.ndarray,
+    holdout: feeds.Feeds,
     training: dict[str, Any],
     holdout_rows: pd.DataFrame | None = None,
-    calibration: np.ndarray | None = None,
+    calibration: feeds.Feeds | None = None,
 ) -> tuple[trainingrun.ModelArtifacts, dict[str, Any]]:
-    """Write model_fp32.pt, model_int8.onnx, preprocessor.json, holdout.parquet (when `holdout_rows`
-    are given: the raw holdout split), then model_card.json; publish. `calibration`: the training
-    split's preprocessed features, which static int8 takes its activation scales from."""
+    """Write model_fp32.pt (a module's state dict), model_fp32.onnx, model_int8.onnx,
+    preprocessor.json, holdout.parquet (when `holdout_rows` are given: the raw holdout split), then
+    model_card.json; publish. `holdout` and `calibration` are feeds (feeds.encode) of the holdout
+    and of the training split, which static int8 takes its activation scales from."""
     store = artifacts.Store(cfg.artifacts_uri)
     arch = cfg.spec.model.architecture
     shape = {"n_inputs": prep.n_inputs, "hidden": list(arch.hidden_layers), "n_outputs": prep.n_outputs}
     with tempfile.TemporaryDirectory(prefix="flywheel-export-") as tmp:
         staged = Path(tmp)
-        state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-        torch.save(
-            {"format": inference.FP32_FORMAT, "architecture": shape, "state_dict": state},
-            staged / contract.FP32_FILE,
-        )
+        files: dict[str, str] = {}
+        state: dict[str, torch.Tensor] | None = None
+        if model.module is not None:
+            net = model.module.eval().cpu()
+            state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+            saved: dict[str, Any] = (
+                {"format": inference.FP32_FORMAT, "architecture": shape, "state_dict": state}
+                if model.builtin
+                else {
+                    "format": inference.USER_FP32_FORMAT,
+                    "entryPoint": model.entry_point,
+                    "state_dict": state,
+                }
+            )
+            torch.save(saved, staged / contract.FP32_FILE)
+            files["fp32"] = contract.FP32_FILE
+            _onnx_fp32(net, prep, model, staged / inference.FP32_ONNX_FILE)
+        else:
+            assert model.onnx is not None
+            shutil.copyfile(model.onnx, staged / inference.FP32_ONNX_FILE)
         artifacts.atomic_write_text(staged / contract.PREPROCESSOR_FILE, _json(prep.to_dict()))
+        files["preprocessor"] = contract.PREPROCESSOR_FILE
         quant: dict[str, Any] = {"method": "none"}
-        files = {"fp32": contract.FP32_FILE, "preprocessor": contract.PREPROCESSOR_FILE}
-        _onnx_fp32(net, prep, staged / inference.FP32_ONNX_FILE)
         files["fp32Onnx"] = inference.FP32_ONNX_FILE
         method = cfg.spec.export.quantization
         if method != trainingrun.Quantization.NONE:
-            quant = _quantize(prep, staged, holdout, method, calibration)
+            quant = _quantize(prep, staged, holdout, method, calibration, model.builtin)
             unfaithful = _unfaithful(quant)
             if unfaithful:  # serve fp32 rather than an int8 model that answers differently
                 (staged / inference.QUANTIZED_ONNX_FILE).unlink()
@@ -81,6 +118,11 @@ def export(
         if holdout_rows is not None:
             _write_holdout(staged / contract.HOLDOUT_FILE, prep, holdout_rows)
             files["holdout"] = contract.HOLDOUT_FILE
+        architecture: dict[str, Any] = (
+            {**shape, "type": arch.type, "dropout": arch.dropout}
+            if model.builtin
+            else {"type": "custom", "entryPoint": model.entry_point, "parameters": _parameters(state)}
+        )
         card: dict[str, Any] = {
             "name": cfg.name,
             "namespace": cfg.namespace,
@@ -90,7 +132,8 @@ def export(
             "target": prep.target,
             "classes": list(prep.classes),
             "features": prep.schema(),
-            "architecture": {**shape, "type": arch.type, "dropout": arch.dropout},
+            "inputs": model.inputs,
+            "architecture": architecture,
             "metrics": metrics,
             "data": lineage.to_dict(),
             "config": cfg.to_dict(),
@@ -98,47 +141,60 @@ def export(
             "quantization": quant,
             "files": files,
         }
+        if not model.builtin:
+            card["trainer"] = {"entryPoint": model.entry_point, "returned": "module" if state else "onnx"}
         # The version identifies the model: its content plus the card's identifying fields.
         digests = _digests(staged, files, state)
         version = identity.version(cfg.name, card, digests)
         card = {"version": version, **card, "digests": digests}
         artifacts.atomic_write_text(staged / contract.MODEL_CARD, _json(card))  # last: marks it complete
         _publish(store, staged)
-    model = store.child(contract.MODEL_DIR)
+    model_dir = store.child(contract.MODEL_DIR)
     refs = trainingrun.ModelArtifacts(
         version=version,
-        fp32_uri=model.join(contract.FP32_FILE),
-        quantized_uri=model.join(files["quantized"]) if "quantized" in files else None,
-        card_uri=model.join(contract.MODEL_CARD),
+        fp32_uri=model_dir.join(files.get("fp32") or files["fp32Onnx"]),
+        quantized_uri=model_dir.join(files["quantized"]) if "quantized" in files else None,
+        card_uri=model_dir.join(contract.MODEL_CARD),
     )
     return refs, card
 
 
-def _digests(staged: Path, files: dict[str, str], state: dict[str, torch.Tensor]) -> dict[str, str]:
+def _parameters(state: dict[str, torch.Tensor] | None) -> int | None:
+    return sum(int(t.numel()) for t in state.values()) if state is not None else None
+
+
+def _digests(staged: Path, files: dict[str, str], state: dict[str, torch.Tensor] | None) -> dict[str, str]:
     """sha256 of what serving loads: the fp32 weights (as tensors), the ONNX files, the preprocessor.
     The holdout is evaluation data (the spec and the data hash already identify it)."""
-    out = {contract.FP32_FILE: identity.tensors_digest(state)}
+    out = {contract.FP32_FILE: identity.tensors_digest(state)} if state is not None else {}
     for key, name in sorted(files.items()):
         if key not in ("fp32", "holdout"):
             out[name] = identity.file_digest(staged / name)
     return out
 
 
-def _onnx_fp32(net: nn.Module, prep: preprocess.Preprocessor, target: Path) -> None:
+def _onnx_fp32(net: nn.Module, prep: preprocess.Preprocessor, model: Exportable, target: Path) -> None:
     """The fp32 model as ONNX (eval mode: dropout gone): what fp32 serving runs, because ONNX
     Runtime scores a row the same in any batch, where torch's GEMM kernels change with the batch
     size and so move the last bits of a row's answer; and the input of quantisation."""
+    # The module takes the feeds as arguments in the card's order (feeds.names).
+    names = feeds.names(model.inputs)
+    if model.example is not None:
+        example = tuple(model.example[n].detach().cpu() for n in names)
+    else:  # the built-in: its one matrix input
+        example = (torch.zeros(1, prep.n_inputs),)
+    axes = {n: {0: "batch"} for n in [*names, "output"]}
     # The TorchScript-based exporter is deprecated upstream (the dynamo one needs onnxscript, not
     # installed).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             net.eval().cpu(),
-            (torch.zeros(1, prep.n_inputs),),
+            example,
             str(target),
-            input_names=["input"],
+            input_names=names,
             output_names=["output"],
-            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+            dynamic_axes=axes,
             dynamo=False,
         )
 
@@ -146,18 +202,22 @@ def _onnx_fp32(net: nn.Module, prep: preprocess.Preprocessor, target: Path) -> N
 def _quantize(
     prep: preprocess.Preprocessor,
     staged: Path,
-    holdout: np.ndarray,
+    holdout: feeds.Feeds,
     method: trainingrun.Quantization,
-    calibration: np.ndarray | None,
+    calibration: feeds.Feeds | None,
+    builtin: bool = True,
 ) -> dict[str, Any]:
-    """int8 from the fp32 ONNX model, and its agreement with fp32 on the holdout."""
+    """int8 from the fp32 ONNX model, and its agreement with fp32 on the holdout (the built-in's
+    fp32 reference is its torch weights, as always; a user model's is its fp32 ONNX file, since
+    the platform cannot rebuild the user's module from weights). Only FP32 inputs get activation
+    scales: INT64 ones (category indices) are indices, not values, and stay as they are."""
     import onnxruntime.quantization as ortq
 
     fp32_onnx = staged / inference.FP32_ONNX_FILE
     target = staged / inference.QUANTIZED_ONNX_FILE
     static = method == trainingrun.Quantization.STATIC_INT8
     # A caller without the training split (tests) calibrates on the holdout: better than no scales.
-    split = "train" if calibration is not None and len(calibration) else "holdout"
+    split = "train" if calibration is not None and _rows(calibration) else "holdout"
     rows = _calibration_rows(calibration if split == "train" and calibration is not None else holdout)
     # ORT's quantiser logs a pre-processing hint to the root logger on every call.
     with warnings.catch_warnings(), _quiet_root_logger():
@@ -174,7 +234,8 @@ def _quantize(
             )
         else:
             ortq.quantize_dynamic(str(fp32_onnx), str(target), weight_type=ortq.QuantType.QInt8)
-    fp32 = inference.torch_runner(staged / contract.FP32_FILE)(holdout)
+    reference = staged / (contract.FP32_FILE if builtin else inference.FP32_ONNX_FILE)
+    fp32 = (inference.torch_runner if builtin else inference.onnx_runner)(reference)(holdout)
     int8 = inference.onnx_runner(target)(holdout)
     card: dict[str, Any] = {
         "method": STATIC_METHOD if static else DYNAMIC_METHOD,
@@ -183,11 +244,11 @@ def _quantize(
         # ones do not, so serving calls a dynamic model one row at a time.
         "activationScales": "static" if static else "per-batch",
         "measuredOn": "holdout",
-        "rows": len(holdout),
+        "rows": _rows(holdout),
         **agreement(prep.task, fp32, int8),
     }
     if static:
-        card["calibration"] = {"split": split, "rows": len(rows)}
+        card["calibration"] = {"split": split, "rows": _rows(rows)}
     return card
 
 
@@ -210,19 +271,29 @@ def _unfaithful(quant: dict[str, Any]) -> str | None:
     return None
 
 
-def _calibration_rows(features: np.ndarray) -> np.ndarray:
-    """At most CALIBRATION_ROWS rows, evenly spaced (deterministic: the same export, the same scales)."""
-    features = np.ascontiguousarray(features, dtype=np.float32)
-    if len(features) <= CALIBRATION_ROWS:
-        return features
-    return features[np.linspace(0, len(features) - 1, CALIBRATION_ROWS).astype(np.int64)]
+def _rows(fed: feeds.Feeds) -> int:
+    return len(next(iter(fed.values()))) if fed else 0
+
+
+def _calibration_rows(fed: feeds.Feeds) -> feeds.Feeds:
+    """At most CALIBRATION_ROWS rows of every feed, evenly spaced (deterministic: the same export,
+    the same scales)."""
+    out = {
+        k: np.ascontiguousarray(v, dtype=v.dtype if v.dtype == np.int64 else np.float32)
+        for k, v in fed.items()
+    }
+    if _rows(out) <= CALIBRATION_ROWS:
+        return out
+    pick = np.linspace(0, _rows(out) - 1, CALIBRATION_ROWS).astype(np.int64)
+    return {k: v[pick] for k, v in out.items()}
 
 
 class _Calibration:
     """onnxruntime.quantization's CalibrationDataReader protocol: feeds the rows in batches."""
 
-    def __init__(self, rows: np.ndarray, batch: int = 256) -> None:
-        self._batches = iter([{"input": rows[i : i + batch]} for i in range(0, len(rows), batch)])
+    def __init__(self, rows: feeds.Feeds, batch: int = 256) -> None:
+        n = _rows(rows)
+        self._batches = iter([{k: v[i : i + batch] for k, v in rows.items()} for i in range(0, n, batch)])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._batches, None)

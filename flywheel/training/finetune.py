@@ -62,8 +62,9 @@ class Start:
         return {"uri": self.uri, "version": self.version}
 
 
-def load(uri: str, model: trainingrun.ModelSpec) -> Start:
-    """The model at `uri`, checked against the run's model spec."""
+def load(uri: str, model: trainingrun.ModelSpec, entry_point: str | None = None) -> Start:
+    """The model at `uri`, checked against the run's model spec; `entry_point`: the run's
+    spec.trainer.entryPoint (None: the built-in MLP), which must be the one that trained it."""
     folder = artifact_cache.local_dir(uri, artifact_cache.ROOT / "models")
     card_path, weights = folder / contract.MODEL_CARD, folder / contract.FP32_FILE
     if not card_path.is_file() or not weights.is_file():
@@ -73,7 +74,23 @@ def load(uri: str, model: trainingrun.ModelSpec) -> Start:
             "TrainingRun exported (status.model.cardUri without the file name)"
         )
     card = json.loads(card_path.read_text())
+    theirs = (card.get("trainer") or {}).get("entryPoint")
+    if theirs != entry_point:
+        raise errors.UserError(
+            f"model.initFrom {uri}: it was trained by {theirs or 'the built-in MLP'}, this run's "
+            f"spec.trainer.entryPoint is {entry_point or 'unset (the built-in MLP)'}; a fine-tune "
+            "continues the same code's weights: use the same entry point, or train from scratch "
+            "(remove model.initFrom)"
+        )
     saved: dict[str, Any] = torch.load(weights, map_location="cpu", weights_only=True)
+    if entry_point is not None:  # a user module: its weights and preprocessing, no shape to check
+        if saved.get("format") != inference.USER_FP32_FORMAT:
+            raise errors.UserError(f"model.initFrom {uri}: {contract.FP32_FILE} holds no module weights")
+        prep = preprocess.Preprocessor.from_dict(
+            json.loads((folder / contract.PREPROCESSOR_FILE).read_text())
+        )
+        _check(uri, card, None, prep, model)
+        return Start(uri, str(card.get("version") or "unknown"), prep, saved["state_dict"])
     if saved.get("format") != inference.FP32_FORMAT:
         raise errors.UserError(f"model.initFrom {uri}: {contract.FP32_FILE} is not a Flywheel MLP export")
     prep = preprocess.Preprocessor.from_dict(json.loads((folder / contract.PREPROCESSOR_FILE).read_text()))
@@ -96,7 +113,7 @@ def check_classes(start: Start, target: pd.Series) -> None:
 def _check(
     uri: str,
     card: dict[str, Any],
-    shape: dict[str, Any],
+    shape: dict[str, Any] | None,
     prep: preprocess.Preprocessor,
     model: trainingrun.ModelSpec,
 ) -> None:
@@ -106,7 +123,7 @@ def _check(
     if prep.target != model.target:
         problems.append(f"model.target is {model.target!r}, the model's is {prep.target!r}")
     hidden = list(model.architecture.hidden_layers)
-    if list(shape.get("hidden") or []) != hidden:
+    if shape is not None and list(shape.get("hidden") or []) != hidden:
         problems.append(f"model.architecture.hiddenLayers is {hidden}, the model's is {shape.get('hidden')}")
     declared = [f.name for f in model.features]
     theirs = [f["name"] for f in card.get("features") or []]

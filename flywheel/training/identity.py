@@ -47,7 +47,12 @@ def identity(card: Mapping[str, Any]) -> dict[str, Any]:
     data = card.get("data") or {}
     config = card.get("config") or {}
     quant = card.get("quantization") or {}
+    inputs = card.get("inputs") or {"kind": "matrix"}
+    # The built-in's `matrix` inputs are left out, so its versions stay what they were before cards
+    # said how rows become inputs; a user model's inputs (tabular, tensors) are part of what it is.
+    extra = {"inputs": inputs} if inputs.get("kind") != "matrix" else {}
     return {
+        **extra,
         "name": card.get("name"),
         "namespace": card.get("namespace"),
         "spec": config.get("spec"),

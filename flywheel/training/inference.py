@@ -20,15 +20,21 @@ import pandas as pd
 
 from flywheel import errors
 from flywheel.api import contract
+from flywheel.training import feeds as feeds_mod
 from flywheel.training import preprocess
 
 FP32_FORMAT = "flywheel-mlp-state-dict-v1"
+USER_FP32_FORMAT = "flywheel-state-dict-v1"
+"""A user module's model_fp32.pt: its state dict and entry point (rebuilt only by the user's code:
+serving and drift run the ONNX files)."""
 QUANTIZED_ONNX_FILE = "model_int8.onnx"  # contract.QUANTIZED_FILE says .pt; see the export report
 FP32_ONNX_FILE = "model_fp32.onnx"  # exported beside model_fp32.pt (see export._onnx_fp32)
 
 
 class Runner(Protocol):
-    def __call__(self, features: np.ndarray) -> np.ndarray: ...
+    """Feeds (ONNX input name -> array, see flywheel.training.feeds) -> outputs [N, n_outputs]."""
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,8 +57,14 @@ class Predictor:
     def version(self) -> str:
         return str(self.card["version"])
 
+    @property
+    def inputs(self) -> dict[str, Any] | None:
+        """The card's `inputs` (None: an older card, i.e. matrix)."""
+        value = self.card.get("inputs")
+        return value if isinstance(value, dict) else None
+
     def predict(self, data: pd.DataFrame | Sequence[Mapping[str, Any]]) -> Prediction:
-        outputs = self.runner(self.preprocessor.features(data))
+        outputs = self.runner(feeds_mod.encode(self.preprocessor, self.inputs, data))
         prep = self.preprocessor
         probabilities = _softmax(outputs).tolist() if prep.task == "classification" else None
         return Prediction(prep.decode(outputs), probabilities, list(prep.classes))
@@ -98,7 +110,8 @@ def torch_runner(path: Path, threads: int | None = None) -> Runner:
     net.load_state_dict(saved["state_dict"])
     net.eval()
 
-    def run(features: np.ndarray) -> np.ndarray:
+    def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        features = feeds["input"]  # the built-in MLP: one matrix
         with torch.inference_mode():
             out: np.ndarray = net(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))).numpy()
             return out
@@ -114,11 +127,12 @@ def onnx_runner(path: Path, threads: int = 1) -> Runner:
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    # The model's own input types: INT64 category indices stay integers, the rest is FP32.
+    dtypes = {i.name: np.int64 if i.type == "tensor(int64)" else np.float32 for i in session.get_inputs()}
 
-    def run(features: np.ndarray) -> np.ndarray:
-        out: np.ndarray = session.run(
-            ["output"], {"input": np.ascontiguousarray(features, dtype=np.float32)}
-        )[0]
+    def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        given = {name: np.ascontiguousarray(feeds[name], dtype=dtype) for name, dtype in dtypes.items()}
+        out: np.ndarray = session.run(["output"], given)[0]
         return out
 
     return run

@@ -1,4 +1,9 @@
-"""The training loop: DDP over a DistributedSampler, exact resume from checkpoints, export, report.
+"""The training driver: data, gate, split, preprocessing, context, the training function, export.
+
+One path for every model: the built-in MLP (flywheel.training.builtin, when spec.trainer is unset)
+and a user's entry point (spec.trainer.entryPoint) both get a TrainContext and return a Trained
+module (or an ONNX file); the platform then scores the holdout with the fp32 model, exports fp32
+ONNX and int8 (calibrated on the training split), writes the card and reports.
 
 Progress goes to stdout as JSON lines ({"event": "epoch"|"step"|"checkpoint"|"resume"|"export"|
 "done"|"failed", ...}) from rank 0 only; the local backend parses them for progress bars.
@@ -6,31 +11,37 @@ Progress goes to stdout as JSON lines ({"event": "epoch"|"step"|"checkpoint"|"re
 
 from __future__ import annotations
 
-import datetime
 import json
-import math
-import os
 import random
-import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DistributedSampler
 
-from flywheel import artifact_cache, artifacts
+from flywheel import artifact_cache, artifacts, errors
 from flywheel import distributed as dist
 from flywheel.api import contract, trainingrun
-from flywheel.training import checkpoint, dataset, export, finetune, metrics, preprocess
+from flywheel.training import (
+    builtin,
+    checkpoint,
+    dataset,
+    export,
+    feeds,
+    finetune,
+    loader,
+    metrics,
+    preprocess,
+)
 from flywheel.training import config as config_mod
-from flywheel.training import model as model_mod
+from flywheel.training import context as context_mod
 from flywheel.training import result as result_mod
 
-# Seconds to sleep after each step: lets tests and demos interrupt a run midway on fast data.
-ENV_THROTTLE = "FLYWHEEL_TRAIN_THROTTLE_S"
+ENV_THROTTLE = builtin.ENV_THROTTLE
+emit = context_mod.emit
+balanced_weights = builtin.balanced_weights
 
 
 class GateFailed(Exception):
@@ -41,13 +52,6 @@ class GateFailed(Exception):
         self.source = source
 
 
-def emit(world: dist.World, event: str, **fields: Any) -> None:
-    if world.is_main:
-        # "time" lets `flywheel logs` print `time level message key=value` lines
-        stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
-        print(json.dumps({"event": event, "time": stamp, **fields}, default=str), flush=True)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -56,10 +60,14 @@ def seed_everything(seed: int) -> None:
 
 def run(cfg: config_mod.Config, world: dist.World) -> result_mod.Result:
     """Train, evaluate, export; the Result rank 0 reports (other ranks get the same shape)."""
+    spec = cfg.spec
+    user = spec.trainer
+    # The entry point first: a broken one fails in a second, not after the data is resolved.
+    function = loader.load(user) if user is not None else builtin.train
+    entry = user.entry_point if user is not None else None
     source = _locate(cfg, world)
     if not source.passed:
         raise GateFailed(source)
-    spec = cfg.spec
     frame = dataset.read(source.path)
     lineage = source.lineage.model_copy(update={"rows": source.lineage.rows or len(frame)})
     train_df, hold_df = dataset.split(frame, spec)
@@ -72,40 +80,53 @@ def run(cfg: config_mod.Config, world: dist.World) -> result_mod.Result:
     if resumed is not None:
         prep = preprocess.Preprocessor.from_dict(resumed[1]["preprocessor"])
     elif spec.model.init_from:  # fine-tune: the starting model's preprocessing, then its weights
-        start = finetune.load(spec.model.init_from, spec.model)
+        start = finetune.load(spec.model.init_from, spec.model, entry)
         finetune.check_classes(start, frame[spec.model.target])
         prep = start.preprocessor
     else:
-        prep = preprocess.fit(train_df, frame[spec.model.target], spec.model)
-    seed_everything(spec.training.seed)
-    arch = spec.model.architecture
-    net = model_mod.build_mlp(prep.n_inputs, arch.hidden_layers, prep.n_outputs, arch.dropout)
-    if start is not None:
-        net.load_state_dict(start.state_dict)
-    net = net.to(world.device)
-    optimizer = torch.optim.AdamW(
-        net.parameters(), lr=spec.training.learning_rate, weight_decay=spec.training.weight_decay
+        prep = preprocess.fit(train_df, frame[spec.model.target], _model_spec(spec))
+    inputs = _inputs(spec, prep)
+    ctx = context_mod.TrainContext(
+        name=cfg.name,
+        train=train_df,
+        holdout=hold_df,
+        features=[c.name for c in prep.columns],
+        target=prep.target,
+        task=prep.task,
+        classes=list(prep.classes),
+        inputs=inputs,
+        preprocessor=prep,
+        training=spec.training,
+        hyperparameters=_hyperparameters(spec),
+        args=list(user.args) if user is not None else [],
+        world=world,
+        checkpoints=context_mod.Checkpoints(store, world, prep, cfg.to_dict(), resumed),
+        report=context_mod.Reporter(world, spec.training.epochs, metrics.primary(prep.task)),
+        start_state=start.state_dict if start is not None else None,
+        artifacts_uri=cfg.artifacts_uri,
     )
-    loop = Loop(cfg, world, prep, net, optimizer, store)
-    if resumed is not None:
-        loop.restore(*resumed)
-    x_train, y_train = _tensors(prep, train_df, world.device)
-    x_hold, y_hold = _tensors(prep, hold_df, world.device)
-    loop.fit(x_train, y_train, x_hold, y_hold)
-    final = loop.evaluate(x_hold, y_hold)
+    seed_everything(spec.training.seed)
+    returned = loader.call(function, ctx, entry or builtin.ENTRY_POINT) if user is not None else function(ctx)
+    model, summary = _exportable(returned, inputs, entry)
+    hold_feeds = feeds.encode(prep, inputs, hold_df)
+    final = metrics.evaluate(
+        prep, _fp32_outputs(model, hold_feeds, world.device), prep.labels(hold_df[prep.target])
+    )
     emit(world, "evaluate", split="holdout", metrics=final, rows=len(hold_df))
+    steps = ctx.checkpoints.step
+    training = {**summary} if summary else {"worldSize": world.world_size, "steps": steps}
     model_refs = None
     if world.is_main:
         model_refs, card = export.export(
-            net,
+            model,
             prep,
             cfg,
             final,
             lineage,
-            x_hold.cpu().numpy(),
-            {**loop.summary(), **_start_lineage(spec, replayed)},
+            hold_feeds,
+            {**training, **_start_lineage(spec, replayed)},
             holdout_rows=hold_df,
-            calibration=x_train.cpu().numpy(),
+            calibration=feeds.encode(prep, inputs, train_df),
         )
         emit(
             world,
@@ -115,15 +136,111 @@ def run(cfg: config_mod.Config, world: dist.World) -> result_mod.Result:
             quantization=card["quantization"],
         )
     dist.barrier(world)
+    done = f"trained {training.get('steps')} steps" if training.get("steps") is not None else "trained"
     return result_mod.Result(
         phase="Succeeded",
-        message=f"trained {loop.step} steps on {len(train_df)} rows; holdout {_fmt(final)}",
+        message=f"{done} on {len(train_df)} rows; holdout {_fmt(final)}",
         metrics=final,
         model=model_refs,
         data=lineage,
-        checkpoint=trainingrun.Checkpoint(uri=loop.checkpoint_uri, step=loop.checkpoint_step),
+        checkpoint=trainingrun.Checkpoint(uri=ctx.checkpoints.uri, step=ctx.checkpoints.step),
         validation=source.validation,
     )
+
+
+def _model_spec(spec: trainingrun.TrainingRunSpec) -> trainingrun.ModelSpec:
+    """The features the preprocessing is fitted on: a tensor model's are its tensors' columns
+    (numeric; with any bounds model.features declares for them)."""
+    columns = spec.trainer.tensor_columns() if spec.trainer is not None else []
+    if not columns:
+        return spec.model
+    declared = {f.name: f for f in spec.model.features}
+    features = [declared.get(c) or trainingrun.Feature(name=c, type="numeric") for c in columns]
+    return spec.model.model_copy(update={"features": features})
+
+
+def _inputs(spec: trainingrun.TrainingRunSpec, prep: preprocess.Preprocessor) -> dict[str, Any]:
+    """The card's `inputs` for this run: matrix (built-in), tensors (declared) or tabular."""
+    if spec.trainer is None:
+        return feeds.describe(prep, feeds.MATRIX)
+    if spec.trainer.inputs:
+        tensors = [
+            {"name": t.name, "datatype": t.datatype, "shape": list(t.shape), "columns": t.column_names()}
+            for t in spec.trainer.inputs
+        ]
+        return feeds.describe(prep, feeds.TENSORS, tensors)
+    return feeds.describe(prep, feeds.TABULAR)
+
+
+def _hyperparameters(spec: trainingrun.TrainingRunSpec) -> dict[str, Any]:
+    """The user's, or the built-in's architecture (its only hyperparameters besides spec.training)."""
+    if spec.trainer is not None:
+        return dict(spec.trainer.hyperparameters)
+    arch = spec.model.architecture
+    return {"hiddenLayers": list(arch.hidden_layers), "dropout": arch.dropout}
+
+
+def _exportable(
+    returned: object, inputs: dict[str, Any], entry: str | None
+) -> tuple[export.Exportable, dict[str, Any] | None]:
+    """What the function returned, checked: Trained (module + example feeds) or an ONNX path."""
+    where = f"{loader.FIELD} {entry}"
+    names = feeds.names(inputs)
+    onnx = context_mod.onnx_path(returned)
+    if onnx is not None:
+        if not onnx.is_file():
+            raise errors.UserError(f"{where}: returned {onnx}, which is not a file; return the path it wrote")
+        _check_onnx(onnx, names, where)
+        return export.Exportable(inputs, onnx=onnx, entry_point=entry), None
+    if not isinstance(returned, context_mod.Trained) or not isinstance(returned.module, nn.Module):
+        raise errors.UserError(
+            f"{where}: returned {type(returned).__name__}; return flywheel.training.Trained(module, example) "
+            "(a torch.nn.Module and a feed dict such as ctx.encode(ctx.train.head(2))) or the path of "
+            "an ONNX file it wrote"
+        )
+    module = returned.module
+    if isinstance(module, nn.parallel.DistributedDataParallel):
+        module = module.module  # ctx.wrap's: export the model inside
+    example = returned.example
+    if example is not None and sorted(example) != sorted(names):
+        raise errors.UserError(
+            f"{where}: Trained.example has inputs {sorted(example)}, the model takes {names}; "
+            "pass ctx.encode(rows)"
+        )
+    if example is None and entry is not None:
+        raise errors.UserError(f"{where}: Trained.example is missing; pass ctx.encode(ctx.train.head(2))")
+    return export.Exportable(inputs, module=module, example=example, entry_point=entry), returned.summary
+
+
+def _check_onnx(path: Path, names: list[str], where: str) -> None:
+    import onnx as onnx_lib
+
+    graph = onnx_lib.load(str(path), load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+    given = [i.name for i in graph.input if i.name not in initializers]
+    outputs = [o.name for o in graph.output]
+    if sorted(given) != sorted(names) or "output" not in outputs:
+        raise errors.UserError(
+            f"{where}: the ONNX file takes {given} and gives {outputs}; "
+            f"it must take {names} and give 'output'"
+        )
+
+
+def _fp32_outputs(model: export.Exportable, fed: feeds.Feeds, device: torch.device) -> np.ndarray:
+    """The fp32 model's outputs on these feeds: the module in eval mode, or the user's ONNX file."""
+    if model.module is None:
+        from flywheel.training import inference
+
+        assert model.onnx is not None
+        return inference.onnx_runner(model.onnx)(fed)
+    net = model.module
+    names = feeds.names(model.inputs)
+    was_training = net.training
+    net.eval()
+    with torch.inference_mode():
+        out: np.ndarray = net(*(torch.from_numpy(fed[n]).to(device) for n in names)).float().cpu().numpy()
+    net.train(was_training)
+    return out
 
 
 def _replay(
@@ -174,160 +291,5 @@ def _locate(cfg: config_mod.Config, world: dist.World) -> dataset.Source:
     return dataset.Source(mine.path, shared.lineage, shared.passed, shared.validation)
 
 
-def _tensors(
-    prep: preprocess.Preprocessor, frame: Any, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    return (
-        torch.from_numpy(prep.features(frame)).to(device),
-        torch.from_numpy(prep.labels(frame[prep.target])).to(device),
-    )
-
-
 def _fmt(values: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in values.items())
-
-
-class Loop:
-    """Optimiser steps with the state a checkpoint must capture to resume mid-epoch exactly."""
-
-    def __init__(
-        self,
-        cfg: config_mod.Config,
-        world: dist.World,
-        prep: preprocess.Preprocessor,
-        net: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        store: artifacts.Store,
-    ) -> None:
-        self.cfg, self.world, self.prep, self.net, self.optimizer = cfg, world, prep, net, optimizer
-        self.store = store
-        self.ddp: nn.Module = DistributedDataParallel(net) if world.distributed else net
-        self.step = self.epoch = self.batch = 0
-        self.checkpoint_uri: str | None = None
-        self.checkpoint_step: int | None = None
-        self.data_seconds = self.step_seconds = 0.0
-        self.samples = 0  # across all ranks, counted while this process trained (not before a resume)
-        self.throttle = float(os.environ.get(ENV_THROTTLE, "0") or 0)
-
-    def restore(self, uri: str, payload: dict[str, Any]) -> None:
-        self.net.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.step, self.epoch, self.batch = payload["step"], payload["epoch"], payload["batch"]
-        checkpoint.restore_rng(payload["rng"])
-        self.checkpoint_uri, self.checkpoint_step = uri, self.step
-        emit(self.world, "resume", step=self.step, epoch=self.epoch, batch=self.batch, uri=uri)
-
-    def fit(self, x: torch.Tensor, y: torch.Tensor, x_hold: torch.Tensor, y_hold: torch.Tensor) -> None:
-        training = self.cfg.spec.training
-        sampler = DistributedSampler(
-            range(len(x)),
-            num_replicas=self.world.world_size,
-            rank=self.world.rank,
-            shuffle=True,
-            seed=training.seed,
-        )
-        per_epoch = math.ceil(len(sampler) / training.batch_size)
-        step_every = max(1, per_epoch * training.epochs // 20)
-        loss_fn = self._loss(y)
-        while self.epoch < training.epochs:
-            sampler.set_epoch(self.epoch)  # the shuffle is a function of (seed, epoch): replayable
-            batches = torch.tensor(list(sampler), dtype=torch.long).split(training.batch_size)
-            loss_sum, batches_run = torch.zeros((), device=self.world.device), 0
-            for index in range(self.batch, len(batches)):
-                started = time.perf_counter()
-                xb, yb = x[batches[index]], y[batches[index]]
-                loaded = time.perf_counter()
-                self.optimizer.zero_grad(set_to_none=True)
-                out = self.ddp(xb)
-                loss = loss_fn(out if self.prep.task == "classification" else out.squeeze(1), yb)
-                loss.backward()
-                self.optimizer.step()
-                loss_sum += loss.detach()  # no .item() per step: that would sync a GPU every step
-                batches_run += 1
-                self.samples += len(yb) * self.world.world_size
-                self.data_seconds += loaded - started
-                self.step_seconds += time.perf_counter() - started
-                self.step, self.batch = self.step + 1, index + 1
-                if self.step % step_every == 0:
-                    emit(self.world, "step", step=self.step, epoch=self.epoch, loss=float(loss.detach()))
-                if self.step % training.checkpoint_every == 0 and self.batch < len(batches):
-                    self.save()
-                if self.throttle:
-                    time.sleep(self.throttle)
-            self.epoch, self.batch = self.epoch + 1, 0
-            self._end_epoch(float(loss_sum) / max(1, batches_run), x, y, x_hold, y_hold)
-
-    def _loss(self, y: torch.Tensor) -> nn.Module:
-        """Cross-entropy (optionally class-balanced over the whole training split) or MSE."""
-        if self.prep.task != "classification":
-            return nn.MSELoss()
-        if self.cfg.spec.training.class_weighting == "none":
-            return nn.CrossEntropyLoss()
-        # Every rank holds the whole training split, so the weights agree across ranks.
-        return nn.CrossEntropyLoss(weight=balanced_weights(y, self.prep.n_outputs))
-
-    def _end_epoch(
-        self,
-        mean_loss: float,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        x_hold: torch.Tensor,
-        y_hold: torch.Tensor,
-    ) -> None:
-        loss = dist.all_mean(self.world, mean_loss)
-        if self.world.is_main:
-            name = metrics.primary(self.prep.task)
-            train = self.evaluate(x, y).get(name)
-            hold = self.evaluate(x_hold, y_hold).get(name)
-            emit(
-                self.world,
-                "epoch",
-                epoch=self.epoch,
-                epochs=self.cfg.spec.training.epochs,
-                step=self.step,
-                loss=loss,
-                metric=name,
-                train=train,
-                holdout=hold,
-            )
-        self.save()
-
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        self.net.eval()
-        with torch.inference_mode():
-            out = self.net(x).float().cpu().numpy()
-        self.net.train()
-        return metrics.evaluate(self.prep, out, y.cpu().numpy())
-
-    def save(self) -> None:
-        if self.world.is_main:
-            payload = {
-                "model": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
-                "optimizer": self.optimizer.state_dict(),
-                "step": self.step,
-                "epoch": self.epoch,
-                "batch": self.batch,
-                "rng": checkpoint.rng_state(),
-                "preprocessor": self.prep.to_dict(),
-                "config": self.cfg.to_dict(),
-            }
-            self.checkpoint_uri = checkpoint.save(self.store, payload)
-            emit(self.world, "checkpoint", step=self.step, epoch=self.epoch, uri=self.checkpoint_uri)
-        self.checkpoint_step = self.step
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "steps": self.step,
-            "epochs": self.epoch,
-            "worldSize": self.world.world_size,
-            "backend": dist.backend(self.world.device) if self.world.distributed else "none",
-            "samples": self.samples,
-            "dataSeconds": round(self.data_seconds, 4),
-            "stepSeconds": round(self.step_seconds, 4),
-        }
-
-
-def balanced_weights(y: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """n / (classes x count) per class, as scikit-learn's "balanced"; an absent class weighs as one row."""
-    counts = torch.bincount(y, minlength=n_classes).float().clamp(min=1)
-    return len(y) / (n_classes * counts)

@@ -18,7 +18,7 @@ from flywheel.api import contract
 from flywheel.local.runners import deployment as local_deployment
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+EXAMPLES = sorted([*(ROOT / "examples").glob("*.yaml"), *(ROOT / "examples").glob("*/*.yaml")])
 REPO_PATH = re.compile(
     r"\b((?:examples|platform|docs|images|helm|tests|bench)/[A-Za-z0-9_./-]*[A-Za-z0-9_/-])"
 )
@@ -36,13 +36,13 @@ def resources() -> list[dict]:
     ]
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=[p.name for p in EXAMPLES])
+@pytest.mark.parametrize("example", EXAMPLES, ids=[str(p.relative_to(ROOT / "examples")) for p in EXAMPLES])
 def test_repository_paths_in_comments_exist(example: Path) -> None:
     for quoted in REPO_PATH.findall(comments(example)):
         assert (ROOT / quoted).exists(), f"{example.name} quotes {quoted}, which does not exist"
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=[p.name for p in EXAMPLES])
+@pytest.mark.parametrize("example", EXAMPLES, ids=[str(p.relative_to(ROOT / "examples")) for p in EXAMPLES])
 def test_python_names_in_comments_resolve(example: Path) -> None:
     for name in PYTHON_NAME.findall(comments(example)):
         if name == "flywheel.dev":  # the API group, not a module

@@ -22,10 +22,11 @@ RUNNERS below):
 
 Runners print through ctx.console (rich), never to stdout directly, so commands can silence them.
 
-TrainingRun and SelfPlayRun write no status themselves: runners.jobrun runs their controllers
-(observe -> plan -> flywheel.local.execute) over children in the store, which flywheel.local.realize
-turns into processes, so their status is the operator's. Deployment and DriftMonitor still have
-runners of their own.
+TrainingRun, SelfPlayRun and Deployment write no status themselves (but Suspended on Ctrl-C):
+runners.jobrun and runners.deployment run their controllers (observe -> plan ->
+flywheel.local.execute) over children in the store, which flywheel.local.realize and
+realize_serving turn into processes, so their status is the operator's. DriftMonitor runs its
+controller with adapters of its own (runners.driftmonitor).
 """
 
 from __future__ import annotations

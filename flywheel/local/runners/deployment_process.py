@@ -1,53 +1,31 @@
-"""The local serving process of a Deployment: start it, wait for readiness, hot swap, look it up.
+"""The local serving process of a Deployment: wait for its port and readiness, hot swap, its log.
 
-Bookkeeping in the supervisor's run directory (<home>/runs/deployment/<name>/):
-
-    config.json   the serving config the process reads (flywheel.serving.config); it follows hot
-                  swaps, so a restart serves the current champion
-    served.json   {"port", "config"}: what the live process serves, written once it is ready
-    admin-token   the bearer token of /admin/promote, readable by this user only
+flywheel.local.realize_serving starts the process (the apps/v1 Deployment's pod template, made
+local) and uses these helpers; `admin-token` in the supervisor's run directory
+(<home>/runs/deployment/<name>/) is the bearer token of /admin/promote, readable by this user only.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import secrets
 import socket
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from flywheel import artifacts
-from flywheel.api import contract
 from flywheel.local import supervisor as supervisor_mod
 from flywheel.local.runners import Context
-from flywheel.serving import config as serving_config
 
 KIND = "Deployment"
 READY_TIMEOUT = float(os.environ.get("FLYWHEEL_SERVING_READY_TIMEOUT", "180"))
 TOKEN_FILE = "admin-token"  # noqa: S105 - a file name
-SERVED_FILE = "served.json"
 
 
 def endpoint(port: int) -> str:
     return f"http://127.0.0.1:{port}"
-
-
-def served(ctx: Context, name: str, port: int) -> dict[str, Any] | None:
-    """The config the live server of `name` serves on `port`; None when none does."""
-    info = ctx.supervisor.find(KIND, name)
-    if info is None or not ctx.supervisor.alive(info):
-        return None
-    try:
-        record = json.loads((ctx.supervisor.run_dir(KIND, name) / SERVED_FILE).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return record.get("config") if isinstance(record, dict) and record.get("port") == port else None
 
 
 def swappable(served: dict[str, Any], want: dict[str, Any]) -> bool:
@@ -85,37 +63,6 @@ def wait_for_port(port: int, timeout: float = PORT_WAIT, poll: float = 0.2) -> b
     return True
 
 
-def start(ctx: Context, name: str, config: dict[str, Any], port: int) -> supervisor_mod.ProcessInfo:
-    """Start `bentoml serve` for `config` on 127.0.0.1:port (any older server of `name` is stopped
-    first), tied to this CLI unless it detaches."""
-    run_dir = ctx.supervisor.run_dir(KIND, name)
-    (run_dir / SERVED_FILE).unlink(missing_ok=True)
-    token = secrets.token_urlsafe(24)
-    _write_private(run_dir / TOKEN_FILE, token)
-    config_path = run_dir / contract.CONFIG_FILE
-    artifacts.atomic_write_text(config_path, json.dumps(config, indent=2, sort_keys=True))
-    argv = [sys.executable, "-m", "bentoml", *contract.serving_args("127.0.0.1", port)]
-    env = {
-        contract.ENV_SERVING_CONFIG: str(config_path),
-        serving_config.ENV_ADMIN_TOKEN: token,
-        # One BentoML home per server: it holds the Prometheus multiprocess directory, which BentoML
-        # wipes when a server starts; shared, every server's /metrics showed the last one's numbers.
-        "BENTOML_HOME": str(run_dir / "bentoml"),
-        "BENTOML_DO_NOT_TRACK": "true",
-    }
-    return ctx.supervisor.start(
-        KIND, name, argv, env, cwd=ctx.cwd, tie_to_parent=not ctx.detach, rotate=(LOG_MAX_BYTES, LOG_BACKUPS)
-    )
-
-
-def mark_served(ctx: Context, name: str, port: int, config: dict[str, Any]) -> None:
-    """Record what the live server serves (compared on the next reconcile); config.json follows,
-    so a restart serves the same."""
-    run_dir = ctx.supervisor.run_dir(KIND, name)
-    artifacts.atomic_write_text(run_dir / contract.CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True))
-    artifacts.atomic_write_text(run_dir / SERVED_FILE, json.dumps({"port": port, "config": config}, indent=2))
-
-
 def wait_ready(ctx: Context, name: str, info: supervisor_mod.ProcessInfo, port: int) -> str | None:
     """None once /readyz says 200 (the models are loaded); else why not."""
     deadline = time.monotonic() + READY_TIMEOUT
@@ -150,7 +97,7 @@ def log_tail(ctx: Context, name: str) -> str:
     return f"{error.strip()[:300]} (see `flywheel logs deployment/{name}`)"
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write a secret readable by this user only, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

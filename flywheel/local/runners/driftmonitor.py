@@ -4,11 +4,12 @@
 (flywheel.controllers.driftmonitor), with local adapters:
 
 - read: the refs the controller names, read from the SQLite store (list refs by label);
-- apply: children and patches into the store; a champion change is hot-swapped into the running
-  server by the Deployment runner (flywheel.local.runners.deployment.promote); the check Job runs
-  its container command (`python -m flywheel.drift`) as a local process through the supervisor
-  (run_check_job: the one adapter to swap for the local realiser of pod templates), whose
-  termination message becomes the Job's outcome, as the kubelet would report it;
+- apply: children and patches into the store; a champion change is rolled out into the running
+  server by the Deployment runner (flywheel.local.runners.deployment.promote); the check Job is
+  realised like any batch/v1 Job (flywheel.local.realize.sync_batch_job, run_check_job: its
+  container command `python -m flywheel.drift` as a supervised process keyed by the Job, logs in
+  <home>/logs/job/<job>.log), which leaves a terminated Pod labelled job-name with the
+  termination message and the Job Complete or Failed, as the Job controller and kubelet would;
 - challengers the plan creates are trained here with the TrainingRun runner (torchrun).
 
 - Foreground: rounds until Ctrl-C, sleeping until the plan's requeue_after.
@@ -23,18 +24,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from flywheel import api
-from flywheel.api import common, conditions, contract
+from flywheel.api import conditions
 from flywheel.api.common import Manifest
 from flywheel.controllers import driftcheck, plans
 from flywheel.controllers import driftmonitor as controller
 from flywheel.controllers import settings as settings_mod
-from flywheel.local import runners
+from flywheel.local import realize, runners
 from flywheel.local.runners import trainingrun as trainingrun_runner
 
 KIND = api.DriftMonitor.KIND
@@ -60,15 +62,11 @@ class Round:
 
 
 def read(ctx: runners.Context, refs: list[plans.Ref]) -> plans.Observed:
-    """The refs, from the store; a list ref answers the objects whose labels match its selector.
-    A check Job's pod is the Job's own record of its local process (see run_check_job)."""
+    """The refs, from the store; a list ref answers the objects whose labels match its selector
+    (a check Job's Pod, as the realiser left it)."""
     observed = plans.Observed()
     for ref in refs:
-        if ref.kind == "Pod" and ref.selector is not None:
-            job = ctx.store.get(driftcheck.KIND, ref.name, ref.namespace)
-            pod = ((job or {}).get("status") or {}).get("localPod")
-            observed.objects[ref.key] = {"kind": "List", "items": [pod] if pod else []}
-        elif ref.selector is not None:
+        if ref.selector is not None:
             found = [o for o in ctx.store.list(ref.kind, ref.namespace) if _matches(o, ref.selector)]
             observed.objects[ref.key] = {"kind": "List", "items": found}
         elif (obj := ctx.store.get(ref.kind, ref.name, ref.namespace)) is not None:
@@ -105,13 +103,11 @@ def apply(ctx: runners.Context, resource: Manifest, plan: plans.Plan) -> None:
     for manifest in plan.apply:
         meta = manifest["metadata"]
         namespace = meta.get("namespace") or "default"
-        if manifest["kind"] == "ConfigMap":
-            continue  # locally the config goes to the Job's run folder (run_check_job)
         if ctx.store.get(manifest["kind"], meta["name"], namespace) is not None:
             continue  # 409 semantics: an existing object is left as it is
-        ctx.store.put(manifest)
+        stored = ctx.store.put(manifest)
         if manifest["kind"] == driftcheck.KIND:
-            run_check_job(ctx, manifest, configs.get(meta["name"]))
+            run_check_job(ctx, stored, configs.get(meta["name"]))
     for patch in plan.patch_resources:
         _patch(ctx, patch)
     meta = resource["metadata"]
@@ -141,50 +137,34 @@ def _patch(ctx: runners.Context, patch: Manifest) -> None:
 
 
 def run_check_job(ctx: runners.Context, job: Manifest, config_map: Manifest | None) -> None:
-    """The check Job's container command as a local process, to its end; its termination message
-    is recorded on the Job (status.localPod, the pod the kubelet would report) with a Complete or
-    Failed condition. Kept apart so that the local realiser of pod templates can replace it."""
-    name = job["metadata"]["name"]
-    run_dir = ctx.supervisor.run_dir(driftcheck.KIND, name)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    text = ((config_map or {}).get("data") or {}).get(contract.CONFIG_FILE) or "{}"
-    # The in-cluster default artifact root is a PVC no one mounts here: <home>/artifacts instead.
-    text = text.replace(common.Artifacts().uri, ctx.artifacts_uri(common.Artifacts().uri))
-    (run_dir / contract.CONFIG_FILE).write_text(text)
-    log = run_dir / "termination-log"
-    log.unlink(missing_ok=True)
-    container = job["spec"]["template"]["spec"]["containers"][0]
-    argv = [sys.executable if c == "python" else c for c in container["command"]]
-    env = {
-        contract.ENV_CONFIG: str(run_dir / contract.CONFIG_FILE),
-        contract.ENV_TERMINATION_LOG: str(log),
-        "FLYWHEEL_CACHE_DIR": str(ctx.home / "cache"),
-        "FLYWHEEL_NOW": plans.now_rfc3339(ctx.now()),
+    """Realise the stored check Job to its end (the realiser starts its pod's process, waits, and
+    records its Pod and verdict); the monitor's next reconcile reads the outcome from them.
+    `config_map` (the Job's, already in the store) is what the pod mounts."""
+    meta = job["metadata"]
+    name, namespace = meta["name"], meta.get("namespace") or "default"
+    extra = {
+        "FLYWHEEL_CACHE_DIR": str(ctx.home / "cache"),  # downloaded models, shared with the server's
+        "FLYWHEEL_NOW": plans.now_rfc3339(ctx.now()),  # the monitor's clock (injected in tests)
     }
-    info = ctx.supervisor.start(driftcheck.KIND, name, argv, env=env, cwd=ctx.cwd)
-    code = ctx.supervisor.wait(info)
-    record_outcome(ctx, job, code if code is not None else -1, log.read_text() if log.exists() else "")
+    workload = realize.job_workload(job)
+    while (current := ctx.store.get(driftcheck.KIND, name, namespace)) is not None:
+        did = realize.sync_batch_job(ctx, current, extra_env=extra)
+        if did in ("finished", "terminal"):
+            return
+        info = ctx.supervisor.find(workload.kind, workload.name)
+        if did in ("started", "running") and info is not None:
+            ctx.supervisor.wait(info)
+        elif did == "gone":  # ended without a word, not under this CLI: a failed attempt
+            record_outcome(ctx, current, -1, "")
+        else:
+            raise RuntimeError(f"check Job {name} cannot run: {did}")
 
 
 def record_outcome(ctx: runners.Context, job: Manifest, code: int, message: str) -> None:
-    """What the Job controller and the kubelet would report of a finished check Job."""
-    meta = job["metadata"]
-    name, namespace = meta["name"], meta.get("namespace") or "default"
-    done = "Complete" if code == 0 else "Failed"
-    why = "" if code == 0 else f"exit code {code}; see {ctx.supervisor.log_path(driftcheck.KIND, name)}"
-    stamp = plans.now_rfc3339(ctx.now())
-    pod = {
-        "kind": "Pod",
-        "metadata": {"name": f"{name}-local", "labels": {driftcheck.JOB_NAME_LABEL: name}},
-        "status": {"containerStatuses": [{"name": driftcheck.CONTAINER,
-                                          "state": {"terminated": {"exitCode": code, "message": message}}}]},
-    }  # fmt: skip
-    status = {
-        "conditions": [{"type": done, "status": "True", "message": why, "lastTransitionTime": stamp}],
-        "completionTime": stamp if code == 0 else None,
-        "localPod": pod,
-    }
-    ctx.store.patch_status(driftcheck.KIND, name, status, namespace)
+    """What the Job controller and the kubelet report of a finished check Job: its Pod, terminated
+    with `message` as the termination message, and the Job Complete (code 0) or Failed."""
+    end = realize.PodEnd(code, message or None)
+    realize.finish_batch_job(ctx, job, end, datetime.datetime.now(datetime.UTC))
 
 
 def run(ctx: runners.Context, manifest: Manifest) -> bool:

@@ -7,8 +7,9 @@ failed gate ends the run Failed (ValidationFailed) with nothing trained. The out
 termination message, read by the controller from the Master pod.
 
 data.repo may be a path relative to the home (flywheel.local.paths; the trainer runs in the home,
-so it reads it the same way); the example repository (`datasets/example`, as in
-examples/trainingrun-local.yaml) is created there on first use.
+so it reads it the same way); the example repositories (`datasets/example`, as in
+examples/trainingrun-local.yaml, and `datasets/digits`, as in examples/custom-digits) are created
+there on first use.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from flywheel.local.runners import Context, jobrun
 KIND = api.TrainingRun.KIND
 EXAMPLE_REPO = "datasets/example"
 """The data.repo of examples/trainingrun-local.yaml: created with flywheel.data.examples when missing."""
+DIGITS_REPO = "datasets/digits"
+"""The data.repo of examples/custom-digits: created with flywheel.data.digits when missing."""
+_EXAMPLE_BUILDERS = {EXAMPLE_REPO: "flywheel.data.examples", DIGITS_REPO: "flywheel.data.digits"}
 
 
 class TrainingRunJob(jobrun.JobRun):
@@ -35,11 +39,12 @@ class TrainingRunJob(jobrun.JobRun):
         if paths.is_remote(repo):
             return
         path = Path(paths.resolve(self.ctx.home, repo))  # against the home, never the cwd
-        if Path(repo).as_posix().removeprefix("./") == EXAMPLE_REPO and not path.exists():
-            from flywheel.data import examples  # DVC behind it is heavy: only when needed
+        builder = _EXAMPLE_BUILDERS.get(Path(repo).as_posix().removeprefix("./"))
+        if builder is not None and not path.exists():
+            import importlib  # DVC behind it is heavy: only when needed
 
             self.ctx.console.print(f"creating the example DVC repository at {path}")
-            examples.make_repo(path)
+            importlib.import_module(builder).make_repo(path)
 
     def on_event(self, event: progress.Event, bars: progress.Bars) -> bool:
         bars.on_training_event(event)

@@ -23,16 +23,17 @@ from flywheel.training import config, trainer
 pytestmark = pytest.mark.slow
 
 
-def train_to(uri: str, data: Path) -> str:
-    """Train and export under `uri` (the run's artifact root); returns the model version."""
+def train_to(uri: str, repo: Path) -> str:
+    """Train on period 1 (committed to a DVC repository at `repo`) and export under `uri` (the
+    run's artifact root); returns the model version."""
     spec = trainingrun.TrainingRunSpec(
-        data=examples.data_spec("https://example.invalid/datasets.git"),
+        data=examples.file_repo(repo, examples.period_frame(1)),
         model=examples.model_spec().model_copy(
             update={"architecture": trainingrun.Architecture(hidden_layers=[8])}
         ),
         training=trainingrun.Training(epochs=3, batch_size=256, learning_rate=0.01),  # int8 then follows fp32
     )
-    cfg = config.Config(name="shuttle", spec=spec, artifacts_uri=uri, data_path=str(data))
+    cfg = config.Config(name="shuttle", spec=spec, artifacts_uri=uri)
     with contextlib.redirect_stdout(io.StringIO()):  # the trainer's JSON progress lines
         result = trainer.run(cfg, dist.init({}))
     assert result.model is not None
@@ -41,7 +42,7 @@ def train_to(uri: str, data: Path) -> str:
 
 def test_export_to_s3_is_opened_by_the_check_job(s3, tmp_path: Path) -> None:
     run_root = f"{s3.root}/default/trainingruns/shuttle"
-    version = train_to(run_root, examples.write_period(tmp_path / "p1.csv", 1))
+    version = train_to(run_root, tmp_path / "dvc")
     model_uri = f"{run_root}/{contract.MODEL_DIR}"
     store = artifacts.Store(model_uri)
     assert contract.MODEL_CARD in store.list() and contract.HOLDOUT_FILE in store.list()
@@ -83,7 +84,7 @@ def test_serving_loads_the_s3_model_from_one_cached_copy(
     the whole model into a new temp folder on every card read and load, and never removed them)."""
     monkeypatch.setattr(serving_models, "CACHE_ROOT", tmp_path / "cache")
     run_root = f"{s3.root}/default/trainingruns/shuttle"
-    version = train_to(run_root, examples.write_period(tmp_path / "p1.csv", 1))
+    version = train_to(run_root, tmp_path / "dvc")
     model_uri = f"{run_root}/{contract.MODEL_DIR}"
 
     assert serving_models.read_card(model_uri).version == version

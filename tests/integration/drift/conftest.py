@@ -26,8 +26,6 @@ class Exports:
 
 def train(root: Path, name: str, period: int, repo: examples.ExampleRepo) -> Path:
     """Train on one period's committed rows; returns the model directory."""
-    data = examples.write_period(root / f"{name}.csv", period)
-    tag = f"period-{period}"
     spec = trainingrun.TrainingRunSpec(
         data=repo.data_spec(period),
         model=examples.model_spec().model_copy(
@@ -37,13 +35,10 @@ def train(root: Path, name: str, period: int, repo: examples.ExampleRepo) -> Pat
             epochs=3, batch_size=128, learning_rate=0.01, class_weighting="balanced"
         ),
     )
-    lineage = trainingrun.DataLineage(
-        repo=str(repo.root), rev=tag, commit=repo.commits[tag], path=repo.data_path, hash=repo.hashes[tag]
-    )
     run_root = root / "artifacts" / "default" / "trainingruns" / name
-    cfg = config.Config(
-        name=name, spec=spec, artifacts_uri=run_root.as_uri(), data_path=str(data), lineage=lineage
-    )
+    # The trainer resolves the period from the repository with DVC (and gates it), as in a pod, so
+    # the card's lineage is the repository's period commit.
+    cfg = config.Config(name=name, spec=spec, artifacts_uri=run_root.as_uri())
     with contextlib.redirect_stdout(io.StringIO()):  # the trainer's JSON progress lines
         trainer.run(cfg, dist.init({}))
     return run_root / contract.MODEL_DIR

@@ -23,7 +23,6 @@ pytestmark = pytest.mark.slow  # trains tiny models
 
 
 def _run(tmp: Path, exports: conftest.Exports, name: str, replay: float = 0.0, **model: object) -> Path:
-    data = examples.write_period(tmp / f"{name}.csv", 2)
     spec = trainingrun.TrainingRunSpec(
         data=exports.repo.data_spec(2),
         model=examples.model_spec().model_copy(
@@ -35,13 +34,7 @@ def _run(tmp: Path, exports: conftest.Exports, name: str, replay: float = 0.0, *
         ),
     )
     root = tmp / "artifacts" / name
-    lineage = trainingrun.DataLineage(
-        repo=str(exports.repo.root), rev="period-2", commit=exports.repo.commits["period-2"],
-        path=exports.repo.data_path,
-    )  # fmt: skip
-    cfg = config.Config(
-        name=name, spec=spec, artifacts_uri=root.as_uri(), data_path=str(data), lineage=lineage
-    )
+    cfg = config.Config(name=name, spec=spec, artifacts_uri=root.as_uri())  # resolves period-2 with DVC
     with contextlib.redirect_stdout(io.StringIO()):
         trainer.run(cfg, dist.init({}))
     return root / contract.MODEL_DIR

@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flywheel import artifacts
 from flywheel import distributed as dist
 from flywheel.api import contract, driftmonitor, trainingrun
 from flywheel.data import examples
@@ -40,12 +39,10 @@ def flip_labels(frame: pd.DataFrame, share: float, seed: int = 0) -> pd.DataFram
 
 
 def train(root: Path, name: str, frame: pd.DataFrame) -> Path:
-    """Train on `frame` in-process (the data file is given directly, so no DVC fetch or gate runs;
-    spec.data only names where such rows would come from); returns the model directory."""
-    data = root / f"{name}.csv"
-    artifacts.atomic_write_text(data, frame.to_csv(index=False))
+    """Train on `frame` in-process, committed to a DVC repository of its own that the trainer
+    resolves (the gate off: these rows are noised on purpose); returns the model directory."""
     spec = trainingrun.TrainingRunSpec(
-        data=examples.data_spec(str(root), "period-2"),
+        data=examples.file_repo(root / f"{name}-dvc", frame),
         model=examples.model_spec().model_copy(
             update={"architecture": trainingrun.Architecture(hidden_layers=[16])}
         ),
@@ -54,7 +51,7 @@ def train(root: Path, name: str, frame: pd.DataFrame) -> Path:
         ),
     )
     run_root = root / "artifacts" / name
-    cfg = config.Config(name=name, spec=spec, artifacts_uri=run_root.as_uri(), data_path=str(data))
+    cfg = config.Config(name=name, spec=spec, artifacts_uri=run_root.as_uri())
     with contextlib.redirect_stdout(io.StringIO()):  # the trainer's JSON progress lines
         trainer.run(cfg, dist.init({}))
     return run_root / contract.MODEL_DIR

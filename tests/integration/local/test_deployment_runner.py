@@ -25,6 +25,7 @@ import httpx
 import pytest
 import yaml
 
+from flywheel import errors
 from flywheel.api import contract
 from flywheel.local import runners, supervisor
 from flywheel.local.runners import deployment as runner
@@ -178,9 +179,9 @@ def test_serve_promote_under_load_then_notice_the_dead_server(home: Any) -> None
     changes = [
         e["message"] for e in ctx.store.events(runner.KIND, "shuttle") if e["reason"] == "ChampionChanged"
     ]
-    assert changes == [
-        f"champion {uris['shuttle']} -> {uris['shuttle-2']}",
-        f"champion {uris['shuttle-2']} -> {uris['shuttle']}",
+    assert changes == [  # the controller's words, as on Kubernetes
+        f"champion {uris['shuttle']} -> {uris['shuttle-2']}; rolling pods",
+        f"champion {uris['shuttle-2']} -> {uris['shuttle']}; rolling pods",
     ]
 
     # Traffic was logged where INTERFACES.md says, readable by a DriftMonitor.
@@ -198,9 +199,12 @@ def test_serve_promote_under_load_then_notice_the_dead_server(home: Any) -> None
     seen = runner.observe(ctx, stored(ctx))
     assert (ready(seen)["status"], ready(seen)["reason"], seen["status"]["phase"]) == (
         "False",
-        "ServerExited",
+        "ServingUnavailable",
         "Failed",
     )
+    assert "the server process is gone" in ready(seen)["message"]
+    child = ctx.store.get("Deployment", "shuttle-serving")  # the apps/v1 child, as the kubelet left it
+    assert (child["apiVersion"], child["status"]["readyReplicas"]) == ("apps/v1", 0)
     assert supervisor.tagged(ctx.supervisor.tag(runner.KIND, "shuttle")) == []  # no orphaned workers
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{status['endpoint']}/livez", timeout=2)
@@ -259,3 +263,41 @@ def test_champion_not_trained_yet_serves_nothing_and_says_why(home: Any) -> None
     assert (ready(after)["status"], ready(after)["reason"]) == ("Unknown", "WaitingForModel")
     assert "TrainingRun shuttle has not succeeded yet" in after["status"]["message"]
     assert ctx.supervisor.find(runner.KIND, "shuttle") is None
+
+
+def test_a_champion_the_server_refuses_fails_the_rollout_and_the_old_one_keeps_serving(home: Any) -> None:
+    """A rollout the realiser cannot complete, with nothing mocked: the new champion is a directory
+    outside the artifact store, which the live server refuses to load. As new pods that never get
+    ready under maxUnavailable 0, the old model keeps answering; the child says Progressing False
+    and the controller Ready False, RolloutFailed, with the server's reason. Promoting a servable
+    champion then completes the next rollout."""
+    home, source = home
+    ctx = runners.Context.create(home, detach=True)
+    versions = {run: trained.card(source, model)["version"] for run, model in RUNS.items()}
+    port = free_port()
+    try:
+        code, out = cli(home, "run", "-f", str(write(home, "shuttle", port, name="gamma")), "--detach")
+        assert code == 0, out
+        outside = home.parent / "elsewhere"
+        shutil.copytree(trained.model_dir(source, RUNS["shuttle-2"]), outside, dirs_exist_ok=True)
+        with pytest.raises(errors.UserError, match="promotion failed"):
+            runner.promote(ctx, "gamma", "default", {"uri": outside.as_uri()})
+        after = stored(ctx, "gamma")
+        assert (ready(after)["status"], ready(after)["reason"]) == ("False", "RolloutFailed")
+        assert "artifact store" in ready(after)["message"]
+        child = ctx.store.get("Deployment", "gamma-serving")
+        progressing = next(c for c in child["status"]["conditions"] if c["type"] == "Progressing")
+        assert (progressing["status"], progressing["reason"]) == ("False", "ProgressDeadlineExceeded")
+        record = trained.records(source, 1)[0]
+        resp = httpx.post(f"http://127.0.0.1:{port}/predict", json={"records": [record]}, timeout=30)
+        assert resp.status_code == 200 and resp.json()["model"]["version"] == versions["shuttle"]
+        assert after["status"]["servedChampionVersion"] == versions["shuttle"]
+
+        runner.promote(ctx, "gamma", "default", {"fromTrainingRun": "shuttle-2"})
+        again = stored(ctx, "gamma")
+        assert (ready(again)["status"], again["status"]["servedChampionVersion"]) == (
+            "True",
+            versions["shuttle-2"],
+        )
+    finally:
+        ctx.supervisor.stop(runner.KIND, "gamma", grace=5)

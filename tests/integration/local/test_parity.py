@@ -12,7 +12,15 @@ carry out its plans the same way; a local path that decided anything itself woul
 
 Scenarios: Succeeded, Failed at the data gate, Failed in the trainer (a target column that is not
 there, the gate off), a spec change after the run (SpecChangedAfterStart on both), and a SelfPlayRun whose
-trainer succeeds or fails. Deployment is not covered: the local backend still runs it with its own runner.
+trainer succeeds or fails.
+
+Deployment: locally a real `bentoml serve` of real trainer exports (tests/integration/serving/
+trained.py), realised from the stored apps/v1 child; on Kubernetes no Deployment controller or
+kubelet runs, so the test plays them by replaying the local child's status (replicas, ready and
+updated counts, Available/Progressing) onto the emulator's apps/v1 Deployment (simulated pod
+readiness), with observedGeneration set to that object's own generation. Scenarios: to Ready, a
+champion whose TrainingRun Failed, a change of the champion (a rollout, a hot swap locally), and
+a champion the pods cannot load (RolloutFailed; locally the live server refuses it).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import io
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +36,18 @@ import pytest
 import yaml
 from rich import console as rich_console
 
-from flywheel.controllers import plans, pytorchjob, trainingrun
+from flywheel.api import contract
+from flywheel.controllers import deployment, plans, pytorchjob, trainingrun
 from flywheel.controllers import settings as settings_mod
 from flywheel.kube import client, objects
 from flywheel.local import runners
+from flywheel.local.runners import deployment as dep_runner
 from flywheel.local.runners import trainingrun as tr_runner
 from operators import reconcile
 from operators import selfplayrun as selfplay_operator
+from tests.integration.local import test_deployment_runner as served
 from tests.integration.operators.conftest import emulator  # noqa: F401  (the fixture)
+from tests.integration.serving import trained
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.usefixtures("emulator")]
 ROOT = Path(__file__).resolve().parents[3]
@@ -223,3 +236,164 @@ async def test_a_selfplayrun_ends_alike_on_both_backends(
     else:  # the result fields come from the same termination message on both
         assert local_status["step"] == kube_status["step"] == 1
         assert local_status["solveRate"] == kube_status["solveRate"]
+
+
+# --- Deployment -------------------------------------------------------------------------------------
+
+SERVING_RUNS = {
+    "shuttle": ("Succeeded", "wine-a"),
+    "shuttle-2": ("Succeeded", "wine-b"),
+    "broken": ("Failed", None),
+}
+ServingScenario = tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]
+"""(the Deployment as applied, its local status at the end, its apps/v1 child as the realiser left it)."""
+
+
+def training_run_record(home: Path, run: str, source: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A TrainingRun and the status its runner writes (Succeeded with the model of an export, or
+    Failed): the Deployment's champion resolves from it on both backends."""
+    phase, model = SERVING_RUNS[run]
+    manifest = {"apiVersion": "flywheel.dev/v1alpha1", "kind": "TrainingRun", "metadata": {"name": run, "namespace": NS},
+                "spec": {"data": {"repo": "/unused", "path": "d.csv"},
+                         "model": {"task": "classification", "target": "target"}}}  # fmt: skip
+    if model is None:
+        return manifest, {"phase": phase, "message": "trainer failed: boom"}
+    target = home / "artifacts" / NS / "trainingruns" / run / "model"
+    if not target.exists():
+        shutil.copytree(trained.model_dir(source, model), target)
+    card = trained.card(source, model)
+    return manifest, {"phase": phase, "model": {"cardUri": f"{target.as_uri()}/{contract.MODEL_CARD}",
+                      "quantizedUri": f"{target.as_uri()}/{contract.QUANTIZED_FILE}", "version": card["version"]}}  # fmt: skip
+
+
+def serving_manifest(name: str, champion: str, port: int) -> dict[str, Any]:
+    doc = yaml.safe_load(yaml.safe_dump(served.EXAMPLE))
+    doc["metadata"] = {"name": name, "namespace": NS}
+    doc["spec"]["champion"] = {"fromTrainingRun": champion}
+    doc["spec"]["port"] = port
+    return doc
+
+
+def serving_ended(ctx: runners.Context, manifest: dict[str, Any]) -> ServingScenario:
+    name = manifest["metadata"]["name"]
+    got = ctx.store.get("Deployment", name, NS)
+    assert got is not None
+    child = ctx.store.get("Deployment", f"{name}-serving", NS)
+    return manifest, copy.deepcopy(got["status"]), copy.deepcopy(child)
+
+
+@pytest.fixture(scope="module")
+def serving_local(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The Deployment scenarios on the local backend: a real server, promoted by a spec change."""
+    source = trained.ensure(tmp_path_factory.getbasetemp())
+    home = tmp_path_factory.mktemp("parity-serving")
+    ctx = runners.Context.create(home, console=rich_console.Console(file=io.StringIO()), detach=True)
+    ctx.cwd = home
+    for run in SERVING_RUNS:
+        manifest, status = training_run_record(home, run, source)
+        ctx.store.put(manifest)
+        ctx.store.patch_status("TrainingRun", run, status, NS)
+    out: dict[str, ServingScenario] = {}
+    try:
+        ready = serving_manifest("serve", "shuttle", served.free_port())
+        assert dep_runner.run(ctx, ctx.store.put(ready)) is True
+        out["ready"] = serving_ended(ctx, ready)
+        pid = ctx.supervisor.find("Deployment", "serve").pid  # type: ignore[union-attr]
+        promoted = copy.deepcopy(ready)
+        promoted["spec"]["champion"] = {"fromTrainingRun": "shuttle-2"}
+        assert dep_runner.run(ctx, ctx.store.put(promoted)) is True
+        out["changed"] = serving_ended(ctx, promoted)
+        assert ctx.supervisor.find("Deployment", "serve").pid == pid  # type: ignore[union-attr]  # a hot swap
+        failed = serving_manifest("serve-failed", "broken", served.free_port())
+        assert dep_runner.run(ctx, ctx.store.put(failed)) is False
+        out["failed"] = serving_ended(ctx, failed)
+        # A champion the live server refuses (a directory outside the artifact store): the
+        # rollout fails while the previous champion keeps serving.
+        outside = home.parent / "parity-outside"
+        shutil.copytree(trained.model_dir(source, "wine-a"), outside, dirs_exist_ok=True)
+        refused = copy.deepcopy(promoted)
+        refused["spec"]["champion"] = {"uri": outside.as_uri()}
+        assert dep_runner.run(ctx, ctx.store.put(refused)) is False
+        out["refused"] = serving_ended(ctx, refused)
+    finally:
+        ctx.supervisor.stop("Deployment", "serve", grace=5)
+    yield home, source, out
+
+
+async def serving_on_kube(home: Path, source: Path, scenario: ServingScenario) -> dict[str, Any]:
+    """The operator's path for a Deployment; the apps/v1 controller and kubelet are played by
+    replaying the local child's status. Returns the Deployment's status."""
+    manifest, _, local_child = scenario
+    name = manifest["metadata"]["name"]
+    run_name = manifest["spec"]["champion"].get("fromTrainingRun", "shuttle")
+    for run in {run_name, "shuttle", "shuttle-2"}:
+        if await asyncio.to_thread(objects.get, plans.Ref("flywheel.dev/v1alpha1", "TrainingRun", run, NS)):
+            continue
+        run_manifest, status = training_run_record(home, run, source)
+        await call("POST", client.manifest_path(run_manifest, collection=True), run_manifest)
+        await patch_status("flywheel.dev/v1alpha1", "TrainingRun", run, status)
+    if await asyncio.to_thread(objects.get, plans.Ref("flywheel.dev/v1alpha1", "Deployment", name, NS)):
+        # A merge patch keeps keys it does not name: the champion's other source is nulled, as a
+        # `kubectl apply` of the new manifest would remove it.
+        champion = {"fromTrainingRun": None, "uri": None, **manifest["spec"]["champion"]}
+        spec = {**manifest["spec"], "champion": champion}
+        await call("PATCH", client.manifest_path(manifest), {"spec": spec}, objects.MERGE_PATCH)
+    else:
+        await call("POST", client.manifest_path(manifest, collection=True), manifest)
+    status = (await reconcile_on_kube(deployment, "Deployment", name))["status"]
+    if local_child is None:  # nothing to serve: no child on either side
+        return dict(status)
+    kube_child = await live("apps/v1", "Deployment", f"{name}-serving")
+    replayed = copy.deepcopy(local_child["status"])
+    replayed["observedGeneration"] = kube_child["metadata"].get("generation", 1)
+    await patch_status("apps/v1", "Deployment", f"{name}-serving", replayed)
+    return dict((await reconcile_on_kube(deployment, "Deployment", name))["status"])
+
+
+@pytest.mark.parametrize(
+    ("scenario", "phase", "ready"),
+    [("ready", "Running", ("True", "Available")), ("failed", "Pending", ("False", "ModelUnavailable"))],
+)
+async def test_a_deployment_ends_alike_on_both_backends(
+    serving_local: Any, scenario: str, phase: str, ready: tuple[str, str]
+) -> None:
+    home, source, scenarios = serving_local
+    kube_status = await serving_on_kube(home, source, scenarios[scenario])
+    local_status = scenarios[scenario][1]
+    assert summary(kube_status) == summary(local_status)
+    assert summary(local_status)[0] == phase
+    assert ("Ready", *ready) in summary(local_status)[1]
+    assert kube_status.get("servedChampionUri") == local_status.get("servedChampionUri")
+
+
+async def test_a_champion_change_rolls_out_alike_on_both_backends(serving_local: Any) -> None:
+    """The same spec change (a new champion) on both: a rollout of a new pod template that ends
+    Ready with the new champion served and the old one as rollbackTarget (a hot swap locally)."""
+    home, source, scenarios = serving_local
+    await serving_on_kube(home, source, scenarios["ready"])
+    kube_status = await serving_on_kube(home, source, scenarios["changed"])
+    _, local_status, child = scenarios["changed"]
+    assert summary(kube_status) == summary(local_status)
+    assert ("Ready", "True", "Available") in summary(local_status)[1]
+    for key in ("championUri", "servedChampionUri", "rollbackTarget", "championVersion"):
+        assert kube_status.get(key) == local_status.get(key), key
+    assert local_status["championUri"].endswith("/trainingruns/shuttle-2/model")
+    assert local_status["observedGeneration"] == kube_status["observedGeneration"] == 2
+    assert child is not None and child["status"]["observedGeneration"] == child["metadata"]["generation"] == 2
+
+
+async def test_a_rollout_the_pods_cannot_finish_fails_alike_on_both_backends(serving_local: Any) -> None:
+    """Ready, a champion change, then a champion the server cannot load: locally the live server
+    refuses it (the old model keeps serving), on Kubernetes the new pods never get ready and the
+    Deployment controller gives up (Progressing False). Both say RolloutFailed, and both still
+    name the champion the ready pods serve."""
+    home, source, scenarios = serving_local
+    for step in ("ready", "changed"):
+        await serving_on_kube(home, source, scenarios[step])
+    kube_status = await serving_on_kube(home, source, scenarios["refused"])
+    _, local_status, _ = scenarios["refused"]
+    assert summary(kube_status) == summary(local_status), kube_status.get("message")
+    assert summary(local_status)[0] == "Failed"
+    assert ("Ready", "False", "RolloutFailed") in summary(local_status)[1]
+    assert kube_status["servedChampionUri"] == local_status["servedChampionUri"]
+    assert local_status["servedChampionUri"].endswith("/trainingruns/shuttle-2/model")

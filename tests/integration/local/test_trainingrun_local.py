@@ -303,7 +303,11 @@ def test_second_run_attaches_logs_follow_then_stop_and_run_resumes(workdir, repo
     s = store.Store(home)
     assert s.get("TrainingRun", "twice")["status"]["phase"] == "Suspended"
     assert log.read_text().count("started:") == 1  # the second run started no trainer
-    assert [e["reason"] for e in s.events("TrainingRun", "twice")] == ["CreatingJob", "JobRunning", "JobSuspended"]
+    assert [e["reason"] for e in s.events("TrainingRun", "twice")] == [
+        "CreatingJob",
+        "JobRunning",
+        "JobSuspended",
+    ]
 
     code, out = run_cli(workdir, "run", "-f", name, "--home", str(home))
     assert code == 0 and "resuming from the checkpoint at step" in out, out

@@ -157,15 +157,14 @@ def test_an_int8_model_that_answers_differently_from_fp32_is_not_served(tmp_path
     from flywheel.training import config, export, inference, trainer
 
     spec = trainingrun.TrainingRunSpec(
-        data=examples.data_spec("https://example.invalid/datasets.git"),
+        data=examples.file_repo(tmp_path / "dvc", examples.period_frame(1)),
         model=examples.model_spec().model_copy(
             update={"architecture": trainingrun.Architecture(hidden_layers=[8])}
         ),
         training=trainingrun.Training(epochs=1, batch_size=256, learning_rate=0.01),
         export=trainingrun.Export(quantization="static-int8"),
     )
-    data = examples.write_period(tmp_path / "p1.csv", 1)
-    cfg = config.Config(name="shuttle", spec=spec, artifacts_uri=f"file://{tmp_path}", data_path=str(data))
+    cfg = config.Config(name="shuttle", spec=spec, artifacts_uri=f"file://{tmp_path}")
     with contextlib.redirect_stdout(io.StringIO()):
         trainer.run(cfg, dist.init({}))
     card = json.loads((tmp_path / contract.MODEL_DIR / contract.MODEL_CARD).read_text())

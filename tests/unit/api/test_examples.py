@@ -11,7 +11,8 @@ from flywheel.api import crds, loading
 from tests.unit.api import cel
 
 ROOT = Path(__file__).resolve().parents[3]
-EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+# examples/*/ hold a whole loop each (e.g. custom-tabular: run with `flywheel run -f <folder>`).
+EXAMPLES = sorted([*(ROOT / "examples").glob("*.yaml"), *(ROOT / "examples").glob("*/*.yaml")])
 EXAMPLES = [p for p in EXAMPLES if p.name != "kustomization.yaml"]  # kustomize's, not a resource
 
 
@@ -27,7 +28,7 @@ def test_there_is_an_example_per_kind_and_rdma_trainingruns():
     assert {d["spec"]["networking"]["rdma"]["mode"] for d in rdma} == {"infiniband", "roce"}
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+@pytest.mark.parametrize("path", EXAMPLES, ids=[str(p.relative_to(ROOT / "examples")) for p in EXAMPLES])
 def test_example_validates(path):
     for doc in loading.read_documents(path):
         schema = crds.openapi_schema(doc["kind"])

@@ -4,6 +4,7 @@ idempotent, models resolve from TrainingRuns, a champion change rolls pods and r
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime
 import json
 from pathlib import Path
@@ -317,3 +318,67 @@ def test_served_champion_follows_the_pods_not_the_spec() -> None:
     # The serving Deployment deleted under us: nothing serves until it is back.
     gone = deployment.plan({**promoted, "status": done.status}, observed(), LATER, SETTINGS)
     assert gone.status["servedChampionUri"] is None and gone.status["servedChampionVersion"] is None
+
+
+def _with_conditions(deploy: dict[str, Any], ready: int, *conds: tuple[str, str, str, str]) -> dict[str, Any]:
+    out = live(deploy, ready=ready)
+    out["status"]["conditions"] = [
+        {"type": t, "status": s, "reason": r, "message": m} for t, s, r, m in conds
+    ]
+    return out
+
+
+def test_pods_that_never_get_ready_fail_the_rollout_and_stall() -> None:
+    """Progressing False (ProgressDeadlineExceeded) is the Deployment controller giving up on the
+    new template: Ready False RolloutFailed with its message, Stalled (kstatus: Failed)."""
+    res = resource(replicas=1)
+    first = deployment.plan(res, observed(), NOW, SETTINGS)
+    child = by_kind(first.apply)["Deployment"]
+    stuck = _with_conditions(
+        child, 0,
+        ("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability."),
+        ("Progressing", "False", "ProgressDeadlineExceeded", "the server exited (code 1) before it was ready"),
+    )  # fmt: skip
+    out = deployment.plan({**res, "status": first.status}, observed(stuck), LATER, SETTINGS)
+    ready = plans.get_condition(out.status["conditions"], conditions.READY) or {}
+    stalled = plans.get_condition(out.status["conditions"], conditions.STALLED) or {}
+    assert (ready["status"], ready["reason"], out.status["phase"]) == ("False", "RolloutFailed", "Failed")
+    assert "exited (code 1)" in ready["message"] and stalled["status"] == "True"
+    assert out.events and out.events[-1].type == "Warning"
+
+
+def test_a_finished_rollout_whose_pods_went_away_is_unavailable_not_rolling() -> None:
+    """Available False while Progressing still says NewReplicaSetAvailable: the ready pods of the
+    current template are gone (crashed): Ready False ServingUnavailable, nothing served. The same
+    conditions on an older template count for nothing (a new rollout has not been looked at)."""
+    res, settled = _converge(resource(replicas=1), [], NOW)
+    res = {**res, "status": settled.status}
+    child = by_kind(settled.apply)["Deployment"]
+    down = _with_conditions(
+        child, 0,
+        ("Available", "False", "MinimumReplicasUnavailable", "the server process is gone"),
+        ("Progressing", "True", "NewReplicaSetAvailable", "ready"),
+    )  # fmt: skip
+    out = deployment.plan(res, observed(down), LATER, SETTINGS)
+    ready = plans.get_condition(out.status["conditions"], conditions.READY) or {}
+    assert (ready["status"], ready["reason"], ready["message"]) == (
+        "False",
+        "ServingUnavailable",
+        "the server process is gone",
+    )
+    assert out.status["servedChampionUri"] is None and out.status["readyReplicas"] == 0
+    promoted = {**res, "spec": {**res["spec"], "champion": {"uri": f"{ART}/models/m9"}}}
+    rolling = deployment.plan(promoted, observed(down), LATER, SETTINGS)
+    ready = plans.get_condition(rolling.status["conditions"], conditions.READY) or {}
+    assert (ready["status"], ready["reason"]) == ("Unknown", "RollingOut")
+
+
+def test_the_endpoint_host_is_a_setting() -> None:
+    """The local backend's servers bind loopback: the same plan names 127.0.0.1 there."""
+    local = dataclasses.replace(SETTINGS, service_host="127.0.0.1")
+    res = resource(replicas=1)
+    assert (
+        deployment.plan(res, observed(), NOW, SETTINGS).status["endpoint"]
+        == "http://fraud-serving.ml.svc:3000"
+    )
+    assert deployment.plan(res, observed(), NOW, local).status["endpoint"] == "http://127.0.0.1:3000"

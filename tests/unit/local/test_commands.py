@@ -120,6 +120,14 @@ def test_logs_prints_the_workload_log(home, capsys):
     assert code == 1 and "give KIND/NAME" in err
 
 
+def test_logs_of_a_check_job_by_its_kubectl_name(home, capsys):
+    """A DriftMonitor's check Job is realised under its own name: `flywheel logs job/NAME`."""
+    sup = supervisor_mod.Supervisor(home)
+    sup.wait(sup.start("Job", "watch-check-1", ["sh", "-c", "echo checked"]))
+    code, out, _ = _main(capsys, "logs", "job/watch-check-1", "--home", str(home))
+    assert code == 0 and "checked" in out
+
+
 def test_run_rejects_invalid_manifests_with_one_line_per_problem(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text(

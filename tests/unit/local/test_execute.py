@@ -7,7 +7,10 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
-from flywheel.controllers import pytorchjob, settings, trainingrun
+import pytest
+
+from flywheel import errors
+from flywheel.controllers import deployment, pytorchjob, settings, trainingrun
 from flywheel.local import execute, store
 
 NOW = datetime.datetime(2026, 12, 7, 20, 0, tzinfo=datetime.UTC)
@@ -66,3 +69,34 @@ def test_a_lost_config_map_is_put_back_while_the_job_runs(tmp_path: Path) -> Non
     s.delete("ConfigMap", "iris-config")
     assert "created ConfigMap/iris-config" in reconcile(s).writes
     assert s.get("TrainingRun", "iris")["status"]["phase"] == "Running"
+
+
+DEPLOYMENT = {
+    "apiVersion": "flywheel.dev/v1alpha1",
+    "kind": "Deployment",
+    "metadata": {"name": "shuttle", "namespace": "default"},
+    "spec": {"champion": {"uri": "file:///models/m1"}, "port": 3999},
+}
+
+
+def test_a_deployments_serving_child_shares_the_kind_but_not_the_listing(tmp_path: Path) -> None:
+    """The apps/v1 child of a Deployment is stored under kind Deployment too: listing the kind
+    (`flywheel get deployment`) shows Flywheel's only, and the child is listed by its apiVersion."""
+    s = store.Store(tmp_path)
+    resource = s.put(DEPLOYMENT)
+    execute.reconcile_once(s, deployment, resource, settings.Settings(service_host="127.0.0.1"), NOW)
+    assert [m["metadata"]["name"] for m in s.list("Deployment")] == ["shuttle"]
+    (child,) = s.list("Deployment", api_version="apps/v1")
+    assert child["metadata"]["name"] == "shuttle-serving"
+    assert s.get("Deployment", "shuttle")["status"]["endpoint"] == "http://127.0.0.1:3999"
+
+
+def test_a_child_never_overwrites_an_object_of_another_group_with_its_name(tmp_path: Path) -> None:
+    """The store keys by kind and name: a Flywheel Deployment named `shuttle-serving` would be
+    overwritten by the serving child of `shuttle`. The plan is refused instead, naming both."""
+    s = store.Store(tmp_path)
+    s.put({**DEPLOYMENT, "metadata": {"name": "shuttle-serving", "namespace": "default"}})
+    resource = s.put(DEPLOYMENT)
+    with pytest.raises(errors.UserError, match="Deployment/shuttle-serving: the name is taken"):
+        execute.reconcile_once(s, deployment, resource, settings.Settings(), NOW)
+    assert s.get("Deployment", "shuttle-serving")["apiVersion"] == "flywheel.dev/v1alpha1"

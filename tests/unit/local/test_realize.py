@@ -61,3 +61,45 @@ def test_a_pod_template_runs_here_with_its_contract_paths_made_local(tmp_path: P
     pod, status = realize.pod_manifest("watch-check-0", "default", child(), "check", step, ctx.now())
     assert pod["metadata"]["ownerReferences"][0]["uid"] == "u-1"
     assert status["containerStatuses"][0]["state"]["terminated"]["message"] == step.message
+
+
+def job_status(ctx: runners.Context, name: str) -> dict:
+    got = ctx.store.get("Job", name)
+    assert got is not None
+    return got
+
+
+def test_a_batch_job_is_realised_under_its_own_name_beside_its_owners_loop(tmp_path: Path) -> None:
+    """A DriftMonitor's check Job: its process is keyed by the Job (the monitor's own loop holds the
+    monitor's key), its log is logs/job/<job>.log, and its end is a Pod labelled job-name whose
+    container carries the termination message, and the Job Complete; a failing one is Failed with
+    the exit code and where the log is."""
+    ctx = runners.Context.create(tmp_path / "home", console=rich_console.Console(file=io.StringIO()))
+    data = {contract.CONFIG_FILE: json.dumps({"root": "x"})}
+    ctx.store.put({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": data})
+    loop = ctx.supervisor.start("DriftMonitor", "watch", ["python", "-c", "import time; time.sleep(30)"])
+    try:
+        ok = ctx.store.put({**child(), "spec": {"template": template()}})
+        broken_template = template()
+        broken_template["spec"]["containers"][0]["command"] = ["python", "-c", "raise SystemExit(3)"]
+        broken = ctx.store.put({**child(), "metadata": {**child()["metadata"], "name": "watch-broken"},
+                                "spec": {"template": broken_template}})  # fmt: skip
+        for job in (ok, broken):
+            name = job["metadata"]["name"]
+            assert realize.sync_batch_job(ctx, job) == "started"
+            assert job_status(ctx, name)["status"]["active"] == 1
+            ctx.supervisor.wait(ctx.supervisor.find("Job", name))  # type: ignore[arg-type]
+            assert realize.sync_batch_job(ctx, job_status(ctx, name)) == "finished"
+            assert realize.sync_batch_job(ctx, job_status(ctx, name)) == "terminal"
+        assert ctx.supervisor.alive(loop)  # the owner's loop was never touched
+    finally:
+        ctx.supervisor.stop("DriftMonitor", "watch", grace=1)
+    done = job_status(ctx, "watch-check")["status"]
+    assert [(c["type"], c["status"]) for c in done["conditions"]] == [("Complete", "True")]
+    (pod,) = [p for p in ctx.store.list("Pod") if p["metadata"]["labels"].get("job-name") == "watch-check"]
+    message = pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"]
+    assert json.loads(message)["phase"] == "Succeeded"
+    failed = job_status(ctx, "watch-broken")["status"]["conditions"][0]
+    assert (failed["type"], failed["status"]) == ("Failed", "True")
+    assert "exit code 3" in failed["message"] and "logs/job/watch-broken.log" in failed["message"]
+    assert (ctx.home / "logs" / "job" / "watch-check.log").exists()

@@ -88,7 +88,7 @@ class _Spy(inference.Predictor):
 
 def _spy(card: dict[str, Any]) -> _Spy:
     weights = np.array([[1.0, -1.0], [0.5, 2.0]], dtype=np.float32)
-    spy = _Spy(card=card, preprocessor=PREP, quantized=True, runner=lambda x: x @ weights)
+    spy = _Spy(card=card, preprocessor=PREP, quantized=True, runner=lambda feeds: feeds["input"] @ weights)
     spy.seen = []
     return spy
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from sklearn import datasets
 
 from flywheel.training import config
@@ -41,15 +42,28 @@ def spec(task: str = "classification", target: str = "target", **training: Any) 
     }
 
 
+def dvc_data(data: Path) -> dict[str, Any]:
+    """The spec.data of a real local git + DVC repository holding the CSV `data` (made once per
+    file, beside it): the trainer resolves it with DVC as in a pod. The gate is off, as these
+    fixtures study training."""
+    from flywheel.data import examples  # DVC is heavy: only for the tests that train
+
+    root = data.with_name(f"{data.stem}-dvc")
+    if not root.exists():
+        examples.file_repo(root, pd.read_csv(data))
+    return {"repo": str(root), "rev": "v1", "path": "data/train.csv", "validation": {"enabled": False}}
+
+
 def write_config(tmp: Path, data: Path | None, spec_dict: dict[str, Any], name: str = "tiny") -> Path:
+    """A trainer config; with `data` (a CSV), its spec.data is a DVC repository holding it."""
+    if data is not None:
+        spec_dict = {**spec_dict, "data": dvc_data(data)}
     raw: dict[str, Any] = {
         "name": name,
         "namespace": "default",
         "spec": spec_dict,
         "artifactsUri": (tmp / "artifacts" / "default" / "trainingruns" / name).as_uri(),
     }
-    if data is not None:
-        raw["dataPath"] = str(data)
     path = tmp / f"{name}-config.json"
     path.write_text(json.dumps(raw))
     config.load(path)  # the fixture itself must be a valid config

@@ -14,10 +14,10 @@ from tests.unit.training import fixtures
 
 
 def test_config_reads_the_file_named_by_env_and_is_frozen(tmp_path, monkeypatch):
-    path = fixtures.write_config(tmp_path, tmp_path / "d.csv", fixtures.spec())
+    path = fixtures.write_config(tmp_path, None, fixtures.spec())
     monkeypatch.setenv(contract.ENV_CONFIG, str(path))
     cfg = config.load()
-    assert cfg.name == "tiny" and cfg.data_path == str(tmp_path / "d.csv")
+    assert cfg.name == "tiny" and cfg.spec.data.path == "data.csv"
     assert cfg.spec.training.epochs == 2 and cfg.spec.model.architecture.hidden_layers == [32, 16]
     with pytest.raises(pydantic.ValidationError):
         cfg.name = "other"  # type: ignore[misc]
@@ -81,3 +81,13 @@ def test_default_termination_log_only_when_it_exists(monkeypatch):
     monkeypatch.delenv(contract.ENV_TERMINATION_LOG, raising=False)
     path = results.termination_log_path()
     assert path is None or str(path) == contract.TERMINATION_LOG
+
+
+def test_config_has_no_data_file_bypass(tmp_path, monkeypatch):
+    """dataPath is gone: the trainer always resolves and gates spec.data itself (issue 16)."""
+    raw = json.loads(fixtures.write_config(tmp_path, None, fixtures.spec()).read_text())
+    path = tmp_path / "bypass.json"
+    path.write_text(json.dumps({**raw, "dataPath": str(tmp_path / "d.csv")}))
+    monkeypatch.setenv(contract.ENV_CONFIG, str(path))
+    with pytest.raises(errors.UserError, match="dataPath"):
+        config.load()
