@@ -36,10 +36,11 @@ import numpy as np
 import pandas as pd
 
 from bench import _common
+from flywheel import distributed as dist
 from flywheel.api import contract, trainingrun
 from flywheel.data import examples
 from flywheel.drift import evaluate, performance
-from flywheel.training import config, dist, trainer
+from flywheel.training import config, trainer
 
 
 def train(

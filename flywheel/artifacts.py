@@ -1,4 +1,6 @@
-"""The artifact store: one small interface over file://, pvc:// and s3:// roots.
+"""The artifact store: one small interface over file://, pvc:// and s3:// roots (URIs, put, get,
+publish). Where downloaded folders are kept on this machine is flywheel.artifact_cache; where a
+resource's artifacts live below a root is contract.run_root (a pure path rule).
 
 Writers never leave a half-written object that looks complete: local writes go to a temp file in
 the same directory and are renamed into place (atomic on POSIX); a directory that must appear whole
@@ -17,13 +19,11 @@ only when that marker is there (fetch_dir), because S3 has no directory rename.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -148,7 +148,7 @@ class Store:
         if self.local_root is not None:
             return self.local_path(rel)
         card_uri = self.child(rel).join(marker)
-        with _fetch_lock(dest):
+        with fetch_lock(dest):
             card = _read_marker(card_uri)
             if (dest / marker).is_file() and (dest / marker).read_bytes() == card:
                 return dest
@@ -164,67 +164,6 @@ class Store:
                     raise ChangedWhileRead(f"{self.join(rel)} changed while it was read; try again")
                 (staging / marker).write_bytes(card)
             return dest
-
-
-# Where downloaded models are cached, in every process: FLYWHEEL_CACHE_DIR, else the temp dir (an
-# emptyDir in the operator and serving pods). Serving keeps its models under "models" there, as the
-# DriftMonitor operator does.
-CACHE_ROOT = Path(os.environ.get("FLYWHEEL_CACHE_DIR", Path(tempfile.gettempdir()) / "flywheel-cache"))
-CACHE_KEEP = 8  # models kept in a download cache: champion, challenger and recent candidates
-CACHE_MIN_AGE_S = 600.0  # an entry used this recently is never pruned (a reader may hold its path)
-
-
-def local_dir(uri: str, cache_root: Path, keep: int = CACHE_KEEP) -> Path:
-    """A folder on this filesystem holding the complete folder at `uri` (a model, for ONNX Runtime).
-
-    file:// and pvc://: the folder itself. S3: a copy under `cache_root` (one per URI, refreshed when
-    the remote card changes). A remote folder without its card yields a path where nothing is, as a
-    PVC would: readers then report the export as incomplete instead of the caller failing whole.
-
-    The cache is bounded: each use marks its entry, and entries beyond the `keep` most recently used
-    are removed once unused for CACHE_MIN_AGE_S. A long-lived process (the DriftMonitor operator
-    evaluates a new challenger after every retrain; a serving pod fetches each promoted model) would
-    otherwise fill its emptyDir, and the kubelet evicts a pod over its ephemeral-storage limit."""
-    store = Store(uri)
-    if store.local_root is not None:
-        return store.local_path()
-    dest = cache_root / hashlib.sha256(store.uri.encode()).hexdigest()[:24]
-    try:
-        found = store.fetch_dir("", dest)
-    except errors.UserError as exc:
-        logger.warning("%s: %s", uri, exc)
-        return dest.with_name(dest.name + ".incomplete")  # never created
-    os.utime(found)  # last use, for pruning
-    prune_cache(cache_root, keep, CACHE_MIN_AGE_S)
-    return found
-
-
-def prune_cache(cache_root: Path, keep: int, min_age_s: float = CACHE_MIN_AGE_S) -> list[Path]:
-    """Remove cache entries beyond the `keep` most recently used, if unused for `min_age_s`.
-
-    Each removal holds that entry's fetch lock, so it never races a fetch of the same model in this
-    process; the age floor protects readers that took a path a moment ago. Dot-named folders are a
-    fetch's staging or its previous copy (see staging_dir) and are left to it. Returns the removed."""
-    try:
-        entries = [p for p in cache_root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    except FileNotFoundError:
-        return []
-    entries.sort(key=_mtime, reverse=True)
-    cutoff = time.time() - min_age_s
-    removed = []
-    for entry in entries[keep:]:
-        with _fetch_lock(entry):
-            if _mtime(entry) < cutoff:
-                shutil.rmtree(entry, ignore_errors=True)
-                removed.append(entry)
-    return removed
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except FileNotFoundError:
-        return float("inf")  # removed meanwhile: never picked again
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -274,9 +213,10 @@ _FETCH_LOCKS: dict[Path, threading.Lock] = {}
 _FETCH_LOCKS_GUARD = threading.Lock()
 
 
-def _fetch_lock(dest: Path) -> threading.Lock:
+def fetch_lock(dest: Path) -> threading.Lock:
     """One lock per cache folder: two threads fetching the same model must not rename over each
-    other (the second rename would pull the folder from under the first's reader)."""
+    other (the second rename would pull the folder from under the first's reader); the cache's
+    prune (flywheel.artifact_cache) holds it too."""
     with _FETCH_LOCKS_GUARD:
         return _FETCH_LOCKS.setdefault(Path(dest).resolve(), threading.Lock())
 
@@ -315,8 +255,3 @@ def _fs() -> Any:
         return fsspec.filesystem("s3", use_listings_cache=False)
     except ImportError as exc:
         raise errors.UserError("s3:// artifacts need s3fs: pip install s3fs") from exc
-
-
-def run_root(artifacts_uri: str, namespace: str, plural: str, name: str) -> Store:
-    """<root>/<namespace>/<plural>/<name>: where one resource's artifacts live."""
-    return Store(artifacts_uri).child(namespace, plural, name)

@@ -7,8 +7,9 @@ child watches, requeue, errors: see that module). `flywheel operator [KIND...]` 
 Adding a kind (Deployment, DriftMonitor, SelfPlayRun) takes a few lines:
 
 1. Write the pure controller `flywheel/controllers/<kind>.py` with
-   `observe_refs(resource, settings) -> list[plans.Ref]` and
-   `plan(resource, observed, now, settings) -> plans.Plan`.
+   `observe_refs(resource, settings) -> list[plans.Ref]`, `validate(resource) -> <api model>`
+   and `plan(resource, observed, now, settings, model=None) -> plans.Plan` (`model`: the
+   resource the adapter validated, once per reconcile; None: plan validates it).
 2. Add `operators/<kind>.py`:
 
        from flywheel.controllers import deployment

@@ -1,7 +1,8 @@
 """Generic kopf glue: one level-based reconciler per kind, from a pure controller module.
 
-A controller module offers `observe_refs(resource, settings) -> [Ref]` and
-`plan(resource, observed, now, settings) -> Plan`. `register()` binds it to kopf:
+A controller module offers `observe_refs(resource, settings) -> [Ref]`,
+`validate(resource) -> the api model` and `plan(resource, observed, now, settings, model=) -> Plan`
+(`model`: the resource validated once per reconcile). `register()` binds it to kopf:
 
 - `@kopf.on.resume` + `@kopf.on.create` + `@kopf.on.update` on one function: whatever happened,
   observe -> plan (pure) -> flywheel.kube.execute. It never looks at the event type or diff.
@@ -108,7 +109,6 @@ REPORT_AFTER = 2
 answer, retried a second later, is not news for the people reading Ready."""
 EVENT_INTERVAL = 60.0
 """Seconds between two ReconcileError events of one object."""
-R_RECONCILE_ERROR = "ReconcileError"
 SYNC_WAIT = 10.0
 """Seconds start-up waits for each child watch's first list (see Binding.looked)."""
 WORKERS = int(os.environ.get("FLYWHEEL_OPERATOR_WORKERS", "16"))
@@ -194,20 +194,25 @@ def configure(env: Mapping[str, str]) -> None:
 
 def reconcile_once(
     controller: types.ModuleType,
-    resource: dict[str, Any],
+    resource: plans.Manifest,
     settings: settings_mod.Settings,
     now: datetime.datetime | None = None,
     cache: execute.Cache | None = None,
 ) -> tuple[plans.Plan, execute.Outcome]:
     """observe -> plan -> execute, synchronously: the whole reconcile, testable without kopf."""
     at = now or datetime.datetime.now(datetime.UTC)
+    # Validated once per reconcile: execute plans a second time from the server's answers when
+    # the first plan changed children, and the spec is the same for both.
+    model: list[Any] = []
 
     def plan(view: Any, seen: plans.Observed) -> plans.Plan:
         # The platform's store fills a defaulted spec.artifacts.uri; a store inside the pod is refused.
         resolved, ephemeral = artifact_store.resolve(view, settings)
         if ephemeral is not None:
             return artifact_store.refusal(view, ephemeral, at)
-        out: plans.Plan = controller.plan(resolved, seen, at, settings)
+        if not model:
+            model.append(plans.validated(controller.validate, resolved))
+        out: plans.Plan = controller.plan(resolved, seen, at, settings, model=model[0])
         return out
 
     return execute.reconcile(resource, controller.observe_refs(resource, settings), plan, at, cache)
@@ -224,7 +229,7 @@ def _from_watches(binding: Binding) -> execute.Cache:
     return read
 
 
-async def _reconcile(binding: Binding, resource: dict[str, Any]) -> plans.Plan | None:
+async def _reconcile(binding: Binding, resource: plans.Manifest) -> plans.Plan | None:
     """Run one reconcile of `resource` under its lock; returns the plan (None: object gone)."""
     meta = resource["metadata"]
     key = (meta.get("namespace") or "default", meta["name"])
@@ -268,7 +273,7 @@ def _failed(binding: Binding, key: tuple[str, str], exc: Exception) -> float:
     return delay
 
 
-def _report(binding: Binding, key: tuple[str, str], resource: dict[str, Any], exc: Exception) -> None:
+def _report(binding: Binding, key: tuple[str, str], resource: plans.Manifest, exc: Exception) -> None:
     """Ready=False/ReconcileError with the error's text on the object, and a Warning event (one
     per distinct text: its name is derived from it; at most one per EVENT_INTERVAL). In a worker
     thread; a failure here is only logged: the retry is already scheduled."""
@@ -278,13 +283,18 @@ def _report(binding: Binding, key: tuple[str, str], resource: dict[str, Any], ex
     conds = list(status.get("conditions") or [])
     # Reconciling (kstatus: InProgress), not Stalled: the retries go on, and most such errors
     # (429, 5xx, timeouts) pass; a Flux `wait` times out with this message instead of failing early.
-    for type_, value in ((conditions.READY, "False"), (conditions.RECONCILING, "True")):
-        conds = plans.set_condition(conds, type_, value, R_RECONCILE_ERROR, message, now)
+    rows = [
+        conditions.Condition(conditions.READY, "False", conditions.R_RECONCILE_ERROR, message),
+        conditions.Condition(conditions.RECONCILING, "True", conditions.R_RECONCILE_ERROR, message),
+    ]
+    conds = plans.set_conditions(conds, rows, now)
     try:
         objects.patch_status(resource, {"conditions": conds})
         last = binding.reported.get(key)
         due = last is None or time.monotonic() - last >= EVENT_INTERVAL
-        if due and objects.post_event(resource, plans.Event(R_RECONCILE_ERROR, message, "Warning"), now):
+        if due and objects.post_event(
+            resource, plans.Event(conditions.R_RECONCILE_ERROR, message, "Warning"), now
+        ):
             binding.reported[key] = time.monotonic()
     except Exception as report_exc:
         logger.info("Could not report the failure on %s %s/%s: %s", binding.kind, *key, report_exc)
@@ -373,7 +383,7 @@ def _watcher(binding: Binding, child: Child) -> Any:
     async def start(**_: Any) -> None:
         loop = asyncio.get_running_loop()
 
-        def on_event(type_: str | None, obj: dict[str, Any]) -> None:  # in the watch's thread
+        def on_event(type_: str | None, obj: plans.Manifest) -> None:  # in the watch's thread
             meta = obj.get("metadata") or {}
             labels = meta.get("labels") or {}
             if labels.get(contract.LABEL_OWNER_KIND) == binding.kind and labels.get(

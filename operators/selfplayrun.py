@@ -17,6 +17,7 @@ import sys
 
 import kopf
 
+from flywheel.api import selfplayrun as api
 from flywheel.controllers import launchers, plans, selfplayrun, trainjob
 from flywheel.controllers import settings as settings_mod
 from flywheel.kube import client
@@ -34,15 +35,20 @@ def observe_refs(resource: plans.Manifest, settings: settings_mod.Settings) -> l
     return selfplayrun.observe_refs(resource, settings)
 
 
+def validate(resource: plans.Manifest) -> api.SelfPlayRun:
+    return selfplayrun.validate(resource)
+
+
 def plan(
     resource: plans.Manifest,
     observed: plans.Observed,
     now: datetime.datetime,
     settings: settings_mod.Settings,
+    model: api.SelfPlayRun | None = None,
 ) -> plans.Plan:
     """Read the Master pod's log tail while the job runs, then the pure plan."""
     tail = read_log_tail(resource, observed)
-    return selfplayrun.plan(resource, observed, now, settings, log_tail=tail)
+    return selfplayrun.plan(resource, observed, now, settings, log_tail=tail, model=model)
 
 
 def read_log_tail(resource: plans.Manifest, observed: plans.Observed) -> str | None:

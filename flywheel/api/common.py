@@ -18,6 +18,10 @@ GROUP = "flywheel.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
+Manifest = dict[str, Any]
+"""A Kubernetes object as JSON (apiVersion, kind, metadata, spec, status), as the API server and
+the local store hold it; declared here once, imported wherever one is passed around."""
+
 # A Kubernetes resource quantity such as "500m", "2", "4Gi".
 QUANTITY_PATTERN = r"^([+]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 # RFC 1123 label, the shape of most Kubernetes object names.

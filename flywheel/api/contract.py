@@ -73,6 +73,12 @@ RESULT_FILE = "result.json"
 TRAFFIC_DIR = "traffic"
 
 
+def run_root(artifacts_uri: str, namespace: str, plural: str, name: str) -> str:
+    """<root>/<namespace>/<plural>/<name>: the URI under which one run's artifacts live (its
+    config's artifactsUri), on Kubernetes and on the local backend alike."""
+    return "/".join([artifacts_uri.rstrip("/"), *[p.strip("/") for p in (namespace, plural, name) if p]])
+
+
 def traffic_sink(artifacts_uri: str, deployment: str) -> str:
     """A Deployment's traffic log when spec.logging.sink is empty: <artifacts>/traffic/<name>, on
     Kubernetes and on the local backend alike (what the DriftMonitor reads)."""

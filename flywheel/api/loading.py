@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pydantic
 import yaml
 
 from flywheel import errors
 from flywheel.api import KINDS, common, trainingrun
-
-Manifest = dict[str, Any]
-
+from flywheel.api.common import Manifest
 
 PATTERN_HINTS = {
     common.DNS_LABEL_PATTERN: "use lowercase letters, digits and '-', starting and ending alphanumeric",

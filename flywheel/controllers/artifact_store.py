@@ -21,7 +21,6 @@ from typing import Any
 from flywheel.api import common, conditions
 from flywheel.controllers import plans, settings
 
-R_EPHEMERAL = "EphemeralArtifacts"
 DEFAULT_URI = common.Artifacts().uri
 
 
@@ -66,17 +65,13 @@ def refusal(resource: plans.Manifest, message: str, now: datetime.datetime) -> p
     current: dict[str, Any] = resource.get("status") or {}
     generation = resource["metadata"].get("generation")
     conds = list(current.get("conditions") or [])
-    rows = [
-        (conditions.READY, "False", R_EPHEMERAL, message),
-        *plans.progress_rows("False", R_EPHEMERAL, message),
-    ]
-    for type_, value, reason, text in rows:
-        conds = plans.set_condition(conds, type_, value, reason, text, now, generation)
+    ready = conditions.Condition(conditions.READY, "False", conditions.R_EPHEMERAL, message)
+    conds = plans.set_conditions(conds, [ready, *plans.progress_rows(ready)], now, generation)
     status = {"phase": conditions.FAILED, "message": message, "conditions": conds}
     if generation is not None:
         status["observedGeneration"] = generation
     out = plans.Plan(status=status, permanent_error=message)
     old = plans.get_condition(current.get("conditions"), conditions.READY) or {}
-    if (old.get("status"), old.get("reason")) != ("False", R_EPHEMERAL):
-        out.events.append(plans.Event(R_EPHEMERAL, message, "Warning"))
+    if (old.get("status"), old.get("reason")) != ("False", conditions.R_EPHEMERAL):
+        out.events.append(plans.Event(conditions.R_EPHEMERAL, message, "Warning"))
     return out

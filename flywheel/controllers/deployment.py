@@ -46,19 +46,29 @@ def observe_refs(resource: plans.Manifest, settings: settings.Settings) -> list[
 
 def render_children(resource: plans.Manifest, settings: settings.Settings) -> list[plans.Manifest]:
     """The children for review (`flywheel render`): fromTrainingRun models appear as placeholders."""
-    dep = plans.validate_spec(api.Deployment, resource)
+    dep = validate(resource)
     champion = models.placeholder(dep.spec.champion)
     challenger = models.placeholder(dep.spec.challenger) if dep.spec.challenger else None
     return children.build(resource, dep, champion, challenger, settings)
 
 
+def validate(resource: plans.Manifest) -> api.Deployment:
+    """The resource as the author wrote it, validated (raises pydantic.ValidationError)."""
+    return plans.validate_spec(api.Deployment, resource)
+
+
 def plan(
-    resource: plans.Manifest, observed: plans.Observed, now: datetime.datetime, settings: settings.Settings
+    resource: plans.Manifest,
+    observed: plans.Observed,
+    now: datetime.datetime,
+    settings: settings.Settings,
+    model: api.Deployment | None = None,
 ) -> plans.Plan:
-    """Children, status and events for a Deployment from what was observed (pure, idempotent)."""
+    """Children, status and events for a Deployment from what was observed (pure, idempotent).
+    `model`: the resource already validated by the adapter (once per reconcile), else validated here."""
     current: dict[str, Any] = resource.get("status") or {}
     try:
-        dep = plans.validate_spec(api.Deployment, resource)
+        dep = model or validate(resource)
     except pydantic.ValidationError as exc:
         return status_mod.invalid(resource, current, exc, now)
     champion = models.resolve(dep.spec.champion, observed)
@@ -93,12 +103,12 @@ def plan(
     if previous and previous != champion.model.uri:
         fields["rollbackTarget"] = previous
         message = f"champion {previous} -> {champion.model.uri}; rolling pods"
-        events.append(plans.Event(status_mod.R_CHAMPION_CHANGED, message))
+        events.append(plans.Event(conditions.R_CHAMPION_CHANGED, message))
     elif previous and current.get("championVersion") not in (None, champion.model.version):
         # A retrained run keeps its URI: the version says the model changed (no rollback target:
         # the directory now holds the new model).
         message = f"champion {current['championVersion']} -> {champion.model.version}; rolling pods"
-        events.append(plans.Event(status_mod.R_CHAMPION_CHANGED, message))
+        events.append(plans.Event(conditions.R_CHAMPION_CHANGED, message))
     phase = conditions.RUNNING if done else (conditions.FAILED if failure else conditions.PENDING)
     out = status_mod.finish(resource, current, now, rows, phase, fields)
     out.status.update(served)  # after finish, which drops None: a null here clears the field

@@ -20,17 +20,6 @@ from flywheel.controllers import deployment_models as models
 from flywheel.controllers import deployment_pods as pods
 from flywheel.controllers import plans
 
-R_WAITING_MODEL = "WaitingForModel"
-R_MODEL_FAILED = "ModelUnavailable"
-R_ROLLING_OUT = "RollingOut"
-R_AVAILABLE = "Available"
-R_NO_CHALLENGER = "NotConfigured"
-R_CHAMPION_CHANGED = "ChampionChanged"
-R_ROLLOUT_FAILED = "RolloutFailed"
-R_UNAVAILABLE = "ServingUnavailable"
-Row = tuple[str, str, str, str]
-"""(type, status, reason, message) of one condition."""
-
 
 def rollout(dep: api.Deployment, live: plans.Manifest | None, desired: plans.Manifest) -> tuple[bool, str]:
     """(done, message): the live Deployment runs the desired template on every wanted replica."""
@@ -69,17 +58,17 @@ def rollout_failure(live: plans.Manifest | None, desired: plans.Manifest) -> tup
     progressing = plans.get_condition(status.get("conditions"), "Progressing") or {}
     available = plans.get_condition(status.get("conditions"), "Available") or {}
     if progressing.get("status") == "False":
-        return R_ROLLOUT_FAILED, str(progressing.get("message") or progressing.get("reason"))
+        return conditions.R_ROLLOUT_FAILED, str(progressing.get("message") or progressing.get("reason"))
     if available.get("status") == "False" and progressing.get("reason") == "NewReplicaSetAvailable":
-        return R_UNAVAILABLE, str(available.get("message") or available.get("reason"))
+        return conditions.R_UNAVAILABLE, str(available.get("message") or available.get("reason"))
     return None
 
 
-def failed_rows(reason: str, message: str) -> list[Row]:
+def failed_rows(reason: str, message: str) -> list[conditions.Condition]:
     """Ready and ChampionReady when the pods cannot serve (rollout_failure)."""
     return [
-        (conditions.READY, "False", reason, message),
-        (conditions.CHAMPION_READY, "False", reason, message),
+        conditions.Condition(conditions.READY, "False", reason, message),
+        conditions.Condition(conditions.CHAMPION_READY, "False", reason, message),
     ]
 
 
@@ -98,45 +87,56 @@ def served_fields(
     return {key: current.get(key) for key in ("servedChampionUri", "servedChampionVersion")}
 
 
-def waiting_rows(champion: models.Resolution) -> list[Row]:
+def waiting_rows(champion: models.Resolution) -> list[conditions.Condition]:
     """Ready and ChampionReady while the champion's model is not there (or never will be)."""
     state = "False" if champion.failed else "Unknown"
-    reason = R_MODEL_FAILED if champion.failed else R_WAITING_MODEL
+    reason = conditions.R_MODEL_FAILED if champion.failed else conditions.R_WAITING_MODEL
     return [
-        (conditions.READY, state, reason, f"champion: {champion.why}"),
-        (conditions.CHAMPION_READY, state, reason, str(champion.why)),
+        conditions.Condition(conditions.READY, state, reason, f"champion: {champion.why}"),
+        conditions.Condition(conditions.CHAMPION_READY, state, reason, str(champion.why)),
     ]
 
 
-def serving_rows(champion: models.Model, done: bool, message: str, served: str | None = None) -> list[Row]:
+def serving_rows(
+    champion: models.Model, done: bool, message: str, served: str | None = None
+) -> list[conditions.Condition]:
     """Ready and ChampionReady once the champion resolved: True when served (the served champion is
     then the wanted one), else rolling out, saying what the ready pods serve meanwhile."""
-    state, reason = ("True", R_AVAILABLE) if done else ("Unknown", R_ROLLING_OUT)
+    state, reason = ("True", conditions.R_AVAILABLE) if done else ("Unknown", conditions.R_ROLLING_OUT)
     if done:
         about = f"serving {champion.uri}"
     else:
         about = f"rolling out {champion.uri}; " + (f"pods serve {served}" if served else "no pod serves yet")
     return [
-        (conditions.READY, state, reason, message),
-        (conditions.CHAMPION_READY, state, reason, about),
+        conditions.Condition(conditions.READY, state, reason, message),
+        conditions.Condition(conditions.CHAMPION_READY, state, reason, about),
     ]
 
 
-def challenger_row(dep: api.Deployment, observed: plans.Observed, served: models.Model | None) -> Row:
+def challenger_row(
+    dep: api.Deployment, observed: plans.Observed, served: models.Model | None
+) -> conditions.Condition:
     """ChallengerReady: True when `served` (the challenger the pods run), else why not."""
     ref = dep.spec.challenger
     if ref is None:
-        return conditions.CHALLENGER_READY, "False", R_NO_CHALLENGER, "no challenger in spec"
+        return conditions.Condition(
+            conditions.CHALLENGER_READY, "False", conditions.R_NO_CHALLENGER, "no challenger in spec"
+        )
     if served is not None:
         message = f"{dep.spec.traffic.mode} traffic to {served.uri}"
-        return conditions.CHALLENGER_READY, "True", R_AVAILABLE, message
+        return conditions.Condition(conditions.CHALLENGER_READY, "True", conditions.R_AVAILABLE, message)
     resolved = models.resolve(ref, observed)
     if resolved.model is not None:  # resolvable but the pods do not serve it yet
-        return conditions.CHALLENGER_READY, "Unknown", R_ROLLING_OUT, f"rolling out {resolved.model.uri}"
-    return (
+        return conditions.Condition(
+            conditions.CHALLENGER_READY,
+            "Unknown",
+            conditions.R_ROLLING_OUT,
+            f"rolling out {resolved.model.uri}",
+        )
+    return conditions.Condition(
         conditions.CHALLENGER_READY,
         "False" if resolved.failed else "Unknown",
-        R_MODEL_FAILED if resolved.failed else R_WAITING_MODEL,
+        conditions.R_MODEL_FAILED if resolved.failed else conditions.R_WAITING_MODEL,
         str(resolved.why),
     )
 
@@ -155,7 +155,7 @@ def invalid(
 ) -> plans.Plan:
     """Ready=False InvalidSpec with every problem named, and a permanent error."""
     message = plans.spec_problems(resource, exc) + "; fix the field and re-apply"
-    rows = [(conditions.READY, "False", conditions.R_INVALID_SPEC, message)]
+    rows = [conditions.Condition(conditions.READY, "False", conditions.R_INVALID_SPEC, message)]
     out = finish(resource, current, now, rows, conditions.FAILED, {}, stalled=True)
     out.permanent_error = message
     return out
@@ -165,7 +165,7 @@ def finish(
     resource: plans.Manifest,
     current: dict[str, Any],
     now: datetime.datetime,
-    rows: list[Row],
+    rows: list[conditions.Condition],
     phase: str,
     fields: dict[str, Any],
     stalled: bool = False,
@@ -174,18 +174,19 @@ def finish(
     generation = resource["metadata"].get("generation")
     conds = list(current.get("conditions") or [])
     ready = rows[0]
-    for type_, value, reason, message in [*rows, *plans.progress_rows(*ready[1:], stalled=stalled or None)]:
-        conds = plans.set_condition(conds, type_, value, reason, message, now, generation)
+    conds = plans.set_conditions(
+        conds, [*rows, *plans.progress_rows(ready, stalled=stalled or None)], now, generation
+    )
     status = {
         "observedGeneration": generation,
         "phase": phase,
-        "message": ready[3],
+        "message": ready.message,
         "conditions": conds,
         **fields,
     }
     out = plans.Plan(status={k: v for k, v in status.items() if v is not None})
     old = plans.get_condition(current.get("conditions"), conditions.READY) or {}
-    if old.get("status") != ready[1] or old.get("reason") != ready[2]:
-        kind = "Warning" if ready[1] == "False" or stalled else "Normal"
-        out.events.append(plans.Event(ready[2], ready[3], kind))
+    if old.get("status") != ready.status or old.get("reason") != ready.reason:
+        kind = "Warning" if ready.status == "False" or stalled else "Normal"
+        out.events.append(plans.Event(ready.reason, ready.message, kind))
     return out

@@ -60,25 +60,6 @@ ANNOTATION_RETRAIN_MODE = f"{contract.ANNOTATION_PREFIX}/retrain-mode"
 REQUEUE_ACTIVE = 30.0
 REQUEUE_JOB = 10.0
 """Seconds between looks while a check Job runs (its watch event usually comes first)."""
-R_MONITORING = "Monitoring"
-R_PERFORMANCE_DROPPED = "PerformanceDropped"
-R_NO_DEPLOYMENT = "DeploymentNotFound"
-R_NO_CHECK = "NotCheckedYet"
-R_NOT_ENOUGH_ROWS = "NotEnoughRows"
-R_CHECK_FAILED = "CheckFailed"
-R_CHECKING = "Checking"
-R_DRIFTED = "Drifted"
-R_NO_DRIFT = "NoDrift"
-R_RETRAIN_STARTED = "RetrainStarted"
-R_IDLE = "Idle"
-R_DISABLED = "Disabled"
-R_ROLLED_BACK = decisions.R_ROLLED_BACK
-R_PROMOTED = decisions.R_PROMOTED
-R_REJECTED = decisions.R_REJECTED
-R_PENDING = decisions.R_PENDING
-R_CHALLENGER_FAILED = decisions.R_CHALLENGER_FAILED
-R_APPROVAL_IGNORED = "ApprovalIgnored"
-R_CLAIMED = claims.R_CLAIMED
 ANNOTATION_APPROVE = decisions.ANNOTATION_APPROVE
 DECISION_REASONS = decisions.DECISION_REASONS
 Evaluation = decisions.Evaluation
@@ -104,12 +85,13 @@ class Facts:
     """A check outcome not yet in status, as status fields (CheckResult.to_status)."""
     check_note: str | None = None
     """Why that check did not judge drift (e.g. too few rows)."""
-    check_reason: str = R_NOT_ENOUGH_ROWS
+    check_reason: str = conditions.R_NOT_ENOUGH_ROWS
     """The DriftDetected reason that goes with check_note."""
     evaluations: dict[str, decisions.Evaluation] = dataclasses.field(default_factory=dict)
 
 
 def validate(resource: plans.Manifest) -> api.DriftMonitor:
+    """The resource as the author wrote it, validated (raises pydantic.ValidationError)."""
     return plans.validate_spec(api.DriftMonitor, resource)
 
 
@@ -163,12 +145,12 @@ def facts(resource: plans.Manifest, observed: plans.Observed) -> Facts:
     check = result.get("check")
     if isinstance(check, dict):
         out.check, out.check_note = check, result.get("note")
-        out.check_reason = str(result.get("reason") or R_NOT_ENOUGH_ROWS)
+        out.check_reason = str(result.get("reason") or conditions.R_NOT_ENOUGH_ROWS)
     elif out.outcome.error and driftcheck.is_check(str(job_name)):
         # the Job itself failed: said in DriftDetected, tried again at the next interval
         done = (out.job or {}).get("status", {}).get("completionTime") or _job_time(out.job)
         out.check = {"lastCheckTime": done, "rowsChecked": 0}
-        out.check_note, out.check_reason = out.outcome.error, R_CHECK_FAILED
+        out.check_note, out.check_reason = out.outcome.error, conditions.R_CHECK_FAILED
     undecided = {r["metadata"]["name"] for r in out.runs if decision_of(r) is None}
     for item in result.get("evaluations") or []:
         if isinstance(item, dict) and item.get("challenger") in undecided:
@@ -264,16 +246,13 @@ def to_evaluate(resource: plans.Manifest, seen: Facts) -> list[plans.Manifest]:
     ]
 
 
-def retrain_reason(resource: plans.Manifest, seen: Facts, now: datetime.datetime) -> str | None:
-    """Why a retrain starts now, or None: a trigger spec.retrain.triggers acts on fired in the latest
-    check, which is newer than the last retrain; there is room; the cooldown has passed."""
-    found = retrain_trigger(resource, seen, now)
-    return None if found is None else found[1]
-
-
-def retrain_trigger(resource: plans.Manifest, seen: Facts, now: datetime.datetime) -> tuple[str, str] | None:
-    """(trigger, reason) of the retrain that starts now, or None (see retrain_reason)."""
-    spec = validate(resource).spec
+def retrain_trigger(
+    resource: plans.Manifest, monitor: api.DriftMonitor, seen: Facts, now: datetime.datetime
+) -> tuple[str, str] | None:
+    """(trigger, reason) of the retrain that starts now, or None: a trigger spec.retrain.triggers
+    acts on fired in the latest check, which is newer than the last retrain; there is room; the
+    cooldown has passed."""
+    spec = monitor.spec
     if not spec.retrain.enabled or seen.deployment is None:
         return None
     latest = {**(resource.get("status") or {}), **(seen.check or {})}
@@ -319,12 +298,14 @@ def plan(
     observed: plans.Observed,
     now: datetime.datetime,
     settings: settings_mod.Settings | None = None,
+    model: api.DriftMonitor | None = None,
 ) -> plans.Plan:
-    """Status, events, the children to create and the patches of one reconcile (pure, idempotent)."""
+    """Status, events, the children to create and the patches of one reconcile (pure, idempotent).
+    `model`: the resource already validated by the adapter (once per reconcile), else validated here."""
     settings = settings or settings_mod.Settings()
     current: dict[str, Any] = resource.get("status") or {}
     try:
-        monitor = validate(resource)
+        monitor = model or validate(resource)
     except pydantic.ValidationError as exc:
         return _invalid(resource, current, exc, now)
     seen = facts(resource, observed)
@@ -338,10 +319,12 @@ def plan(
         dropped = ((seen.check or {}).get("performance") or {}).get("dropped")
         if dropped:  # once per check, as the outcome is folded in once
             out.events.append(
-                plans.Event(R_PERFORMANCE_DROPPED, f"live performance dropped: {dropped}", "Warning")
+                plans.Event(
+                    conditions.R_PERFORMANCE_DROPPED, f"live performance dropped: {dropped}", "Warning"
+                )
             )
     runs = list(seen.runs)
-    found = retrain_trigger(resource, seen, now)
+    found = retrain_trigger(resource, monitor, seen, now)
     reason = None if found is None else found[1]
     if found is not None:
         champion_uri = (champion_model(seen.deployment) or ("", None))[0]
@@ -358,11 +341,11 @@ def plan(
         runs.append(child)
         data = monitor.spec.retrain.template.data
         started = f"started {child['metadata']['name']}: {reason}; data {data.path}@{data.rev}"
-        out.events.append(plans.Event(R_RETRAIN_STARTED, started))
+        out.events.append(plans.Event(conditions.R_RETRAIN_STARTED, started))
     hold = decisions.rollback_hold(current, seen.deployment, now)
     if hold is not None and hold != current.get("rollbackHold"):
         status["rollbackHold"] = hold
-        out.events.append(plans.Event(R_ROLLED_BACK, decisions.hold_message(hold), "Warning"))
+        out.events.append(plans.Event(conditions.R_ROLLED_BACK, decisions.hold_message(hold), "Warning"))
     decided = decisions.decide(resource, monitor, seen.deployment, seen.evaluations, runs, now, out,
                                hold=decisions.active_hold({**current, **status}))  # fmt: skip
     status.update(decisions.fields(current, decided))
@@ -558,74 +541,77 @@ def _conditions(
     """Ready, DriftDetected, Retraining and Promoted from the merged status; events on drift."""
     merged = {**current, **status}
     drift = _drift_row(monitor, observed, merged)
+    Row = conditions.Condition
     if observed.deployment is None:
         missing = f"Deployment {monitor.spec.deployment_ref} (deployments.flywheel.dev) does not exist in "
-        ready = ("False", R_NO_DEPLOYMENT, missing + "this namespace; create it or fix spec.deploymentRef")
+        fix = "this namespace; create it or fix spec.deploymentRef"
+        ready = Row(conditions.READY, "False", conditions.R_NO_DEPLOYMENT, missing + fix)
     elif not merged.get("lastCheckTime") and running:
-        ready = ("Unknown", R_CHECKING, f"the first drift check runs in Job {running}")
+        ready = Row(
+            conditions.READY, "Unknown", conditions.R_CHECKING, f"the first drift check runs in Job {running}"
+        )
     elif not merged.get("lastCheckTime"):
         wait = "the Deployment to serve a champion" if champion_model(observed.deployment) is None else "it"
-        ready = ("Unknown", R_NO_CHECK, f"waiting for the first drift check (waiting for {wait})")
+        said = f"waiting for the first drift check (waiting for {wait})"
+        ready = Row(conditions.READY, "Unknown", conditions.R_NO_CHECK, said)
     else:
-        ready = ("True", R_MONITORING, drift[2])
+        ready = Row(conditions.READY, "True", conditions.R_MONITORING, drift.message)
     active = (merged.get("retrain") or {}).get("active") or []
     if not monitor.spec.retrain.enabled:
-        retraining = ("False", R_DISABLED, "spec.retrain.enabled is false")
-    elif active:
-        retraining = ("True", R_RETRAIN_STARTED, f"challengers in progress: {', '.join(active)}")
-    else:
-        retraining = ("False", R_IDLE, "no challenger in progress")
-    last = merged.get("lastDecision") or {}
-    promoted = (
-        ("False", "NoDecision", "no challenger decided yet")
-        if not last
-        else (
-            "True" if last["decision"] == "promoted" else "False",
-            decisions.reason_of(last),
-            f"{last['challenger']}: {last['reason']}",
+        retraining = Row(
+            conditions.RETRAINING, "False", conditions.R_DISABLED, "spec.retrain.enabled is false"
         )
-    )
+    elif active:
+        said = f"challengers in progress: {', '.join(active)}"
+        retraining = Row(conditions.RETRAINING, "True", conditions.R_RETRAIN_STARTED, said)
+    else:
+        retraining = Row(conditions.RETRAINING, "False", conditions.R_IDLE, "no challenger in progress")
+    last = merged.get("lastDecision") or {}
+    if not last:
+        promoted = Row(conditions.PROMOTED, "False", conditions.R_NO_DECISION, "no challenger decided yet")
+    else:
+        decided = "True" if last["decision"] == "promoted" else "False"
+        said = f"{last['challenger']}: {last['reason']}"
+        promoted = Row(conditions.PROMOTED, decided, decisions.reason_of(last), said)
     hold = decisions.active_hold(merged)
     if hold is not None:
-        promoted = (promoted[0], promoted[1], f"{promoted[2]}; {decisions.hold_message(hold)}")
+        promoted = promoted._replace(message=f"{promoted.message}; {decisions.hold_message(hold)}")
     problem = decisions.approval_problem(resource, observed.deployment, observed.runs)
     if problem:
-        promoted = (promoted[0], promoted[1], f"{promoted[2]}; {problem}")
+        promoted = promoted._replace(message=f"{promoted.message}; {problem}")
         old_promoted = plans.get_condition(current.get("conditions"), conditions.PROMOTED) or {}
-        if old_promoted.get("message") != promoted[2]:
-            out.events.append(plans.Event(R_APPROVAL_IGNORED, problem, "Warning"))
+        if old_promoted.get("message") != promoted.message:
+            out.events.append(plans.Event(conditions.R_APPROVAL_IGNORED, problem, "Warning"))
     generation = resource["metadata"].get("generation")
-    conds = list(current.get("conditions") or [])
-    rows = [
-        (conditions.READY, *ready),
-        (conditions.DRIFT_DETECTED, *drift),
-        (conditions.RETRAINING, *retraining),
-        (conditions.PROMOTED, *promoted),
-        *plans.progress_rows(*ready),
-    ]
-    for type_, value, reason, message in rows:
-        conds = plans.set_condition(conds, type_, value, reason, message, now, generation)
+    rows = [ready, drift, retraining, promoted, *plans.progress_rows(ready)]
     status.update(
         observedGeneration=generation,
-        phase=conditions.RUNNING if ready[0] == "True" else conditions.PENDING,
-        message=ready[2],
-        conditions=conds,
+        phase=conditions.RUNNING if ready.status == "True" else conditions.PENDING,
+        message=ready.message,
+        conditions=plans.set_conditions(list(current.get("conditions") or []), rows, now, generation),
     )
     old = plans.get_condition(current.get("conditions"), conditions.READY) or {}
-    if old.get("status") != ready[0] or old.get("reason") != ready[1]:
-        out.events.insert(0, plans.Event(ready[1], ready[2], "Warning" if ready[0] == "False" else "Normal"))
+    if old.get("status") != ready.status or old.get("reason") != ready.reason:
+        kind = "Warning" if ready.status == "False" else "Normal"
+        out.events.insert(0, plans.Event(ready.reason, ready.message, kind))
     if observed.check and observed.check.get("drifted") is True:
-        out.events.insert(0, plans.Event(R_DRIFTED, drift[2], "Warning"))
+        out.events.insert(0, plans.Event(conditions.R_DRIFTED, drift.message, "Warning"))
 
 
-def _drift_row(monitor: api.DriftMonitor, observed: Facts, merged: dict[str, Any]) -> tuple[str, str, str]:
+def _drift_row(monitor: api.DriftMonitor, observed: Facts, merged: dict[str, Any]) -> conditions.Condition:
+    def row(status: str, reason: str, message: str) -> conditions.Condition:
+        return conditions.Condition(conditions.DRIFT_DETECTED, status, reason, message)
+
     if observed.check is not None and observed.check_note:
-        return "Unknown", observed.check_reason, observed.check_note
+        return row("Unknown", observed.check_reason, observed.check_note)
     said = plans.get_condition(merged.get("conditions"), conditions.DRIFT_DETECTED) or {}
-    if observed.check is None and said.get("reason") in (R_CHECK_FAILED, R_NOT_ENOUGH_ROWS):
-        return "Unknown", str(said["reason"]), str(said.get("message"))  # until the next check says more
+    if observed.check is None and said.get("reason") in (
+        conditions.R_CHECK_FAILED,
+        conditions.R_NOT_ENOUGH_ROWS,
+    ):
+        return row("Unknown", str(said["reason"]), str(said.get("message")))  # until the next check says more
     if merged.get("drifted") is None:
-        return "Unknown", R_NO_CHECK, "no drift check has judged the traffic yet"
+        return row("Unknown", conditions.R_NO_CHECK, "no drift check has judged the traffic yet")
     share = float(merged.get("datasetDriftShare") or 0.0)
     columns = [c.get("column", "?") for c in merged.get("driftedColumns") or []]
     text = (
@@ -633,7 +619,11 @@ def _drift_row(monitor: api.DriftMonitor, observed: Facts, merged: dict[str, Any
         f"{merged.get('rowsChecked', '?')} rows at {merged.get('lastCheckTime')}; "
         f"drifted: {', '.join(columns) or 'none'}"
     )
-    return ("True", R_DRIFTED, text) if merged["drifted"] else ("False", R_NO_DRIFT, text)
+    return (
+        row("True", conditions.R_DRIFTED, text)
+        if merged["drifted"]
+        else row("False", conditions.R_NO_DRIFT, text)
+    )
 
 
 def _invalid(
@@ -641,13 +631,10 @@ def _invalid(
 ) -> plans.Plan:
     message = plans.spec_problems(resource, exc) + "; fix the field and re-apply"
     generation = resource["metadata"].get("generation")
-    conds = list(current.get("conditions") or [])
-    rows = [(conditions.READY, "False", conditions.R_INVALID_SPEC, message)]
-    for type_, value, reason, text in [
-        *rows,
-        *plans.progress_rows("False", conditions.R_INVALID_SPEC, message),
-    ]:
-        conds = plans.set_condition(conds, type_, value, reason, text, now, generation)
+    ready = conditions.Condition(conditions.READY, "False", conditions.R_INVALID_SPEC, message)
+    conds = plans.set_conditions(
+        list(current.get("conditions") or []), [ready, *plans.progress_rows(ready)], now, generation
+    )
     status = {
         "observedGeneration": generation,
         "phase": conditions.FAILED,

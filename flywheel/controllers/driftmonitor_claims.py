@@ -28,7 +28,6 @@ from flywheel.api import conditions
 from flywheel.controllers import driftmonitor_decisions as decisions
 from flywheel.controllers import plans
 
-R_CLAIMED = "DeploymentClaimed"
 _LATEST = datetime.datetime.max.replace(tzinfo=datetime.UTC)
 
 
@@ -79,28 +78,29 @@ def plan(
     owns = f"driftmonitor/{owner} owns the Deployment"
     generation = resource["metadata"].get("generation")
     conds = list(current.get("conditions") or [])
+    claimed = conditions.R_CLAIMED
     rows = [
-        (conditions.READY, "False", said),
-        (conditions.DRIFT_DETECTED, "Unknown", f"not checking: {said}"),
-        (conditions.RETRAINING, "False", f"not retraining: {owns}"),
+        conditions.Condition(conditions.READY, "False", claimed, said),
+        conditions.Condition(conditions.DRIFT_DETECTED, "Unknown", claimed, f"not checking: {said}"),
+        conditions.Condition(conditions.RETRAINING, "False", claimed, f"not retraining: {owns}"),
     ]
     promoted = plans.get_condition(conds, conditions.PROMOTED) or {}
     approval = decisions.approval_of(resource)
     if approval:  # a person may be waiting on it: say it is not carried out, and why
         note = f"{decisions.ANNOTATION_APPROVE}={approval} is not carried out: {owns}"
-        rows.append((conditions.PROMOTED, promoted.get("status") or "False", note))
-    for type_, value, text in rows:
-        conds = plans.set_condition(conds, type_, value, R_CLAIMED, text, now, generation)
-    if not promoted and not approval:
-        conds = plans.set_condition(
-            conds, conditions.PROMOTED, "False", "NoDecision", "no challenger decided yet", now, generation
+        rows.append(
+            conditions.Condition(conditions.PROMOTED, promoted.get("status") or "False", claimed, note)
         )
+    elif not promoted:
+        no_decision = "no challenger decided yet"
+        rows.append(conditions.Condition(conditions.PROMOTED, "False", conditions.R_NO_DECISION, no_decision))
+    conds = plans.set_conditions(conds, rows, now, generation)
     status = {"observedGeneration": generation, "phase": conditions.PENDING, "message": said}
     status["conditions"] = conds
     out = plans.Plan(status={k: v for k, v in status.items() if v is not None}, requeue_after=requeue)
     old = plans.get_condition(current.get("conditions"), conditions.READY) or {}
-    if old.get("reason") != R_CLAIMED or old.get("message") != said:
-        out.events.append(plans.Event(R_CLAIMED, said, "Warning"))
+    if old.get("reason") != conditions.R_CLAIMED or old.get("message") != said:
+        out.events.append(plans.Event(conditions.R_CLAIMED, said, "Warning"))
     return out
 
 

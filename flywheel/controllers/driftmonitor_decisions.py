@@ -34,12 +34,11 @@ from flywheel.controllers import plans
 ANNOTATION_DECISION = f"{contract.ANNOTATION_PREFIX}/decision"
 ANNOTATION_PROMOTION = f"{contract.ANNOTATION_PREFIX}/promotion"
 ANNOTATION_APPROVE = f"{contract.ANNOTATION_PREFIX}/approve"
-R_PROMOTED = "Promoted"
-R_REJECTED = "Rejected"
-R_PENDING = "AwaitingApproval"
-R_CHALLENGER_FAILED = "ChallengerFailed"
-R_ROLLED_BACK = "RolledBack"
-DECISION_REASONS = {"promoted": R_PROMOTED, "rejected": R_REJECTED, "pending": R_PENDING}
+DECISION_REASONS = {
+    "promoted": conditions.R_PROMOTED,
+    "rejected": conditions.R_REJECTED,
+    "pending": conditions.R_AWAITING_APPROVAL,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -356,7 +355,9 @@ def _decision_event(decision: dict[str, Any]) -> plans.Event:
         f"data rev {decision.get('dataRev') or '?'}; {decision['reason']}"
     )
     warning = decision["decision"] == "rejected"
-    reason = R_CHALLENGER_FAILED if decision["reason"].startswith("the challenger failed") else None
+    reason = (
+        conditions.R_CHALLENGER_FAILED if decision["reason"].startswith("the challenger failed") else None
+    )
     return plans.Event(
         reason or DECISION_REASONS[decision["decision"]], text, "Warning" if warning else "Normal"
     )
@@ -380,7 +381,7 @@ def fields(current: dict[str, Any], decided: list[dict[str, Any]]) -> dict[str, 
 
 def reason_of(decision: dict[str, Any]) -> str:
     if decision["reason"].startswith("the challenger failed"):
-        return R_CHALLENGER_FAILED
+        return conditions.R_CHALLENGER_FAILED
     return DECISION_REASONS[decision["decision"]]
 
 

@@ -30,11 +30,6 @@ from flywheel.controllers import plans, pytorchjob
 TERMINAL = (conditions.SUCCEEDED, conditions.FAILED)
 REQUEUE_ACTIVE = 30.0
 REQUEUE_RECREATE = 5.0
-R_CREATING = "CreatingJob"
-R_RECREATING = "RecreatingJob"
-R_SPEC_CHANGED = "SpecChangedAfterStart"
-R_NAME_CONFLICT = "JobNameConflict"
-R_SPEC_MATCHES = "SpecMatchesJob"
 
 
 @dataclasses.dataclass
@@ -46,7 +41,7 @@ class View:
     reason: str
     message: str
     stalled: bool = False
-    extra: list[tuple[str, str, str, str]] = dataclasses.field(default_factory=list)
+    extra: list[conditions.Condition] = dataclasses.field(default_factory=list)
     fields: dict[str, Any] = dataclasses.field(default_factory=dict)
     diverged: bool | None = None
     """Whether the spec differs from the job's (None: no job known, no SpecDiverged condition)."""
@@ -95,7 +90,7 @@ def report_spec(
             f"started with. Create a new {kind} to run the new spec, or put the spec back"
         )
         return
-    view.ready, view.reason, view.stalled = "False", R_SPEC_CHANGED, True
+    view.ready, view.reason, view.stalled = "False", conditions.R_SPEC_CHANGED, True
     view.message = view.diverged_message = (
         f"spec changed after {job_kind} {job_name} started; it goes on with the spec it started "
         f"with. Create a new {kind} (or delete and re-apply this one) to use the new spec, or "
@@ -116,11 +111,11 @@ def finished_without_job(
     else:  # a status written before the hash was: a generation that moved on, once, is sticky
         generation = resource["metadata"].get("generation")
         moved = generation is not None and current.get("observedGeneration") not in (None, generation)
-        diverged = moved or was.get("status") == "True" or ready.get("reason") == R_SPEC_CHANGED
-    if str(diverged) == was.get("status") and ready.get("reason") != R_SPEC_CHANGED:
+        diverged = moved or was.get("status") == "True" or ready.get("reason") == conditions.R_SPEC_CHANGED
+    if str(diverged) == was.get("status") and ready.get("reason") != conditions.R_SPEC_CHANGED:
         return plans.Plan()
     phase = current["phase"]
-    if ready.get("reason") == R_SPEC_CHANGED:  # written by an older operator: the outcome again
+    if ready.get("reason") == conditions.R_SPEC_CHANGED:  # written by an older operator: the outcome again
         succeeded = phase == conditions.SUCCEEDED
         reason = conditions.R_SUCCEEDED if succeeded else conditions.R_FAILED
         view = View(phase, "True" if succeeded else "False", reason, reason, stalled=not succeeded)
@@ -167,12 +162,14 @@ def recreate(
     message: str,
 ) -> plans.Plan:
     """The spec changed before the job started any pod: delete what was rendered, then create anew."""
-    view = View(conditions.PENDING, "Unknown", R_RECREATING, message)
+    view = View(conditions.PENDING, "Unknown", conditions.R_RECREATING, message)
     out = finish(resource, current, now, view, job["metadata"]["name"])
     out.requeue_after = REQUEUE_RECREATE
     if not job["metadata"].get("deletionTimestamp"):  # the delete is already on its way
         out.delete = list(rendered)
-        out.events = [plans.Event(R_RECREATING, message)]  # once, even when the phase stays Pending
+        out.events = [
+            plans.Event(conditions.R_RECREATING, message)
+        ]  # once, even when the phase stays Pending
     return out
 
 
@@ -189,16 +186,21 @@ def finish(
     conds = list(current.get("conditions") or [])
     in_progress = view.ready == "Unknown"
     rows = [
-        (conditions.READY, view.ready, view.reason, view.message),
-        (conditions.RECONCILING, str(in_progress), view.reason, view.message if in_progress else ""),
-        (conditions.STALLED, str(view.stalled), view.reason, view.message if view.stalled else ""),
+        conditions.Condition(conditions.READY, view.ready, view.reason, view.message),
+        conditions.Condition(
+            conditions.RECONCILING, str(in_progress), view.reason, view.message if in_progress else ""
+        ),
+        conditions.Condition(
+            conditions.STALLED, str(view.stalled), view.reason, view.message if view.stalled else ""
+        ),
         *view.extra,
     ]
     if view.diverged is not None:
-        why = R_SPEC_CHANGED if view.diverged else R_SPEC_MATCHES
-        rows.append((conditions.SPEC_DIVERGED, str(view.diverged), why, view.diverged_message))
-    for type_, value, reason, message in rows:
-        conds = plans.set_condition(conds, type_, value, reason, message, now, generation)
+        why = conditions.R_SPEC_CHANGED if view.diverged else conditions.R_SPEC_MATCHES
+        rows.append(
+            conditions.Condition(conditions.SPEC_DIVERGED, str(view.diverged), why, view.diverged_message)
+        )
+    conds = plans.set_conditions(conds, rows, now, generation)
     status: dict[str, Any] = {
         "observedGeneration": generation,
         "phase": view.phase,
@@ -219,7 +221,13 @@ def finish(
     was_diverged = (plans.get_condition(current.get("conditions"), conditions.SPEC_DIVERGED) or {}).get(
         "status"
     )
-    if view.diverged and was_diverged != "True" and all(e.reason != R_SPEC_CHANGED for e in out.events):
-        out.events.append(plans.Event(R_SPEC_CHANGED, view.diverged_message, "Warning", occurrence))
+    if (
+        view.diverged
+        and was_diverged != "True"
+        and all(e.reason != conditions.R_SPEC_CHANGED for e in out.events)
+    ):
+        out.events.append(
+            plans.Event(conditions.R_SPEC_CHANGED, view.diverged_message, "Warning", occurrence)
+        )
     out.requeue_after = None if view.phase in TERMINAL else REQUEUE_ACTIVE
     return out

@@ -12,14 +12,14 @@ import dataclasses
 import datetime
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import pydantic
 
 from flywheel.api import common, conditions, contract, loading
+from flywheel.api.common import Manifest as Manifest  # noqa: PLC0414 - re-exported: plans.Manifest
 
-Manifest = dict[str, Any]
 R = TypeVar("R", bound=common.Resource)
 
 
@@ -84,53 +84,62 @@ def parse_rfc3339(text: str) -> datetime.datetime:
 
 
 def set_condition(
-    conditions: list[dict[str, Any]],
-    type_: str,
-    status: str,
-    reason: str,
-    message: str,
+    current: list[dict[str, Any]],
+    condition: conditions.Condition,
     now: datetime.datetime,
     generation: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Return conditions with `type_` set; lastTransitionTime moves only when the status changes.
+    """Return `current` with `condition` set, in its wire form (metav1.Condition, camelCase keys):
+    lastTransitionTime moves only when the status changes.
 
     Pure: the input list is not modified. Conditions stay keyed by type and sorted with Ready
     first, so reconciling twice produces byte-identical status.
     """
-    out = [dict(c) for c in conditions if c.get("type") != type_]
-    previous = next((c for c in conditions if c.get("type") == type_), None)
-    changed = previous is None or previous.get("status") != status
-    condition: dict[str, Any] = {
-        "type": type_,
-        "status": status,
-        "reason": reason,
-        "message": message,
+    out = [dict(c) for c in current if c.get("type") != condition.type]
+    previous = next((c for c in current if c.get("type") == condition.type), None)
+    changed = previous is None or previous.get("status") != condition.status
+    wire: dict[str, Any] = {
+        "type": condition.type,
+        "status": condition.status,
+        "reason": condition.reason,
+        "message": condition.message,
         "lastTransitionTime": now_rfc3339(now) if changed else previous.get("lastTransitionTime"),  # type: ignore[union-attr]
     }
     if generation is not None:
-        condition["observedGeneration"] = generation
-    out.append(condition)
+        wire["observedGeneration"] = generation
+    out.append(wire)
     out.sort(key=lambda c: (c["type"] != "Ready", c["type"]))
     return out
 
 
-def get_condition(conditions: list[dict[str, Any]] | None, type_: str) -> dict[str, Any] | None:
-    return next((c for c in conditions or [] if c.get("type") == type_), None)
+def set_conditions(
+    current: list[dict[str, Any]],
+    rows: Iterable[conditions.Condition],
+    now: datetime.datetime,
+    generation: int | None = None,
+) -> list[dict[str, Any]]:
+    """set_condition for each row, in order."""
+    out = list(current)
+    for row in rows:
+        out = set_condition(out, row, now, generation)
+    return out
 
 
-def progress_rows(
-    ready: str, reason: str, message: str, stalled: bool | None = None
-) -> list[tuple[str, str, str, str]]:
+def get_condition(current: list[dict[str, Any]] | None, type_: str) -> dict[str, Any] | None:
+    return next((c for c in current or [] if c.get("type") == type_), None)
+
+
+def progress_rows(ready: conditions.Condition, stalled: bool | None = None) -> list[conditions.Condition]:
     """kstatus's abnormal-true pair for a Ready row: Reconciling=True while Ready is Unknown (work
     in progress: rolling out, waiting for a model or a first check), Stalled=True when it cannot
     progress without a person (by default: Ready is False). kstatus reads Reconciling/Stalled
     before Ready, so without them a resource mid-rollout or waiting reads Current, and Flux's
     `wait: true` passes early. Both are always present (False when not), like TrainingRun's."""
-    stuck = ready == "False" if stalled is None else stalled
-    busy = ready == "Unknown" and not stuck
+    stuck = ready.status == "False" if stalled is None else stalled
+    busy = ready.status == "Unknown" and not stuck
     return [
-        (conditions.RECONCILING, str(busy), reason, message if busy else ""),
-        (conditions.STALLED, str(stuck), reason, message if stuck else ""),
+        conditions.Condition(conditions.RECONCILING, str(busy), ready.reason, ready.message if busy else ""),
+        conditions.Condition(conditions.STALLED, str(stuck), ready.reason, ready.message if stuck else ""),
     ]
 
 
@@ -241,6 +250,16 @@ def validate_spec(cls: type[R], resource: Manifest) -> R:
     """
     envelope = {k: resource[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in resource}
     return cls.model_validate(envelope)
+
+
+def validated(validate: Callable[[Manifest], R], resource: Manifest) -> R | None:
+    """`validate(resource)` (a controller's validate), or None when the spec is invalid: the
+    controller's plan, given no model, validates again and reports every problem (the rare path).
+    An adapter calls this once per reconcile and hands the model to each plan of it."""
+    try:
+        return validate(resource)
+    except pydantic.ValidationError:
+        return None
 
 
 def contains(live: Any, desired: Any) -> bool:

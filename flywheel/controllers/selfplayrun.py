@@ -21,7 +21,6 @@ from typing import Any
 
 import pydantic
 
-from flywheel import artifacts
 from flywheel.api import conditions, contract
 from flywheel.api import selfplayrun as api
 from flywheel.controllers import (
@@ -40,7 +39,6 @@ PLURAL = api.SelfPlayRun.PLURAL
 NETWORK_POLICY = "NetworkPolicy"
 NETWORKING_API = "networking.k8s.io/v1"
 S3_PORTS = (443, 80, 9000)  # HTTPS, plain HTTP endpoints, MinIO's default
-R_SPEC_CHANGED = jobstatus.R_SPEC_CHANGED
 LOG_TAIL_LINES = 40
 """Lines of the Master pod's log the operator reads for progress (a step event is one line)."""
 
@@ -59,10 +57,15 @@ def observe_refs(resource: plans.Manifest, settings: settings.Settings) -> list[
     ]
 
 
+def validate(resource: plans.Manifest) -> api.SelfPlayRun:
+    """The resource as the author wrote it, validated (raises pydantic.ValidationError)."""
+    return plans.validate_spec(api.SelfPlayRun, resource)
+
+
 def render_children(resource: plans.Manifest, settings: settings.Settings) -> list[plans.Manifest]:
     """[NetworkPolicy, ConfigMap, job]; pydantic.ValidationError when the spec is invalid.
     The policy comes first so the pods never run unfenced."""
-    run = plans.validate_spec(api.SelfPlayRun, resource)
+    run = validate(resource)
     job, config_map = _render(resource, run, settings)
     if run.spec.executor.user_namespace:  # PyTorchJob only: validation refuses it for a TrainJob
         for replica in job["spec"]["pytorchReplicaSpecs"].values():
@@ -75,12 +78,11 @@ def workload_config(resource: plans.Manifest, run: api.SelfPlayRun) -> dict[str,
     defaults, and this run's artifact root (<root>/<namespace>/selfplayruns/<name>)."""
     meta = resource["metadata"]
     ns = meta.get("namespace") or "default"
-    root = run.spec.artifacts.uri.rstrip("/")
     return {
         "name": meta["name"],
         "namespace": ns,
         "spec": run.spec.to_dict(),
-        "artifactsUri": artifacts.run_root(root, ns, PLURAL, meta["name"]).uri,
+        "artifactsUri": contract.run_root(run.spec.artifacts.uri, ns, PLURAL, meta["name"]),
     }
 
 
@@ -149,13 +151,15 @@ def plan(
     now: datetime.datetime,
     settings: settings.Settings,
     log_tail: str | None = None,
+    model: api.SelfPlayRun | None = None,
 ) -> plans.Plan:
     """Decide children, status and events for a SelfPlayRun from what was observed (pure).
-    `log_tail`: the end of the Master pod's log while the job runs (per-step progress), if read."""
+    `log_tail`: the end of the Master pod's log while the job runs (per-step progress), if read.
+    `model`: the resource already validated by the adapter (once per reconcile), else validated here."""
     meta = resource["metadata"]
     current: dict[str, Any] = resource.get("status") or {}
     try:
-        run = plans.validate_spec(api.SelfPlayRun, resource)
+        run = model or validate(resource)
     except pydantic.ValidationError as exc:
         return jobstatus.invalid(resource, current, exc, now)
     launch = launchers.of(resource)
@@ -168,14 +172,14 @@ def plan(
         view = jobstatus.View(
             conditions.PENDING,
             "Unknown",
-            jobstatus.R_CREATING,
+            conditions.R_CREATING,
             jobstatus.creating(name, current, launch.KIND),
         )
         children = [network_policy(resource, run), config_map, job_manifest]
         return jobstatus.finish(resource, current, now, view, name, apply=children)
     if not jobstatus.owned_by(job, resource):
         message = f"a {launch.KIND} named {name} exists but belongs to something else; rename this run"
-        view = jobstatus.View(conditions.PENDING, "False", jobstatus.R_NAME_CONFLICT, message, stalled=True)
+        view = jobstatus.View(conditions.PENDING, "False", conditions.R_NAME_CONFLICT, message, stalled=True)
         return jobstatus.finish(resource, current, now, view, name)
     state = launch.job_state(job)
     changed = jobstatus.spec_changed(job, resource)

@@ -22,7 +22,6 @@ from typing import Any
 
 import pydantic
 
-from flywheel import artifacts
 from flywheel.api import conditions, contract
 from flywheel.api import trainingrun as api
 from flywheel.controllers import jobstatus, launchers, plans, pytorchjob, settings, trainingresult
@@ -34,10 +33,6 @@ REQUEUE_ACTIVE = 300.0
 watch brings every change of the job (a restart too, which is when a lost ConfigMap is put
 back), so the shared 30 s (jobstatus) would only re-read 500 active runs at 67 requests/s."""
 REQUEUE_RECREATE = jobstatus.REQUEUE_RECREATE
-R_CREATING = jobstatus.R_CREATING
-R_RECREATING = jobstatus.R_RECREATING
-R_SPEC_CHANGED = jobstatus.R_SPEC_CHANGED
-R_NAME_CONFLICT = jobstatus.R_NAME_CONFLICT
 
 
 def observe_refs(resource: plans.Manifest, settings: settings.Settings) -> list[plans.Ref]:
@@ -56,7 +51,7 @@ def observe_refs(resource: plans.Manifest, settings: settings.Settings) -> list[
 
 def render_children(resource: plans.Manifest, settings: settings.Settings) -> list[plans.Manifest]:
     """[ConfigMap, job] for a TrainingRun manifest; pydantic.ValidationError when invalid."""
-    job, config_map = _render(resource, plans.validate_spec(api.TrainingRun, resource), settings)
+    job, config_map = _render(resource, validate(resource), settings)
     return [config_map, job]
 
 
@@ -65,12 +60,12 @@ def workload_config(resource: plans.Manifest, run: api.TrainingRun) -> dict[str,
     name and namespace, its spec with every default filled in, and its own artifact root."""
     meta = resource["metadata"]
     namespace = meta.get("namespace") or "default"
-    root = artifacts.run_root(run.spec.artifacts.uri, namespace, api.TrainingRun.PLURAL, meta["name"])
+    root = contract.run_root(run.spec.artifacts.uri, namespace, api.TrainingRun.PLURAL, meta["name"])
     return {
         "name": meta["name"],
         "namespace": namespace,
         "spec": run.spec.to_dict(),
-        "artifactsUri": root.uri,
+        "artifactsUri": root,
     }
 
 
@@ -95,23 +90,37 @@ def _render(
     )
 
 
+def validate(resource: plans.Manifest) -> api.TrainingRun:
+    """The resource as the author wrote it, validated (raises pydantic.ValidationError)."""
+    return plans.validate_spec(api.TrainingRun, resource)
+
+
 def plan(
-    resource: plans.Manifest, observed: plans.Observed, now: datetime.datetime, settings: settings.Settings
+    resource: plans.Manifest,
+    observed: plans.Observed,
+    now: datetime.datetime,
+    settings: settings.Settings,
+    model: api.TrainingRun | None = None,
 ) -> plans.Plan:
-    """Decide children, status and events for a TrainingRun from what was observed (pure)."""
-    out = _plan(resource, observed, now, settings)
+    """Decide children, status and events for a TrainingRun from what was observed (pure).
+    `model`: the resource already validated by the adapter (once per reconcile), else validated here."""
+    out = _plan(resource, observed, now, settings, model)
     if out.requeue_after == jobstatus.REQUEUE_ACTIVE:  # jobstatus.finish's, for any active run
         out.requeue_after = REQUEUE_ACTIVE
     return out
 
 
 def _plan(
-    resource: plans.Manifest, observed: plans.Observed, now: datetime.datetime, settings: settings.Settings
+    resource: plans.Manifest,
+    observed: plans.Observed,
+    now: datetime.datetime,
+    settings: settings.Settings,
+    model: api.TrainingRun | None,
 ) -> plans.Plan:
     meta = resource["metadata"]
     current: dict[str, Any] = resource.get("status") or {}
     try:
-        run = plans.validate_spec(api.TrainingRun, resource)
+        run = model or validate(resource)
     except pydantic.ValidationError as exc:
         return jobstatus.invalid(resource, current, exc, now)
     launch = launchers.of(resource)
@@ -122,12 +131,15 @@ def _plan(
             return jobstatus.finished_without_job(resource, current, now)
         job_manifest, config_map = _render(resource, run, settings)
         view = jobstatus.View(
-            conditions.PENDING, "Unknown", R_CREATING, jobstatus.creating(name, current, launch.KIND)
+            conditions.PENDING,
+            "Unknown",
+            conditions.R_CREATING,
+            jobstatus.creating(name, current, launch.KIND),
         )
         return jobstatus.finish(resource, current, now, view, name, apply=[config_map, job_manifest])
     if not jobstatus.owned_by(job, resource):
         message = f"a {launch.KIND} named {name} exists but belongs to something else; rename this run"
-        view = jobstatus.View(conditions.PENDING, "False", R_NAME_CONFLICT, message, stalled=True)
+        view = jobstatus.View(conditions.PENDING, "False", conditions.R_NAME_CONFLICT, message, stalled=True)
         return jobstatus.finish(resource, current, now, view, name)
     state = launch.job_state(job)
     if jobstatus.spec_changed(job, resource) and not state.started:
@@ -156,7 +168,7 @@ def _job_view(
     times = {"startTime": state.start_time, "completionTime": state.completion_time}
     if not state.terminal:
         view = jobstatus.View(state.phase, "Unknown", state.reason, state.message)
-        view.extra.append((conditions.TRAINED, "Unknown", state.reason, state.message))
+        view.extra.append(conditions.Condition(conditions.TRAINED, "Unknown", state.reason, state.message))
         view.fields.update(times)
         return view
     # The pod is looked at only now: an observation may read it on demand (flywheel.kube.execute).
@@ -185,23 +197,27 @@ def _outcome(state: pytorchjob.JobState, result: dict[str, Any] | None) -> jobst
         view = jobstatus.View(
             conditions.SUCCEEDED, "True", conditions.R_SUCCEEDED, message or trainingresult.summary(result)
         )
-        view.extra.append((conditions.TRAINED, "True", conditions.R_SUCCEEDED, view.message))
+        view.extra.append(
+            conditions.Condition(conditions.TRAINED, "True", conditions.R_SUCCEEDED, view.message)
+        )
     else:
         reason = conditions.R_VALIDATION_FAILED if gate_failed else conditions.R_FAILED
         view = jobstatus.View(conditions.FAILED, "False", reason, message or state.message, stalled=True)
-        view.extra.append((conditions.TRAINED, "False", reason, view.message))
+        view.extra.append(conditions.Condition(conditions.TRAINED, "False", reason, view.message))
     if verdict is not None:  # no verdict, no claim either way
         ok = "False" if gate_failed else "True"
         why = conditions.R_VALIDATION_FAILED if gate_failed else conditions.R_SUCCEEDED
         said = view.message if gate_failed else "the data passed the gate (details in status.validation)"
-        view.extra.append((conditions.DATA_VALIDATED, ok, why, said))
+        view.extra.append(conditions.Condition(conditions.DATA_VALIDATED, ok, why, said))
     data = result.get("data")
     if isinstance(data, dict) and data.get("commit"):
         view.extra.append(
-            (conditions.DATA_RESOLVED, "True", conditions.R_SUCCEEDED, f"commit {data['commit']}")
+            conditions.Condition(
+                conditions.DATA_RESOLVED, "True", conditions.R_SUCCEEDED, f"commit {data['commit']}"
+            )
         )
     model = result.get("model")
     if isinstance(model, dict) and (model.get("fp32Uri") or model.get("quantizedUri")):
         uri = model.get("quantizedUri") or model.get("fp32Uri")
-        view.extra.append((conditions.EXPORTED, "True", conditions.R_SUCCEEDED, str(uri)))
+        view.extra.append(conditions.Condition(conditions.EXPORTED, "True", conditions.R_SUCCEEDED, str(uri)))
     return view

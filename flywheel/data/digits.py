@@ -84,9 +84,7 @@ def make_repo(root: Path, *, remote: dict[str, str] | None = None) -> examples.E
         "shifted": "Data: 8x8 digits from the new scanner (one pixel right, noisier)",
     }
     for tag in REVISIONS:
-        commits[tag], hashes[tag] = examples.commit_rows(
-            root, frame(tag), tag, messages[tag], path=DATA_PATH
-        )
+        commits[tag], hashes[tag] = examples.commit_rows(root, frame(tag), tag, messages[tag], path=DATA_PATH)
     return examples.ExampleRepo(root, remote_dir, DATA_PATH, commits, hashes)
 
 

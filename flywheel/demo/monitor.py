@@ -34,7 +34,7 @@ ROUNDS = 4
 """Reconciles a stage waits for its outcome (a Job is started, run, then read back)."""
 
 
-def reconcile_until(demo: flow.Loop, manifest: dict[str, Any], done: Any) -> Any:
+def reconcile_until(demo: flow.Loop, manifest: plans.Manifest, done: Any) -> Any:
     """Reconcile until `done(plan)` (at most ROUNDS times); the last plan."""
     from flywheel.local.runners import driftmonitor
 

@@ -18,15 +18,14 @@ from __future__ import annotations
 import copy
 import socket
 from pathlib import Path
-from typing import Any
 
 from flywheel.api import loading
+from flywheel.api.common import Manifest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TRAININGRUN = EXAMPLES / "trainingrun-local.yaml"
 DEPLOYMENT = EXAMPLES / "deployment-local.yaml"
 DRIFTMONITOR = EXAMPLES / "driftmonitor-local.yaml"
-Manifest = dict[str, Any]
 LATENCY_BUDGET_MS = 1000
 
 

@@ -22,20 +22,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-from flywheel import artifacts, errors
-from flywheel.api import contract
+from flywheel import artifact_cache, errors
+from flywheel.api import conditions, contract
 from flywheel.api import driftmonitor as dm_api
 from flywheel.controllers import driftcheck, plans
 from flywheel.drift import decide
-
-R_NOT_ENOUGH_ROWS = "NotEnoughRows"
-R_CHECK_FAILED = "CheckFailed"
 
 
 def main(env: dict[str, str] | None = None) -> int:
     env = dict(os.environ if env is None else env)
     config = json.loads(Path(env.get(contract.ENV_CONFIG, contract.CONFIG_PATH)).read_text())
-    cache = Path(env.get("FLYWHEEL_CACHE_DIR") or artifacts.CACHE_ROOT)
+    cache = Path(env.get("FLYWHEEL_CACHE_DIR") or artifact_cache.ROOT)
     # FLYWHEEL_NOW: the local backend's clock (its runner passes ctx.now()); a pod reads its own.
     stamp = env.get("FLYWHEEL_NOW")
     now = plans.parse_rfc3339(stamp) if stamp else datetime.datetime.now(datetime.UTC)
@@ -48,7 +45,7 @@ def main(env: dict[str, str] | None = None) -> int:
 
 def run(config: dict[str, Any], now: datetime.datetime, cache: Path, seed: int = 0) -> dict[str, Any]:
     spec = dm_api.DriftMonitorSpec.model_validate(config["spec"])
-    champion_dir = artifacts.local_dir(str(config["championUri"]), cache / "models")
+    champion_dir = artifact_cache.local_dir(str(config["championUri"]), cache / "models")
     out: dict[str, Any] = {"check": None, "note": None, "reason": None, "evaluations": []}
     sink = str(config["trafficSink"])
     if config.get("check"):
@@ -57,7 +54,7 @@ def run(config: dict[str, Any], now: datetime.datetime, cache: Path, seed: int =
         except errors.UserError as exc:  # reported in DriftDetected, tried again next interval
             stamp = plans.now_rfc3339(now)
             out.update(check={"lastCheckTime": stamp, "rowsChecked": 0},
-                       note=f"the drift check failed: {exc}", reason=R_CHECK_FAILED)  # fmt: skip
+                       note=f"the drift check failed: {exc}", reason=conditions.R_CHECK_FAILED)  # fmt: skip
     for challenger in config.get("challengers") or []:
         out["evaluations"].append(_evaluate(config, spec, champion_dir, challenger, sink, now, cache))
     return out
@@ -79,7 +76,7 @@ def _check(
     if len(current) < spec.window.min_rows:
         note = f"{len(current)} rows in the window, fewer than window.minRows {spec.window.min_rows}"
         return {"check": {"lastCheckTime": stamp, "rowsChecked": len(current)},
-                "note": note + "; not judged", "reason": R_NOT_ENOUGH_ROWS}  # fmt: skip
+                "note": note + "; not judged", "reason": conditions.R_NOT_ENOUGH_ROWS}  # fmt: skip
     ref = reference.load(spec, champion_dir, cache / "drift")
     features = [c for c in window.features(current) if c in ref.columns]
     result = checks.check(current, ref, spec.drift, features, spec.window.max_rows, seed)
@@ -122,7 +119,7 @@ def _evaluate(
         "championVersion": config.get("championVersion"), "challengerVersion": challenger.get("version"),
     }  # fmt: skip
     try:
-        challenger_dir = artifacts.local_dir(str(challenger["modelUri"]), cache / "models")
+        challenger_dir = artifact_cache.local_dir(str(challenger["modelUri"]), cache / "models")
         rows = evaluate.holdout(challenger_dir)
         comparison = evaluate.compare(champion_dir, challenger_dir, rows, str(challenger["target"]),
                                       spec.promotion.metric)  # fmt: skip

@@ -22,7 +22,7 @@ MERGE_PATCH = "application/merge-patch+json"
 COMPONENT = contract.MANAGED_BY
 
 
-def get(ref: plans.Ref) -> dict[str, Any] | None:
+def get(ref: plans.Ref) -> plans.Manifest | None:
     """The live object, or None when it does not exist. A list ref (plans.list_ref) answers a
     `List` of the matching objects, each with its kind (list answers carry it only at the top)."""
     if ref.selector is not None:
@@ -35,7 +35,7 @@ def get(ref: plans.Ref) -> dict[str, Any] | None:
         ]
         return {"apiVersion": "v1", "kind": "List", "items": found}
     try:
-        obj: dict[str, Any] = client.request(
+        obj: plans.Manifest = client.request(
             "GET", client.path(ref.api_version, ref.kind, ref.namespace, ref.name)
         )
     except client.ApiError as exc:
@@ -63,7 +63,7 @@ contains = plans.contains
 """Whether `live` already says everything `desired` says (shared with flywheel.local.execute)."""
 
 
-def apply(manifest: dict[str, Any], live: dict[str, Any] | None = None) -> str:
+def apply(manifest: plans.Manifest, live: plans.Manifest | None = None) -> str:
     """Create the object, or bring the existing one to `manifest`. Returns what was done:
     "created", "patched" or "unchanged".
 
@@ -72,7 +72,7 @@ def apply(manifest: dict[str, Any], live: dict[str, Any] | None = None) -> str:
     return apply_live(manifest, live)[0]
 
 
-def apply_live(manifest: dict[str, Any], live: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+def apply_live(manifest: plans.Manifest, live: plans.Manifest | None = None) -> tuple[str, plans.Manifest]:
     """apply(), also returning the object as the API server last showed it (the answer to our
     write, or the live copy when nothing was sent): a caller can plan on from it without a GET."""
     if live is not None and contains(live, manifest):
@@ -95,7 +95,7 @@ def apply_live(manifest: dict[str, Any], live: dict[str, Any] | None = None) -> 
     return "patched", _answer(patched, manifest)
 
 
-def create(manifest: dict[str, Any]) -> dict[str, Any] | None:
+def create(manifest: plans.Manifest) -> plans.Manifest | None:
     """POST the object; the server's answer, or None when it exists already (409)."""
     try:
         created = client.request("POST", client.manifest_path(manifest, collection=True), body=manifest)
@@ -106,12 +106,12 @@ def create(manifest: dict[str, Any]) -> dict[str, Any] | None:
     return _answer(created, manifest)
 
 
-def _answer(answer: Any, manifest: dict[str, Any]) -> dict[str, Any]:
+def _answer(answer: Any, manifest: plans.Manifest) -> plans.Manifest:
     """The server's answer to a write; the manifest itself if the answer is not an object."""
     return answer if isinstance(answer, dict) and answer.get("metadata") else manifest
 
 
-def _patchable(manifest: Mapping[str, Any]) -> dict[str, Any]:
+def _patchable(manifest: Mapping[str, Any]) -> plans.Manifest:
     """The manifest minus what a patch must not touch (status belongs to the child's controller)."""
     return {key: value for key, value in manifest.items() if key != "status"}
 
@@ -160,7 +160,7 @@ def patch_spec(patch: Mapping[str, Any]) -> bool:
     return True
 
 
-def event_manifest(resource: Mapping[str, Any], event: plans.Event, now: datetime.datetime) -> dict[str, Any]:
+def event_manifest(resource: Mapping[str, Any], event: plans.Event, now: datetime.datetime) -> plans.Manifest:
     """A core/v1 Event about `resource`. Its name is derived from the resource's uid and
     generation and the event's text and occurrence, so re-sending the same event is a 409, not a
     duplicate, while a second occurrence of the same text is a new event."""

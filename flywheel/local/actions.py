@@ -14,14 +14,12 @@ rollback  `kubectl patch deployment.flywheel.dev NAME --type merge -p '{"spec":{
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from flywheel import api, errors
+from flywheel.api.common import Manifest
 from flywheel.controllers import driftmonitor_claims as claims
 from flywheel.controllers import driftmonitor_decisions as decisions
 from flywheel.local import commands, runners
-
-Manifest = dict[str, Any]
 
 
 def approve(args: argparse.Namespace) -> int:

@@ -31,13 +31,12 @@ import yaml
 from flywheel import api, errors
 from flywheel.api import common
 from flywheel.api import conditions as conds
+from flywheel.api.common import Manifest
 from flywheel.controllers import plans
 from flywheel.local import lock as lock_mod
 from flywheel.local import logview, runners
 from flywheel.local import paths as paths_mod
 from flywheel.local import supervisor as supervisor_mod
-
-Manifest = dict[str, Any]
 
 # kind -> (column header, status path) of the one field that says most about a resource.
 KEY_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {

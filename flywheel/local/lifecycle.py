@@ -30,14 +30,13 @@ from typing import Any
 
 from flywheel import api, artifacts, errors
 from flywheel.api import common, conditions, contract
+from flywheel.api.common import Manifest
 from flywheel.controllers import plans
 from flywheel.local import lock as lock_mod
 from flywheel.local import runners
 
-Manifest = dict[str, Any]
 DRIVER_GRACE = 30.0
 """Seconds a driver gets to stop its workload after SIGINT (the supervisor's own grace is 10 s)."""
-R_STOPPED = conditions.R_JOB_SUSPENDED
 STOPPED_MESSAGE = "stopped by `flywheel stop`; `flywheel run` of the same file resumes it"
 
 
@@ -172,15 +171,17 @@ def _suspend(ctx: runners.Context, ref: Ref) -> None:
     status = manifest.get("status") or {}
     if status.get("phase") in (conditions.SUSPENDED, conditions.SUCCEEDED, conditions.FAILED):
         return
+    stopped = conditions.Condition(conditions.READY, "False", conditions.R_JOB_SUSPENDED, STOPPED_MESSAGE)
     conds = plans.set_condition(
-        list(status.get("conditions") or []), conditions.READY, "False", R_STOPPED, STOPPED_MESSAGE,
-        ctx.now(), manifest["metadata"].get("generation"),
-    )  # fmt: skip
+        list(status.get("conditions") or []), stopped, ctx.now(), manifest["metadata"].get("generation")
+    )
     patch: dict[str, Any] = {"phase": conditions.SUSPENDED, "message": STOPPED_MESSAGE, "conditions": conds}
     if ref.kind == api.Deployment.KIND:
         patch["readyReplicas"] = 0
     ctx.store.patch_status(ref.kind, ref.name, patch, ref.namespace)
-    ctx.store.add_event(ref.kind, ref.name, R_STOPPED, STOPPED_MESSAGE, "Warning", ref.namespace)
+    ctx.store.add_event(
+        ref.kind, ref.name, conditions.R_JOB_SUSPENDED, STOPPED_MESSAGE, "Warning", ref.namespace
+    )
 
 
 def _purge_artifacts(ctx: runners.Context, manifest: Manifest) -> list[Path]:
@@ -196,7 +197,7 @@ def _purge_artifacts(ctx: runners.Context, manifest: Manifest) -> list[Path]:
     elif kind == api.DriftMonitor.KIND:
         places = [artifacts.Store(uri).child(plural, name)]  # flywheel.drift.reports' layout
     else:
-        places = [artifacts.run_root(uri, namespace, plural, name)]
+        places = [artifacts.Store(contract.run_root(uri, namespace, plural, name))]
     removed = []
     for place in places:
         if place.local_root is not None and place.local_root.exists():

@@ -40,13 +40,13 @@ from typing import TYPE_CHECKING, Any
 
 from flywheel import artifacts
 from flywheel.api import common, conditions, contract
+from flywheel.api.common import Manifest
 from flywheel.controllers import driftcheck, plans, pytorchjob
 from flywheel.local import supervisor
 
 if TYPE_CHECKING:
     from flywheel.local.runners import Context
 
-Manifest = dict[str, Any]
 TERMINATION_FILE = "termination-log"
 JOB_UID_FILE = "job-uid"
 """In the run dir: the uid of the job the recorded process belongs to (a recreated job of the same

@@ -38,13 +38,13 @@ from typing import Any
 
 from flywheel import artifacts
 from flywheel.api import contract
+from flywheel.api.common import Manifest
 from flywheel.controllers import plans
 from flywheel.local import realize
 from flywheel.local.runners import Context
 from flywheel.local.runners import deployment_process as process
 from flywheel.serving import config as serving_config
 
-Manifest = dict[str, Any]
 SERVED_FILE = "served.json"
 
 

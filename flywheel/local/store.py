@@ -29,9 +29,8 @@ from typing import Any
 
 from flywheel import api
 from flywheel.api import common
+from flywheel.api.common import Manifest
 from flywheel.controllers import plans
-
-Manifest = dict[str, Any]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS resources (

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch.nn import functional
 
-from flywheel import artifacts
+from flywheel import artifact_cache, artifacts
 from flywheel.api import selfplayrun
 from flywheel.selfplay import buffers, grammar, prompts, tasks, tiny
 
@@ -197,7 +197,7 @@ def ensure(
 ) -> Path:
     """The cached warm-start folder for `spec` (trained now if absent); holds weights.pt."""
     cache_key = key(spec)
-    folder = (cache_root or artifacts.CACHE_ROOT) / CACHE_DIR / cache_key
+    folder = (cache_root or artifact_cache.ROOT) / CACHE_DIR / cache_key
     if (folder / "weights.pt").is_file():
         return folder
     model, figures = train(spec, log)

@@ -26,64 +26,24 @@ event from the Master pod's log tail (flywheel.controllers.selfplayresult).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
-import os
 import random
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
-from flywheel import artifacts, errors
-from flywheel.api import contract
+from flywheel import artifacts, distributed, errors, results
 from flywheel.selfplay import buffers, checkpoint, config, heldout, policy, pretrain, rollout, trr
 
 PoolFactory = Callable[[config.Config], Any]
 WEIGHTING = "sequence"  # TRR++ whitening: per sequence (the paper's formula); "token" = reference code
 
 
-@dataclasses.dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def _init_dist() -> Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend)
-    return Dist(dist.get_rank(), dist.get_world_size())
-
-
-def _device() -> str | None:
-    if torch.cuda.is_available():
-        return f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-    return None
-
-
-def _gather(obj: Any, d: Dist) -> list[Any]:
-    if d.world == 1:
-        return [obj]
-    out: list[Any] = [None] * d.world
-    dist.all_gather_object(out, obj)
-    return out
-
-
-def _seed(cfg: config.Config, d: Dist, step: int) -> random.Random:
+def _seed(cfg: config.Config, d: distributed.World, step: int) -> random.Random:
     """The step's draw RNG, equal on every rank (it picks the global batch), and a per-(rank, step)
     torch seed for sampling; both per step, so a resumed run draws what the uninterrupted one would."""
     key = f"{cfg.spec.self_play.seed}:{d.rank}:{step}"
@@ -226,22 +186,22 @@ def emit(record: dict[str, Any]) -> None:
 
 def run(cfg: config.Config, pool_factory: PoolFactory) -> dict[str, Any]:
     """Train per `cfg`; return the final status summary (rank 0's is the one that counts)."""
-    d = _init_dist()
+    d = distributed.init()
     sp = cfg.spec.self_play
-    if sp.batch_size < d.world:
+    if sp.batch_size < d.world_size:
         raise errors.UserError(
             f"spec.selfPlay.batchSize {sp.batch_size} is the global batch per task and role; "
-            f"it must be at least the {d.world} ranks so every rank has a share"
+            f"it must be at least the {d.world_size} ranks so every rank has a share"
         )
     torch.manual_seed(sp.seed)
-    pol = policy.load(cfg.spec.policy, _device())
+    pol = policy.load(cfg.spec.policy, str(d.device) if d.device.type == "cuda" else None)
     run_store = artifacts.Store(cfg.artifacts_uri)
     state = checkpoint.load_latest(run_store)
     # A resumed run takes its weights from the checkpoint; DDP hands rank 0's weights to the others.
-    if cfg.spec.policy.warm_start is not None and state is None and d.main:
+    if cfg.spec.policy.warm_start is not None and state is None and d.is_main:
         _warm_start(cfg, pol)
     module: Any = pol.module
-    if d.world > 1:
+    if d.distributed:
         module = torch.nn.parallel.DistributedDataParallel(pol.module)
     optimizer = torch.optim.AdamW(
         pol.module.parameters(), lr=sp.learning_rate, betas=(0.9, 0.999), weight_decay=sp.weight_decay
@@ -255,15 +215,23 @@ def run(cfg: config.Config, pool_factory: PoolFactory) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "step": start - 1,
         "buffers": store.sizes(),
-        "batch": batch_share(sp.batch_size, d.world),
+        "batch": batch_share(sp.batch_size, d.world_size),
     }
     if ckpt_uri:
         summary["checkpoint"] = ckpt_uri
-    if d.main:
-        emit({"event": "start", "step": start - 1, "steps": sp.steps, "resumed": ckpt_uri, "world": d.world})
+    if d.is_main:
+        emit(
+            {
+                "event": "start",
+                "step": start - 1,
+                "steps": sp.steps,
+                "resumed": ckpt_uri,
+                "world": d.world_size,
+            }
+        )
     started = time.monotonic()
     ho = cfg.spec.held_out
-    held = heldout.task_set(cfg.spec) if ho.every and d.main else {}
+    held = heldout.task_set(cfg.spec) if ho.every and d.is_main else {}
     with pool_factory(cfg) as raw_pool:
         pool = metered(raw_pool)
         if held and not history:
@@ -274,12 +242,12 @@ def run(cfg: config.Config, pool_factory: PoolFactory) -> dict[str, Any]:
                 _held_out(cfg, pol, raw_pool, held, step, history, run_store)
             if history:
                 summary["heldOut"] = history[-1]
-            if d.main and (step % sp.checkpoint_every == 0 or step == sp.steps):
+            if d.is_main and (step % sp.checkpoint_every == 0 or step == sp.steps):
                 extra = {**summary, HISTORY: history}
                 ckpt_uri = checkpoint.save(run_store, step, pol.module, optimizer, store, extra)
             if ckpt_uri:
                 summary["checkpoint"] = ckpt_uri
-            if d.main:
+            if d.is_main:
                 emit(
                     {
                         "event": "step",
@@ -290,12 +258,11 @@ def run(cfg: config.Config, pool_factory: PoolFactory) -> dict[str, Any]:
                     }
                 )
     summary.pop("executor", None)  # a per-step figure, not part of the run's result
-    if d.main:
+    if d.is_main:
         finish(cfg, run_store, summary)
         emit({"event": "done", **summary})
-    if d.world > 1:
-        dist.barrier()
-        dist.destroy_process_group()
+    distributed.barrier(d)
+    distributed.shutdown(d)
     return summary
 
 
@@ -330,7 +297,7 @@ HELD_OUT_PNG = "heldout.png"
 
 def _step(
     cfg: config.Config,
-    d: Dist,
+    d: distributed.World,
     step: int,
     pol: Any,
     module: Any,
@@ -340,9 +307,9 @@ def _step(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """One step: rollouts on every rank, one update, merged figures (summary, update stats)."""
     sp = cfg.spec.self_play
-    result = rollout.play(pol, store, pool, sp, step, _seed(cfg, d, step), d.rank, d.world)
+    result = rollout.play(pol, store, pool, sp, step, _seed(cfg, d, step), d.rank, d.world_size)
     meter = pool.take()
-    gathered = _gather((result, meter), d)
+    gathered = distributed.all_gather(d, (result, meter))
     population = [
         (
             [r for res, _ in gathered for r in res.batches[i].rewards],
@@ -360,10 +327,10 @@ def _step(
         weighting=WEIGHTING,
         temperature=sp.temperature,
         population=population,
-        world=d.world,
+        world=d.world_size,
     )
     summary = {"step": step, **_merge([r for r, _ in gathered], store)}
-    summary["batch"] = batch_share(sp.batch_size, d.world)
+    summary["batch"] = batch_share(sp.batch_size, d.world_size)
     summary["executor"] = _throughput([m for _, m in gathered])
     return summary, {
         "loss": round(stats.loss, 6),
@@ -373,20 +340,7 @@ def _step(
 
 
 def finish(cfg: config.Config, run_store: artifacts.Store, summary: dict[str, Any]) -> None:
-    """result.json (FLYWHEEL_RESULT_PATH or <run>/result.json) and the termination message."""
-    body = json.dumps({"kind": "SelfPlayRun", "name": cfg.name, **summary}, sort_keys=True)
-    result_path = os.environ.get(contract.ENV_RESULT_PATH)
-    if result_path:
-        artifacts.atomic_write_text(Path(result_path), body)
-    else:
-        run_store.write_bytes(contract.RESULT_FILE, body.encode())
-    log = os.environ.get(contract.ENV_TERMINATION_LOG) or (
-        contract.TERMINATION_LOG if os.access(contract.TERMINATION_LOG, os.W_OK) else None
-    )
-    if log:
-        message = {
-            "phase": "Succeeded",
-            "message": f"self-play finished at step {summary['step']}",
-            **summary,
-        }
-        Path(log).write_text(json.dumps(message, sort_keys=True, separators=(",", ":")))
+    """result.json and the termination message, as every workload writes them (flywheel.results)."""
+    message = {"phase": "Succeeded", "message": f"self-play finished at step {summary['step']}", **summary}
+    compact = json.dumps(message, sort_keys=True, separators=(",", ":"))
+    results.write(run_store, {"kind": "SelfPlayRun", "name": cfg.name, **summary}, compact)

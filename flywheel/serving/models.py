@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from flywheel import artifacts, errors
+from flywheel import artifact_cache, errors
 from flywheel.api import contract
 from flywheel.training import inference
 
@@ -182,15 +182,15 @@ def _tensor(where: str, raw: Any, numeric: list[str]) -> Tensor:
 
 
 # s3:// models are downloaded here, one folder per URI, refreshed when the remote card changes and
-# pruned (artifacts.local_dir).
-CACHE_ROOT = artifacts.CACHE_ROOT / "models"
+# pruned (artifact_cache.local_dir).
+CACHE_ROOT = artifact_cache.ROOT / "models"
 
 
 def local_dir(uri: str) -> Path:
     """A local directory holding the complete model at `uri`: the folder itself for file:// and
     pvc://; for s3:// a cached copy, fetched only when the remote card changed, and never a model
     caught half-written (its card is uploaded last and checked again after the download)."""
-    return artifacts.local_dir(uri, CACHE_ROOT)
+    return artifact_cache.local_dir(uri, CACHE_ROOT)
 
 
 def read_card(uri: str) -> Card:

@@ -15,7 +15,8 @@ from flywheel import errors
 
 def main() -> int:
     from flywheel import artifacts
-    from flywheel.training import config, dist, loader, result, trainer
+    from flywheel import distributed as dist
+    from flywheel.training import config, loader, result, trainer
 
     try:
         cfg = config.load()

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from flywheel.training import checkpoint, dist, metrics
+from flywheel import distributed as dist
+from flywheel.training import checkpoint, metrics
 from flywheel.training import context as context_mod
 from flywheel.training import model as model_mod
 

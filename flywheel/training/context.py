@@ -21,8 +21,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from flywheel import artifacts, errors
+from flywheel import distributed as dist
 from flywheel.api import trainingrun
-from flywheel.training import checkpoint, dist, feeds, preprocess
+from flywheel.training import checkpoint, feeds, preprocess
 
 RESERVED_STATE_KEYS = ("step", "preprocessor", "config")
 """Checkpoint payload keys the platform writes beside the user's state."""

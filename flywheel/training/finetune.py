@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from flywheel import artifacts, errors
+from flywheel import artifact_cache, errors
 from flywheel.api import contract, trainingrun
 from flywheel.training import inference, preprocess
 
@@ -28,7 +28,7 @@ from flywheel.training import inference, preprocess
 def replay_source(uri: str) -> tuple[trainingrun.Data, trainingrun.TrainingRunSpec]:
     """Where the model at `uri` was trained (its card's data lineage, pinned to the commit) and the
     spec it was trained with (to leave its holdout out, split as it was)."""
-    folder = artifacts.local_dir(uri, artifacts.CACHE_ROOT / "models")
+    folder = artifact_cache.local_dir(uri, artifact_cache.ROOT / "models")
     card = json.loads((folder / contract.MODEL_CARD).read_text())
     data = card.get("data") or {}
     if not (data.get("repo") and data.get("path")):
@@ -65,7 +65,7 @@ class Start:
 def load(uri: str, model: trainingrun.ModelSpec, entry_point: str | None = None) -> Start:
     """The model at `uri`, checked against the run's model spec; `entry_point`: the run's
     spec.trainer.entryPoint (None: the built-in MLP), which must be the one that trained it."""
-    folder = artifacts.local_dir(uri, artifacts.CACHE_ROOT / "models")
+    folder = artifact_cache.local_dir(uri, artifact_cache.ROOT / "models")
     card_path, weights = folder / contract.MODEL_CARD, folder / contract.FP32_FILE
     if not card_path.is_file() or not weights.is_file():
         raise errors.UserError(

@@ -5,16 +5,14 @@ container's termination log, which is how the operator learns the outcome withou
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
 
-from flywheel import artifacts
+from flywheel import artifacts, results
 from flywheel.api import common, contract, trainingrun
 
-MAX_TERMINATION_BYTES = 4096  # the kubelet truncates termination messages at 4 KiB
+MAX_TERMINATION_BYTES = results.MAX_TERMINATION_BYTES
 
 
 class Result(common.Model):
@@ -44,26 +42,9 @@ def compact(result: Result) -> str:
     return json.dumps(bare.to_dict(), separators=(",", ":"))
 
 
-def termination_log_path() -> Path | None:
-    """FLYWHEEL_TERMINATION_LOG, else /dev/termination-log when it exists and is writable (a pod)."""
-    configured = os.environ.get(contract.ENV_TERMINATION_LOG)
-    if configured:
-        return Path(configured)
-    default = Path(contract.TERMINATION_LOG)
-    return default if default.exists() and os.access(default, os.W_OK) else None
-
-
 def write(result: Result, store: artifacts.Store) -> str:
-    """Write result.json (atomic) and the termination message; return result.json's URI."""
-    uri = store.write_bytes(contract.RESULT_FILE, json.dumps(result.to_dict(), indent=2).encode())
-    extra = os.environ.get(contract.ENV_RESULT_PATH)
-    if extra:
-        artifacts.atomic_write_text(Path(extra), json.dumps(result.to_dict(), indent=2))
-    log = termination_log_path()
-    if log is not None:
-        # Not atomic on purpose: /dev/termination-log is a bind-mounted file and cannot be renamed over.
-        log.write_text(compact(result))
-    return uri
+    """result.json and the termination message (flywheel.results.write); returns result.json's URI."""
+    return results.write(store, result.to_dict(), compact(result))
 
 
 def read(store: artifacts.Store) -> Result:

@@ -21,13 +21,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from flywheel import artifacts, errors
+from flywheel import artifact_cache, artifacts, errors
+from flywheel import distributed as dist
 from flywheel.api import contract, trainingrun
 from flywheel.training import (
     builtin,
     checkpoint,
     dataset,
-    dist,
     export,
     feeds,
     finetune,
@@ -272,7 +272,7 @@ def _start_lineage(
     """training.initFrom of the card: the model a fine-tune started from, and what it replayed."""
     if not spec.model.init_from:
         return {}
-    folder = artifacts.local_dir(spec.model.init_from, artifacts.CACHE_ROOT / "models")
+    folder = artifact_cache.local_dir(spec.model.init_from, artifact_cache.ROOT / "models")
     card = json.loads((folder / contract.MODEL_CARD).read_text())
     out: dict[str, Any] = {"uri": spec.model.init_from, "version": str(card.get("version") or "unknown")}
     if replayed is not None:

@@ -38,15 +38,12 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 from rich import console as rich_console
 
 from flywheel.api import common
 from flywheel.local import store as store_mod
 from flywheel.local import supervisor as supervisor_mod
-
-Manifest = dict[str, Any]
 
 # kind -> module implementing run(ctx, manifest) (and optionally observe(ctx, manifest)).
 RUNNERS: dict[str, str] = {

@@ -34,9 +34,9 @@ import pydantic
 from flywheel import errors
 from flywheel.api import conditions, contract
 from flywheel.api import deployment as api
+from flywheel.api.common import Manifest
 from flywheel.controllers import deployment as controller
 from flywheel.controllers import deployment_children as children
-from flywheel.controllers import deployment_status as dstatus
 from flywheel.controllers import plans
 from flywheel.controllers import settings as settings_mod
 from flywheel.local import execute, realize, realize_serving
@@ -49,7 +49,6 @@ SETTINGS = settings_mod.Settings(service_host="127.0.0.1")
 """The operator's defaults; the Service's address is loopback here (status.endpoint)."""
 MAX_ROUNDS = 20
 """Reconcile-and-realise rounds per run: a rollout takes two; waiting for a ConfigMap a few more."""
-Manifest = dict[str, Any]
 
 
 class _Run:
@@ -140,9 +139,9 @@ def _report(ctx: Context, resource: Manifest, did: str | None) -> bool:
         return True
     ready = plans.get_condition(status.get("conditions"), conditions.READY) or {}
     message = status.get("message") or ready.get("message") or "see `flywheel get deployment`"
-    if ready.get("reason") == dstatus.R_WAITING_MODEL:
+    if ready.get("reason") == conditions.R_WAITING_MODEL:
         message += "; run it first (e.g. `flywheel run -f examples/trainingrun-local.yaml`)"
-    elif ready.get("reason") in (dstatus.R_ROLLOUT_FAILED, dstatus.R_UNAVAILABLE):
+    elif ready.get("reason") in (conditions.R_ROLLOUT_FAILED, conditions.R_UNAVAILABLE):
         message += f" (see `flywheel logs deployment/{name}`)"
     ctx.console.print(f"[red]deployment/{name}: not serving: {message}[/red]", highlight=False)
     return False

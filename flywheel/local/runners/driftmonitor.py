@@ -32,6 +32,7 @@ from typing import Any
 
 from flywheel import api
 from flywheel.api import conditions
+from flywheel.api.common import Manifest
 from flywheel.controllers import driftcheck, plans
 from flywheel.controllers import driftmonitor as controller
 from flywheel.controllers import settings as settings_mod
@@ -39,13 +40,11 @@ from flywheel.local import realize, runners
 from flywheel.local.runners import trainingrun as trainingrun_runner
 
 KIND = api.DriftMonitor.KIND
-Manifest = dict[str, Any]
 TERMINAL = (conditions.SUCCEEDED, conditions.FAILED)
 MAX_SLEEP = 5.0
 """Seconds between looks while waiting for the next check (Ctrl-C stays responsive)."""
 MAX_ROUNDS = 8
 """Reconciles per run_once: check, retrain, evaluate, decide, with room for a retry."""
-R_LOOP_EXITED = "MonitorNotRunning"
 SETTINGS = settings_mod.Settings()
 
 
@@ -205,13 +204,13 @@ def observe(ctx: runners.Context, manifest: Manifest) -> Manifest:
         f"the background monitor (pid {info.pid}) is not running; see `flywheel logs "
         f"driftmonitor/{name}`, then start it again with `flywheel run -f FILE --detach`"
     )
+    exited = conditions.Condition(conditions.READY, "False", conditions.R_LOOP_EXITED, message)
     conds = plans.set_condition(
-        list(status.get("conditions") or []), conditions.READY, "False", R_LOOP_EXITED, message,
-        ctx.now(), meta.get("generation"),
-    )  # fmt: skip
+        list(status.get("conditions") or []), exited, ctx.now(), meta.get("generation")
+    )
     update = {"phase": conditions.PENDING, "message": message, "conditions": conds}
     ctx.store.patch_status(KIND, name, update, namespace)
-    ctx.store.add_event(KIND, name, R_LOOP_EXITED, message, "Warning", namespace)
+    ctx.store.add_event(KIND, name, conditions.R_LOOP_EXITED, message, "Warning", namespace)
     return ctx.store.get(KIND, name, namespace) or manifest
 
 
@@ -244,8 +243,8 @@ def run_once(ctx: runners.Context, manifest: Manifest) -> Round:
         out.plan = reconcile(ctx, stored)
         _note(ctx, out, stored)
         owner = (plans.get_condition(out.plan.status.get("conditions"), conditions.READY) or {}).get("reason")
-        if owner == controller.R_CLAIMED or out.plan.permanent_error:
-            out.claimed_by = _owner_of(out.plan) if owner == controller.R_CLAIMED else None
+        if owner == conditions.R_CLAIMED or out.plan.permanent_error:
+            out.claimed_by = _owner_of(out.plan) if owner == conditions.R_CLAIMED else None
             return out
         trained = _train_challengers(ctx, stored)
         created = [m for m in out.plan.apply if m["kind"] in (driftcheck.KIND, api.TrainingRun.KIND)]
@@ -277,8 +276,8 @@ def _note(ctx: runners.Context, out: Round, before: Manifest) -> None:
             ctx.console.print(f"{name}: started challenger trainingrun/{child['metadata']['name']}")
     for event in out.plan.events:
         if event.reason in controller.DECISION_REASONS.values() or event.reason in (
-            controller.R_CHALLENGER_FAILED,
-            controller.R_ROLLED_BACK,
+            conditions.R_CHALLENGER_FAILED,
+            conditions.R_ROLLED_BACK,
         ):
             ctx.console.print(f"{name}: {event.message}", highlight=False)
 

@@ -23,12 +23,12 @@ from types import ModuleType
 from typing import Any
 
 from flywheel.api import conditions
+from flywheel.api.common import Manifest
 from flywheel.controllers import jobstatus, plans, pytorchjob
 from flywheel.controllers import settings as settings_mod
 from flywheel.local import execute, logview, progress, realize
 from flywheel.local.runners import Context
 
-Manifest = dict[str, Any]
 WAIT = 0.5
 """Seconds between two looks while a child waits for something (a ConfigMap being put back)."""
 MAX_IDLE_ROUNDS = 120

@@ -18,13 +18,13 @@ import datetime
 from typing import Any
 
 from flywheel.api import selfplayrun as api
+from flywheel.api.common import Manifest
 from flywheel.controllers import plans
 from flywheel.controllers import selfplayrun as controller
 from flywheel.local import execute, progress
 from flywheel.local.runners import Context, jobrun
 
 KIND = api.SelfPlayRun.KIND
-Manifest = dict[str, Any]
 
 
 class SelfPlayRunJob(jobrun.JobRun):

@@ -7,12 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from flywheel.api import conditions
+from flywheel.api.common import Manifest
 from flywheel.controllers import plans
 from flywheel.local import runners
-
-Manifest = dict[str, Any]
-Cond = tuple[str, str, str, str]
-"""(type, status, reason, message)."""
 
 
 class Writer:
@@ -31,13 +28,9 @@ class Writer:
     def ref(self) -> str:
         return f"{self.kind.lower()}/{self.name}"
 
-    def patch(self, patch: dict[str, Any], *conds: Cond) -> None:
+    def patch(self, patch: dict[str, Any], *conds: conditions.Condition) -> None:
         """Merge-patch status, setting the given conditions."""
-        now = self.ctx.now()
-        for type_, status, reason, message in conds:
-            self.conditions = plans.set_condition(
-                self.conditions, type_, status, reason, message, now, self.generation
-            )
+        self.conditions = plans.set_conditions(self.conditions, conds, self.ctx.now(), self.generation)
         if conds:
             patch = {**patch, "conditions": self.conditions}
         self.ctx.store.patch_status(self.kind, self.name, patch, self.namespace)
@@ -49,7 +42,7 @@ class Writer:
         """Stopped before the end (Ctrl-C, a killed CLI); the next `flywheel run` continues it."""
         self.patch(
             {"phase": conditions.SUSPENDED, "message": message},
-            (conditions.READY, "False", conditions.R_JOB_SUSPENDED, message),
+            conditions.Condition(conditions.READY, "False", conditions.R_JOB_SUSPENDED, message),
         )
         self.event(conditions.R_JOB_SUSPENDED, message, "Warning")
 
@@ -58,8 +51,8 @@ class Writer:
         completed = plans.now_rfc3339(self.ctx.now())
         self.patch(
             {**(extra or {}), "phase": conditions.FAILED, "message": message, "completionTime": completed},
-            (condition, "False", reason, message),
-            (conditions.READY, "False", reason, message),
+            conditions.Condition(condition, "False", reason, message),
+            conditions.Condition(conditions.READY, "False", reason, message),
         )
         self.event(reason, message, "Warning")
         self.ctx.console.print(f"[red]{self.ref}: failed: {message}[/red]", highlight=False)

@@ -15,9 +15,9 @@ there on first use.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from flywheel.api import trainingrun as api
+from flywheel.api.common import Manifest
 from flywheel.controllers import trainingrun as controller
 from flywheel.local import paths, progress
 from flywheel.local.runners import Context, jobrun
@@ -28,7 +28,6 @@ EXAMPLE_REPO = "datasets/example"
 DIGITS_REPO = "datasets/digits"
 """The data.repo of examples/custom-digits: created with flywheel.data.digits when missing."""
 _EXAMPLE_BUILDERS = {EXAMPLE_REPO: "flywheel.data.examples", DIGITS_REPO: "flywheel.data.digits"}
-Manifest = dict[str, Any]
 
 
 class TrainingRunJob(jobrun.JobRun):

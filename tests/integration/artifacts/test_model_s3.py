@@ -1,5 +1,5 @@
 """A real model export published to s3:// by the trainer and opened by the DriftMonitor operator's
-check Job (flywheel.drift.job: artifacts.local_dir into its cache), over real HTTP against moto's S3 emulator
+check Job (flywheel.drift.job: artifact_cache.local_dir into its cache), over real HTTP against moto's S3 emulator
 (see conftest). The model is trained in-process on the Shuttle example (a few seconds)."""
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from flywheel import artifacts, errors
+from flywheel import artifact_cache, artifacts, errors
+from flywheel import distributed as dist
 from flywheel.api import contract, driftmonitor, trainingrun
 from flywheel.data import examples
 from flywheel.drift import evaluate
 from flywheel.serving import config as serving_config
 from flywheel.serving import models as serving_models
-from flywheel.training import config, dist, trainer
+from flywheel.training import config, trainer
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +47,7 @@ def test_export_to_s3_is_opened_by_the_check_job(s3, tmp_path: Path) -> None:
     store = artifacts.Store(model_uri)
     assert contract.MODEL_CARD in store.list() and contract.HOLDOUT_FILE in store.list()
 
-    local = artifacts.local_dir(model_uri, tmp_path / "cache" / "models")  # as the check Job opens it
+    local = artifact_cache.local_dir(model_uri, tmp_path / "cache" / "models")  # as the check Job opens it
     assert local.is_relative_to(tmp_path / "cache")
     assert json.loads((local / contract.MODEL_CARD).read_text())["version"] == version
     assert sorted(p.name for p in local.iterdir()) == store.list()
@@ -59,7 +60,8 @@ def test_export_to_s3_is_opened_by_the_check_job(s3, tmp_path: Path) -> None:
     # The next step finds the same card: no second download (a marker file in the copy survives).
     (local / "seen").write_text("1")
     assert (
-        artifacts.local_dir(model_uri, tmp_path / "cache" / "models") == local and (local / "seen").exists()
+        artifact_cache.local_dir(model_uri, tmp_path / "cache" / "models") == local
+        and (local / "seen").exists()
     )
 
 
@@ -67,7 +69,7 @@ def test_missing_model_reads_as_an_incomplete_export(
     s3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As on a PVC: the path has no card, and the readers say so (the step reports it in status)."""
-    missing = artifacts.local_dir(
+    missing = artifact_cache.local_dir(
         f"{s3.root}/default/trainingruns/never/model", tmp_path / "cache" / "models"
     )
     assert not missing.exists()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flywheel import artifacts, errors
+from flywheel import artifact_cache, artifacts, errors
 from flywheel.api import contract
 
 
@@ -140,21 +140,21 @@ def test_local_dir_keeps_only_the_most_recently_used_models(
 ) -> None:
     """A long-lived process fetching one model after another (the DriftMonitor operator, a serving
     pod across promotions) keeps `keep` of them; a model used again counts as recent."""
-    monkeypatch.setattr(artifacts, "CACHE_MIN_AGE_S", 0.0)
+    monkeypatch.setattr(artifact_cache, "MIN_AGE_S", 0.0)
     store = artifacts.Store(s3.root)
     uris = {v: store.put_dir(v, _model(tmp_path / "src" / v, v)) for v in ("m1", "m2", "m3")}
     cache = tmp_path / "cache"
-    first = artifacts.local_dir(uris["m1"], cache, keep=2)
-    second = artifacts.local_dir(uris["m2"], cache, keep=2)
-    assert artifacts.local_dir(uris["m1"], cache, keep=2) == first  # m1 used again: newest
-    third = artifacts.local_dir(uris["m3"], cache, keep=2)
+    first = artifact_cache.local_dir(uris["m1"], cache, keep=2)
+    second = artifact_cache.local_dir(uris["m2"], cache, keep=2)
+    assert artifact_cache.local_dir(uris["m1"], cache, keep=2) == first  # m1 used again: newest
+    third = artifact_cache.local_dir(uris["m3"], cache, keep=2)
     assert sorted(p.name for p in cache.iterdir()) == sorted([first.name, third.name])
     assert not second.exists()
     assert json.loads((first / contract.MODEL_CARD).read_text()) == {"version": "m1"}
     # Pruned is not lost: the next use fetches it again.
-    assert json.loads((artifacts.local_dir(uris["m2"], cache, keep=2) / contract.MODEL_CARD).read_text()) == {
-        "version": "m2"
-    }
+    assert json.loads(
+        (artifact_cache.local_dir(uris["m2"], cache, keep=2) / contract.MODEL_CARD).read_text()
+    ) == {"version": "m2"}
 
 
 def test_prune_cache_spares_recent_entries_and_staging_folders(tmp_path: Path) -> None:
@@ -165,7 +165,7 @@ def test_prune_cache_spares_recent_entries_and_staging_folders(tmp_path: Path) -
     for name, age in ages.items():
         (tmp_path / name).mkdir()
         os.utime(tmp_path / name, (now - age, now - age))
-    removed = artifacts.prune_cache(tmp_path, keep=1, min_age_s=600)
+    removed = artifact_cache.prune(tmp_path, keep=1, min_age_s=600)
     assert sorted(p.name for p in removed) == ["old", "older"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".old.staging", "newest", "recent"]
-    assert artifacts.prune_cache(tmp_path / "absent", keep=1) == []
+    assert artifact_cache.prune(tmp_path / "absent", keep=1) == []

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from flywheel import distributed as dist
 from flywheel.api import contract, trainingrun
 from flywheel.data import examples
-from flywheel.training import config, dist, trainer
+from flywheel.training import config, trainer
 
 
 @dataclasses.dataclass(frozen=True)

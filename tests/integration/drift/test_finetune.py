@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from flywheel import distributed as dist
 from flywheel import errors
 from flywheel.api import contract, trainingrun
 from flywheel.data import examples
-from flywheel.training import config, dist, trainer
+from flywheel.training import config, trainer
 from tests.integration.drift import conftest
 
 pytestmark = pytest.mark.slow  # trains tiny models

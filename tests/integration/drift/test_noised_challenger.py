@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from flywheel import distributed as dist
 from flywheel.api import contract, driftmonitor, trainingrun
 from flywheel.data import examples
 from flywheel.drift import decide, evaluate
-from flywheel.training import config, dist, trainer
+from flywheel.training import config, trainer
 
 pytestmark = pytest.mark.slow  # trains two tiny models
 

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from flywheel import artifacts
-from flywheel.api import contract
+from flywheel.api import conditions, contract
 from flywheel.api import driftmonitor as dm_api
 from flywheel.controllers import driftmonitor as dm
 from flywheel.controllers import plans
@@ -157,7 +157,7 @@ def test_drift_trains_a_pinned_challenger_and_promotes_it_once(workdir: Any, inj
     assert status["rollbackTarget"] == f"file://{ctx.home / 'artifacts' / 'champion'}"  # what it served
     assert status["retrain"] == {**status["retrain"], "active": [], "count": 1}
     reasons = [e["reason"] for e in ctx.store.events("DriftMonitor", "shuttle")]
-    assert reasons.count(dm.R_PROMOTED) == 1 and reasons.count(dm.R_RETRAIN_STARTED) == 1
+    assert reasons.count(conditions.R_PROMOTED) == 1 and reasons.count(conditions.R_RETRAIN_STARTED) == 1
     # Another round at the same moment: no check is due, nothing is started or promoted again.
     generation = deployment["metadata"]["generation"]
     again = runner.run_once(ctx, stored(ctx, "DriftMonitor", "shuttle"))
@@ -191,7 +191,9 @@ def test_no_drift_no_retrain_and_detached_loop_records_a_missing_deployment(
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             status = stored(ctx, "DriftMonitor", "shuttle")["status"]
-            if (plans.get_condition(status["conditions"], "Ready") or {}).get("reason") == dm.R_NO_DEPLOYMENT:
+            if (plans.get_condition(status["conditions"], "Ready") or {}).get(
+                "reason"
+            ) == conditions.R_NO_DEPLOYMENT:
                 break
             time.sleep(0.2)
         else:
@@ -234,7 +236,7 @@ def test_a_pending_win_is_promoted_by_approve_and_a_rollback_holds_across_the_co
     assert decision["decision"] == "promoted" and decision["challenger"] == "shuttle-1"
     assert decision["reason"].endswith(f"approved ({dm.ANNOTATION_APPROVE})")
     reasons = [e["reason"] for e in ctx.store.events("DriftMonitor", "shuttle")]
-    assert reasons.count(dm.R_PROMOTED) == 1 and reasons.count(dm.R_PENDING) == 1
+    assert reasons.count(conditions.R_PROMOTED) == 1 and reasons.count(conditions.R_AWAITING_APPROVAL) == 1
 
     assert cli.main(["rollback", "shuttle", *home]) == 0
     rolled_back = {"uri": f"file://{ctx.home / 'artifacts' / 'champion'}"}  # status.rollbackTarget
@@ -285,10 +287,10 @@ def test_a_second_monitor_on_the_same_deployment_waits_and_takes_over(workdir: A
         assert result.claimed_by == "shuttle" and result.check is None and analysis.checks == []
     assert (stored(ctx, "TrainingRun", "twin-1").get("status") or {}).get("phase") is None  # not trained
     ready = plans.get_condition(stored(ctx, "DriftMonitor", "twin")["status"]["conditions"], "Ready")
-    assert ready is not None and (ready["status"], ready["reason"]) == ("False", dm.R_CLAIMED)
+    assert ready is not None and (ready["status"], ready["reason"]) == ("False", conditions.R_CLAIMED)
     assert "driftmonitor/shuttle" in ready["message"]
     reasons = [e["reason"] for e in ctx.store.events("DriftMonitor", "twin")]
-    assert reasons == [dm.R_CLAIMED]  # once, not once per round
+    assert reasons == [conditions.R_CLAIMED]  # once, not once per round
     # `flywheel approve` on the waiting monitor says so and writes no approval that would lie in wait.
     from flywheel import cli
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from flywheel.api import contract
+from flywheel.api import conditions, contract
 from flywheel.controllers import artifact_store, settings
 from tests.integration.operators import conftest
 from tests.integration.operators import test_trainingrun_operator as tr
@@ -37,7 +37,7 @@ async def test_a_store_in_the_pod_is_refused_naming_the_field_and_the_fix(
         await tr.create(defaulted("lost"))
         await conftest.eventually(lambda: tr.ready(emulator, "lost").get("status") == "False", what="refused")
     ready = tr.ready(emulator, "lost")
-    assert ready["reason"] == artifact_store.R_EPHEMERAL
+    assert ready["reason"] == conditions.R_EPHEMERAL
     assert ready["message"].startswith(
         "spec.artifacts.uri: file:///var/lib/flywheel/artifacts is a path inside the pod"
     )
@@ -48,7 +48,7 @@ async def test_a_store_in_the_pod_is_refused_naming_the_field_and_the_fix(
     stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
     assert (status["phase"], status["observedGeneration"], stalled["status"]) == ("Failed", 1, "True")
     assert emulator.live(tr.JOBS, tr.NS) == [] and emulator.live(tr.CONFIGMAPS, tr.NS) == []
-    warnings = [e for e in emulator.live("v1/events", tr.NS) if e["reason"] == artifact_store.R_EPHEMERAL]
+    warnings = [e for e in emulator.live("v1/events", tr.NS) if e["reason"] == conditions.R_EPHEMERAL]
     assert len(warnings) == 1 and warnings[0]["type"] == "Warning"
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import kopf
 import pytest
 
+from flywheel.api import conditions
 from flywheel.controllers import driftmonitor as dm
 from flywheel.controllers import plans
 from flywheel.kube import client, objects
@@ -63,7 +64,9 @@ def make_registry(clock: Clock) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     _startup.register(registry, login=kopf.login_with_kubeconfig)
     shim = types.SimpleNamespace(
-        observe_refs=dm.observe_refs, plan=lambda r, o, _now, s: dm.plan(r, o, clock(), s)
+        observe_refs=dm.observe_refs,
+        validate=dm.validate,
+        plan=lambda r, o, _now, s, model=None: dm.plan(r, o, clock(), s, model),
     )
     reconcile.register(shim, kind=operator.KIND, children=operator.CHILDREN, registry=registry)  # type: ignore[arg-type]
     return registry
@@ -206,7 +209,7 @@ async def test_check_job_challenger_promotion_and_a_rollback_that_holds_across_t
             what="promoted",
         )
         assert live(emulator, DEPLOYMENTS, "svc")["spec"]["champion"] == {"fromTrainingRun": "mon-1"}
-        assert monitor_events(emulator, dm.R_PROMOTED) == 1
+        assert monitor_events(emulator, conditions.R_PROMOTED) == 1
 
         # A person rolls back (kubectl patch); the cooldown passes and the traffic still drifts.
         await patch("Deployment", "svc", {"spec": {"champion": {"fromTrainingRun": "champ"}}})
@@ -226,7 +229,7 @@ async def test_check_job_challenger_promotion_and_a_rollback_that_holds_across_t
         assert live(emulator, DEPLOYMENTS, "svc")["spec"]["champion"] == {"fromTrainingRun": "champ"}
         promoted = plans.get_condition(status(emulator)["conditions"], "Promoted") or {}
         assert "mon-1 was rolled back" in promoted["message"]
-        assert monitor_events(emulator, dm.R_ROLLED_BACK) == 1
+        assert monitor_events(emulator, conditions.R_ROLLED_BACK) == 1
 
         # ...and is promoted only when a person approves it.
         await patch("DriftMonitor", "mon", {"metadata": {"annotations": {dm.ANNOTATION_APPROVE: "mon-2"}}})
@@ -246,7 +249,7 @@ async def test_a_failed_check_job_is_said_and_the_next_window_checks_again(emula
         await conftest.eventually(
             lambda: (
                 (plans.get_condition(status(emulator).get("conditions"), "DriftDetected") or {}).get("reason")
-                == dm.R_CHECK_FAILED
+                == conditions.R_CHECK_FAILED
             ),
             what="CheckFailed",
         )
@@ -256,7 +259,7 @@ async def test_a_failed_check_job_is_said_and_the_next_window_checks_again(emula
         clock.now = T0 + datetime.timedelta(seconds=61)
         await wake(1)
         drift = plans.get_condition(status(emulator)["conditions"], "DriftDetected") or {}
-        assert drift["reason"] == dm.R_CHECK_FAILED  # still said after later reconciles
+        assert drift["reason"] == conditions.R_CHECK_FAILED  # still said after later reconciles
         second = await finish_job(emulator, clock, drifted=False)
         assert second != first
         await conftest.eventually(lambda: status(emulator).get("drifted") is False, what="the second check")
@@ -288,4 +291,4 @@ async def test_a_performance_drop_fine_tunes_the_champion_named_on_the_challenge
         )
         assert status(emulator)["performance"]["versions"][0]["rows"] == 400  # kept by the CRD's schema
         assert status(emulator)["triggers"] == ["performanceDrop"]
-        assert monitor_events(emulator, dm.R_PERFORMANCE_DROPPED) == 1
+        assert monitor_events(emulator, conditions.R_PERFORMANCE_DROPPED) == 1

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from flywheel.api import conditions
 from flywheel.controllers import settings as settings_mod
 from flywheel.controllers import trainingrun
 from flywheel.kube import client, throttle
@@ -41,7 +42,7 @@ def test_backoff_grows_per_object_is_capped_and_resets(monkeypatch: pytest.Monke
 
 
 def events(em: Any) -> list[dict[str, Any]]:
-    return [e for e in em.live("v1/events", tr.NS) if e["reason"] == reconcile.R_RECONCILE_ERROR]
+    return [e for e in em.live("v1/events", tr.NS) if e["reason"] == conditions.R_RECONCILE_ERROR]
 
 
 async def test_a_failing_object_says_so_once_per_distinct_error(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime
+import types
 from typing import Any
 
 import kmock
@@ -170,3 +171,25 @@ async def test_a_restart_reads_the_watched_children_from_the_watch_not_one_get_e
     assert counts["GET configmaps"] == 3 and counts["GET pods"] == 3
     assert not [k for k in counts if k.endswith("pytorchjobs") and not k.startswith("GET")]  # no re-create
     assert counts["PATCH trainingruns/status"] == 0  # the store said what the API would have
+
+
+async def test_one_reconcile_validates_the_spec_once_though_it_plans_twice(emulator: Any) -> None:
+    """A new run's reconcile plans twice (converge plans again from the server's answers to its
+    creates); the spec is validated once and the model handed to both plans."""
+    run = await tr.create(tr.run_manifest("once"))
+    calls: collections.Counter[str] = collections.Counter()
+
+    def validate(resource: Any) -> Any:
+        calls["validate"] += 1
+        return trainingrun.validate(resource)
+
+    def plan(resource: Any, observed: Any, now: Any, settings: Any, model: Any = None) -> plans.Plan:
+        calls["plan"] += 1
+        assert model is not None
+        return trainingrun.plan(resource, observed, now, settings, model)
+
+    shim = types.SimpleNamespace(observe_refs=trainingrun.observe_refs, validate=validate, plan=plan)
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    out, outcome = await asyncio.to_thread(reconcile.reconcile_once, shim, run, SETTINGS, now)  # type: ignore[arg-type]
+    assert calls == {"validate": 1, "plan": 2}
+    assert out.status["conditions"][0]["reason"] == "JobCreated" and outcome.writes

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from flywheel import artifacts
+from flywheel import artifact_cache
 from flywheel.api import contract
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -41,7 +41,7 @@ def test_a_short_warm_started_run_has_executor_calls_valid_proposals_and_mixed_r
         **os.environ,
         contract.ENV_CONFIG: str(tmp_path / "config.json"),
         contract.ENV_TERMINATION_LOG: str(tmp_path / "termination-log"),
-        "FLYWHEEL_CACHE_DIR": str(artifacts.CACHE_ROOT),
+        "FLYWHEEL_CACHE_DIR": str(artifact_cache.ROOT),
         "OMP_NUM_THREADS": "2",
     }
     env.pop(contract.ENV_RESULT_PATH, None)

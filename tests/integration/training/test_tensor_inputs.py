@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 from sklearn import datasets
 
-from flywheel.training import config, dist, inference, trainer
+from flywheel import distributed as dist
+from flywheel.training import config, inference, trainer
 from tests.unit.training import fixtures
 
 CODE = """

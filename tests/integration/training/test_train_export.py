@@ -151,9 +151,10 @@ def test_an_int8_model_that_answers_differently_from_fp32_is_not_served(tmp_path
     import io
     import json
 
+    from flywheel import distributed as dist
     from flywheel.api import contract, trainingrun
     from flywheel.data import examples
-    from flywheel.training import config, dist, export, inference, trainer
+    from flywheel.training import config, export, inference, trainer
 
     spec = trainingrun.TrainingRunSpec(
         data=examples.file_repo(tmp_path / "dvc", examples.period_frame(1)),

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from flywheel.api import conditions, contract
-from flywheel.controllers import deployment, deployment_status, plans, settings
+from flywheel.controllers import deployment, plans, settings
 from flywheel.serving import config as serving_config
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -260,7 +260,7 @@ def test_champion_change_rolls_pods_and_records_rollback_target() -> None:
     assert out.status["championUri"] == f"{ART}/models/m9"
     assert out.status["rollbackTarget"] == f"{ART}/models/m1"
     assert plans.get_condition(out.status["conditions"], conditions.READY)["status"] == "Unknown"  # type: ignore[index]
-    assert any(e.reason == deployment_status.R_CHAMPION_CHANGED for e in out.events)
+    assert any(e.reason == conditions.R_CHAMPION_CHANGED for e in out.events)
     # The rollback target survives later reconciles.
     after = deployment.plan(
         {**promoted, "status": out.status}, observed(live(new, ready=2, generation=2)), LATER, SETTINGS

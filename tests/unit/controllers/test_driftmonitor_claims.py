@@ -55,17 +55,17 @@ def test_a_blocked_monitor_plans_nothing_but_saying_so_once_and_takes_over_later
     first = dm.plan(twin, observed, NOW)
     assert first.apply == [] and first.patch_resources == []
     ready = plans.get_condition(first.status["conditions"], conditions.READY)
-    assert ready is not None and (ready["status"], ready["reason"]) == ("False", dm.R_CLAIMED)
+    assert ready is not None and (ready["status"], ready["reason"]) == ("False", conditions.R_CLAIMED)
     assert "driftmonitor/shuttle" in ready["message"] and "delete one of them" in ready["message"]
     assert "lastCheckTime" not in first.status and "retrain" not in first.status
-    assert [(e.reason, e.type) for e in first.events] == [(dm.R_CLAIMED, "Warning")]
+    assert [(e.reason, e.type) for e in first.events] == [(conditions.R_CLAIMED, "Warning")]
     twin["status"] = {**twin["status"], **first.status}
     assert dm.plan(twin, observed, NOW).events == []  # the next tick: no second event
     twin["metadata"]["annotations"] = {dm.ANNOTATION_APPROVE: "twin-1"}
     approved = dm.plan(twin, observed, NOW)
     assert approved.patch_resources == [] and approved.apply == []
     promoted = plans.get_condition(approved.status["conditions"], conditions.PROMOTED)
-    assert promoted is not None and promoted["reason"] == dm.R_CLAIMED
+    assert promoted is not None and promoted["reason"] == conditions.R_CLAIMED
     assert "is not carried out: driftmonitor/shuttle owns" in promoted["message"]
     del twin["metadata"]["annotations"]
     observed.objects["DriftMonitor/"] = {"items": [twin]}  # the owner was deleted

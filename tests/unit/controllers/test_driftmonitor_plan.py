@@ -191,7 +191,7 @@ def test_no_drift_starts_no_retrain_and_reports_ready() -> None:
     assert plan.apply == [] and world.runs == {}
     assert world.cond("Ready")["status"] == "True"
     assert world.cond("DriftDetected")["status"] == "False"
-    assert world.cond("Retraining")["reason"] == dm.R_IDLE
+    assert world.cond("Retraining")["reason"] == conditions.R_IDLE
     assert plan.requeue_after == 60.0
 
 
@@ -210,7 +210,9 @@ def test_drift_starts_exactly_one_challenger_owned_and_labelled() -> None:
     retrain = world.monitor["status"]["retrain"]
     assert retrain["active"] == ["shuttle-1"] and retrain["count"] == 1
     assert "drift share 0.78" in retrain["lastReason"] and "f2" in retrain["lastReason"]
-    assert any(e.reason == dm.R_RETRAIN_STARTED and "data/shuttle.csv@main" in e.message for e in plan.events)
+    assert any(
+        e.reason == conditions.R_RETRAIN_STARTED and "data/shuttle.csv@main" in e.message for e in plan.events
+    )
     # Level-based: the same drifted status, seen again and again, starts nothing more.
     for minutes in (1, 2, 30):
         assert world.step(at(minutes)).apply == []
@@ -269,7 +271,7 @@ def test_winning_challenger_is_promoted_once_with_figures_and_rollback_target() 
     assert status["lastPromotion"] == plans.now_rfc3339(at(2))
     assert status["retrain"]["active"] == []
     assert world.cond("Promoted")["status"] == "True"
-    (event,) = [e for e in plan.events if e.reason == dm.R_PROMOTED]
+    (event,) = [e for e in plan.events if e.reason == conditions.R_PROMOTED]
     for text in ("shuttle-1-abc", "v1", "0.8500", "0.9700", COMMIT):
         assert text in event.message
     # Served now: no longer garbage-collected with the monitor (released in the decision's write).
@@ -289,7 +291,7 @@ def test_losing_challenger_leaves_the_champion_and_records_the_rejection() -> No
     assert world.dep_patches == 0 and world.deployment == deployment()
     assert world.monitor["status"]["lastDecision"]["decision"] == "rejected"
     assert "rollbackTarget" not in world.monitor["status"]
-    assert [e.type for e in plan.events if e.reason == dm.R_REJECTED] == ["Warning"]
+    assert [e.type for e in plan.events if e.reason == conditions.R_REJECTED] == ["Warning"]
     assert world.cond("Promoted")["status"] == "False"
     assert [r["uid"] for r in world.runs["shuttle-1"]["metadata"]["ownerReferences"]] == ["uid-dm"]
 
@@ -320,7 +322,7 @@ def test_a_win_without_auto_promote_is_recorded_pending_and_not_patched() -> Non
     world.step(at(2), evaluations={"shuttle-1": evaluation("shuttle-1", "pending")})
     assert world.dep_patches == 0
     assert world.monitor["status"]["lastDecision"]["decision"] == "pending"
-    assert world.cond("Promoted")["reason"] == dm.R_PENDING
+    assert world.cond("Promoted")["reason"] == conditions.R_AWAITING_APPROVAL
     # kopf reports no change of a flywheel.dev/ annotation: the monitor looks for an approval itself
     assert world.step(at(2.1)).requeue_after == dm.REQUEUE_ACTIVE
 
@@ -334,7 +336,7 @@ def test_failed_challenger_is_recorded_and_never_evaluated() -> None:
     decision = world.monitor["status"]["lastDecision"]
     assert decision["decision"] == "rejected" and "trainer exited 1" in decision["reason"]
     assert world.dep_patches == 0
-    assert [e.reason for e in plan.events if e.type == "Warning"] == [dm.R_CHALLENGER_FAILED]
+    assert [e.reason for e in plan.events if e.type == "Warning"] == [conditions.R_CHALLENGER_FAILED]
 
 
 @pytest.mark.parametrize("crash_after", [0, 1, 2])
@@ -367,7 +369,7 @@ def test_crash_anywhere_between_evaluation_and_status_converges_to_one_decision(
     assert status["rollbackTarget"] == "file:///art/ml/trainingruns/shuttle-v1/model"
     recorded = json.loads(world.runs["shuttle-1"]["metadata"]["annotations"][dm.ANNOTATION_DECISION])
     assert recorded["decision"]["decision"] == "promoted"
-    assert sum(e.reason == dm.R_PROMOTED for e in world.events) == 1
+    assert sum(e.reason == conditions.R_PROMOTED for e in world.events) == 1
 
 
 def test_status_lost_after_creating_the_challenger_neither_duplicates_nor_renames() -> None:
@@ -399,7 +401,10 @@ def test_missing_deployment_is_ready_false_and_starts_nothing() -> None:
     world.deployment = None
     plan = world.step(NOW, check=check(True, 0))
     assert plan.apply == []
-    assert world.cond("Ready")["status"] == "False" and world.cond("Ready")["reason"] == dm.R_NO_DEPLOYMENT
+    assert (
+        world.cond("Ready")["status"] == "False"
+        and world.cond("Ready")["reason"] == conditions.R_NO_DEPLOYMENT
+    )
 
 
 def test_invalid_spec_is_a_permanent_error_with_the_field_named() -> None:
@@ -414,7 +419,7 @@ def test_invalid_spec_is_a_permanent_error_with_the_field_named() -> None:
 def test_retrain_disabled_never_retrains() -> None:
     world = World(monitor(retrain={"enabled": False}))
     assert world.step(NOW, check=check(True, 0)).apply == []
-    assert world.cond("Retraining")["reason"] == dm.R_DISABLED
+    assert world.cond("Retraining")["reason"] == conditions.R_DISABLED
     assert world.cond("DriftDetected")["status"] == "True"
 
 
@@ -422,7 +427,10 @@ def test_not_enough_rows_is_said_in_drift_detected() -> None:
     world = World(monitor())
     note = "only 12 rows of traffic (window.minRows 200); not judged"
     world.step(NOW, check={"lastCheckTime": plans.now_rfc3339(NOW), "rowsChecked": 12}, check_note=note)
-    assert world.cond("DriftDetected") | {} and world.cond("DriftDetected")["reason"] == dm.R_NOT_ENOUGH_ROWS
+    assert (
+        world.cond("DriftDetected") | {}
+        and world.cond("DriftDetected")["reason"] == conditions.R_NOT_ENOUGH_ROWS
+    )
     assert world.cond("Ready")["status"] == "True"
 
 
@@ -473,7 +481,7 @@ def test_approving_a_pending_win_promotes_it_once() -> None:
     assert status["lastDecision"]["challengerValue"] == 0.97  # the comparison stays the evaluated one
     assert status["rollbackTarget"] == "file:///art/ml/trainingruns/shuttle-v1/model"
     assert world.cond("Promoted")["status"] == "True"
-    assert sum(e.reason == dm.R_PROMOTED for e in world.events) == 1
+    assert sum(e.reason == conditions.R_PROMOTED for e in world.events) == 1
     assert "ownerReferences" not in world.runs["shuttle-1"]["metadata"]
 
 
@@ -501,7 +509,7 @@ def test_an_approval_cut_short_anywhere_converges_to_one_promotion(crash_after: 
     recorded = json.loads(world.runs["shuttle-1"]["metadata"]["annotations"][dm.ANNOTATION_DECISION])
     assert recorded["decision"]["decision"] == "promoted"
     assert world.monitor["status"]["lastDecision"]["decision"] == "promoted"
-    assert sum(e.reason == dm.R_PROMOTED for e in world.events) == 1
+    assert sum(e.reason == conditions.R_PROMOTED for e in world.events) == 1
 
 
 def test_approving_a_rejected_challenger_is_refused_and_said_once() -> None:
@@ -515,7 +523,7 @@ def test_approving_a_rejected_challenger_is_refused_and_said_once() -> None:
     assert world.dep_patches == 0
     message = world.cond("Promoted")["message"]
     assert f"{dm.ANNOTATION_APPROVE}=shuttle-1 is ignored: it was rejected" in message
-    ignored = [e for e in world.events if e.reason == dm.R_APPROVAL_IGNORED]
+    ignored = [e for e in world.events if e.reason == conditions.R_APPROVAL_IGNORED]
     assert len(ignored) == 1 and ignored[0].type == "Warning"
 
 
@@ -567,7 +575,7 @@ def test_a_rollback_is_recorded_once_and_held_against_the_same_data_across_the_c
     hold = world.monitor["status"]["rollbackHold"]
     assert (hold["challenger"], hold["dataRev"], hold["version"]) == ("shuttle-1", COMMIT, "shuttle-1-abc")
     assert hold["time"] == plans.now_rfc3339(at(3))
-    assert [e.reason for e in plan.events].count(dm.R_ROLLED_BACK) == 1
+    assert [e.reason for e in plan.events].count(conditions.R_ROLLED_BACK) == 1
     assert "shuttle-1 was rolled back" in world.cond("Promoted")["message"]
     assert world.step(at(4)).events == []  # seen once: no second event, the record keeps its time
     assert world.monitor["status"]["rollbackHold"]["time"] == plans.now_rfc3339(at(3))
@@ -688,9 +696,11 @@ def test_a_performance_drop_is_reported_in_status_and_one_warning_event() -> Non
     assert (
         perf["versions"][0]["rows"] == 300 and perf["baseline"]["low"] == 0.98 and perf["unknownLabels"] == 4
     )
-    assert [e.reason for e in plan.events].count(dm.R_PERFORMANCE_DROPPED) == 1
+    assert [e.reason for e in plan.events].count(conditions.R_PERFORMANCE_DROPPED) == 1
     assert "performance drop (accuracy)" in world.monitor["status"]["retrain"]["lastReason"]
-    assert dm.R_PERFORMANCE_DROPPED not in [e.reason for e in world.step(at(1)).events]  # folded in once
+    assert conditions.R_PERFORMANCE_DROPPED not in [
+        e.reason for e in world.step(at(1)).events
+    ]  # folded in once
 
 
 def test_fine_tune_mode_starts_the_challenger_from_the_served_champion() -> None:
@@ -710,3 +720,15 @@ def test_a_status_from_before_triggers_still_retrains_on_feature_drift() -> None
     assert "triggers" not in old
     (child,) = world.step(NOW, check=old).apply
     assert child["metadata"]["annotations"][dm.ANNOTATION_TRIGGER] == "featureDrift"
+
+
+def test_a_step_given_the_validated_monitor_validates_nothing_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The adapter validates once per reconcile and hands the model to plan; plan and its helpers
+    (the retrain trigger among them) use it instead of validating the spec again."""
+    world = World(monitor())
+    model = dm.validate(world.monitor)
+    obs = world.observed(check=check(True, 0))
+    resource = {**world.monitor, "status": {"checkJob": world.outcome_job}}
+    monkeypatch.setattr(plans, "validate_spec", lambda *_: pytest.fail("the spec was validated again"))
+    plan = dm.plan(resource, obs, NOW, model=model)
+    assert [m["metadata"]["name"] for m in plan.apply if m["kind"] == "TrainingRun"] == ["shuttle-1"]

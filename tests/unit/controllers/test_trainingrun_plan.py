@@ -264,7 +264,7 @@ def test_finished_run_whose_job_was_garbage_collected_is_final() -> None:
     assert cond(plan.status, conditions.SPEC_DIVERGED)["status"] == "True"
     assert plan.status["phase"] == conditions.SUCCEEDED
     assert_current(applied(edited, plan))
-    assert [(e.type, e.reason) for e in plan.events] == [("Warning", trainingrun.R_SPEC_CHANGED)]
+    assert [(e.type, e.reason) for e in plan.events] == [("Warning", conditions.R_SPEC_CHANGED)]
     again = trainingrun.plan(applied(edited, plan), plans.Observed(), T0, SETTINGS)
     assert merge(applied(edited, plan)["status"], again.status) == applied(edited, plan)["status"]
     assert again.events == []
@@ -300,7 +300,7 @@ def test_spec_change_before_pods_started_recreates_the_job() -> None:
     plan = trainingrun.plan(edited, world(resource, job), T0, SETTINGS)
     assert [o["kind"] for o in plan.delete] == ["PyTorchJob", "ConfigMap"]
     assert plan.apply == [] and plan.requeue_after == trainingrun.REQUEUE_RECREATE
-    assert [e.reason for e in plan.events] == [trainingrun.R_RECREATING]
+    assert [e.reason for e in plan.events] == [conditions.R_RECREATING]
     job["metadata"]["deletionTimestamp"] = "2026-01-01T12:00:01Z"
     edited = applied(edited, plan)
     waiting = trainingrun.plan(edited, world(resource, job), T0, SETTINGS)
@@ -319,7 +319,7 @@ def test_spec_change_after_start_keeps_the_job_and_says_so() -> None:
     plan = trainingrun.plan(edited, observed(job), T0, SETTINGS)  # ConfigMap missing too
     assert plan.apply == [] and plan.delete == []  # no patch of a running job, no new config
     ready = cond(plan.status, conditions.READY)
-    assert (ready["status"], ready["reason"]) == ("False", trainingrun.R_SPEC_CHANGED)
+    assert (ready["status"], ready["reason"]) == ("False", conditions.R_SPEC_CHANGED)
     assert cond(plan.status, conditions.STALLED)["status"] == "True"
     assert cond(plan.status, conditions.SPEC_DIVERGED)["status"] == "True"
     assert plan.status["phase"] == conditions.RUNNING and plan.status["observedGeneration"] == 2
@@ -339,7 +339,7 @@ def test_spec_put_back_clears_the_stall() -> None:
     assert cond(plan.status, conditions.STALLED)["status"] == "False"
     assert cond(plan.status, conditions.SPEC_DIVERGED)["status"] == "False"
     assert cond(plan.status, conditions.RECONCILING)["status"] == "True"  # training goes on
-    assert cond(plan.status, conditions.READY)["reason"] != trainingrun.R_SPEC_CHANGED
+    assert cond(plan.status, conditions.READY)["reason"] != conditions.R_SPEC_CHANGED
 
 
 def test_succeeded_run_edited_stays_succeeded() -> None:
@@ -354,9 +354,9 @@ def test_succeeded_run_edited_stays_succeeded() -> None:
     assert after["status"]["phase"] == conditions.SUCCEEDED
     assert_current(after)
     diverged = cond(after["status"], conditions.SPEC_DIVERGED)
-    assert (diverged["status"], diverged["reason"]) == ("True", trainingrun.R_SPEC_CHANGED)
+    assert (diverged["status"], diverged["reason"]) == ("True", conditions.R_SPEC_CHANGED)
     assert "create a new trainingrun" in diverged["message"].lower()
-    assert [(e.type, e.reason) for e in plan.events] == [("Warning", trainingrun.R_SPEC_CHANGED)]
+    assert [(e.type, e.reason) for e in plan.events] == [("Warning", conditions.R_SPEC_CHANGED)]
 
 
 def test_a_job_recreated_after_it_ran_is_a_new_event() -> None:
@@ -368,14 +368,14 @@ def test_a_job_recreated_after_it_ran_is_a_new_event() -> None:
     running = applied(running, trainingrun.plan(running, world(resource, job), T0, SETTINGS))
     gone = trainingrun.plan(running, plans.Observed(), T0, SETTINGS)  # someone deleted the job
     assert [o["kind"] for o in gone.apply] == ["ConfigMap", "PyTorchJob"]
-    [event] = [e for e in gone.events if e.reason == trainingrun.R_CREATING]
+    [event] = [e for e in gone.events if e.reason == conditions.R_CREATING]
     assert "gone" in event.message
     assert event.occurrence != first.events[0].occurrence
     again = applied(running, gone)
     job2 = job_with(resource, *RUNNING, startTime="2026-01-01T13:00:00Z")
     again = applied(again, trainingrun.plan(again, world(resource, job2), T0, SETTINGS))
     gone2 = trainingrun.plan(again, plans.Observed(), T0, SETTINGS)
-    [event2] = [e for e in gone2.events if e.reason == trainingrun.R_CREATING]
+    [event2] = [e for e in gone2.events if e.reason == conditions.R_CREATING]
     assert (event2.message, event2.reason) == (event.message, event.reason)
     assert event2.occurrence != event.occurrence
 
@@ -393,5 +393,5 @@ def test_a_job_of_the_same_name_owned_by_something_else_is_not_adopted() -> None
     job["metadata"]["ownerReferences"][0]["uid"] = "someone-else"
     plan = trainingrun.plan(resource, world(resource, job), T0, SETTINGS)
     ready = cond(plan.status, conditions.READY)
-    assert (ready["status"], ready["reason"]) == ("False", trainingrun.R_NAME_CONFLICT)
+    assert (ready["status"], ready["reason"]) == ("False", conditions.R_NAME_CONFLICT)
     assert plan.apply == [] and plan.delete == []

@@ -388,7 +388,7 @@ def test_spec_change_after_node_pods_ran_keeps_the_trainjob_and_says_so() -> Non
     plan = trainingrun.plan(edited(resource), observed_world(resource, running), T0, SETTINGS)
     assert plan.delete == [] and plan.apply == []
     ready = plans_condition(plan.status, conditions.READY)
-    assert ready["reason"] == trainingrun.R_SPEC_CHANGED and "after TrainJob iris started" in ready["message"]
+    assert ready["reason"] == conditions.R_SPEC_CHANGED and "after TrainJob iris started" in ready["message"]
 
 
 def test_terminal_trainjob_reads_rank0_result_into_status() -> None:

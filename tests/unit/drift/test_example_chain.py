@@ -32,8 +32,8 @@ def _model_dirs() -> dict[str, tuple[str, str]]:
     """Model directory URI -> (namespace, name) of the TrainingRun example that writes it."""
     out = {}
     for (namespace, name), run in _by_kind(tr_api.TrainingRun.KIND).items():
-        root = artifacts.run_root(run["spec"]["artifacts"]["uri"], namespace, tr_api.TrainingRun.PLURAL, name)
-        out[root.child(contract.MODEL_DIR).uri] = (namespace, name)
+        root = contract.run_root(run["spec"]["artifacts"]["uri"], namespace, tr_api.TrainingRun.PLURAL, name)
+        out[artifacts.Store(root).join(contract.MODEL_DIR)] = (namespace, name)
     return out
 
 

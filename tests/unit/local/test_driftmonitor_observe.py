@@ -21,7 +21,9 @@ def monitoring(tmp_path: Path, ready: str = "True", reason: str = "Monitoring") 
     ctx = runners.Context.create(tmp_path / "home", console=rich_console.Console(file=io.StringIO()))
     ctx.store.put({"apiVersion": "flywheel.dev/v1alpha1", "kind": "DriftMonitor", "metadata": {"name": "dm"},
                    "spec": {"deploymentRef": "shuttle"}})  # fmt: skip
-    conds = plans.set_condition([], conditions.READY, ready, reason, "watching", ctx.now(), 1)
+    conds = plans.set_condition(
+        [], conditions.Condition(conditions.READY, ready, reason, "watching"), ctx.now(), 1
+    )
     ctx.store.patch_status("DriftMonitor", "dm", {"phase": conditions.RUNNING, "conditions": conds})
     return ctx
 
@@ -38,10 +40,10 @@ def test_a_live_loop_changes_nothing_and_a_dead_one_turns_ready_false_once(tmp_p
     ctx.supervisor.stop("DriftMonitor", "dm", grace=2)
     assert not ctx.supervisor.alive(info)
     (seen,) = commands._observed(ctx.home, "DriftMonitor")  # what `flywheel get dm` shows
-    assert ready(seen)["status"] == "False" and ready(seen)["reason"] == runner.R_LOOP_EXITED
+    assert ready(seen)["status"] == "False" and ready(seen)["reason"] == conditions.R_LOOP_EXITED
     assert f"pid {info.pid}" in seen["status"]["message"] and seen["status"]["phase"] == conditions.PENDING
     assert runner.observe(ctx, seen) == seen
-    assert [e["reason"] for e in ctx.store.events("DriftMonitor", "dm")] == [runner.R_LOOP_EXITED]
+    assert [e["reason"] for e in ctx.store.events("DriftMonitor", "dm")] == [conditions.R_LOOP_EXITED]
 
 
 def test_a_loop_that_stopped_for_a_stated_reason_keeps_it(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from flywheel.api import conditions, contract
 from flywheel.api import selfplayrun as api
-from flywheel.controllers import jobstatus, plans, pytorchjob, selfplayrun, settings
+from flywheel.controllers import plans, pytorchjob, selfplayrun, settings
 from flywheel.selfplay import config, trainer
 from tests.unit.controllers import upstream
 
@@ -136,7 +136,7 @@ def test_spec_change_before_pods_started_recreates_the_job_and_says_so_once() ->
     edited["status"] = {"phase": conditions.PENDING}  # no phase change: the event must come anyway
     out = selfplayrun.plan(edited, observed(started, job), T0, SETTINGS)
     assert [m["kind"] for m in out.delete] == ["PyTorchJob", "ConfigMap"] and out.apply == []
-    assert [e.reason for e in out.events] == [jobstatus.R_RECREATING]
+    assert [e.reason for e in out.events] == [conditions.R_RECREATING]
     job["metadata"]["deletionTimestamp"] = "2026-01-01T12:00:01Z"
     waiting = selfplayrun.plan(edited, observed(started, job), T0, SETTINGS)
     assert waiting.delete == [] and waiting.events == []
@@ -303,4 +303,4 @@ def test_a_succeeded_run_edited_afterwards_stays_succeeded_also_once_its_job_is_
         rows = {c["type"]: c["status"] for c in status["conditions"]}
         assert rows[conditions.READY] == "True" and rows[conditions.STALLED] == "False"
         assert rows[conditions.SPEC_DIVERGED] == "True"
-        assert [e.reason for e in out.events] == [jobstatus.R_SPEC_CHANGED]
+        assert [e.reason for e in out.events] == [conditions.R_SPEC_CHANGED]

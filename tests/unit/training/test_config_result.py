@@ -7,7 +7,7 @@ import json
 import pydantic
 import pytest
 
-from flywheel import artifacts, errors
+from flywheel import artifacts, errors, results
 from flywheel.api import contract, trainingrun
 from flywheel.training import config, result
 from tests.unit.training import fixtures
@@ -79,7 +79,7 @@ def test_compact_result_stays_under_4_kib_and_keeps_the_essentials():
 
 def test_default_termination_log_only_when_it_exists(monkeypatch):
     monkeypatch.delenv(contract.ENV_TERMINATION_LOG, raising=False)
-    path = result.termination_log_path()
+    path = results.termination_log_path()
     assert path is None or str(path) == contract.TERMINATION_LOG
 
 

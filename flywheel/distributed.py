@@ -1,4 +1,6 @@
-"""One entry point for 1 or N processes: read torchrun's env, pick the backend, size the thread pool."""
+"""One entry point for 1 or N processes, for every workload that trains (flywheel.training,
+flywheel.selfplay): read torchrun's env, pick the backend, size the thread pool, and the few
+collectives they use. A world of one initialises nothing and each collective is the identity."""
 
 from __future__ import annotations
 
@@ -68,6 +70,15 @@ def all_mean(world: World, value: float) -> float:
     tensor = torch.tensor([value], dtype=torch.float64, device=world.device)
     torch_dist.all_reduce(tensor)
     return float(tensor.item()) / world.world_size
+
+
+def all_gather(world: World, obj: Any) -> list[Any]:
+    """Every rank's object, in rank order ([obj] for a world of one)."""
+    if not world.distributed:
+        return [obj]
+    out: list[Any] = [None] * world.world_size
+    torch_dist.all_gather_object(out, obj)
+    return out
 
 
 def broadcast(world: World, obj: Any) -> Any:
