@@ -213,7 +213,7 @@ def same_writes_templates() -> tuple[list[dict[str, Any]], dict[str, Any], list[
     seen = plans.Observed(objects={execute._key(m): m for m in first.apply})
     status = execute.status_patch(sample, first)
     second = trainingrun.plan({**sample, "status": status}, seen, now, config)
-    status = execute.merge(status, execute.status_patch(sample, second))
+    status = plans.merge_patch(status, execute.status_patch(sample, second))
     events = first.events + [e for e in second.events if e not in first.events]
     return first.apply, status, events
 
@@ -365,7 +365,13 @@ def trial(mode: str, n: int) -> dict[str, Any]:
                 cmd = [str(spy), *record, "--", *cmd]
             operator = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
             pids = {"operator": operator.pid, "emulator": emulator.pid}
-            result = asyncio.run(drive(f"http://127.0.0.1:{port}", n, pids))
+            try:
+                result = asyncio.run(drive(f"http://127.0.0.1:{port}", n, pids))
+            except Exception:
+                log.flush()  # what the operator said is gone with the temporary folder otherwise
+                tail = (pathlib.Path(tmp) / "operator.log").read_text()[-4000:]
+                print(f"--- {mode} operator log (tail) ---\n{tail}", file=sys.stderr)
+                raise
             result.update(mode=mode, peak_rss_mib=round(peak_rss_mib(operator.pid), 1))
         finally:
             for proc in (operator, emulator):
