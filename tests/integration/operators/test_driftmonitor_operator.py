@@ -199,7 +199,10 @@ async def test_check_job_challenger_promotion_and_a_rollback_that_holds_across_t
         assert [r["uid"] for r in job["metadata"]["ownerReferences"]] == [monitor["metadata"]["uid"]]
         await conftest.eventually(lambda: challengers(emulator) == ["mon-1"], what="the challenger")
         assert live(emulator, RUNS, "mon-1")["spec"]["data"]["rev"] == "period-2"  # its trainer pins it
-        assert status(emulator)["lastCheckTime"] == plans.now_rfc3339(T0)
+        # The challenger is applied before the monitor's status is written: wait for the write.
+        await conftest.eventually(
+            lambda: status(emulator).get("lastCheckTime") == plans.now_rfc3339(T0), what="lastCheckTime"
+        )
 
         await patch("TrainingRun", "mon-1", {"status": succeeded("mon-1")}, "status")  # a watched child
         evaluation = await finish_job(emulator, clock)
