@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 
 from flywheel.api import contract
 from flywheel.serving import config as serving_config
+from flywheel.serving import traffic
 from tests.integration.serving import model_fixture, trained
 
 ADMIN_TOKEN = "test-admin-token"
@@ -109,6 +111,18 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         model_fixture.build(standin, "v1", seed=0)
     uris["standin"] = standin.as_uri()
     return uris
+
+
+def logged_rows(sink: str, request_id: str, rows: int, timeout: float = 20.0) -> pd.DataFrame:
+    """The traffic log's rows of one request once at least `rows` are flushed (or what is there
+    when `timeout` runs out: the caller's assertion says what was missing)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = traffic.read(sink)
+        mine = frame[frame["request_id"] == request_id] if len(frame) else frame
+        if len(mine) >= rows or time.monotonic() > deadline:
+            return mine
+        time.sleep(0.25)
 
 
 def serving(models: dict[str, str], name: str, traffic: dict[str, Any], **extra: Any) -> dict[str, Any]:

@@ -4,7 +4,6 @@ as /predict, and the protocol's error object on the error path."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,9 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from flywheel.serving import routing, traffic
+from flywheel.serving import routing
 from tests.integration.serving import trained
-from tests.integration.serving.conftest import Server
+from tests.integration.serving.conftest import Server, logged_rows
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +79,7 @@ def test_infer_answers_as_predict_does_and_is_logged(
     plain = httpx.post(f"{server.url}/predict", json={"records": records}, timeout=30).json()
     assert labels == plain["predictions"]
     assert probs == pytest.approx(plain["probabilities"], rel=1e-6)  # JSON FP32 round trip
-    frame = _wait(server.sink(), "oip-t1")
+    frame = logged_rows(server.sink(), "oip-t1", 12, timeout=15)
     assert sorted(frame["role"]) == sorted([routing.CHAMPION] * 6 + [routing.CHALLENGER] * 6)  # shadowed
     text = httpx.get(f"{server.url}/metrics").text
     assert 'endpoint="/v2/models/{name}/infer"' in text
@@ -146,13 +145,3 @@ def _tensors_raw(card: dict[str, Any], records: list[dict[str, Any]]) -> list[di
         if f["type"] != "numeric"
     ]
     return out
-
-
-def _wait(sink: str, request_id: str) -> Any:
-    deadline = time.monotonic() + 15
-    while True:
-        frame = traffic.read(sink)
-        mine = frame[frame["request_id"] == request_id] if len(frame) else frame
-        if len(mine) >= 12 or time.monotonic() > deadline:
-            return mine
-        time.sleep(0.25)

@@ -7,7 +7,6 @@ px columns for both roles, pins a version, and refuses bad tensors with a 400 na
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -17,9 +16,9 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from flywheel.serving import routing, traffic
+from flywheel.serving import routing
 from tests.integration.serving import cnn_fixture
-from tests.integration.serving.conftest import Server
+from tests.integration.serving.conftest import Server, logged_rows
 
 pytestmark = pytest.mark.slow
 NAME = "digits"
@@ -89,7 +88,7 @@ def test_the_image_tensor_gets_the_right_digit_as_predict_does_and_is_logged(ser
     assert plain["probabilities"] == pytest.approx(flat.as_numpy("probabilities").tolist(), rel=1e-6)
     # The traffic log holds the pixels as columns, as /predict's requests: what drift reads.
     # ... and shadowed on the challenger, as /predict requests are: both roles logged.
-    frame = _wait(server.sink(), "img-1", 2 * len(images))
+    frame = logged_rows(server.sink(), "img-1", 2 * len(images))
     assert sorted(set(frame["role"])) == [routing.CHALLENGER, routing.CHAMPION]
     assert set(cnn_fixture.PIXELS) <= set(frame.columns)
     frame = frame[frame["role"] == routing.CHAMPION]
@@ -140,14 +139,3 @@ def test_bad_tensors_are_400s_from_the_client_and_over_http(server: Server) -> N
     resp = httpx.post(url, json={"inputs": [big]}, timeout=30)
     assert resp.status_code == 413 and "limit" in resp.json()["error"]
     assert httpx.get(f"{server.url}/readyz").status_code == 200  # still serving
-
-
-def _wait(sink: str, request_id: str, rows: int, timeout: float = 20.0) -> pd.DataFrame:
-    """The logged rows of one request, once the server has flushed them."""
-    deadline = time.monotonic() + timeout
-    while True:
-        frame = traffic.read(sink)
-        mine = frame[frame["request_id"] == request_id] if len(frame) else frame
-        if len(mine) >= rows or time.monotonic() > deadline:
-            return mine
-        time.sleep(0.3)

@@ -27,9 +27,8 @@ import yaml
 from flywheel.api import contract
 from flywheel.data import digits
 from flywheel.drift import job
-from flywheel.serving import traffic
 from flywheel.training import inference
-from tests.integration.serving.conftest import Server
+from tests.integration.serving.conftest import Server, logged_rows
 from tests.unit.training import fixtures
 
 pytestmark = pytest.mark.slow
@@ -126,14 +125,14 @@ def test_served_cnn_answers_the_image_tensor_and_drift_shows_on_shifted_images(
         print(f"\nserved int8 accuracy on {len(original)} held-out images: {accuracy:.3f}")
         assert accuracy >= ACCURACY_FLOOR
         assert predicted == [str(p) for p in offline.predictions]  # the server is the offline model
-        logged = _wait(sink, "original-1", len(original))
+        logged = logged_rows(sink, "original-1", len(original))
         assert np.array_equal(
             logged.sort_values("record_index")[digits.PIXELS].to_numpy(), original[digits.PIXELS].to_numpy()
         )
         quiet = _check(trained, sink)
         shifted = digits.frame("shifted", part="traffic")
         shifted_predicted = _infer(server, shifted, "shifted-1")
-        _wait(sink, "shifted-1", len(shifted))
+        logged_rows(sink, "shifted-1", len(shifted))
         loud = _check(trained, sink)
     finally:
         server.stop()
@@ -159,13 +158,3 @@ def _check(trained: dict[str, Any], sink: str) -> dict[str, Any]:
     outcome = job.run(config, now, trained["tmp"] / "cache")
     assert outcome["note"] is None, outcome
     return dict(outcome["check"])
-
-
-def _wait(sink: str, request_id: str, rows: int, timeout: float = 20.0) -> pd.DataFrame:
-    deadline = time.monotonic() + timeout
-    while True:
-        frame = traffic.read(sink)
-        mine = frame[frame["request_id"] == request_id] if len(frame) else frame
-        if len(mine) >= rows or time.monotonic() > deadline:
-            return mine
-        time.sleep(0.3)
