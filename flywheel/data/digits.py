@@ -89,18 +89,7 @@ def make_repo(root: Path, *, remote: dict[str, str] | None = None) -> examples.E
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m flywheel.data.digits ROOT", file=sys.stderr)
-        return 2
-    try:
-        made = make_repo(Path(argv[0]))
-    except FileExistsError as exc:
-        print(f"error: {exc}: choose a new directory", file=sys.stderr)
-        return 1
-    print(f"created {made.root} (DVC remote {made.remote_dir})")
-    for tag, commit in made.commits.items():
-        print(f"  {tag}: commit {commit[:12]}  {made.data_path} md5 {made.hashes[tag]}")
-    return 0
+    return examples.run_cli(argv, "flywheel.data.digits", make_repo)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import io
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -255,11 +256,16 @@ def _staged(root: Path) -> bool:
 
 
 def main(argv: list[str]) -> int:
+    return run_cli(argv, "flywheel.data.examples", make_repo)
+
+
+def run_cli(argv: list[str], module: str, make: Callable[[Path], ExampleRepo]) -> int:
+    """`python -m <module> ROOT`: make an example repository there and print its revisions."""
     if len(argv) != 1:
-        print("usage: python -m flywheel.data.examples ROOT", file=sys.stderr)
+        print(f"usage: python -m {module} ROOT", file=sys.stderr)
         return 2
     try:
-        made = make_repo(Path(argv[0]))
+        made = make(Path(argv[0]))
     except FileExistsError as exc:
         print(f"error: {exc}: choose a new directory", file=sys.stderr)
         return 1
