@@ -6,6 +6,8 @@ operator renders and what the workload reads.
 
 from __future__ import annotations
 
+import datetime
+
 from flywheel.api.common import GROUP
 
 # --- Labels and annotations -----------------------------------------------------------------------
@@ -113,3 +115,9 @@ def serving_args(host: str, port: int) -> list[str]:
         "--timeout-graceful-shutdown",
         str(SERVING_SHUTDOWN_GRACE_S),
     ]
+
+
+def log_time() -> str:
+    """The "time" of a workload's JSON progress line (UTC, milliseconds, Z), which `flywheel logs`
+    prints as `time level message key=value`; the trainer and the self-play trainer both stamp it."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")[:-6] + "Z"

@@ -26,7 +26,6 @@ event from the Master pod's log tail (flywheel.controllers.selfplayresult).
 
 from __future__ import annotations
 
-import datetime
 import json
 import random
 import sys
@@ -37,6 +36,7 @@ from typing import Any
 import torch
 
 from flywheel import artifacts, distributed, errors, results
+from flywheel.api import contract
 from flywheel.selfplay import buffers, checkpoint, config, heldout, policy, pretrain, rollout, trr
 
 PoolFactory = Callable[[config.Config], Any]
@@ -178,9 +178,7 @@ def _merge(results: list[rollout.Step], store: buffers.Buffers) -> dict[str, Any
 
 
 def emit(record: dict[str, Any]) -> None:
-    # "time" lets `flywheel logs` print `time level message key=value` lines
-    stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
-    sys.stdout.write(json.dumps({"time": stamp, **record}, sort_keys=True) + "\n")
+    sys.stdout.write(json.dumps({"time": contract.log_time(), **record}, sort_keys=True) + "\n")
     sys.stdout.flush()
 
 

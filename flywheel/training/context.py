@@ -10,7 +10,6 @@ the holdout and writes the card the same way for every model (see flywheel.train
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from flywheel import artifacts, errors
 from flywheel import distributed as dist
-from flywheel.api import trainingrun
+from flywheel.api import contract, trainingrun
 from flywheel.training import checkpoint, feeds, preprocess
 
 RESERVED_STATE_KEYS = ("step", "preprocessor", "config")
@@ -33,9 +32,7 @@ def emit(world: dist.World, event: str, **fields: Any) -> None:
     """One JSON progress line on stdout, from rank 0 only: the local backend and `flywheel logs`
     read them for the bars, the status and the curves."""
     if world.is_main:
-        # "time" lets `flywheel logs` print `time level message key=value` lines
-        stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
-        print(json.dumps({"event": event, "time": stamp, **fields}, default=str), flush=True)
+        print(json.dumps({"event": event, "time": contract.log_time(), **fields}, default=str), flush=True)
 
 
 @dataclasses.dataclass
